@@ -1,0 +1,1 @@
+//! Segmenters, the in-memory window and playlist writers.

@@ -1,0 +1,22 @@
+//! camstream's media engine: RTMP(S) ingest, FLV demux, MPEG-TS and fMP4/CMAF segmenters,
+//! HLS and LL-HLS playlists served from memory.
+//!
+//! Layout follows the data flow. Sans-IO cores (no sockets, no clock reads):
+//! - [`rtmp`]: the RTMP session (handshake, chunks, commands) around `rml_rtmp`, producing
+//!   publish requests and [`camstream_protocol::MediaEvent`]s.
+//! - [`flv`]: FLV audio/video tag bodies to [`camstream_protocol::MediaEvent`]s.
+//! - [`ts`]: the MPEG-TS muxer (PAT/PMT, PES, PCR, ADTS) over `mpeg2ts` packet types.
+//! - [`fmp4`]: fMP4/CMAF init segments and fragments over `mp4-atom` boxes.
+//! - [`hls`]: segmenters (where segments and parts are cut), the sliding window, playlist
+//!   writers.
+//!
+//! Async shells: `ingest` (RTMP/RTMPS listeners), `http` (HLS over HTTP/1.1 and h2),
+//! [`server`] (wires listeners, TLS and the camera registry together).
+
+pub mod auth;
+pub mod chunks;
+mod flv;
+mod fmp4;
+mod hls;
+mod rtmp;
+mod ts;

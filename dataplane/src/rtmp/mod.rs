@@ -1,0 +1,1 @@
+//! The sans-IO RTMP server session. Built by the ingest work.

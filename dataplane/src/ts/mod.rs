@@ -1,0 +1,1 @@
+//! The MPEG-TS muxer. Built by the TS work.

@@ -1,0 +1,2 @@
+//! The `camstream` binary.
+fn main() {}
