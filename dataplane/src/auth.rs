@@ -165,7 +165,10 @@ mod tests {
 
     #[test]
     fn allow_any_key_uses_key_as_camera() {
-        assert_eq!(&*block(AllowAnyKey.authorize(req("cam-1"))).unwrap(), "cam-1");
+        assert_eq!(
+            &*block(AllowAnyKey.authorize(req("cam-1"))).unwrap(),
+            "cam-1"
+        );
         assert_eq!(
             block(AllowAnyKey.authorize(req("../etc"))),
             Err(Denied::UnknownKey)

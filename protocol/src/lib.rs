@@ -11,8 +11,7 @@ mod frame;
 mod time;
 
 pub use codec::{
-    AacConfig, AudioCodec, AudioConfig, AvcConfig, CodecError, TrackConfig, VideoCodec,
-    VideoConfig,
+    AacConfig, AudioCodec, AudioConfig, AvcConfig, CodecError, TrackConfig, VideoCodec, VideoConfig,
 };
 pub use frame::{MediaEvent, MediaFrame, StreamMetadata, TrackKind};
 pub use time::{MS_TO_90K, TICKS_PER_SECOND, Unwrapper};

@@ -160,7 +160,8 @@ fn sps_dimensions(sps: &[u8]) -> Result<(u32, u32), CodecError> {
         }
         b.read_ue().ok_or(bad("bit_depth_luma_minus8"))?;
         b.read_ue().ok_or(bad("bit_depth_chroma_minus8"))?;
-        b.read(1).ok_or(bad("qpprime_y_zero_transform_bypass_flag"))?;
+        b.read(1)
+            .ok_or(bad("qpprime_y_zero_transform_bypass_flag"))?;
         if b.read(1).ok_or(bad("seq_scaling_matrix_present_flag"))? == 1 {
             let lists = if chroma_format_idc == 3 { 12 } else { 8 };
             for i in 0..lists {
@@ -183,7 +184,8 @@ fn sps_dimensions(sps: &[u8]) -> Result<(u32, u32), CodecError> {
     b.read_ue().ok_or(bad("log2_max_frame_num_minus4"))?;
     match b.read_ue().ok_or(bad("pic_order_cnt_type"))? {
         0 => {
-            b.read_ue().ok_or(bad("log2_max_pic_order_cnt_lsb_minus4"))?;
+            b.read_ue()
+                .ok_or(bad("log2_max_pic_order_cnt_lsb_minus4"))?;
         }
         1 => {
             b.read(1).ok_or(bad("delta_pic_order_always_zero_flag"))?;
@@ -206,7 +208,8 @@ fn sps_dimensions(sps: &[u8]) -> Result<(u32, u32), CodecError> {
         _ => {}
     }
     b.read_ue().ok_or(bad("max_num_ref_frames"))?;
-    b.read(1).ok_or(bad("gaps_in_frame_num_value_allowed_flag"))?;
+    b.read(1)
+        .ok_or(bad("gaps_in_frame_num_value_allowed_flag"))?;
     let width_mbs = u64::from(b.read_ue().ok_or(bad("pic_width_in_mbs_minus1"))?) + 1;
     let height_units = u64::from(b.read_ue().ok_or(bad("pic_height_in_map_units_minus1"))?) + 1;
     let frame_mbs_only = u64::from(b.read(1).ok_or(bad("frame_mbs_only_flag"))?);
