@@ -119,6 +119,40 @@ impl Authorizer for StaticKeys {
     }
 }
 
+/// Decides whether an HTTP playback request may be served. Called for every playlist,
+/// segment and part request, so implementations must be cheap: no database or network
+/// round trip (verify an HMAC, compare an expiry).
+pub trait PlaybackGuard: Send + Sync + 'static {
+    /// Checks the `token` query parameter of a request for `camera_id`.
+    ///
+    /// # Errors
+    /// [`PlaybackDenied`] with the reason; the HTTP layer answers 401 (missing) or 403.
+    fn check(&self, camera_id: &str, token: Option<&str>) -> Result<(), PlaybackDenied>;
+}
+
+/// Why a playback request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlaybackDenied {
+    /// No token was given and playback is not public.
+    #[error("playback token missing")]
+    Missing,
+    /// The token does not verify, is for another camera, or expired.
+    #[error("playback token rejected: {0}")]
+    Invalid(String),
+}
+
+/// Public playback: every request is allowed (`--public-playback`, implied by
+/// `--allow-any-key`).
+#[derive(Debug, Default, Clone)]
+pub struct PublicPlayback;
+
+impl PlaybackGuard for PublicPlayback {
+    fn check(&self, _camera_id: &str, _token: Option<&str>) -> Result<(), PlaybackDenied> {
+        Ok(())
+    }
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

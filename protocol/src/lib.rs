@@ -8,10 +8,12 @@
 
 mod codec;
 mod frame;
+mod health;
 mod time;
 
 pub use codec::{
     AacConfig, AudioCodec, AudioConfig, AvcConfig, CodecError, TrackConfig, VideoCodec, VideoConfig,
 };
 pub use frame::{MediaEvent, MediaFrame, StreamMetadata, TrackKind};
+pub use health::{StreamHealth, StreamState};
 pub use time::{MS_TO_90K, TICKS_PER_SECOND, Unwrapper};
