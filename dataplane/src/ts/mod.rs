@@ -9,12 +9,19 @@
 //! would copy every payload into a packet struct.
 //!
 //! Files, one concept each: [`packet`] (header, adaptation field, the segment arena), [`pes`]
-//! (PES header and split into packets), [`psi`] (PAT/PMT), [`h264`] (Annex B).
+//! (PES header and split into packets), [`psi`] (PAT/PMT), [`h264`] (Annex B), [`muxer`]
+//! (tracks, PIDs, PCR, ADTS).
 //!
 //! Spec: ISO/IEC 13818-1 (MPEG-2 systems), ITU-T H.264 Annex B, ISO/IEC 13818-7 §6.2 (ADTS),
 //! RFC 8216 §3.2 (MPEG-2 transport streams in HLS).
 
 mod h264;
+mod muxer;
 mod packet;
 mod pes;
 mod psi;
+
+#[cfg(test)]
+mod inspect;
+
+pub(crate) use muxer::{AUDIO_PID, MuxStats, Muxer, PCR_DELAY, PMT_PID, VIDEO_PID};
