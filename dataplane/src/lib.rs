@@ -22,4 +22,6 @@ mod flv;
 mod fmp4;
 mod hls;
 mod rtmp;
+#[cfg(test)]
+mod testing;
 mod ts;

@@ -4,4 +4,5 @@
 //! the media playlists. Leaves box/packet formats to `fmp4` and `ts`, sockets to `http`.
 
 pub(crate) mod playlist;
+pub(crate) mod segmenter;
 pub(crate) mod window;
