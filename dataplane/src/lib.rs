@@ -21,6 +21,8 @@ pub mod chunks;
 mod flv;
 mod fmp4;
 mod hls;
+mod http;
+mod registry;
 mod rtmp;
 #[cfg(test)]
 mod testing;

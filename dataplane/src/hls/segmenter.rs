@@ -371,6 +371,8 @@ impl Segmenter {
     ) -> Running {
         let has_video = video.is_some();
         let audio_rate = audio.map(AudioConfig::sample_rate);
+        self.ll.audio_only = !has_video;
+        self.ts.audio_only = !has_video;
         let frame_duration = if has_video {
             estimate_frame_duration(buf)
         } else {
@@ -686,6 +688,7 @@ impl Segmenter {
                     program_date_time: partial.program_date_time,
                     parts: partial.parts,
                     data,
+                    flat: std::sync::OnceLock::new(),
                 },
                 self.settings.window,
             );
@@ -705,6 +708,7 @@ impl Segmenter {
                     program_date_time: pdt,
                     parts: Vec::new(),
                     data,
+                    flat: std::sync::OnceLock::new(),
                 },
                 self.settings.window,
             );

@@ -5,7 +5,7 @@
 //! block the segmenter. Cloning a window clones a few `Arc`s (segments, parts, init
 //! segments), never media bytes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -40,6 +40,32 @@ pub(crate) struct Segment {
     pub(crate) parts: Vec<Arc<Part>>,
     /// The whole segment (for fMP4 the concatenation of its parts).
     pub(crate) data: Chunks,
+    /// A contiguous copy made on first request when the segment is many small slices.
+    pub(crate) flat: OnceLock<Bytes>,
+}
+
+/// Segments with more slices than this whose average slice is smaller than
+/// [`FLATTEN_BELOW_AVG`] are served from a contiguous copy.
+const FLATTEN_ABOVE_SLICES: usize = 256;
+const FLATTEN_BELOW_AVG: usize = 1024;
+
+impl Segment {
+    /// What to send for this segment.
+    ///
+    /// MPEG-TS interleaves a 4-byte header every 184 payload bytes, so a segment is
+    /// thousands of tiny slices (a 2 MB keyframe alone is ~22k). hyper writes at most 16
+    /// buffers per `writev`, which would cost ~1,400 syscalls per viewer per segment. Such
+    /// segments are copied into one buffer once, on first request, and every viewer shares
+    /// that copy: one memcpy per segment per camera instead of syscalls per viewer. fMP4
+    /// segments (a few large slices per part) are sent as they are.
+    pub(crate) fn body(&self) -> Chunks {
+        let slices = self.data.slices().len();
+        if slices > FLATTEN_ABOVE_SLICES && self.data.len() / slices < FLATTEN_BELOW_AVG {
+            Chunks::from(self.flat.get_or_init(|| self.data.to_bytes()).clone())
+        } else {
+            self.data.clone()
+        }
+    }
 }
 
 /// The segment being built (LL-HLS): its parts so far.
@@ -95,6 +121,8 @@ pub(crate) struct Window {
     pub(crate) parts_horizon: f64,
     /// The stream ended for good: `EXT-X-ENDLIST`, no preload hint.
     pub(crate) ended: bool,
+    /// No video track: media is `audio/mp4`.
+    pub(crate) audio_only: bool,
 }
 
 impl Window {
@@ -113,6 +141,7 @@ impl Window {
             skip_until: 12.0,
             parts_horizon: 6.0,
             ended: false,
+            audio_only: false,
         }
     }
 
@@ -224,6 +253,7 @@ pub(crate) mod tests {
             program_date_time: SystemTime::UNIX_EPOCH,
             parts,
             data,
+            flat: OnceLock::new(),
         })
     }
 
