@@ -65,7 +65,13 @@ impl Ingest {
         .await
     }
 
-    async fn run<S>(&self, mut io: S, peer: SocketAddr, tls: bool, shutdown: &CancellationToken) -> End
+    async fn run<S>(
+        &self,
+        mut io: S,
+        peer: SocketAddr,
+        tls: bool,
+        shutdown: &CancellationToken,
+    ) -> End
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -76,7 +82,11 @@ impl Ingest {
             // Drain everything the session has for us before waiting again.
             while let Some(ev) = session.poll_event() {
                 match ev {
-                    Event::PublishRequested { app, stream_key, token } => {
+                    Event::PublishRequested {
+                        app,
+                        stream_key,
+                        token,
+                    } => {
                         let req = PublishRequest {
                             app: &app,
                             stream_key: &stream_key,

@@ -182,7 +182,10 @@ impl Registry {
             match slot.phase {
                 Phase::Live => return Err(ClaimError::AlreadyPublishing(camera)),
                 Phase::Away(_) => {
-                    let mut seg = slot.segmenter.take().expect("away streams hold a segmenter");
+                    let mut seg = slot
+                        .segmenter
+                        .take()
+                        .expect("away streams hold a segmenter");
                     let changed = seg.start_session();
                     stream.publish(&seg, changed);
                     slot.phase = Phase::Live;
@@ -338,7 +341,10 @@ impl Publisher {
             self.last_stats = tick;
             self.sync_stats(now);
         }
-        self.segmenter.as_mut().expect("present until drop").take_failure()
+        self.segmenter
+            .as_mut()
+            .expect("present until drop")
+            .take_failure()
     }
 
     fn sync_stats(&self, now: SystemTime) {
@@ -357,7 +363,11 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         let now = SystemTime::now();
         self.sync_stats(now);
-        let _w = self.registry.writer.lock().expect("registry writer poisoned");
+        let _w = self
+            .registry
+            .writer
+            .lock()
+            .expect("registry writer poisoned");
         let mut seg = self.segmenter.take().expect("present until drop");
         let changed = seg.end_session();
         self.stream.publish(&seg, changed);

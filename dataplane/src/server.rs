@@ -292,7 +292,12 @@ impl Server {
                 shutdown.clone(),
             ));
         }
-        tasks.spawn(accept_http(self.http, None, router.clone(), shutdown.clone()));
+        tasks.spawn(accept_http(
+            self.http,
+            None,
+            router.clone(),
+            shutdown.clone(),
+        ));
         if let Some(l) = self.https {
             let acceptor = TlsAcceptor::from(self.tls.https.clone());
             tasks.spawn(accept_http(l, Some(acceptor), router, shutdown.clone()));
@@ -411,12 +416,13 @@ async fn serve_http<S>(io: S, peer: SocketAddr, router: Router, shutdown: Cancel
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = router.map_request(move |mut req: axum::extract::Request| {
+    let service = router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         req
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -442,4 +448,3 @@ pub fn log_listeners(addrs: &BoundAddrs) {
         info!(https = %a, "HTTPS (h2, HTTP/1.1): https://{a}/hls/<camera>/playlist.m3u8");
     }
 }
-

@@ -69,7 +69,11 @@ pub(crate) fn load(
     key: Option<&Path>,
 ) -> Result<TlsConfigs, TlsError> {
     let (cert_path, key_path, source) = match (cert, key) {
-        (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf(), CertSource::Operator(c.into())),
+        (Some(c), Some(k)) => (
+            c.to_path_buf(),
+            k.to_path_buf(),
+            CertSource::Operator(c.into()),
+        ),
         (None, None) => {
             let dir = data_dir.join("tls");
             let c = dir.join("cert.pem");
@@ -137,8 +141,8 @@ fn generate(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsError> {
             names.push(host.to_string());
         }
     }
-    let certified = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     // Key first, then certificate: a crash in between leaves no certificate, so the next
     // start generates a fresh pair instead of pairing a certificate with a missing key.
     write_private(key, certified.signing_key.serialize_pem().as_bytes()).map_err(io(key))?;
@@ -169,7 +173,10 @@ mod tests {
         let dir = TempDir::new("tls-gen");
         let first = load(&dir.0, None, None).unwrap();
         assert!(matches!(first.source, CertSource::Generated(_)));
-        assert_eq!(first.https.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            first.https.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
         assert!(first.rtmps.alpn_protocols.is_empty());
         let second = load(&dir.0, None, None).unwrap();
         assert!(matches!(second.source, CertSource::Reused(_)));
@@ -186,10 +193,19 @@ mod tests {
         let k = dir.join("tls/key.pem");
         let ok = load(&dir.0, Some(&c), Some(&k)).unwrap();
         assert_eq!(ok.source, CertSource::Operator(c.clone()));
-        assert!(matches!(load(&dir.0, Some(&c), None), Err(TlsError::Incomplete)));
+        assert!(matches!(
+            load(&dir.0, Some(&c), None),
+            Err(TlsError::Incomplete)
+        ));
         let missing = dir.join("nope.pem");
-        assert!(matches!(load(&dir.0, Some(&missing), Some(&k)), Err(TlsError::Io { .. })));
+        assert!(matches!(
+            load(&dir.0, Some(&missing), Some(&k)),
+            Err(TlsError::Io { .. })
+        ));
         // A key file as certificate: no CERTIFICATE block.
-        assert!(matches!(load(&dir.0, Some(&k), Some(&k)), Err(TlsError::Pem { .. })));
+        assert!(matches!(
+            load(&dir.0, Some(&k), Some(&k)),
+            Err(TlsError::Pem { .. })
+        ));
     }
 }

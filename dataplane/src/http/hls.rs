@@ -67,7 +67,10 @@ pub(crate) fn router(state: HlsState) -> Router {
 fn error(status: StatusCode, reason: &str) -> Response {
     (
         status,
-        [(header::CACHE_CONTROL, NO_CACHE), (header::CONTENT_TYPE, "text/plain")],
+        [
+            (header::CACHE_CONTROL, NO_CACHE),
+            (header::CONTENT_TYPE, "text/plain"),
+        ],
         format!("{reason}\n"),
     )
         .into_response()
@@ -173,7 +176,10 @@ async fn playlist(
         }
         // The server SHOULD give up after three target durations (§6.2.5.2).
         let deadline = now + Duration::from_secs(3 * u64::from(current.target_duration.max(1)));
-        match wait_for(&mut rx, deadline, |w| w.satisfies(msn, d.part) || w.is_behind(msn)).await
+        match wait_for(&mut rx, deadline, |w| {
+            w.satisfies(msn, d.part) || w.is_behind(msn)
+        })
+        .await
         {
             Some(w) => w,
             None => {
@@ -270,8 +276,8 @@ async fn media(
             } else if (msn, index) == window.next_part() && !window.ended {
                 // The preload hint names this part before it exists: hold the request
                 // until it is complete (§6.2.6), or until its segment closes without it.
-                let deadline =
-                    Instant::now() + Duration::from_secs(3 * u64::from(window.target_duration.max(1)));
+                let deadline = Instant::now()
+                    + Duration::from_secs(3 * u64::from(window.target_duration.max(1)));
                 wait_for(&mut rx, deadline, |w| {
                     w.part(msn, index).is_some() || w.next_part() != (msn, index) || w.ended
                 })
@@ -287,7 +293,11 @@ async fn media(
     };
     stream.served(chunks.len() as u64);
     let content_type = if matches!(name, names::Parsed::Init(_)) {
-        if window.audio_only { "audio/mp4" } else { "video/mp4" }
+        if window.audio_only {
+            "audio/mp4"
+        } else {
+            "video/mp4"
+        }
     } else {
         media_type
     };

@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn parses_directives() {
-        let d = parse(Some("_HLS_msn=12&_HLS_part=3&_HLS_skip=YES&token=abc.def&x=1")).unwrap();
+        let d = parse(Some(
+            "_HLS_msn=12&_HLS_part=3&_HLS_skip=YES&token=abc.def&x=1",
+        ))
+        .unwrap();
         assert_eq!(
             d,
             Directives {
