@@ -112,10 +112,11 @@ impl Ingest {
                         }
                     }
                     Event::Media(media) => {
-                        if let Some(p) = publisher.as_mut() {
-                            if let Some(problem) = p.handle_event(SystemTime::now(), media) {
-                                warn!(problem = %problem, "segmenter");
-                            }
+                        let problem = publisher
+                            .as_mut()
+                            .and_then(|p| p.handle_event(SystemTime::now(), media));
+                        if let Some(problem) = problem {
+                            warn!(problem = %problem, "segmenter");
                         }
                     }
                     Event::PublishFinished => {

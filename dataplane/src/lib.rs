@@ -17,6 +17,8 @@
 #![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
 pub mod auth;
+#[doc(hidden)]
+pub mod bench;
 pub mod chunks;
 mod flv;
 mod fmp4;

@@ -85,11 +85,6 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    /// The camera id.
-    pub(crate) fn camera_id(&self) -> &CameraId {
-        &self.camera_id
-    }
-
     /// Subscribes to the LL-HLS window.
     pub(crate) fn ll(&self) -> watch::Receiver<Arc<Window>> {
         self.ll.subscribe()
@@ -375,5 +370,124 @@ impl Drop for Publisher {
         slot.segmenter = Some(seg);
         slot.phase = Phase::Away(Instant::now());
         slot.since = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::clip_media;
+
+    fn registry(reconnect: Duration, linger: Duration) -> Arc<Registry> {
+        Registry::new(RegistryConfig {
+            reconnect_window: reconnect,
+            linger,
+            ..RegistryConfig::default()
+        })
+    }
+
+    fn publish_clip(p: &mut Publisher) {
+        for ev in clip_media(0) {
+            assert_eq!(p.handle_event(SystemTime::now(), ev), None);
+        }
+    }
+
+    #[test]
+    fn one_publisher_per_camera() {
+        let r = registry(Duration::from_secs(30), Duration::from_secs(60));
+        let mut first = r.claim(CameraId::from("cam")).unwrap();
+        assert_eq!(
+            r.claim(CameraId::from("cam")).err(),
+            Some(ClaimError::AlreadyPublishing(CameraId::from("cam")))
+        );
+        // Another camera is independent.
+        let _other = r.claim(CameraId::from("cam2")).unwrap();
+        publish_clip(&mut first);
+        let stream = r.get("cam").unwrap();
+        assert!(stream.ll().borrow().segments.len() >= 2);
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn reconnect_inside_the_window_continues_the_stream() {
+        let r = registry(Duration::from_secs(30), Duration::from_secs(60));
+        let mut p = r.claim(CameraId::from("cam")).unwrap();
+        publish_clip(&mut p);
+        let stream = r.get("cam").unwrap();
+        let prefix = stream.ll().borrow().prefix.clone();
+        drop(p);
+        let before = stream.ll().borrow().next_msn;
+        assert!(
+            stream.ll().borrow().partial.is_none(),
+            "segment closed on disconnect"
+        );
+        assert!(!stream.ll().borrow().ended);
+        let health = r.health(Instant::now());
+        assert_eq!(health[0].state, StreamState::Reconnecting);
+
+        let mut p = r.claim(CameraId::from("cam")).unwrap();
+        publish_clip(&mut p);
+        let same = r.get("cam").unwrap();
+        assert!(Arc::ptr_eq(&stream, &same), "the same stream continues");
+        let w = same.ll().borrow().clone();
+        assert_eq!(w.prefix, prefix);
+        let first_new = w.segment(before).unwrap();
+        assert!(first_new.discontinuity);
+        assert_eq!(r.health(Instant::now())[0].state, StreamState::Online);
+    }
+
+    #[test]
+    fn a_camera_gone_too_long_ends_then_disappears() {
+        let r = registry(Duration::from_millis(0), Duration::from_secs(60));
+        let mut p = r.claim(CameraId::from("cam")).unwrap();
+        publish_clip(&mut p);
+        drop(p);
+        let stream = r.get("cam").unwrap();
+        let now = Instant::now();
+        r.expire(now);
+        assert!(stream.ll().borrow().ended);
+        assert!(stream.ts().borrow().ended);
+        assert_eq!(r.health(now)[0].state, StreamState::Offline);
+        r.expire(now + Duration::from_secs(30));
+        assert!(
+            r.get("cam").is_some(),
+            "still served during the linger time"
+        );
+        r.expire(now + Duration::from_secs(61));
+        assert!(r.get("cam").is_none());
+        // Coming back after that starts fresh playlists with a new prefix.
+        let _p = r.claim(CameraId::from("cam")).unwrap();
+        let fresh = r.get("cam").unwrap();
+        assert!(!Arc::ptr_eq(&stream, &fresh));
+        assert_eq!(fresh.ll().borrow().next_msn, 0);
+    }
+
+    #[test]
+    fn health_reports_rates_and_viewers() {
+        let r = registry(Duration::from_secs(30), Duration::from_secs(60));
+        let mut p = r.claim(CameraId::from("cam")).unwrap();
+        let t0 = Instant::now();
+        r.health(t0);
+        publish_clip(&mut p);
+        let stream = r.get("cam").unwrap();
+        stream.saw_viewer("10.0.0.1".parse().unwrap(), t0);
+        stream.saw_viewer("10.0.0.2".parse().unwrap(), t0);
+        stream.saw_viewer("10.0.0.1".parse().unwrap(), t0);
+        stream.served(1000);
+        drop(p); // syncs the final counters
+        let h = r.health(t0 + Duration::from_secs(6));
+        let h = &h[0];
+        assert_eq!(h.camera_id, "cam");
+        assert!((h.fps - 30.0).abs() < 1.0, "{}", h.fps);
+        assert!(h.bitrate_bps > 100_000, "{}", h.bitrate_bps);
+        assert_eq!(h.resolution, Some((1280, 720)));
+        assert_eq!(
+            h.codecs,
+            vec!["avc1.64001f".to_string(), "mp4a.40.2".to_string()]
+        );
+        assert_eq!(h.viewers, 2);
+        assert_eq!(h.bytes_out, 1000);
+        let later = r.health(t0 + Duration::from_secs(20));
+        assert_eq!(later[0].viewers, 0, "viewers expire");
     }
 }

@@ -81,3 +81,29 @@ pub(crate) fn decode_clean(path: &Path) {
     let (_, err) = run("ffmpeg", &["-v", "error", "-i", p, "-f", "null", "-"]);
     assert!(err.trim().is_empty(), "ffmpeg decode errors: {err}");
 }
+
+/// The standard test clip as media events, as the RTMP session hands them over: metadata,
+/// both configurations, frames. RTMP timestamps are shifted by `ts_offset` (wrapping).
+pub(crate) fn clip_media(ts_offset: u32) -> Vec<camstream_protocol::MediaEvent> {
+    use crate::flv::file::{TagKind, test_clip};
+    let mut d = crate::flv::Demuxer::new();
+    let mut out = vec![camstream_protocol::MediaEvent::Metadata(
+        camstream_protocol::StreamMetadata {
+            video_codec_id: Some(7),
+            audio_codec_id: Some(10),
+            ..Default::default()
+        },
+    )];
+    for tag in &test_clip().tags {
+        let ts = tag.timestamp.wrapping_add(ts_offset);
+        let ev = match tag.kind {
+            TagKind::Video => d.handle_video(ts, tag.body.clone()),
+            TagKind::Audio => d.handle_audio(ts, tag.body.clone()),
+            TagKind::Script => continue,
+        };
+        if let Some(ev) = ev.expect("the clip demuxes") {
+            out.push(ev);
+        }
+    }
+    out
+}

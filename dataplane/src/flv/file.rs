@@ -39,30 +39,20 @@ pub(crate) struct Clip {
 /// # Panics
 /// On a malformed file: this is test support.
 pub(crate) fn read_tags(data: &[u8]) -> Vec<Tag> {
-    assert_eq!(&data[..3], b"FLV", "not an FLV file");
-    let header_len = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize;
-    let whole = Bytes::copy_from_slice(data);
-    let mut pos = header_len + 4; // header + PreviousTagSize0
-    let mut tags = Vec::new();
-    while pos + 11 <= data.len() {
-        let kind = match data[pos] & 0x1F {
-            8 => TagKind::Audio,
-            9 => TagKind::Video,
-            18 => TagKind::Script,
-            t => panic!("unexpected FLV tag type {t}"),
-        };
-        let size = u32::from_be_bytes([0, data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-        let timestamp =
-            u32::from_be_bytes([data[pos + 7], data[pos + 4], data[pos + 5], data[pos + 6]]);
-        let body = whole.slice(pos + 11..pos + 11 + size);
-        tags.push(Tag {
-            kind,
-            timestamp,
-            body,
-        });
-        pos += 11 + size + 4;
-    }
-    tags
+    crate::bench::read_flv(data)
+        .expect("a well-formed FLV file")
+        .into_iter()
+        .map(|t| Tag {
+            kind: match t.kind {
+                8 => TagKind::Audio,
+                9 => TagKind::Video,
+                18 => TagKind::Script,
+                k => panic!("unexpected FLV tag type {k}"),
+            },
+            timestamp: t.timestamp,
+            body: t.body,
+        })
+        .collect()
 }
 
 /// Generates (once per build directory) a clip with ffmpeg and returns its path.

@@ -210,27 +210,21 @@ fn write_ll(out: &mut String, w: &Window, r: Render<'_>) -> fmt::Result {
             }
         )?;
     }
-    if let Some(p) = &w.partial {
-        if !p.parts.is_empty() {
-            if p.discontinuity && !w.segments.is_empty() {
-                writeln!(out, "#EXT-X-DISCONTINUITY")?;
-            }
-            if map != Some(p.init) {
-                write_map(out, prefix, p.init, q)?;
-            }
-            write_pdt(out, p.program_date_time)?;
-            for (n, part) in p.parts.iter().enumerate() {
-                write_part(
-                    out,
-                    part,
-                    &PartName {
-                        prefix,
-                        msn: p.msn,
-                        part: n,
-                    },
-                    q,
-                )?;
-            }
+    if let Some(p) = w.partial.as_ref().filter(|p| !p.parts.is_empty()) {
+        if p.discontinuity && !w.segments.is_empty() {
+            writeln!(out, "#EXT-X-DISCONTINUITY")?;
+        }
+        if map != Some(p.init) {
+            write_map(out, prefix, p.init, q)?;
+        }
+        write_pdt(out, p.program_date_time)?;
+        for (n, part) in p.parts.iter().enumerate() {
+            let name = PartName {
+                prefix,
+                msn: p.msn,
+                part: n,
+            };
+            write_part(out, part, &name, q)?;
         }
     }
     if w.ended {

@@ -229,11 +229,6 @@ impl Segmenter {
         self.session.as_ref()?.audio.as_ref()
     }
 
-    /// Whether a session is active.
-    pub(crate) fn is_live(&self) -> bool {
-        self.session.is_some()
-    }
-
     /// Starts a publishing session. A session already running is ended first.
     pub(crate) fn start_session(&mut self) -> Changed {
         let changed = self.end_session();
@@ -517,10 +512,12 @@ impl Segmenter {
     fn append_video(&mut self, run: &mut Running, p: Pending, next_dts: i64) -> Changed {
         let duration = (next_dts - p.dts).clamp(1, i64::from(u32::MAX));
         let mut changed = Changed::default();
-        if let Some(start) = run.part_start {
-            if p.dts + duration - start > run.part_max && !run.video.is_empty() {
-                changed.merge(self.close_part(run, p.dts));
-            }
+        if run
+            .part_start
+            .is_some_and(|start| p.dts + duration - start > run.part_max)
+            && !run.video.is_empty()
+        {
+            changed.merge(self.close_part(run, p.dts));
         }
         run.part_start.get_or_insert(p.dts);
         run.video.push(Sample {

@@ -74,10 +74,8 @@ fn segmenter() -> Segmenter {
 /// Checks the LL-HLS rules on a window: numbering, part sums, part durations, independence.
 fn check_ll_rules(w: &Window) {
     let pt = w.part_target;
-    let mut expected_msn = w.first_msn();
-    for s in &w.segments {
+    for (expected_msn, s) in (w.first_msn()..).zip(&w.segments) {
         assert_eq!(s.msn, expected_msn, "MSN continuous");
-        expected_msn += 1;
         let sum: f64 = s.parts.iter().map(|p| p.duration).sum();
         assert!((sum - s.duration).abs() < 1e-6, "parts sum to segment");
         let total: usize = s.parts.iter().map(|p| p.data.len()).sum();

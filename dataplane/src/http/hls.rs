@@ -63,6 +63,15 @@ pub(crate) fn router(state: HlsState) -> Router {
         .with_state(state)
 }
 
+/// A refusal: status and a short reason, sent as plain text.
+struct Reject(StatusCode, String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
 /// A refusal with a short plain-text reason.
 fn error(status: StatusCode, reason: &str) -> Response {
     (
@@ -76,12 +85,12 @@ fn error(status: StatusCode, reason: &str) -> Response {
         .into_response()
 }
 
-fn denied(e: &PlaybackDenied) -> Response {
+fn denied(e: &PlaybackDenied) -> Reject {
     let status = match e {
         PlaybackDenied::Missing => StatusCode::UNAUTHORIZED,
         _ => StatusCode::FORBIDDEN,
     };
-    error(status, &e.to_string())
+    Reject(status, e.to_string())
 }
 
 /// Looks the camera up and checks the token: the common first step of every route.
@@ -89,9 +98,9 @@ fn admit(
     state: &HlsState,
     camera: &str,
     directives: &Directives<'_>,
-) -> Result<Arc<Stream>, Response> {
+) -> Result<Arc<Stream>, Reject> {
     let Some(stream) = state.registry.get(camera) else {
-        return Err(error(StatusCode::NOT_FOUND, "no such stream"));
+        return Err(Reject(StatusCode::NOT_FOUND, "no such stream".into()));
     };
     state
         .guard
@@ -100,8 +109,8 @@ fn admit(
     Ok(stream)
 }
 
-fn directives(raw: &Option<String>) -> Result<Directives<'_>, Response> {
-    query::parse(raw.as_deref()).map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))
+fn directives(raw: &Option<String>) -> Result<Directives<'_>, Reject> {
+    query::parse(raw.as_deref()).map_err(|e| Reject(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 /// Waits until `pred` holds for the window or `deadline` passes; returns the window that
@@ -153,11 +162,11 @@ async fn playlist(
 ) -> Response {
     let d = match directives(raw) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let stream = match admit(&state, camera, &d) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     stream.saw_viewer(ip, std::time::Instant::now());
     let mut rx = match flavor {
@@ -248,11 +257,11 @@ async fn media(
 ) -> Response {
     let d = match directives(raw) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let stream = match admit(&state, camera, &d) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut rx = match flavor {
         Flavor::Fmp4 => stream.ll(),

@@ -13,3 +13,6 @@ mod hls;
 mod query;
 
 pub(crate) use hls::{HlsState, Waits, router};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what `make run` / `make test` need on a fresh Debian machine, only when missing.
+#   scripts/deps.sh run   — build tools
+#   scripts/deps.sh test  — build tools + the real peers the tests use
+set -euo pipefail
+
+want=${1:-run}
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+
+packages=()
+need() { # need <command> <package>
+  command -v "$1" >/dev/null 2>&1 || packages+=("$2")
+}
+need cc gcc
+need make make
+need pkg-config pkg-config
+need curl curl
+if [ "$want" = test ]; then
+  need ffmpeg ffmpeg
+  need ffprobe ffmpeg
+fi
+
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "deps: installing ${packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${packages[@]}" ca-certificates
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "deps: installing the Rust toolchain with rustup"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+if [ "$want" = test ]; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
