@@ -10,3 +10,4 @@ mod common;
 
 mod llhls;
 mod publish;
+mod sessions;
