@@ -9,5 +9,6 @@
 mod common;
 
 mod llhls;
+mod malformed;
 mod publish;
 mod sessions;
