@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod browser;
 mod llhls;
 mod malformed;
 mod publish;
