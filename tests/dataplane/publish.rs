@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::common::ffmpeg::{Clips, Ffmpeg, clips, probe, remux};
 use crate::common::hls::LlPlaylist;
-use crate::common::{Server, ServerOptions};
+use crate::common::{Server, ServerOptions, eventually};
 
 /// How far ffprobe's duration may be from the clip's.
 const DURATION_SLACK: f64 = 0.5;
@@ -39,12 +41,14 @@ async fn finished(p: &mut Ffmpeg, what: &str) {
 }
 
 /// Checks both playlists of an ended camera with ffprobe and remuxes them with ffmpeg.
-async fn check_ended_camera(server: &Server, camera: &str, expect: Expect) {
+/// Returns when the playlist was first seen ended.
+async fn check_ended_camera(server: &Server, camera: &str, expect: Expect) -> Instant {
     let ll = server
         .wait_ll_until(camera, "EXT-X-ENDLIST", Duration::from_secs(20), |p| {
             p.ended
         })
         .await;
+    let ended_at = Instant::now();
     let ts_text = server
         .get_text(&format!("/hls/{camera}/ts/playlist.m3u8"))
         .await;
@@ -88,6 +92,7 @@ async fn check_ended_camera(server: &Server, camera: &str, expect: Expect) {
             out.display()
         );
     }
+    ended_at
 }
 
 fn check_streams(p: &crate::common::ffmpeg::Probe, expect: Expect, what: &str) {
@@ -150,9 +155,42 @@ async fn rtmp_and_rtmps_publish_probe_and_remux() {
         audio: true,
         seconds: Clips::SHORT,
     };
-    check_ended_camera(&server, "cam-rtmp", expect).await;
+    let ended = check_ended_camera(&server, "cam-rtmp", expect).await;
     check_ended_camera(&server, "cam-rtmps", expect).await;
     server.assert_healthy().await;
+
+    // An ended playlist is served for 60 s, then the camera's paths are 404.
+    let ll = server.ll("cam-rtmp", "").await;
+    let segment = format!("/hls/cam-rtmp/{}", ll.segments[0].uri);
+    assert_eq!(server.get(&segment).await.status(), 200);
+    let gone = eventually(
+        "the ended stream to go",
+        Duration::from_secs(80),
+        || async {
+            let status = server.get("/hls/cam-rtmp/playlist.m3u8").await.status();
+            (status == 404).then(Instant::now)
+        },
+    )
+    .await;
+    let lingered = gone.duration_since(ended);
+    println!("ended playlist served for {lingered:?}");
+    assert!(
+        lingered >= Duration::from_secs(58),
+        "removed {lingered:?} after EXT-X-ENDLIST, documented 60 s"
+    );
+    for path in [segment.as_str(), "/hls/cam-rtmp/ts/playlist.m3u8"] {
+        assert_eq!(server.get(path).await.status(), 404, "{path}");
+    }
+    // The other camera ended within a second or two of this one.
+    eventually(
+        "/healthz to count no stream",
+        Duration::from_secs(5),
+        || async {
+            let health: serde_json::Value = server.get("/healthz").await.json().await.ok()?;
+            (health["streams"] == 0).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Issue 3: a video-only and an audio-only camera both give playable LL-HLS and TS.
