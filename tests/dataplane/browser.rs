@@ -135,10 +135,31 @@ async fn hls_js_plays_ll_hls_in_chromium() {
         r["errors"].as_array().map_or(0, Vec::len),
         r["errors"]
     );
-    // LL-HLS: a player holds back about PART-HOLD-BACK (~0.65 s), not segments.
-    assert!(median < 2.5, "live latency median {median:.2}s: {pretty}");
+    // hls.js runs in low-latency mode off our tags: its target is PART-HOLD-BACK.
+    let ll = server.ll(CAMERA, "").await;
+    let hold_back: f64 = crate::common::hls::attr(
+        ll.server_control.as_deref().expect("server control"),
+        "PART-HOLD-BACK",
+    )
+    .expect("PART-HOLD-BACK")
+    .parse()
+    .expect("number");
     assert!(
-        (0.0..4.0).contains(&wall_median),
+        (target - hold_back).abs() < 1e-3,
+        "target latency {target}: {pretty}"
+    );
+    assert_eq!(
+        r["state"]["partTarget"].as_f64(),
+        ll.part_target,
+        "{pretty}"
+    );
+    // Where hls.js settles depends on how fast it started (it only speeds up to catch
+    // up from within a target duration of its target, and needs a second of buffer to do
+    // so): about 1.2 s here when idle, 3.5 s seen with the machine busy. Classic HLS
+    // would hold back three 2 s segments (6 s and more).
+    assert!(median < 5.0, "live latency median {median:.2}s: {pretty}");
+    assert!(
+        (0.0..5.0).contains(&wall_median),
         "ingest-to-display latency {wall_median:.2}s: {pretty}"
     );
     server.assert_healthy().await;

@@ -81,6 +81,13 @@ async fn reconnect_within_window_continues_and_ends_after_it() {
 
     let status = first.wait(Duration::from_secs(60)).await;
     assert!(status.success(), "{}", first.stderr());
+    // The connection's task drops its publisher (closing the last segment) before it logs.
+    server
+        .wait_log(
+            &["camera_id=\"door\"", "connection closed by the encoder"],
+            Duration::from_secs(10),
+        )
+        .await;
     let away = server
         .wait_ll_until(
             CAMERA,
