@@ -9,6 +9,7 @@
 mod common;
 
 mod browser;
+mod http;
 mod llhls;
 mod malformed;
 mod publish;
