@@ -1,0 +1,132 @@
+// Plays an LL-HLS playlist with hls.js in headless Debian Chromium and prints one JSON line:
+// how far playback advanced, hls.js's live latency samples and every hls.js error.
+//
+// Usage: node play.mjs <playlist URL> <seconds of playback wanted> <timeout seconds>
+// The page is served from its own origin (a small HTTP server here) so that playback
+// depends on camstream's CORS headers, as a player on another site would.
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+
+const [src, wantArg, timeoutArg] = process.argv.slice(2);
+const want = Number(wantArg ?? 6);
+const timeoutMs = Number(timeoutArg ?? 60) * 1000;
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+const hlsJs = readFileSync(require.resolve("hls.js/dist/hls.min.js"));
+const page = readFileSync(join(here, "page.html"));
+
+const server = createServer((req, res) => {
+  const path = new URL(req.url, "http://x").pathname;
+  if (path === "/favicon.ico") {
+    res.writeHead(204).end();
+  } else if (path === "/") {
+    res.writeHead(200, { "content-type": "text/html" }).end(page);
+  } else if (path === "/hls.min.js") {
+    res.writeHead(200, { "content-type": "text/javascript" }).end(hlsJs);
+  } else {
+    res.writeHead(404).end();
+  }
+});
+await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const userDataDir = mkdtempSync(join(tmpdir(), "camstream-chromium-"));
+const result = { ok: false, samples: [], errors: [], console: [], failedRequests: [], requests: 0 };
+let context;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  const tab = context.pages()[0] ?? (await context.newPage());
+  tab.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") result.console.push(m.text());
+  });
+  tab.on("pageerror", (e) => result.console.push(`pageerror: ${e.message}`));
+  const started = Date.now();
+  tab.on("requestfinished", async (req) => {
+    result.requests += 1;
+    const res = await req.response().catch(() => null);
+    if (res && res.status() >= 400) {
+      result.failedRequests.push({ t: (Date.now() - started) / 1000, url: req.url(), status: res.status() });
+    }
+  });
+  tab.on("requestfailed", (req) => {
+    result.failedRequests.push({ t: (Date.now() - started) / 1000, url: req.url(), failure: req.failure()?.errorText });
+  });
+  await tab.goto(`${origin}/?src=${encodeURIComponent(src)}`);
+  let first = null;
+  for (;;) {
+    const s = await tab.evaluate(() => {
+      const v = document.getElementById("video");
+      const h = window.hls;
+      return {
+        state: window.state,
+        currentTime: v.currentTime,
+        paused: v.paused,
+        readyState: v.readyState,
+        latency: h ? h.latency : null,
+        // Wall-clock age of the frame on screen, from EXT-X-PROGRAM-DATE-TIME (the server's
+        // receive time): ingest-to-display latency on this one machine.
+        wallLatency: h && h.playingDate ? (Date.now() - h.playingDate.getTime()) / 1000 : null,
+        targetLatency: h ? h.targetLatency : null,
+        liveSyncPosition: h ? h.liveSyncPosition : null,
+        buffered: v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime : 0,
+      };
+    });
+    const t = (Date.now() - started) / 1000;
+    result.state = s.state;
+    result.errors = s.state.errors;
+    if (s.state.playing && s.currentTime > 0) {
+      if (first === null) first = { t, currentTime: s.currentTime };
+      result.samples.push({
+        t,
+        currentTime: s.currentTime,
+        latency: s.latency,
+        wallLatency: s.wallLatency,
+        targetLatency: s.targetLatency,
+        liveSyncPosition: s.liveSyncPosition,
+        buffered: s.buffered,
+      });
+      result.firstFrameAfter = first.t;
+      result.advanced = s.currentTime - first.currentTime;
+      result.wall = t - first.t;
+    }
+    if (s.state.fatal) {
+      result.fatal = s.state.fatal;
+      break;
+    }
+    if (result.advanced >= want) {
+      result.ok = true;
+      break;
+    }
+    if (Date.now() - started > timeoutMs) {
+      result.timeout = true;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+} catch (e) {
+  result.exception = String(e && e.stack ? e.stack : e);
+} finally {
+  if (context) await context.close();
+  server.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result));
