@@ -19,6 +19,9 @@ need curl curl
 if [ "$want" = test ]; then
   need ffmpeg ffmpeg
   need ffprobe ffmpeg
+  need node nodejs
+  need npm npm
+  [ -x /usr/bin/chromium ] || packages+=(chromium)
 fi
 
 if [ ${#packages[@]} -gt 0 ]; then

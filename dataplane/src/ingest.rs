@@ -96,7 +96,8 @@ impl Ingest {
                         };
                         match self.admit(req).await {
                             Ok(p) => {
-                                tracing::Span::current().record("camera_id", &**p.camera_id());
+                                tracing::Span::current()
+                                    .record("camera_id", tracing::field::display(p.camera_id()));
                                 info!(app = %app, "publishing");
                                 if let Err(e) = session.accept_publish() {
                                     return End::Error(e.to_string());

@@ -140,13 +140,13 @@ async fn rtmp_and_rtmps_publish_probe_and_remux() {
     finished(&mut tls, "RTMPS publisher").await;
     server
         .wait_log(
-            &["tls=false", "camera_id=\"cam-rtmp\"", "publishing"],
+            &["tls=false", "camera_id=cam-rtmp", "publishing"],
             Duration::from_secs(1),
         )
         .await;
     server
         .wait_log(
-            &["tls=true", "camera_id=\"cam-rtmps\"", "publishing"],
+            &["tls=true", "camera_id=cam-rtmps", "publishing"],
             Duration::from_secs(1),
         )
         .await;
