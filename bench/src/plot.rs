@@ -127,7 +127,7 @@ mod tests {
         let mut a = sample_report("camstream");
         let mut b = sample_report("nginx-rtmp");
         for (i, r) in [&mut a, &mut b].into_iter().enumerate() {
-            r.timeseries = (1..=10)
+            r.timeseries = (1..=10u32)
                 .map(|t| Sample {
                     t_s: f64::from(t),
                     cameras: u64::from(t) * 10,

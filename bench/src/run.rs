@@ -280,7 +280,8 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
             .progress_chars("=> "),
     );
     pb.set_prefix(label);
-    let mut detector = Detector::new(sc.limits.clone());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut detector = Detector::new(sc.limits.clone(), cores);
     let mut series: Vec<Sample> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -456,6 +457,12 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
                 .unwrap_or_default(),
         }
     });
+    let others = mean(steady.iter().map(|s| (s.machine_cpu_pct * cores as f64 - s.server_cpu_pct - s.generator_cpu_pct).max(0.0)));
+    if others > 10.0 {
+        notes.push(format!(
+            "The machine was not quiet: other processes used {others:.0} % of one core on average during the steady window, so CPU figures are less reliable."
+        ));
+    }
     notes.push("CPU is % of one core (the machine's total is cores × 100 %); the generator is the whole harness process: publishers, viewers and API clients.".into());
     Ok(Report {
         tool: cfg.tool.clone(),

@@ -298,7 +298,7 @@ impl Server {
     }
 
     async fn wait_ready(&mut self, path: &str) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
+        let client = crate::run::http_client()?;
         let url = format!("{}{path}", self.endpoints.http);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::time::Instant::now() < deadline {
