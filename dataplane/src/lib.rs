@@ -21,5 +21,15 @@ pub mod chunks;
 mod flv;
 mod fmp4;
 mod hls;
+mod http;
+mod ingest;
+mod registry;
 mod rtmp;
+mod server;
+#[cfg(test)]
+mod testing;
+mod tls;
 mod ts;
+
+pub use server::{BoundAddrs, Config, DataPlane, Server, ServerError, log_listeners};
+pub use tls::{CertSource, TlsError};

@@ -1,0 +1,862 @@
+//! Where segments and parts are cut: one camera's media events in, two windows out
+//! (LL-HLS fMP4 parts and segments, classic HLS MPEG-TS segments), cut at the same
+//! boundaries on one output timeline.
+//!
+//! Sans-IO: the caller passes the wall clock (`now`) with each event and publishes the
+//! windows after each call that reports a change. Nothing here reads a clock or a socket.
+//!
+//! Lifecycle: a camera's segmenter outlives its RTMP connections. Each connection is a
+//! *session*: [`Segmenter::start_session`] on publish, events, then
+//! [`Segmenter::end_session`] on disconnect, which closes the segment in progress. A new
+//! session continues the same playlists (same prefix, next MSN) behind an
+//! `EXT-X-DISCONTINUITY`, so players stay attached across a reconnect; [`Segmenter::finish`]
+//! ends the playlists (`EXT-X-ENDLIST`) when the camera stays away.
+//!
+//! Timing rules (RFC 8216bis §4.4.3.1, §4.4.4.9; Apple LL-HLS authoring guidance):
+//! - segments start on a keyframe and close at the first keyframe once the target duration
+//!   is reached (minus half a frame, so a 2 s GOP yields 2 s segments despite ms rounding);
+//! - the part duration is a whole number of frames chosen from the observed frame duration
+//!   so parts are stable, and PART-TARGET is 10 % above it: every part except a segment's
+//!   last stays above 85 % of PART-TARGET (iOS rejects shorter ones) and none exceeds it;
+//! - one timeline for both tracks, starting at 10 s (so PTS with negative composition
+//!   offsets and TS PCR stay positive) and continuing across sessions.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use camstream_protocol::{
+    AacConfig, AudioConfig, MediaEvent, MediaFrame, StreamMetadata, TICKS_PER_SECOND, TrackConfig,
+    TrackKind, VideoConfig,
+};
+
+use super::window::{Flavor, Part, Partial, Segment, Window};
+use crate::chunks::Chunks;
+use crate::fmp4::{self, FragmentWriter, Sample};
+use crate::ts;
+
+/// Output timeline origin of a new stream: 10 s.
+const TIMELINE_START: i64 = 10 * TICKS_PER_SECOND;
+/// Frames buffered at most while the tracks of a session are discovered.
+const MAX_DISCOVERY_FRAMES: usize = 600;
+/// Discovery gives up waiting for announced tracks after this much media.
+const MAX_DISCOVERY_SPAN: i64 = 2 * TICKS_PER_SECOND;
+/// `close_part` boundary meaning "the session ends: take every remaining sample".
+const FLUSH: i64 = i64::MAX;
+/// Video frames used to estimate the frame duration.
+const FRAME_ESTIMATE_FRAMES: usize = 6;
+
+/// Segmenting settings (validated by the server config).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Target segment duration.
+    pub(crate) segment_target: Duration,
+    /// Target part duration (LL-HLS).
+    pub(crate) part_target: Duration,
+    /// Complete segments kept in each window.
+    pub(crate) window: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            segment_target: Duration::from_secs(2),
+            part_target: Duration::from_millis(200),
+            window: 8,
+        }
+    }
+}
+
+/// Which windows changed in a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Changed {
+    /// The LL-HLS window.
+    pub(crate) ll: bool,
+    /// The TS window.
+    pub(crate) ts: bool,
+}
+
+impl Changed {
+    fn merge(&mut self, other: Changed) {
+        self.ll |= other.ll;
+        self.ts |= other.ts;
+    }
+}
+
+/// Counters for stream health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// Video frames accepted.
+    pub(crate) video_frames: u64,
+    /// Audio frames accepted.
+    pub(crate) audio_frames: u64,
+    /// Media payload bytes accepted.
+    pub(crate) bytes: u64,
+    /// Frames dropped (before the first keyframe, tracks not in the session, overflow).
+    pub(crate) dropped: u64,
+}
+
+/// One camera's segmenter. See the module docs.
+pub(crate) struct Segmenter {
+    settings: Settings,
+    ll: Window,
+    ts: Window,
+    session: Option<Session>,
+    /// End of the output timeline so far (90 kHz).
+    out_end: i64,
+    /// Id of the newest init segment.
+    init_id: u32,
+    /// The next segment follows a discontinuity.
+    discontinuity: bool,
+    fragments: FragmentWriter,
+    fragment_seq: u32,
+    counters: Counters,
+    /// A problem the shell should log (and, for a session that cannot produce output,
+    /// end the publish for).
+    failure: Option<String>,
+    /// Where the part closed by a flush ends (see [`FLUSH`]).
+    flush_end: i64,
+}
+
+/// What one publishing connection contributes.
+struct Session {
+    metadata: Option<StreamMetadata>,
+    video: Option<VideoConfig>,
+    audio: Option<AudioConfig>,
+    state: SessionState,
+}
+
+enum SessionState {
+    /// Tracks not known yet: frames wait here.
+    Discovering(Vec<MediaFrame>),
+    Running(Box<Running>),
+}
+
+/// Per-session state once tracks are known.
+struct Running {
+    has_video: bool,
+    audio_rate: Option<u32>,
+    /// Input dts mapped to `out_origin`.
+    in_origin: i64,
+    out_origin: i64,
+    wall_origin: SystemTime,
+    frame_duration: i64,
+    /// Close a part once it reaches this (90 kHz).
+    part_threshold: i64,
+    /// Never let a part exceed this (advertised PART-TARGET, 90 kHz).
+    part_max: i64,
+    /// Close a segment at a keyframe once it reaches this.
+    segment_threshold: i64,
+    /// Video sample waiting for the next one to know its duration.
+    pending: Option<Pending>,
+    /// Video samples of the part being built.
+    video: Vec<Sample>,
+    /// Audio samples not yet in a part, with their start in 90 kHz.
+    audio: Vec<(i64, Sample)>,
+    /// Next audio decode time, audio timescale.
+    audio_next: Option<u64>,
+    /// Start of the part / segment being built (90 kHz); `None` when empty.
+    part_start: Option<i64>,
+    segment_start: Option<i64>,
+    ts: ts::Muxer,
+    ts_open: bool,
+    /// Seen the first keyframe (video) — media before it is dropped.
+    started: bool,
+}
+
+struct Pending {
+    dts: i64,
+    cts: i32,
+    keyframe: bool,
+    data: Bytes,
+}
+
+impl Segmenter {
+    /// A segmenter with empty windows named with `prefix`.
+    pub(crate) fn new(settings: Settings, prefix: Arc<str>) -> Self {
+        let target = settings.segment_target.as_secs_f64().ceil().max(1.0) as u32;
+        let mut ll = Window::new(Flavor::Fmp4, prefix.clone());
+        let mut ts = Window::new(Flavor::Ts, prefix);
+        for w in [&mut ll, &mut ts] {
+            w.target_duration = target;
+            w.skip_until = 6.0 * f64::from(target);
+            w.parts_horizon = 3.0 * f64::from(target);
+            w.part_target = settings.part_target.as_secs_f64();
+        }
+        Self {
+            settings,
+            ll,
+            ts,
+            session: None,
+            out_end: TIMELINE_START,
+            init_id: 0,
+            discontinuity: false,
+            fragments: FragmentWriter::new(),
+            fragment_seq: 0,
+            counters: Counters::default(),
+            failure: None,
+            flush_end: 0,
+        }
+    }
+
+    /// Takes the last problem met, if any (unsupported track layout, oversized fragment).
+    pub(crate) fn take_failure(&mut self) -> Option<String> {
+        self.failure.take()
+    }
+
+    /// The LL-HLS window.
+    pub(crate) fn ll(&self) -> &Window {
+        &self.ll
+    }
+
+    /// The TS window.
+    pub(crate) fn ts(&self) -> &Window {
+        &self.ts
+    }
+
+    /// Counters since the segmenter was made.
+    pub(crate) fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Current video configuration, if the session has one.
+    pub(crate) fn video_config(&self) -> Option<&VideoConfig> {
+        self.session.as_ref()?.video.as_ref()
+    }
+
+    /// Current audio configuration, if the session has one.
+    pub(crate) fn audio_config(&self) -> Option<&AudioConfig> {
+        self.session.as_ref()?.audio.as_ref()
+    }
+
+    /// Whether a session is active.
+    pub(crate) fn is_live(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Starts a publishing session. A session already running is ended first.
+    pub(crate) fn start_session(&mut self) -> Changed {
+        let changed = self.end_session();
+        self.ll.ended = false;
+        self.ts.ended = false;
+        self.session = Some(Session {
+            metadata: None,
+            video: None,
+            audio: None,
+            state: SessionState::Discovering(Vec::new()),
+        });
+        changed
+    }
+
+    /// Ends the session: closes the part and segment in progress; the next session's first
+    /// segment follows a discontinuity.
+    pub(crate) fn end_session(&mut self) -> Changed {
+        let Some(session) = self.session.take() else {
+            return Changed::default();
+        };
+        let mut changed = Changed::default();
+        if let SessionState::Running(mut run) = session.state {
+            changed = self.flush(&mut run);
+        }
+        self.discontinuity = true;
+        changed
+    }
+
+    /// Ends the playlists for good (`EXT-X-ENDLIST`).
+    pub(crate) fn finish(&mut self) -> Changed {
+        let mut changed = self.end_session();
+        self.ll.ended = true;
+        self.ts.ended = true;
+        changed.merge(Changed { ll: true, ts: true });
+        changed
+    }
+
+    /// Feeds one media event of the current session (ignored without one).
+    pub(crate) fn handle_event(&mut self, now: SystemTime, event: MediaEvent) -> Changed {
+        let Some(session) = self.session.as_mut() else {
+            return Changed::default();
+        };
+        match event {
+            MediaEvent::Metadata(m) => {
+                session.metadata = Some(m);
+                Changed::default()
+            }
+            MediaEvent::Config(c) => self.handle_config(now, c),
+            MediaEvent::Frame(f) => self.handle_frame(now, f),
+            _ => Changed::default(),
+        }
+    }
+
+    fn handle_config(&mut self, now: SystemTime, config: TrackConfig) -> Changed {
+        let session = self.session.as_mut().expect("checked by the caller");
+        let same = match &config {
+            TrackConfig::Video(v) => session.video.as_ref() == Some(v),
+            TrackConfig::Audio(a) => session.audio.as_ref() == Some(a),
+            _ => true,
+        };
+        if same {
+            return Changed::default();
+        }
+        match config {
+            TrackConfig::Video(v) => session.video = Some(v),
+            TrackConfig::Audio(a) => session.audio = Some(a),
+            _ => {}
+        }
+        let mut changed = Changed::default();
+        if matches!(session.state, SessionState::Running(_)) {
+            // A codec change mid-session: close what we have, start over with a new init
+            // segment behind a discontinuity. The timeline continues.
+            let state =
+                std::mem::replace(&mut session.state, SessionState::Discovering(Vec::new()));
+            if let SessionState::Running(mut run) = state {
+                changed = self.flush(&mut run);
+            }
+            self.discontinuity = true;
+        }
+        changed.merge(self.try_start(now));
+        changed
+    }
+
+    fn handle_frame(&mut self, now: SystemTime, frame: MediaFrame) -> Changed {
+        let session = self.session.as_mut().expect("checked by the caller");
+        match &mut session.state {
+            SessionState::Discovering(buf) => {
+                if buf.len() >= MAX_DISCOVERY_FRAMES {
+                    buf.remove(0);
+                    self.counters.dropped += 1;
+                }
+                buf.push(frame);
+                self.try_start(now)
+            }
+            SessionState::Running(_) => self.process(now, frame),
+        }
+    }
+
+    /// Leaves discovery when the session's tracks are known (see [`ready`]).
+    fn try_start(&mut self, now: SystemTime) -> Changed {
+        let session = self.session.as_mut().expect("session exists");
+        let SessionState::Discovering(buf) = &session.state else {
+            return Changed::default();
+        };
+        if !ready(
+            session.metadata.as_ref(),
+            &session.video,
+            &session.audio,
+            buf,
+        ) {
+            return Changed::default();
+        }
+        let SessionState::Discovering(buf) =
+            std::mem::replace(&mut session.state, SessionState::Discovering(Vec::new()))
+        else {
+            unreachable!("matched above")
+        };
+        let video = session.video.clone();
+        let audio = session.audio.clone();
+        let run = self.start_running(now, video.as_ref(), audio.as_ref(), &buf);
+        self.session.as_mut().expect("session exists").state = SessionState::Running(Box::new(run));
+        let mut changed = Changed::default();
+        for frame in buf {
+            changed.merge(self.process(now, frame));
+        }
+        changed
+    }
+
+    fn start_running(
+        &mut self,
+        now: SystemTime,
+        video: Option<&VideoConfig>,
+        audio: Option<&AudioConfig>,
+        buf: &[MediaFrame],
+    ) -> Running {
+        let has_video = video.is_some();
+        let audio_rate = audio.map(AudioConfig::sample_rate);
+        self.ll.audio_only = !has_video;
+        self.ts.audio_only = !has_video;
+        let frame_duration = if has_video {
+            estimate_frame_duration(buf)
+        } else {
+            let rate = i64::from(audio_rate.unwrap_or(48_000).max(1));
+            (i64::from(AacConfig::SAMPLES_PER_FRAME) * TICKS_PER_SECOND / rate).max(1)
+        };
+        let target = duration_ticks(self.settings.part_target).max(1);
+        let frames = ((target as f64 / frame_duration as f64).round() as i64).max(1);
+        let part_nominal = frames * frame_duration;
+        let part_max = part_nominal + part_nominal / 10;
+        let segment_target = duration_ticks(self.settings.segment_target);
+        // The first usable frame: a video keyframe, or any audio frame when audio-only.
+        let in_origin = buf
+            .iter()
+            .find(|f| {
+                if has_video {
+                    f.track == TrackKind::Video && f.keyframe
+                } else {
+                    f.track == TrackKind::Audio
+                }
+            })
+            .or(buf.first())
+            .map_or(0, |f| f.dts);
+        let out_origin = if self.ll.segments.is_empty() && self.ll.partial.is_none() {
+            self.out_end
+        } else {
+            self.out_end + frame_duration
+        };
+        // PART-TARGET is advertised once per stream and must not change under a player:
+        // the first session decides it.
+        if self.init_id == 0 && self.ll.inits.is_empty() {
+            let advertised = (part_max as f64 / TICKS_PER_SECOND as f64 * 1000.0).ceil() / 1000.0;
+            self.ll.part_target = advertised;
+            self.ts.part_target = advertised;
+        }
+        let part_max = part_max.max(seconds_to_ticks(self.ll.part_target));
+        let init = match fmp4::init_segment(video, audio) {
+            Ok(init) => init,
+            Err(e) => {
+                // Only reachable for codecs the demuxer already refuses; keep the stream
+                // alive without an init segment change and say why.
+                self.failure = Some(format!("cannot build the fMP4 init segment: {e}"));
+                self.ll
+                    .inits
+                    .last()
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default()
+            }
+        };
+        // A reconnect with the same codec parameters keeps the same EXT-X-MAP.
+        if self.ll.inits.last().is_none_or(|(_, last)| *last != init) {
+            self.init_id += 1;
+            self.ll.inits.push((self.init_id, init));
+        }
+        let ts_video = match video {
+            Some(VideoConfig::H264(c)) => Some(c),
+            _ => None,
+        };
+        let ts_audio = match audio {
+            Some(AudioConfig::Aac(c)) => Some(c),
+            _ => None,
+        };
+        Running {
+            has_video,
+            audio_rate,
+            in_origin,
+            out_origin,
+            wall_origin: now,
+            frame_duration,
+            part_threshold: part_nominal - frame_duration / 2,
+            part_max,
+            segment_threshold: segment_target - frame_duration / 2,
+            pending: None,
+            video: Vec::with_capacity(32),
+            audio: Vec::with_capacity(32),
+            audio_next: None,
+            part_start: None,
+            segment_start: None,
+            ts: ts::Muxer::new(ts_video, ts_audio),
+            ts_open: false,
+            started: false,
+        }
+    }
+
+    fn process(&mut self, _now: SystemTime, frame: MediaFrame) -> Changed {
+        let mut session = self.session.take().expect("session exists");
+        let SessionState::Running(run) = &mut session.state else {
+            unreachable!("process is only called while running")
+        };
+        let changed = match frame.track {
+            TrackKind::Video if run.has_video => self.process_video(run, frame),
+            TrackKind::Audio if run.audio_rate.is_some() => self.process_audio(run, frame),
+            _ => {
+                self.counters.dropped += 1;
+                Changed::default()
+            }
+        };
+        self.session = Some(session);
+        changed
+    }
+
+    fn process_video(&mut self, run: &mut Running, frame: MediaFrame) -> Changed {
+        if !run.started {
+            if !frame.keyframe || frame.dts < run.in_origin {
+                self.counters.dropped += 1;
+                return Changed::default();
+            }
+            run.started = true;
+        }
+        self.counters.video_frames += 1;
+        self.counters.bytes += frame.data.len() as u64;
+        let mut dts = frame.dts - run.in_origin + run.out_origin;
+        let mut changed = Changed::default();
+        if let Some(p) = run.pending.take() {
+            // Decode order must advance: a non-increasing DTS (broken encoder) is nudged.
+            dts = dts.max(p.dts + 1);
+            changed.merge(self.append_video(run, p, dts));
+        }
+        let elapsed = run.segment_start.map_or(0, |s| dts - s);
+        if frame.keyframe && run.segment_start.is_some() && elapsed >= run.segment_threshold {
+            changed.merge(self.close_part(run, dts));
+            changed.merge(self.close_segment(run, dts));
+        } else if run
+            .part_start
+            .is_some_and(|s| dts - s >= run.part_threshold)
+        {
+            changed.merge(self.close_part(run, dts));
+        }
+        self.open_segment(run, dts);
+        let out = MediaFrame { dts, ..frame };
+        run.ts.write_video(&out);
+        run.pending = Some(Pending {
+            dts,
+            cts: out.cts,
+            keyframe: out.keyframe,
+            data: out.data,
+        });
+        changed
+    }
+
+    /// Adds the pending video sample, now that the next DTS gives its duration.
+    fn append_video(&mut self, run: &mut Running, p: Pending, next_dts: i64) -> Changed {
+        let duration = (next_dts - p.dts).clamp(1, i64::from(u32::MAX));
+        let mut changed = Changed::default();
+        if let Some(start) = run.part_start {
+            if p.dts + duration - start > run.part_max && !run.video.is_empty() {
+                changed.merge(self.close_part(run, p.dts));
+            }
+        }
+        run.part_start.get_or_insert(p.dts);
+        run.video.push(Sample {
+            decode_time: p.dts as u64,
+            duration: duration as u32,
+            cts: p.cts,
+            keyframe: p.keyframe,
+            data: p.data,
+        });
+        changed
+    }
+
+    fn process_audio(&mut self, run: &mut Running, frame: MediaFrame) -> Changed {
+        let rate = i64::from(run.audio_rate.expect("checked by the caller").max(1));
+        if frame.dts < run.in_origin || (run.has_video && !run.started) {
+            self.counters.dropped += 1;
+            return Changed::default();
+        }
+        self.counters.audio_frames += 1;
+        self.counters.bytes += frame.data.len() as u64;
+        let out = frame.dts - run.in_origin + run.out_origin;
+        // AAC frames are exactly 1024 samples: count them instead of trusting millisecond
+        // timestamps, and resynchronise only on a real gap or overlap (> 2 frames).
+        let actual = (out * rate / TICKS_PER_SECOND) as u64;
+        let frame_len = u64::from(AacConfig::SAMPLES_PER_FRAME);
+        let time = match run.audio_next {
+            Some(next) if next.abs_diff(actual) <= 2 * frame_len => next,
+            _ => actual,
+        };
+        run.audio_next = Some(time + frame_len);
+        let start = time as i64 * TICKS_PER_SECOND / rate;
+        let end = (time + frame_len) as i64 * TICKS_PER_SECOND / rate;
+        let ts_frame = MediaFrame {
+            dts: start,
+            cts: 0,
+            ..frame
+        };
+        let mut changed = Changed::default();
+        if !run.has_video {
+            self.open_segment(run, start);
+        }
+        if run.ts_open {
+            run.ts.write_audio(&ts_frame);
+        }
+        if !run.has_video {
+            run.part_start.get_or_insert(start);
+        }
+        run.audio.push((
+            start,
+            Sample {
+                decode_time: time,
+                duration: AacConfig::SAMPLES_PER_FRAME,
+                cts: 0,
+                keyframe: true,
+                data: ts_frame.data,
+            },
+        ));
+        if !run.has_video {
+            let elapsed = run.segment_start.map_or(0, |s| end - s);
+            if elapsed >= run.segment_threshold {
+                changed.merge(self.close_part(run, end));
+                changed.merge(self.close_segment(run, end));
+            } else if run
+                .part_start
+                .is_some_and(|s| end - s >= run.part_threshold)
+            {
+                changed.merge(self.close_part(run, end));
+            }
+        }
+        changed
+    }
+
+    /// Starts a segment at `at` if none is open.
+    fn open_segment(&mut self, run: &mut Running, at: i64) {
+        if run.segment_start.is_none() {
+            run.segment_start = Some(at);
+            run.ts.begin_segment();
+            run.ts_open = true;
+        }
+    }
+
+    /// Emits the part being built, ending at `boundary`: its video samples and the audio
+    /// samples that start before the boundary.
+    fn close_part(&mut self, run: &mut Running, boundary: i64) -> Changed {
+        let Some(start) = run.part_start else {
+            return Changed::default();
+        };
+        let split = if run.has_video && boundary != FLUSH {
+            run.audio.partition_point(|(t, _)| *t < boundary)
+        } else {
+            run.audio.len()
+        };
+        if run.video.is_empty() && split == 0 {
+            return Changed::default();
+        }
+        // Audio samples are few per part; moving them out keeps `run.audio` for the rest.
+        let audio: Vec<Sample> = run.audio.drain(..split).map(|(_, s)| s).collect();
+        self.fragment_seq = self.fragment_seq.wrapping_add(1);
+        let data = match self.fragments.write(self.fragment_seq, &run.video, &audio) {
+            Ok(data) => data,
+            Err(e) => {
+                self.counters.dropped += (run.video.len() + audio.len()) as u64;
+                self.failure = Some(format!("part dropped: {e}"));
+                run.video.clear();
+                run.part_start = None;
+                return Changed::default();
+            }
+        };
+        let independent = if run.has_video {
+            run.video.first().is_some_and(|s| s.keyframe)
+        } else {
+            true
+        };
+        let end = if boundary == FLUSH {
+            self.flush_end
+        } else {
+            boundary
+        };
+        let duration = ticks_to_seconds(end - start);
+        run.video.clear();
+        run.part_start = None;
+        let part = Arc::new(Part {
+            duration,
+            independent,
+            data,
+        });
+        let pdt = wall(run, run.segment_start.unwrap_or(start));
+        let partial = self.ll.partial.get_or_insert_with(|| Partial {
+            msn: self.ll.next_msn,
+            discontinuity: self.discontinuity,
+            init: self.init_id,
+            program_date_time: pdt,
+            parts: Vec::with_capacity(16),
+        });
+        partial.parts.push(part);
+        self.out_end = self.out_end.max(end);
+        Changed {
+            ll: true,
+            ts: false,
+        }
+    }
+
+    /// Completes the segment in progress in both windows; the segment ends at `boundary`.
+    fn close_segment(&mut self, run: &mut Running, boundary: i64) -> Changed {
+        let Some(start) = run.segment_start.take() else {
+            return Changed::default();
+        };
+        let duration = ticks_to_seconds(boundary - start);
+        let pdt = wall(run, start);
+        let discontinuity = std::mem::take(&mut self.discontinuity);
+        let mut changed = Changed::default();
+        if let Some(partial) = self.ll.partial.take() {
+            let mut data = Chunks::with_capacity(partial.parts.len() * 8);
+            for p in &partial.parts {
+                data.extend(&p.data);
+            }
+            let duration = partial.parts.iter().map(|p| p.duration).sum();
+            push_segment(
+                &mut self.ll,
+                Segment {
+                    msn: partial.msn,
+                    duration,
+                    discontinuity: partial.discontinuity,
+                    init: partial.init,
+                    program_date_time: partial.program_date_time,
+                    parts: partial.parts,
+                    data,
+                    flat: std::sync::OnceLock::new(),
+                },
+                self.settings.window,
+            );
+            changed.ll = true;
+        }
+        if run.ts_open {
+            run.ts_open = false;
+            let data = run.ts.finish_segment();
+            let msn = self.ts.next_msn;
+            push_segment(
+                &mut self.ts,
+                Segment {
+                    msn,
+                    duration,
+                    discontinuity,
+                    init: 0,
+                    program_date_time: pdt,
+                    parts: Vec::new(),
+                    data,
+                    flat: std::sync::OnceLock::new(),
+                },
+                self.settings.window,
+            );
+            changed.ts = true;
+        }
+        self.out_end = self.out_end.max(boundary);
+        changed
+    }
+
+    /// Ends a session's media: the pending sample gets the estimated frame duration and
+    /// the part and segment in progress are completed. With video, the last part ends with
+    /// the last video frame and takes every remaining audio frame along; the next session
+    /// starts after the later of the two.
+    fn flush(&mut self, run: &mut Running) -> Changed {
+        let mut changed = Changed::default();
+        let mut end = run.part_start.unwrap_or(self.out_end);
+        if let Some(p) = run.pending.take() {
+            end = p.dts + run.frame_duration;
+            changed.merge(self.append_video(run, p, end));
+        }
+        let rate = i64::from(run.audio_rate.unwrap_or(48_000).max(1));
+        let audio_end = run
+            .audio
+            .last()
+            .map(|(t, _)| t + i64::from(AacConfig::SAMPLES_PER_FRAME) * TICKS_PER_SECOND / rate);
+        if !run.has_video {
+            end = end.max(audio_end.unwrap_or(end));
+        }
+        self.flush_end = end;
+        changed.merge(self.close_part(run, FLUSH));
+        changed.merge(self.close_segment(run, end));
+        self.out_end = self.out_end.max(end).max(audio_end.unwrap_or(end));
+        changed
+    }
+}
+
+/// Appends a segment, evicts beyond the window and updates the target duration.
+fn push_segment(w: &mut Window, segment: Segment, keep: usize) {
+    let rounded = segment.duration.round() as u32;
+    w.target_duration = w.target_duration.max(rounded);
+    w.next_msn = segment.msn + 1;
+    w.segments.push(Arc::new(segment));
+    while w.segments.len() > keep.max(1) {
+        w.segments.remove(0);
+        // The first listed segment's EXT-X-DISCONTINUITY is not printed: it moves into
+        // EXT-X-DISCONTINUITY-SEQUENCE.
+        if w.segments.first().is_some_and(|s| s.discontinuity) {
+            w.discontinuity_sequence += 1;
+        }
+    }
+    // Keep only init segments still referenced.
+    let oldest = w.segments.first().map_or(u32::MAX, |s| s.init);
+    let newest = w.inits.last().map(|(id, _)| *id);
+    w.inits
+        .retain(|(id, _)| *id >= oldest || Some(*id) == newest);
+}
+
+/// Whether discovery can end: every announced track (or both, without metadata) has its
+/// configuration and there are enough frames to estimate timing, or enough media waited.
+fn ready(
+    metadata: Option<&StreamMetadata>,
+    video: &Option<VideoConfig>,
+    audio: &Option<AudioConfig>,
+    buf: &[MediaFrame],
+) -> bool {
+    if video.is_none() && audio.is_none() {
+        return false;
+    }
+    let span = match (buf.first(), buf.last()) {
+        (Some(a), Some(b)) => b.dts - a.dts,
+        _ => 0,
+    };
+    if span >= MAX_DISCOVERY_SPAN || buf.len() >= MAX_DISCOVERY_FRAMES {
+        return true;
+    }
+    let (want_video, want_audio) = match metadata {
+        Some(m) => (
+            m.has_video().unwrap_or(video.is_some()),
+            m.has_audio().unwrap_or(audio.is_some()),
+        ),
+        None => (true, true),
+    };
+    if (want_video && video.is_none()) || (want_audio && audio.is_none()) {
+        return false;
+    }
+    if video.is_some() {
+        let keyframe = buf
+            .iter()
+            .position(|f| f.track == TrackKind::Video && f.keyframe);
+        let after = keyframe.map_or(0, |k| {
+            buf[k..]
+                .iter()
+                .filter(|f| f.track == TrackKind::Video)
+                .count()
+        });
+        let span_after = keyframe.map_or(0, |k| {
+            buf.iter()
+                .rev()
+                .find(|f| f.track == TrackKind::Video)
+                .map_or(0, |last| last.dts - buf[k].dts)
+        });
+        // Enough frames to estimate the frame duration; slow cameras (1 fps) need not wait
+        // six frames: two frames a second apart tell as much.
+        after >= FRAME_ESTIMATE_FRAMES || (after >= 2 && span_after >= TICKS_PER_SECOND)
+    } else {
+        buf.iter().any(|f| f.track == TrackKind::Audio)
+    }
+}
+
+/// Median DTS step of the buffered video frames (90 kHz), 1/30 s when unknown.
+fn estimate_frame_duration(buf: &[MediaFrame]) -> i64 {
+    let mut steps: Vec<i64> = buf
+        .iter()
+        .filter(|f| f.track == TrackKind::Video)
+        .map(|f| f.dts)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0)
+        .collect();
+    if steps.is_empty() {
+        return TICKS_PER_SECOND / 30;
+    }
+    steps.sort_unstable();
+    steps[steps.len() / 2]
+}
+
+fn wall(run: &Running, out: i64) -> SystemTime {
+    let offset = out - run.out_origin;
+    if offset >= 0 {
+        run.wall_origin + Duration::from_micros((offset as u64) * 1_000 / 90)
+    } else {
+        run.wall_origin - Duration::from_micros(offset.unsigned_abs() * 1_000 / 90)
+    }
+}
+
+fn duration_ticks(d: Duration) -> i64 {
+    (d.as_micros() * 90 / 1_000) as i64
+}
+
+fn seconds_to_ticks(s: f64) -> i64 {
+    (s * TICKS_PER_SECOND as f64).round() as i64
+}
+
+fn ticks_to_seconds(t: i64) -> f64 {
+    t as f64 / TICKS_PER_SECOND as f64
+}
+
+#[cfg(test)]
+#[path = "segmenter_tests.rs"]
+mod tests;

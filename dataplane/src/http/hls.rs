@@ -1,0 +1,309 @@
+//! The `/hls/...` routes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::body::ChunksBody;
+use super::query::{self, Directives};
+use crate::auth::{PlaybackDenied, PlaybackGuard};
+use crate::chunks::Chunks;
+use crate::hls::playlist::{self, Render, names};
+use crate::hls::window::{Flavor, Window};
+use crate::registry::{Registry, Stream};
+
+/// Playlist content type (RFC 8216bis §4).
+const M3U8: &str = "application/vnd.apple.mpegurl";
+/// Media objects never change under a name: the prefix is per stream start.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const NO_CACHE: &str = "no-cache";
+
+/// How long requests wait for media that is about to exist.
+#[derive(Debug, Clone)]
+pub(crate) struct Waits {
+    /// A plain playlist request for a camera that just started (not yet playable).
+    pub(crate) startup: Duration,
+    /// Parts that must exist before a starting stream's playlist is served.
+    pub(crate) min_parts: usize,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Self {
+            startup: Duration::from_secs(10),
+            min_parts: 3,
+        }
+    }
+}
+
+/// State of the HLS routes.
+#[derive(Clone)]
+pub(crate) struct HlsState {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) guard: Arc<dyn PlaybackGuard>,
+    pub(crate) waits: Waits,
+}
+
+/// The `/hls` router.
+pub(crate) fn router(state: HlsState) -> Router {
+    Router::new()
+        .route("/hls/{camera}/playlist.m3u8", get(ll_playlist))
+        .route("/hls/{camera}/ts/playlist.m3u8", get(ts_playlist))
+        .route("/hls/{camera}/ts/{file}", get(ts_media))
+        .route("/hls/{camera}/{file}", get(ll_media))
+        .with_state(state)
+}
+
+/// A refusal with a short plain-text reason.
+fn error(status: StatusCode, reason: &str) -> Response {
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, NO_CACHE),
+            (header::CONTENT_TYPE, "text/plain"),
+        ],
+        format!("{reason}\n"),
+    )
+        .into_response()
+}
+
+fn denied(e: &PlaybackDenied) -> Response {
+    let status = match e {
+        PlaybackDenied::Missing => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
+    };
+    error(status, &e.to_string())
+}
+
+/// Looks the camera up and checks the token: the common first step of every route.
+fn admit(
+    state: &HlsState,
+    camera: &str,
+    directives: &Directives<'_>,
+) -> Result<Arc<Stream>, Response> {
+    let Some(stream) = state.registry.get(camera) else {
+        return Err(error(StatusCode::NOT_FOUND, "no such stream"));
+    };
+    state
+        .guard
+        .check(camera, directives.token)
+        .map_err(|e| denied(&e))?;
+    Ok(stream)
+}
+
+fn directives(raw: &Option<String>) -> Result<Directives<'_>, Response> {
+    query::parse(raw.as_deref()).map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))
+}
+
+/// Waits until `pred` holds for the window or `deadline` passes; returns the window that
+/// satisfied it.
+///
+/// # Cancel safety
+/// Cancel-safe: holds no state but the receiver.
+async fn wait_for(
+    rx: &mut watch::Receiver<Arc<Window>>,
+    deadline: Instant,
+    pred: impl Fn(&Window) -> bool,
+) -> Option<Arc<Window>> {
+    loop {
+        let w = rx.borrow_and_update().clone();
+        if pred(&w) {
+            return Some(w);
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return None,
+        }
+    }
+}
+
+async fn ll_playlist(
+    State(state): State<HlsState>,
+    Path(camera): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    playlist(state, &camera, peer.ip(), &raw, Flavor::Fmp4).await
+}
+
+async fn ts_playlist(
+    State(state): State<HlsState>,
+    Path(camera): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    playlist(state, &camera, peer.ip(), &raw, Flavor::Ts).await
+}
+
+async fn playlist(
+    state: HlsState,
+    camera: &str,
+    ip: IpAddr,
+    raw: &Option<String>,
+    flavor: Flavor,
+) -> Response {
+    let d = match directives(raw) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let stream = match admit(&state, camera, &d) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    stream.saw_viewer(ip, std::time::Instant::now());
+    let mut rx = match flavor {
+        Flavor::Fmp4 => stream.ll(),
+        Flavor::Ts => stream.ts(),
+    };
+    let now = Instant::now();
+    let window = if let (Some(msn), Flavor::Fmp4) = (d.msn, flavor) {
+        // Blocking playlist reload (§6.2.5.2).
+        let current = rx.borrow_and_update().clone();
+        if current.too_far_ahead(msn, d.part) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "_HLS_msn/_HLS_part too far beyond the live edge",
+            );
+        }
+        // The server SHOULD give up after three target durations (§6.2.5.2).
+        let deadline = now + Duration::from_secs(3 * u64::from(current.target_duration.max(1)));
+        match wait_for(&mut rx, deadline, |w| {
+            w.satisfies(msn, d.part) || w.is_behind(msn)
+        })
+        .await
+        {
+            Some(w) => w,
+            None => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the requested part did not appear in time",
+                );
+            }
+        }
+    } else {
+        let min_parts = state.waits.min_parts;
+        match wait_for(&mut rx, now + state.waits.startup, |w| match w.flavor {
+            Flavor::Fmp4 => w.is_playable(min_parts),
+            Flavor::Ts => !w.segments.is_empty() || w.ended,
+        })
+        .await
+        {
+            Some(w) => w,
+            None => return error(StatusCode::SERVICE_UNAVAILABLE, "stream is starting"),
+        }
+    };
+    let query = token_query(d.token);
+    let text = playlist::render(
+        &window,
+        Render {
+            query: &query,
+            skip: d.skip,
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, M3U8),
+            (header::CACHE_CONTROL, NO_CACHE),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+fn token_query(token: Option<&str>) -> String {
+    token.map_or_else(String::new, |t| format!("?token={t}"))
+}
+
+async fn ll_media(
+    State(state): State<HlsState>,
+    Path((camera, file)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    media(state, &camera, &file, &raw, Flavor::Fmp4).await
+}
+
+async fn ts_media(
+    State(state): State<HlsState>,
+    Path((camera, file)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    media(state, &camera, &file, &raw, Flavor::Ts).await
+}
+
+async fn media(
+    state: HlsState,
+    camera: &str,
+    file: &str,
+    raw: &Option<String>,
+    flavor: Flavor,
+) -> Response {
+    let d = match directives(raw) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let stream = match admit(&state, camera, &d) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut rx = match flavor {
+        Flavor::Fmp4 => stream.ll(),
+        Flavor::Ts => stream.ts(),
+    };
+    let window = rx.borrow_and_update().clone();
+    let Some(name) = names::parse(file, &window.prefix, flavor == Flavor::Ts) else {
+        return error(StatusCode::NOT_FOUND, "no such object");
+    };
+    let media_type = match (flavor, window.audio_only) {
+        (Flavor::Ts, _) => "video/mp2t",
+        (Flavor::Fmp4, false) => "video/mp4",
+        (Flavor::Fmp4, true) => "audio/mp4",
+    };
+    let chunks = match name {
+        names::Parsed::Init(id) => window.init(id).cloned().map(Chunks::from),
+        names::Parsed::Segment(msn) => window.segment(msn).map(|s| s.body()),
+        names::Parsed::Part(msn, index) => {
+            if let Some(p) = window.part(msn, index) {
+                Some(p.data.clone())
+            } else if (msn, index) == window.next_part() && !window.ended {
+                // The preload hint names this part before it exists: hold the request
+                // until it is complete (§6.2.6), or until its segment closes without it.
+                let deadline = Instant::now()
+                    + Duration::from_secs(3 * u64::from(window.target_duration.max(1)));
+                wait_for(&mut rx, deadline, |w| {
+                    w.part(msn, index).is_some() || w.next_part() != (msn, index) || w.ended
+                })
+                .await
+                .and_then(|w| w.part(msn, index).map(|p| p.data.clone()))
+            } else {
+                None
+            }
+        }
+    };
+    let Some(chunks) = chunks else {
+        return error(StatusCode::NOT_FOUND, "no such object");
+    };
+    stream.served(chunks.len() as u64);
+    let content_type = if matches!(name, names::Parsed::Init(_)) {
+        if window.audio_only {
+            "audio/mp4"
+        } else {
+            "video/mp4"
+        }
+    } else {
+        media_type
+    };
+    let mut response = Response::new(Body::new(ChunksBody::new(chunks)));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    response
+}

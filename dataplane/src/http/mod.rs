@@ -1,0 +1,15 @@
+//! HLS and LL-HLS over HTTP: playlists with blocking reload and delta updates, parts,
+//! segments and init segments, all from the in-memory windows.
+//!
+//! Owns: URL layout under `/hls/{camera_id}/`, query directives (`_HLS_msn`, `_HLS_part`,
+//! `_HLS_skip`, `token`), waiting for media that is about to exist, status codes, cache and
+//! CORS headers. Leaves to others: what the windows hold (`hls`), who may watch
+//! ([`crate::auth::PlaybackGuard`]), sockets and TLS (`server`).
+//!
+//! Spec: RFC 8216bis §6.2.5 (delivery directives), §6.2.6 (preload hints).
+
+mod body;
+mod hls;
+mod query;
+
+pub(crate) use hls::{HlsState, Waits, router};

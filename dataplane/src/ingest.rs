@@ -1,0 +1,207 @@
+//! The RTMP/RTMPS ingest shell: sockets and TLS around the sans-IO [`rtmp::Session`], the
+//! authorizer call, and the hand-off of media to the camera's [`Publisher`].
+//!
+//! One task per connection (owned by the server's `JoinSet`), reading into one reused
+//! buffer; the session copies each message once; media goes straight into the publisher's
+//! segmenter on this task. Nothing here waits on viewers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::auth::{Authorizer, PublishRequest};
+use crate::registry::{ClaimError, Publisher, Registry};
+use crate::rtmp::{self, Event, Session};
+
+/// What every ingest connection shares.
+pub(crate) struct Ingest {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) rtmp: rtmp::Config,
+}
+
+/// How a connection ended, for the log.
+#[derive(Debug)]
+enum End {
+    PeerClosed,
+    Shutdown,
+    Refused(String),
+    Error(String),
+}
+
+impl Ingest {
+    /// Serves one connection until it ends.
+    ///
+    /// # Cancel safety
+    /// Not meant to be cancelled: it stops at `shutdown`, dropping the publisher (which
+    /// closes the segment in progress).
+    pub(crate) async fn serve<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        tls: bool,
+        shutdown: CancellationToken,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let span = info_span!("rtmp", %peer, tls, camera_id = tracing::field::Empty);
+        async move {
+            debug!("connection accepted");
+            let end = self.run(stream, peer, tls, &shutdown).await;
+            match end {
+                End::PeerClosed => info!("connection closed by the encoder"),
+                End::Shutdown => info!("connection closed: server shutting down"),
+                End::Refused(why) => warn!(reason = %why, "publish refused"),
+                End::Error(why) => warn!(error = %why, "connection closed on error"),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn run<S>(
+        &self,
+        mut io: S,
+        peer: SocketAddr,
+        tls: bool,
+        shutdown: &CancellationToken,
+    ) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut session = Session::new(Instant::now().into_std(), self.rtmp.clone());
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut publisher: Option<Publisher> = None;
+        loop {
+            // Drain everything the session has for us before waiting again.
+            while let Some(ev) = session.poll_event() {
+                match ev {
+                    Event::PublishRequested {
+                        app,
+                        stream_key,
+                        token,
+                    } => {
+                        let req = PublishRequest {
+                            app: &app,
+                            stream_key: &stream_key,
+                            token: token.as_deref(),
+                            peer,
+                            tls,
+                        };
+                        match self.admit(req).await {
+                            Ok(p) => {
+                                tracing::Span::current().record("camera_id", &**p.camera_id());
+                                info!(app = %app, "publishing");
+                                if let Err(e) = session.accept_publish() {
+                                    return End::Error(e.to_string());
+                                }
+                                publisher = Some(p);
+                            }
+                            Err(why) => {
+                                // Tell the encoder (NetStream.Publish.BadName), flush, close.
+                                let _ = session.reject_publish(&why);
+                                let _ = flush(&mut session, &mut io).await;
+                                return End::Refused(why);
+                            }
+                        }
+                    }
+                    Event::Media(media) => {
+                        if let Some(p) = publisher.as_mut() {
+                            if let Some(problem) = p.handle_event(SystemTime::now(), media) {
+                                warn!(problem = %problem, "segmenter");
+                            }
+                        }
+                    }
+                    Event::PublishFinished => {
+                        if publisher.take().is_some() {
+                            info!("encoder stopped publishing");
+                        }
+                    }
+                    Event::Warning(w) => warn!(warning = %w, "encoder"),
+                }
+            }
+            if let Err(e) = flush(&mut session, &mut io).await {
+                return End::Error(format!("write: {e}"));
+            }
+            let deadline = session.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                read = io.read_buf(&mut buf) => match read {
+                    Ok(0) => return End::PeerClosed,
+                    Ok(_) => {
+                        if let Err(e) = session.handle_input(Instant::now().into_std(), &mut buf) {
+                            return End::Error(e.to_string());
+                        }
+                    }
+                    Err(e) => return End::Error(format!("read: {e}")),
+                },
+                () = sleep_until(deadline) => {
+                    if let Err(e) = session.handle_timeout(Instant::now().into_std()) {
+                        return End::Error(e.to_string());
+                    }
+                }
+                () = shutdown.cancelled() => return End::Shutdown,
+            }
+        }
+    }
+
+    /// Authorizes a publish and claims its camera.
+    async fn admit(&self, req: PublishRequest<'_>) -> Result<Publisher, String> {
+        let camera = self
+            .authorizer
+            .authorize(req.clone())
+            .await
+            .map_err(|e| format!("{e} (key {})", redact(req.stream_key)))?;
+        self.registry.claim(camera).map_err(|e| match e {
+            ClaimError::AlreadyPublishing(c) => format!(
+                "camera {c} is already being published by another encoder; the first keeps streaming"
+            ),
+        })
+    }
+}
+
+/// Writes everything the session wants sent.
+async fn flush<S: AsyncWrite + Unpin>(session: &mut Session, io: &mut S) -> std::io::Result<()> {
+    let mut wrote = false;
+    while let Some(bytes) = session.poll_transmit() {
+        io.write_all(&bytes).await?;
+        wrote = true;
+    }
+    if wrote {
+        io.flush().await?;
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stream keys are secrets: logs show only their first characters.
+fn redact(key: &str) -> String {
+    let shown: String = key.chars().take(4).collect();
+    if key.chars().count() > 4 {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn keys_are_redacted() {
+        assert_eq!(redact("abcdefgh"), "abcd…");
+        assert_eq!(redact("ab"), "ab");
+    }
+}

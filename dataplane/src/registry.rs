@@ -1,0 +1,379 @@
+//! The camera registry: which cameras have a stream, who publishes them, and the windows
+//! viewers read.
+//!
+//! The map `camera id → Stream` is a snapshot swapped whole on change ([`ArcSwap`]):
+//! HTTP handlers read it without locks. A change (publish, expiry) is rare and serialised
+//! by one mutex that readers never touch.
+//!
+//! Ownership: while a camera publishes, its [`Segmenter`] lives inside the [`Publisher`]
+//! that the connection task owns; the per-frame path touches nothing shared. Taking the
+//! segmenter out of its [`Stream`] is also what makes a second publisher on the same key
+//! fail: the slot is empty while the first one streams. When the publisher goes, the
+//! segmenter goes back into the slot and the reconnect window starts.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use camstream_protocol::{MediaEvent, StreamHealth, StreamState};
+use tokio::sync::watch;
+
+use crate::auth::CameraId;
+use crate::hls::segmenter::{Changed, Counters, Segmenter, Settings};
+use crate::hls::window::Window;
+
+/// Registry settings.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryConfig {
+    /// Segmenting settings for every camera.
+    pub(crate) segmenter: Settings,
+    /// How long a camera may be away and come back into the same playlists.
+    pub(crate) reconnect_window: Duration,
+    /// How long an ended playlist (`EXT-X-ENDLIST`) is still served before 404.
+    pub(crate) linger: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            segmenter: Settings::default(),
+            reconnect_window: Duration::from_secs(30),
+            linger: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A viewer counts for this long after its last playlist request.
+const VIEWER_TTL: Duration = Duration::from_secs(10);
+/// At most this many distinct viewers are tracked per camera (memory bound).
+const MAX_TRACKED_VIEWERS: usize = 100_000;
+
+/// Lifecycle of a stream in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A publisher holds the segmenter.
+    Live,
+    /// The publisher left at this instant; the segmenter waits in the slot.
+    Away(Instant),
+    /// Ended (`EXT-X-ENDLIST`) at this instant; removed after the linger time.
+    Ended(Instant),
+}
+
+struct Slot {
+    segmenter: Option<Segmenter>,
+    phase: Phase,
+    since: SystemTime,
+    last_seen: SystemTime,
+    counters: Counters,
+    resolution: Option<(u32, u32)>,
+    codecs: Vec<String>,
+    /// Counters at the previous health sample, for rates.
+    sampled: Option<(Instant, Counters)>,
+}
+
+/// One camera's stream: its windows and bookkeeping.
+pub(crate) struct Stream {
+    camera_id: CameraId,
+    ll: watch::Sender<Arc<Window>>,
+    ts: watch::Sender<Arc<Window>>,
+    slot: Mutex<Slot>,
+    viewers: Mutex<HashMap<IpAddr, Instant>>,
+    bytes_out: AtomicU64,
+}
+
+impl Stream {
+    /// The camera id.
+    pub(crate) fn camera_id(&self) -> &CameraId {
+        &self.camera_id
+    }
+
+    /// Subscribes to the LL-HLS window.
+    pub(crate) fn ll(&self) -> watch::Receiver<Arc<Window>> {
+        self.ll.subscribe()
+    }
+
+    /// Subscribes to the TS window.
+    pub(crate) fn ts(&self) -> watch::Receiver<Arc<Window>> {
+        self.ts.subscribe()
+    }
+
+    /// Records a playlist request from `ip` (viewer counting).
+    pub(crate) fn saw_viewer(&self, ip: IpAddr, now: Instant) {
+        let mut v = self.viewers.lock().expect("viewer map poisoned");
+        if v.len() >= MAX_TRACKED_VIEWERS && !v.contains_key(&ip) {
+            v.retain(|_, t| now.duration_since(*t) < VIEWER_TTL);
+            if v.len() >= MAX_TRACKED_VIEWERS {
+                return;
+            }
+        }
+        v.insert(ip, now);
+    }
+
+    /// Adds to the bytes served.
+    pub(crate) fn served(&self, bytes: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn publish(&self, seg: &Segmenter, changed: Changed) {
+        if changed.ll {
+            self.ll.send_replace(Arc::new(seg.ll().clone()));
+        }
+        if changed.ts {
+            self.ts.send_replace(Arc::new(seg.ts().clone()));
+        }
+    }
+
+    fn viewers(&self, now: Instant) -> u32 {
+        let mut v = self.viewers.lock().expect("viewer map poisoned");
+        v.retain(|_, t| now.duration_since(*t) < VIEWER_TTL);
+        v.len() as u32
+    }
+}
+
+/// Why a publish could not claim its camera.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ClaimError {
+    /// Another encoder is publishing this camera.
+    #[error("camera {0} is already being published")]
+    AlreadyPublishing(CameraId),
+}
+
+/// The registry of camera streams.
+pub(crate) struct Registry {
+    config: RegistryConfig,
+    streams: ArcSwap<HashMap<CameraId, Arc<Stream>>>,
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub(crate) fn new(config: RegistryConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            streams: ArcSwap::from_pointee(HashMap::new()),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// The stream of a camera, if it has one. Lock-free.
+    pub(crate) fn get(&self, camera: &str) -> Option<Arc<Stream>> {
+        self.streams.load().get(camera).cloned()
+    }
+
+    /// Number of streams (any phase).
+    pub(crate) fn len(&self) -> usize {
+        self.streams.load().len()
+    }
+
+    /// Claims a camera for a publisher: continues its stream when it is inside the
+    /// reconnect window, starts a new one otherwise.
+    ///
+    /// # Errors
+    /// [`ClaimError::AlreadyPublishing`] while another publisher holds it.
+    pub(crate) fn claim(self: &Arc<Self>, camera: CameraId) -> Result<Publisher, ClaimError> {
+        let _w = self.writer.lock().expect("registry writer poisoned");
+        let now = SystemTime::now();
+        let existing = self.get(&camera);
+        if let Some(stream) = existing {
+            let mut slot = stream.slot.lock().expect("slot poisoned");
+            match slot.phase {
+                Phase::Live => return Err(ClaimError::AlreadyPublishing(camera)),
+                Phase::Away(_) => {
+                    let mut seg = slot
+                        .segmenter
+                        .take()
+                        .expect("away streams hold a segmenter");
+                    let changed = seg.start_session();
+                    stream.publish(&seg, changed);
+                    slot.phase = Phase::Live;
+                    slot.since = now;
+                    drop(slot);
+                    return Ok(Publisher::new(self.clone(), stream.clone(), seg));
+                }
+                Phase::Ended(_) => {} // start over below
+            }
+        }
+        let prefix: Arc<str> = Arc::from(format!("{:08x}", rand::random::<u32>()));
+        let mut seg = Segmenter::new(self.config.segmenter.clone(), prefix);
+        seg.start_session();
+        let (ll, _) = watch::channel(Arc::new(seg.ll().clone()));
+        let (ts, _) = watch::channel(Arc::new(seg.ts().clone()));
+        let stream = Arc::new(Stream {
+            camera_id: camera.clone(),
+            ll,
+            ts,
+            slot: Mutex::new(Slot {
+                segmenter: None,
+                phase: Phase::Live,
+                since: now,
+                last_seen: now,
+                counters: Counters::default(),
+                resolution: None,
+                codecs: Vec::new(),
+                sampled: None,
+            }),
+            viewers: Mutex::new(HashMap::new()),
+            bytes_out: AtomicU64::new(0),
+        });
+        let mut map = HashMap::clone(&self.streams.load());
+        map.insert(camera, stream.clone());
+        self.streams.store(Arc::new(map));
+        Ok(Publisher::new(self.clone(), stream, seg))
+    }
+
+    /// Ends streams whose camera stayed away past the reconnect window and removes ended
+    /// ones after the linger time. Call about once a second.
+    pub(crate) fn expire(&self, now: Instant) {
+        let _w = self.writer.lock().expect("registry writer poisoned");
+        let mut removed = false;
+        let map = self.streams.load();
+        for stream in map.values() {
+            let mut slot = stream.slot.lock().expect("slot poisoned");
+            match slot.phase {
+                Phase::Away(at) if now.duration_since(at) >= self.config.reconnect_window => {
+                    if let Some(seg) = slot.segmenter.as_mut() {
+                        let changed = seg.finish();
+                        stream.publish(seg, changed);
+                    }
+                    slot.phase = Phase::Ended(now);
+                    tracing::info!(camera_id = %stream.camera_id, "camera did not come back; playlists ended");
+                }
+                Phase::Ended(at) if now.duration_since(at) >= self.config.linger => removed = true,
+                _ => {}
+            }
+        }
+        if removed {
+            let mut next = HashMap::clone(&map);
+            next.retain(|_, s| {
+                let slot = s.slot.lock().expect("slot poisoned");
+                !matches!(slot.phase, Phase::Ended(at) if now.duration_since(at) >= self.config.linger)
+            });
+            self.streams.store(Arc::new(next));
+        }
+    }
+
+    /// Health of every stream, for the control plane. Rates are over the time since the
+    /// previous call.
+    pub(crate) fn health(&self, now: Instant) -> Vec<StreamHealth> {
+        let map = self.streams.load();
+        let mut out = Vec::with_capacity(map.len());
+        for stream in map.values() {
+            let mut slot = stream.slot.lock().expect("slot poisoned");
+            let counters = slot.counters;
+            let (fps, bitrate) = match slot.sampled {
+                Some((at, prev)) if now > at => {
+                    let secs = now.duration_since(at).as_secs_f64();
+                    (
+                        (counters.video_frames.saturating_sub(prev.video_frames)) as f64 / secs,
+                        (counters.bytes.saturating_sub(prev.bytes)) as f64 * 8.0 / secs,
+                    )
+                }
+                _ => (0.0, 0.0),
+            };
+            slot.sampled = Some((now, counters));
+            let state = match slot.phase {
+                Phase::Live => StreamState::Online,
+                Phase::Away(_) => StreamState::Reconnecting,
+                Phase::Ended(_) => StreamState::Offline,
+            };
+            out.push(StreamHealth {
+                camera_id: stream.camera_id.to_string(),
+                state,
+                fps: fps as f32,
+                bitrate_bps: bitrate as u64,
+                dropped_frames: counters.dropped,
+                resolution: slot.resolution,
+                codecs: slot.codecs.clone(),
+                viewers: stream.viewers(now),
+                bytes_in: counters.bytes,
+                bytes_out: stream.bytes_out.load(Ordering::Relaxed),
+                since: slot.since,
+                last_seen: slot.last_seen,
+            });
+        }
+        out
+    }
+}
+
+/// Stats are copied from the segmenter into the shared slot at most this often.
+const STATS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A publisher's hold on its camera: owns the segmenter while the encoder streams.
+/// Dropping it ends the session and starts the reconnect window.
+pub(crate) struct Publisher {
+    registry: Arc<Registry>,
+    stream: Arc<Stream>,
+    segmenter: Option<Segmenter>,
+    last_stats: Instant,
+}
+
+impl Publisher {
+    fn new(registry: Arc<Registry>, stream: Arc<Stream>, segmenter: Segmenter) -> Self {
+        Self {
+            registry,
+            stream,
+            segmenter: Some(segmenter),
+            last_stats: Instant::now() - STATS_INTERVAL,
+        }
+    }
+
+    /// The camera being published.
+    pub(crate) fn camera_id(&self) -> &CameraId {
+        &self.stream.camera_id
+    }
+
+    /// Feeds one media event. Per-frame path: touches only this publisher's state, except
+    /// when a part or segment completes (publish a window snapshot) and a few times a
+    /// second (stats).
+    ///
+    /// Returns a problem to log, if the segmenter met one.
+    pub(crate) fn handle_event(&mut self, now: SystemTime, event: MediaEvent) -> Option<String> {
+        let seg = self.segmenter.as_mut().expect("present until drop");
+        let changed = seg.handle_event(now, event);
+        if changed != Changed::default() {
+            self.stream.publish(seg, changed);
+        }
+        let tick = Instant::now();
+        if tick.duration_since(self.last_stats) >= STATS_INTERVAL {
+            self.last_stats = tick;
+            self.sync_stats(now);
+        }
+        self.segmenter
+            .as_mut()
+            .expect("present until drop")
+            .take_failure()
+    }
+
+    fn sync_stats(&self, now: SystemTime) {
+        let seg = self.segmenter.as_ref().expect("present until drop");
+        let mut slot = self.stream.slot.lock().expect("slot poisoned");
+        slot.counters = seg.counters();
+        slot.last_seen = now;
+        slot.resolution = seg.video_config().map(|v| v.dimensions());
+        if let Ok(codecs) = crate::fmp4::codecs(seg.video_config(), seg.audio_config()) {
+            slot.codecs = codecs.split(',').map(str::to_owned).collect();
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let now = SystemTime::now();
+        self.sync_stats(now);
+        let _w = self
+            .registry
+            .writer
+            .lock()
+            .expect("registry writer poisoned");
+        let mut seg = self.segmenter.take().expect("present until drop");
+        let changed = seg.end_session();
+        self.stream.publish(&seg, changed);
+        let mut slot = self.stream.slot.lock().expect("slot poisoned");
+        slot.segmenter = Some(seg);
+        slot.phase = Phase::Away(Instant::now());
+        slot.since = now;
+    }
+}

@@ -1,0 +1,450 @@
+//! The data plane's listeners and tasks: RTMP and RTMPS ingest, HTTP and HTTPS (h2 +
+//! HTTP/1.1) serving `/hls`, `/healthz`, `/readyz` and whatever routes the caller adds
+//! (the control plane's API), and the reconnect-window reaper.
+//!
+//! [`Server::bind`] binds every listener first, so a port conflict fails start-up with a
+//! clear error before anything is served; [`Server::run`] then serves until the
+//! cancellation token fires. Every task belongs to one `JoinSet`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use camstream_protocol::StreamHealth;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tower_http::cors::CorsLayer;
+use tracing::{debug, info, warn};
+
+use crate::auth::{Authorizer, PlaybackGuard};
+use crate::hls::segmenter::Settings;
+use crate::http::{self, HlsState, Waits};
+use crate::ingest::Ingest;
+use crate::registry::{Registry, RegistryConfig};
+use crate::tls::{self, CertSource, TlsError};
+
+/// The data plane's configuration, validated by the binary.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the self-signed certificate (and later recordings) live.
+    pub data_dir: PathBuf,
+    /// RTMP listener.
+    pub rtmp_addr: SocketAddr,
+    /// RTMPS listener (`None`: off).
+    pub rtmps_addr: Option<SocketAddr>,
+    /// HTTP listener.
+    pub http_addr: SocketAddr,
+    /// HTTPS listener, h2 and HTTP/1.1 (`None`: off).
+    pub https_addr: Option<SocketAddr>,
+    /// PEM certificate chain; with `tls_key`, or neither for a self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Target segment duration.
+    pub segment_target: Duration,
+    /// Target LL-HLS part duration.
+    pub part_target: Duration,
+    /// Complete segments kept per camera and rendition.
+    pub hls_window: usize,
+    /// How long a camera may be away and continue its playlists.
+    pub reconnect_window: Duration,
+    /// Most concurrent RTMP(S) connections.
+    pub max_ingest_connections: usize,
+}
+
+impl Config {
+    /// Defaults for everything but the data directory: the ports of the README.
+    pub fn new(data_dir: PathBuf) -> Self {
+        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+        Self {
+            data_dir,
+            rtmp_addr: any(1935),
+            rtmps_addr: Some(any(1936)),
+            http_addr: any(8080),
+            https_addr: Some(any(8443)),
+            tls_cert: None,
+            tls_key: None,
+            segment_target: Duration::from_secs(2),
+            part_target: Duration::from_millis(200),
+            hls_window: 8,
+            reconnect_window: Duration::from_secs(30),
+            max_ingest_connections: 10_000,
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Its address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Addresses the listeners are bound to (ports resolved when 0 was asked).
+#[derive(Debug, Clone)]
+pub struct BoundAddrs {
+    /// RTMP.
+    pub rtmp: SocketAddr,
+    /// RTMPS.
+    pub rtmps: Option<SocketAddr>,
+    /// HTTP.
+    pub http: SocketAddr,
+    /// HTTPS.
+    pub https: Option<SocketAddr>,
+}
+
+/// A handle on the running data plane for the other planes.
+#[derive(Clone)]
+pub struct DataPlane {
+    registry: Arc<Registry>,
+}
+
+impl DataPlane {
+    /// Health of every camera stream; rates cover the time since the previous call, so
+    /// call it from one place on a steady tick (about once a second).
+    pub fn health(&self) -> Vec<StreamHealth> {
+        self.registry.health(std::time::Instant::now())
+    }
+}
+
+/// Bound listeners, ready to serve.
+pub struct Server {
+    rtmp: TcpListener,
+    rtmps: Option<TcpListener>,
+    http: TcpListener,
+    https: Option<TcpListener>,
+    tls: tls::TlsConfigs,
+    addrs: BoundAddrs,
+    registry: Arc<Registry>,
+    ingest: Arc<Ingest>,
+    hls: HlsState,
+    max_ingest: usize,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+fn local(l: &TcpListener) -> SocketAddr {
+    l.local_addr().expect("a bound listener has an address")
+}
+
+impl Server {
+    /// Loads TLS and binds every listener.
+    ///
+    /// # Errors
+    /// [`ServerError`] when TLS cannot be set up or a port cannot be bound.
+    pub async fn bind(
+        config: Config,
+        authorizer: Arc<dyn Authorizer>,
+        guard: Arc<dyn PlaybackGuard>,
+    ) -> Result<Self, ServerError> {
+        let tls = tls::load(
+            &config.data_dir,
+            config.tls_cert.as_deref(),
+            config.tls_key.as_deref(),
+        )?;
+        let rtmp = bind("rtmp", config.rtmp_addr).await?;
+        let rtmps = match config.rtmps_addr {
+            Some(a) => Some(bind("rtmps", a).await?),
+            None => None,
+        };
+        let http = bind("http", config.http_addr).await?;
+        let https = match config.https_addr {
+            Some(a) => Some(bind("https", a).await?),
+            None => None,
+        };
+        let addrs = BoundAddrs {
+            rtmp: local(&rtmp),
+            rtmps: rtmps.as_ref().map(local),
+            http: local(&http),
+            https: https.as_ref().map(local),
+        };
+        let registry = Registry::new(RegistryConfig {
+            segmenter: Settings {
+                segment_target: config.segment_target,
+                part_target: config.part_target,
+                window: config.hls_window,
+            },
+            reconnect_window: config.reconnect_window,
+            ..RegistryConfig::default()
+        });
+        let ingest = Arc::new(Ingest {
+            registry: registry.clone(),
+            authorizer,
+            rtmp: crate::rtmp::Config::default(),
+        });
+        let hls = HlsState {
+            registry: registry.clone(),
+            guard,
+            waits: Waits::default(),
+        };
+        Ok(Self {
+            rtmp,
+            rtmps,
+            http,
+            https,
+            tls,
+            addrs,
+            registry,
+            ingest,
+            hls,
+            max_ingest: config.max_ingest_connections,
+        })
+    }
+
+    /// Where the listeners are.
+    pub fn addrs(&self) -> &BoundAddrs {
+        &self.addrs
+    }
+
+    /// Where the TLS certificate came from.
+    pub fn cert_source(&self) -> &CertSource {
+        &self.tls.source
+    }
+
+    /// A handle for the other planes.
+    pub fn data_plane(&self) -> DataPlane {
+        DataPlane {
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// The HTTP routes: `/hls/...`, `/healthz`, `/readyz`, merged with `extra`.
+    fn router(&self, extra: Router) -> Router {
+        let addrs = self.addrs.clone();
+        let registry = self.registry.clone();
+        let health = Router::new()
+            .route(
+                "/healthz",
+                get(move || {
+                    let streams = registry.len();
+                    async move { axum::Json(json!({"status": "ok", "streams": streams})) }
+                }),
+            )
+            .route(
+                "/readyz",
+                get(move || {
+                    let a = addrs.clone();
+                    async move {
+                        axum::Json(json!({
+                            "status": "ready",
+                            "listeners": {
+                                "rtmp": a.rtmp.to_string(),
+                                "rtmps": a.rtmps.map(|x| x.to_string()),
+                                "http": a.http.to_string(),
+                                "https": a.https.map(|x| x.to_string()),
+                            }
+                        }))
+                    }
+                }),
+            );
+        // Browser players on any origin may fetch playlists and media.
+        let hls = http::router(self.hls.clone()).layer(CorsLayer::permissive());
+        health.merge(hls).merge(extra)
+    }
+
+    /// Serves until `shutdown` fires.
+    pub async fn run(self, extra: Router, shutdown: CancellationToken) {
+        let router = self.router(extra);
+        let mut tasks = JoinSet::new();
+        let limit = Arc::new(Semaphore::new(self.max_ingest));
+        tasks.spawn(accept_rtmp(
+            self.rtmp,
+            None,
+            self.ingest.clone(),
+            limit.clone(),
+            shutdown.clone(),
+        ));
+        if let Some(l) = self.rtmps {
+            let acceptor = TlsAcceptor::from(self.tls.rtmps.clone());
+            tasks.spawn(accept_rtmp(
+                l,
+                Some(acceptor),
+                self.ingest.clone(),
+                limit,
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(accept_http(
+            self.http,
+            None,
+            router.clone(),
+            shutdown.clone(),
+        ));
+        if let Some(l) = self.https {
+            let acceptor = TlsAcceptor::from(self.tls.https.clone());
+            tasks.spawn(accept_http(l, Some(acceptor), router, shutdown.clone()));
+        }
+        let registry = self.registry.clone();
+        let reaper_stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => registry.expire(std::time::Instant::now()),
+                    () = reaper_stop.cancelled() => break,
+                }
+            }
+        });
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                warn!(error = %e, "a listener task ended abnormally");
+            }
+        }
+    }
+}
+
+/// TLS handshakes must finish within this.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_rtmp(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    ingest: Arc<Ingest>,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "rtmp accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%peer, "ingest connection limit reached; connection refused");
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let ingest = ingest.clone();
+        let stop = shutdown.clone();
+        let tls = tls.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => ingest.serve(sock, peer, false, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                        Ok(Ok(s)) => ingest.serve(s, peer, true, stop).await,
+                        Ok(Err(e)) => warn!(%peer, error = %e, "rtmps TLS handshake failed"),
+                        Err(_) => warn!(%peer, "rtmps TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    // Let connections see the shutdown and close their publishers.
+    while conns.join_next().await.is_some() {}
+}
+
+async fn accept_http(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let _ = sock.set_nodelay(true);
+        let router = router.clone();
+        let tls = tls.clone();
+        let stop = shutdown.clone();
+        conns.spawn(async move {
+            match tls {
+                None => serve_http(sock, peer, router, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                        Ok(Ok(s)) => serve_http(s, peer, router, stop).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "https TLS handshake failed"),
+                        Err(_) => debug!(%peer, "https TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    conns.abort_all();
+}
+
+async fn serve_http<S>(io: S, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+/// Logs the listeners, for `camstream serve` start-up.
+pub fn log_listeners(addrs: &BoundAddrs) {
+    info!(rtmp = %addrs.rtmp, "RTMP ingest: rtmp://{}/live/<stream key>", addrs.rtmp);
+    if let Some(a) = addrs.rtmps {
+        info!(rtmps = %a, "RTMPS ingest: rtmps://{a}/live/<stream key>");
+    }
+    info!(http = %addrs.http, "HLS: http://{}/hls/<camera>/playlist.m3u8 (LL-HLS), .../ts/playlist.m3u8 (MPEG-TS)", addrs.http);
+    if let Some(a) = addrs.https {
+        info!(https = %a, "HTTPS (h2, HTTP/1.1): https://{a}/hls/<camera>/playlist.m3u8");
+    }
+}

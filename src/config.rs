@@ -1,0 +1,338 @@
+//! `camstream serve` configuration: command line, `CAMSTREAM_<FLAG>` environment
+//! variables and an optional TOML file (`--config`), merged into one validated [`Serve`].
+//!
+//! Precedence: command line, then environment, then the file, then the defaults written
+//! on each field. The file uses the flag names as keys (`rtmp-addr = "0.0.0.0:1935"`) and
+//! may add a `[streams]` table of stream key → camera id.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// camstream: multi-camera live streaming (RTMP/RTMPS in, HLS and LL-HLS out).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the platform (the default).
+    Serve(Box<ServeArgs>),
+}
+
+/// Flags of `camstream serve`. Every flag can also come from `CAMSTREAM_<FLAG>` and from
+/// the `--config` file.
+#[derive(Debug, Default, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file (keys are the flag names).
+    #[arg(long, env = "CAMSTREAM_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory (self-signed certificate, recordings, database). Default ./data.
+    #[arg(long, env = "CAMSTREAM_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// RTMP ingest address. Default 0.0.0.0:1935.
+    #[arg(long, env = "CAMSTREAM_RTMP_ADDR")]
+    pub(crate) rtmp_addr: Option<String>,
+    /// RTMPS ingest address, or "off". Default 0.0.0.0:1936.
+    #[arg(long, env = "CAMSTREAM_RTMPS_ADDR")]
+    pub(crate) rtmps_addr: Option<String>,
+    /// HTTP address (HLS, health, API). Default 0.0.0.0:8080.
+    #[arg(long, env = "CAMSTREAM_HTTP_ADDR")]
+    pub(crate) http_addr: Option<String>,
+    /// HTTPS address (h2 and HTTP/1.1), or "off". Default 0.0.0.0:8443.
+    #[arg(long, env = "CAMSTREAM_HTTPS_ADDR")]
+    pub(crate) https_addr: Option<String>,
+    /// PEM certificate chain for RTMPS/HTTPS. Without --tls-cert/--tls-key a self-signed
+    /// certificate is generated once into the data directory.
+    #[arg(long, env = "CAMSTREAM_TLS_CERT")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CAMSTREAM_TLS_KEY")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Development mode: accept any stream key and use it as the camera id.
+    #[arg(long, env = "CAMSTREAM_ALLOW_ANY_KEY")]
+    pub(crate) allow_any_key: bool,
+    /// Target segment duration (segments cut on the first keyframe after it). Default 2s.
+    #[arg(long, env = "CAMSTREAM_SEGMENT_TARGET")]
+    pub(crate) segment_target: Option<String>,
+    /// Target LL-HLS part duration, 100ms–1s. Default 200ms.
+    #[arg(long, env = "CAMSTREAM_PART_TARGET")]
+    pub(crate) part_target: Option<String>,
+    /// Complete segments kept in memory per camera and rendition. Default 8.
+    #[arg(long, env = "CAMSTREAM_HLS_WINDOW")]
+    pub(crate) hls_window: Option<usize>,
+    /// How long a camera may be away and continue the same playlists. Default 30s.
+    #[arg(long, env = "CAMSTREAM_RECONNECT_WINDOW")]
+    pub(crate) reconnect_window: Option<String>,
+    /// Log format: text or json. Default text.
+    #[arg(long, env = "CAMSTREAM_LOG_FORMAT")]
+    pub(crate) log_format: Option<String>,
+}
+
+/// The config file's shape: the flags in kebab-case plus `[streams]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct File {
+    data_dir: Option<PathBuf>,
+    rtmp_addr: Option<String>,
+    rtmps_addr: Option<String>,
+    http_addr: Option<String>,
+    https_addr: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    allow_any_key: Option<bool>,
+    segment_target: Option<String>,
+    part_target: Option<String>,
+    hls_window: Option<usize>,
+    reconnect_window: Option<String>,
+    log_format: Option<String>,
+    #[serde(default)]
+    streams: HashMap<String, String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration of `camstream serve`.
+#[derive(Debug, Clone)]
+pub(crate) struct Serve {
+    pub(crate) dataplane: camstream_dataplane::Config,
+    pub(crate) allow_any_key: bool,
+    pub(crate) streams: HashMap<String, String>,
+    pub(crate) log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Merges with the config file and validates.
+    ///
+    /// # Errors
+    /// Unreadable or invalid file, malformed addresses or durations, out-of-range values.
+    pub(crate) fn resolve(self) -> anyhow::Result<Serve> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => File::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let mut dp = camstream_dataplane::Config::new(data_dir);
+        if let Some(a) = self.rtmp_addr.or(file.rtmp_addr) {
+            dp.rtmp_addr = addr("rtmp-addr", &a)?;
+        }
+        if let Some(a) = self.rtmps_addr.or(file.rtmps_addr) {
+            dp.rtmps_addr = optional_addr("rtmps-addr", &a)?;
+        }
+        if let Some(a) = self.http_addr.or(file.http_addr) {
+            dp.http_addr = addr("http-addr", &a)?;
+        }
+        if let Some(a) = self.https_addr.or(file.https_addr) {
+            dp.https_addr = optional_addr("https-addr", &a)?;
+        }
+        dp.tls_cert = self.tls_cert.or(file.tls_cert);
+        dp.tls_key = self.tls_key.or(file.tls_key);
+        if dp.tls_cert.is_some() != dp.tls_key.is_some() {
+            bail!("--tls-cert and --tls-key must be given together");
+        }
+        if let Some(d) = self.segment_target.or(file.segment_target) {
+            dp.segment_target = duration("segment-target", &d)?;
+        }
+        if let Some(d) = self.part_target.or(file.part_target) {
+            dp.part_target = duration("part-target", &d)?;
+        }
+        if let Some(n) = self.hls_window.or(file.hls_window) {
+            dp.hls_window = n;
+        }
+        if let Some(d) = self.reconnect_window.or(file.reconnect_window) {
+            dp.reconnect_window = duration("reconnect-window", &d)?;
+        }
+        check_range("segment-target", dp.segment_target, 1.0, 30.0)?;
+        check_range("part-target", dp.part_target, 0.1, 1.0)?;
+        if dp.part_target * 2 > dp.segment_target {
+            bail!(
+                "part-target ({:?}) must be at most half of segment-target ({:?})",
+                dp.part_target,
+                dp.segment_target
+            );
+        }
+        if !(3..=100).contains(&dp.hls_window) {
+            bail!(
+                "hls-window must be between 3 and 100 segments, got {}",
+                dp.hls_window
+            );
+        }
+        check_range("reconnect-window", dp.reconnect_window, 0.0, 3600.0)?;
+        let log_format = match self.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("log-format must be text or json, got {other:?}"),
+        };
+        for (key, camera) in &file.streams {
+            if key.is_empty() {
+                bail!("[streams]: empty stream key");
+            }
+            if !camstream_protocol::auth::is_valid_camera_id(camera) {
+                bail!(
+                    "[streams]: camera id {camera:?} must be 1-128 characters of A-Z a-z 0-9 _ . -"
+                );
+            }
+        }
+        Ok(Serve {
+            dataplane: dp,
+            allow_any_key: self.allow_any_key || file.allow_any_key.unwrap_or(false),
+            streams: file.streams,
+            log_format,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<File> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+fn addr(flag: &str, s: &str) -> anyhow::Result<SocketAddr> {
+    s.parse()
+        .with_context(|| format!("{flag}: expected HOST:PORT like 0.0.0.0:1935, got {s:?}"))
+}
+
+fn optional_addr(flag: &str, s: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if s.eq_ignore_ascii_case("off") {
+        Ok(None)
+    } else {
+        addr(flag, s).map(Some)
+    }
+}
+
+/// Parses `2`, `2s`, `1.5s`, `200ms`, `5m`.
+pub(crate) fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .with_context(|| format!("{flag}: expected a duration like 2s or 200ms, got {s:?}"))?;
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+fn check_range(flag: &str, d: Duration, min: f64, max: f64) -> anyhow::Result<()> {
+    let s = d.as_secs_f64();
+    if s < min || s > max {
+        bail!("{flag} must be between {min}s and {max}s, got {s}s");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("x", "2").unwrap(), Duration::from_secs(2));
+        assert_eq!(duration("x", "1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(duration("x", "200ms").unwrap(), Duration::from_millis(200));
+        assert_eq!(duration("x", "1m").unwrap(), Duration::from_secs(60));
+        assert!(duration("x", "-1s").is_err());
+        assert!(duration("x", "fast").is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let s = ServeArgs::default().resolve().unwrap();
+        assert_eq!(s.dataplane.rtmp_addr, "0.0.0.0:1935".parse().unwrap());
+        assert_eq!(
+            s.dataplane.rtmps_addr,
+            Some("0.0.0.0:1936".parse().unwrap())
+        );
+        assert_eq!(s.dataplane.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(
+            s.dataplane.https_addr,
+            Some("0.0.0.0:8443".parse().unwrap())
+        );
+        assert_eq!(s.dataplane.data_dir, PathBuf::from("./data"));
+        assert!(!s.allow_any_key);
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("camstream-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "rtmp-addr = \"127.0.0.1:2000\"\nhttps-addr = \"off\"\nsegment-target = \"4s\"\n[streams]\nsecret = \"door\"\n",
+        )
+        .unwrap();
+        let s = ServeArgs {
+            config: Some(path.clone()),
+            http_addr: Some("127.0.0.1:9000".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.dataplane.rtmp_addr, "127.0.0.1:2000".parse().unwrap());
+        assert_eq!(s.dataplane.http_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(s.dataplane.https_addr, None);
+        assert_eq!(s.dataplane.segment_target, Duration::from_secs(4));
+        assert_eq!(s.streams["secret"], "door");
+        std::fs::write(&path, "rtmp-adr = \"x\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("rtmp-adr"), "{err:#}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn validation() {
+        let bad = |a: ServeArgs| a.resolve().is_err();
+        assert!(bad(ServeArgs {
+            part_target: Some("50ms".into()),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            hls_window: Some(1),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            rtmp_addr: Some("nope".into()),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            segment_target: Some("1s".into()),
+            part_target: Some("600ms".into()),
+            ..ServeArgs::default()
+        }));
+    }
+}
