@@ -99,6 +99,9 @@ struct Common {
     /// No live status line.
     #[arg(long)]
     quiet: bool,
+    /// Run the whole duration even after a limit is reached.
+    #[arg(long)]
+    keep_going: bool,
 }
 
 fn default_camstream_bin() -> PathBuf {
@@ -126,6 +129,9 @@ fn prepare(common: &Common) -> anyhow::Result<(Scenario, std::sync::Arc<Clip>, S
         llhls_viewers: common.llhls_viewers,
         duration_s: common.duration,
     })?;
+    if common.keep_going {
+        scenario.limits.stop_on_limit = false;
+    }
     if let Some(c) = &common.clip {
         scenario.clip.path = Some(c.clone());
     }
