@@ -62,7 +62,17 @@ pub(crate) fn camera_ids(v: &Value) -> Vec<String> {
         }
     }
     first_array(v)
-        .map(|a| a.iter().filter_map(|c| c.get("id").and_then(|x| x.as_str().map(str::to_owned).or_else(|| Some(x.to_string())))).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| {
+                    c.get("id").and_then(|x| {
+                        x.as_str()
+                            .map(str::to_owned)
+                            .or_else(|| Some(x.to_string()))
+                    })
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -88,7 +98,11 @@ impl Session {
     /// # Errors
     /// Says plainly when the server has no API (404/405 on the login route), and passes on
     /// refused credentials and network errors.
-    pub(crate) async fn login(client: reqwest::Client, base: &str, api: &Api) -> anyhow::Result<Self> {
+    pub(crate) async fn login(
+        client: reqwest::Client,
+        base: &str,
+        api: &Api,
+    ) -> anyhow::Result<Self> {
         let url = format!("{base}/api/v1/auth/login");
         let resp = client
             .post(&url)
@@ -105,9 +119,13 @@ impl Session {
         }
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status != 200 {
-            bail!("login as {:?} refused with HTTP {status}: {body}", api.username);
+            bail!(
+                "login as {:?} refused with HTTP {status}: {body}",
+                api.username
+            );
         }
-        let token = find_field(&body, "accessToken").ok_or_else(|| anyhow!("login answer has no accessToken: {body}"))?;
+        let token = find_field(&body, "accessToken")
+            .ok_or_else(|| anyhow!("login answer has no accessToken: {body}"))?;
         Ok(Self {
             base: base.to_owned(),
             token,
@@ -115,8 +133,17 @@ impl Session {
         })
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut rq = self.client.request(method, format!("{}{path}", self.base)).timeout(TIMEOUT).bearer_auth(&self.token);
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut rq = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .timeout(TIMEOUT)
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             rq = rq.json(&b);
         }
@@ -127,7 +154,11 @@ impl Session {
     }
 
     /// Creates a camera; returns (camera id, RTMP publish URL, playback playlist URLs).
-    pub(crate) async fn create_camera(&self, run: u64, i: u32) -> anyhow::Result<(String, String, Vec<String>)> {
+    pub(crate) async fn create_camera(
+        &self,
+        run: u64,
+        i: u32,
+    ) -> anyhow::Result<(String, String, Vec<String>)> {
         let body = json!({
             "name": format!("bench {i}"),
             "company": "camstream-bench",
@@ -136,13 +167,22 @@ impl Session {
             "location": "bench",
             "place": "bench",
         });
-        let (status, v) = self.send(reqwest::Method::POST, "/api/v1/cameras", Some(body)).await?;
+        let (status, v) = self
+            .send(reqwest::Method::POST, "/api/v1/cameras", Some(body))
+            .await?;
         if !(200..300).contains(&status) {
             bail!("creating camera {i} answered HTTP {status}: {v}");
         }
         let id = find_field(&v, "id").ok_or_else(|| anyhow!("created camera has no id: {v}"))?;
-        let rtmp = find_field(&v, "rtmpUrl").ok_or_else(|| anyhow!("created camera has no rtmpUrl: {v}"))?;
-        let (status, hls) = self.send(reqwest::Method::GET, &format!("/api/v1/cameras/{id}/stream/hls"), None).await?;
+        let rtmp = find_field(&v, "rtmpUrl")
+            .ok_or_else(|| anyhow!("created camera has no rtmpUrl: {v}"))?;
+        let (status, hls) = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/cameras/{id}/stream/hls"),
+                None,
+            )
+            .await?;
         if status != 200 {
             bail!("playback URLs of camera {id} answered HTTP {status}: {hls}");
         }
@@ -153,8 +193,16 @@ impl Session {
 }
 
 /// Sends the request mix at `rate_per_s / clients` per client until `stop`.
-pub(crate) async fn load(session: Arc<Session>, api: Api, metrics: Arc<Metrics>, stop: CancellationToken) {
-    let ids = match session.send(reqwest::Method::GET, "/api/v1/cameras", None).await {
+pub(crate) async fn load(
+    session: Arc<Session>,
+    api: Api,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let ids = match session
+        .send(reqwest::Method::GET, "/api/v1/cameras", None)
+        .await
+    {
         Ok((200, v)) => camera_ids(&v),
         _ => Vec::new(),
     };
@@ -163,7 +211,13 @@ pub(crate) async fn load(session: Arc<Session>, api: Api, metrics: Arc<Metrics>,
     let period = Duration::from_secs_f64(f64::from(api.clients) / api.rate_per_s);
     let mut set = tokio::task::JoinSet::new();
     for c in 0..api.clients {
-        let (session, metrics, stop, ids, plan) = (session.clone(), metrics.clone(), stop.clone(), ids.clone(), plan.clone());
+        let (session, metrics, stop, ids, plan) = (
+            session.clone(),
+            metrics.clone(),
+            stop.clone(),
+            ids.clone(),
+            plan.clone(),
+        );
         set.spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,7 +228,11 @@ pub(crate) async fn load(session: Arc<Session>, api: Api, metrics: Arc<Metrics>,
                     _ = tick.tick() => {}
                 }
                 let route = plan[n % plan.len()];
-                let id = if ids.is_empty() { String::new() } else { ids[n % ids.len()].clone() };
+                let id = if ids.is_empty() {
+                    String::new()
+                } else {
+                    ids[n % ids.len()].clone()
+                };
                 n += api.clients as usize;
                 let path = route.trim_start_matches("GET ").replace("{id}", &id);
                 let t0 = metrics.clock.now_us();
@@ -211,7 +269,11 @@ mod tests {
         let list = json!({"success": true, "data": [{"id": "a"}, {"id": "b"}, {"name": "no id"}], "page": 1});
         assert_eq!(camera_ids(&list), vec!["a", "b"]);
         let mut urls = Vec::new();
-        strings(&json!({"llhls": "http://x/hls/c/playlist.m3u8?token=t", "ts": "http://x/hls/c/ts/playlist.m3u8", "exp": "soon"}), &|s| s.contains(".m3u8"), &mut urls);
+        strings(
+            &json!({"llhls": "http://x/hls/c/playlist.m3u8?token=t", "ts": "http://x/hls/c/ts/playlist.m3u8", "exp": "soon"}),
+            &|s| s.contains(".m3u8"),
+            &mut urls,
+        );
         assert_eq!(urls.len(), 2);
     }
 
@@ -219,7 +281,10 @@ mod tests {
     fn schedule_follows_weights_and_skips_id_routes_without_ids() {
         let all = schedule(true);
         assert_eq!(all.len(), 100);
-        assert_eq!(all.iter().filter(|r| **r == "GET /api/v1/cameras").count(), 40);
+        assert_eq!(
+            all.iter().filter(|r| **r == "GET /api/v1/cameras").count(),
+            40
+        );
         let no_ids = schedule(false);
         assert!(no_ids.iter().all(|r| !r.contains("{id}")));
         assert_eq!(no_ids.len(), 60);

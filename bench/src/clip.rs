@@ -133,8 +133,12 @@ fn read_tags(file: &Bytes) -> anyhow::Result<Vec<RawTag>> {
         let h = &file[pos..pos + 11];
         let kind = h[0] & 0x1f;
         let size = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
-        let ts_ms = u32::from(h[7]) << 24 | u32::from(h[4]) << 16 | u32::from(h[5]) << 8 | u32::from(h[6]);
-        ensure!(size <= MAX_TAG_BYTES, "FLV tag at {pos} claims {size} bytes");
+        let ts_ms =
+            u32::from(h[7]) << 24 | u32::from(h[4]) << 16 | u32::from(h[5]) << 8 | u32::from(h[6]);
+        ensure!(
+            size <= MAX_TAG_BYTES,
+            "FLV tag at {pos} claims {size} bytes"
+        );
         let start = pos + 11;
         let end = start + size;
         if end > file.len() {
@@ -157,7 +161,8 @@ impl Clip {
     /// # Errors
     /// When the file cannot be read, is not FLV, or has no AVC sequence header or frames.
     pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
-        let file = std::fs::read(path).with_context(|| format!("reading clip {}", path.display()))?;
+        let file =
+            std::fs::read(path).with_context(|| format!("reading clip {}", path.display()))?;
         Self::parse(Bytes::from(file), &path.display().to_string())
     }
 
@@ -201,7 +206,10 @@ impl Clip {
             Some(h) => Some(AacConfig::parse(h.slice(2..)).context("clip AAC config")?),
             None => None,
         };
-        let first_ts = media.first().map(|(_, t)| t.ts_ms).context("clip has no frames")?;
+        let first_ts = media
+            .first()
+            .map(|(_, t)| t.ts_ms)
+            .context("clip has no frames")?;
         let video_ts: Vec<u32> = media
             .iter()
             .filter(|(k, _)| *k == TagKind::Video)
@@ -245,12 +253,16 @@ impl Clip {
             });
         }
         ensure!(
-            tags.iter().find(|t| t.kind == TagKind::Video).is_some_and(|t| t.keyframe),
+            tags.iter()
+                .find(|t| t.kind == TagKind::Video)
+                .is_some_and(|t| t.keyframe),
             "clip does not start with a keyframe, so its loops would not decode"
         );
         let duration_s = f64::from(loop_ms) / 1000.0;
         let gop_s = if keyframes.len() >= 2 {
-            f64::from(keyframes[keyframes.len() - 1] - keyframes[0]) / (keyframes.len() - 1) as f64 / 1000.0
+            f64::from(keyframes[keyframes.len() - 1] - keyframes[0])
+                / (keyframes.len() - 1) as f64
+                / 1000.0
         } else {
             duration_s
         };
@@ -301,34 +313,89 @@ fn median_step(ts: &[u32]) -> u32 {
 pub(crate) fn generate(spec: &ClipSpec, cache_dir: &Path) -> anyhow::Result<PathBuf> {
     let name = format!(
         "clip-{}x{}p{}-{}s-v{}k-a{}k-g{}-b{}.flv",
-        spec.width, spec.height, spec.fps, spec.seconds, spec.video_kbps, spec.audio_kbps, spec.gop_seconds, spec.bframes
+        spec.width,
+        spec.height,
+        spec.fps,
+        spec.seconds,
+        spec.video_kbps,
+        spec.audio_kbps,
+        spec.gop_seconds,
+        spec.bframes
     );
     let path = cache_dir.join(name);
     if path.exists() {
         return Ok(path);
     }
-    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
+    std::fs::create_dir_all(cache_dir)
+        .with_context(|| format!("creating {}", cache_dir.display()))?;
     // Parallel runs may generate the same clip: write aside, then rename atomically.
     let tmp = cache_dir.join(format!(".clip-{}.flv", std::process::id()));
     let gop = spec.fps * spec.gop_seconds;
     let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={}x{}:rate={}", spec.width, spec.height, spec.fps))
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "testsrc2=size={}x{}:rate={}",
+            spec.width, spec.height, spec.fps
+        ))
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &spec.seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p"])
-        .args(["-bf", &spec.bframes.to_string(), "-g", &gop.to_string(), "-keyint_min", &gop.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-bf",
+            &spec.bframes.to_string(),
+            "-g",
+            &gop.to_string(),
+            "-keyint_min",
+            &gop.to_string(),
+        ])
         .args(["-sc_threshold", "0"])
-        .args(["-b:v", &format!("{}k", spec.video_kbps), "-maxrate", &format!("{}k", spec.video_kbps)])
+        .args([
+            "-b:v",
+            &format!("{}k", spec.video_kbps),
+            "-maxrate",
+            &format!("{}k", spec.video_kbps),
+        ])
         .args(["-bufsize", &format!("{}k", spec.video_kbps * 2)])
-        .args(["-c:a", "aac", "-b:a", &format!("{}k", spec.audio_kbps), "-ac", "2", "-ar", "48000"])
+        .args([
+            "-c:a",
+            "aac",
+            "-b:a",
+            &format!("{}k", spec.audio_kbps),
+            "-ac",
+            "2",
+            "-ar",
+            "48000",
+        ])
         .args(["-f", "flv"])
         .arg(&tmp)
         .output()
-        .context("running ffmpeg to generate the clip (is ffmpeg installed? apt-get install -y ffmpeg)")?;
+        .context(
+            "running ffmpeg to generate the clip (is ffmpeg installed? apt-get install -y ffmpeg)",
+        )?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&tmp);
-        bail!("ffmpeg failed to generate the clip: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ffmpeg failed to generate the clip: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     std::fs::rename(&tmp, &path).with_context(|| format!("renaming clip to {}", path.display()))?;
     Ok(path)
@@ -362,7 +429,11 @@ pub(crate) mod tests {
         let i = &clip.info;
         assert_eq!((i.width, i.height), (320, 240));
         assert!((i.fps - 30.3).abs() < 1.0, "fps {}", i.fps);
-        assert!((i.duration_s - 4.0).abs() < 0.1, "duration {}", i.duration_s);
+        assert!(
+            (i.duration_s - 4.0).abs() < 0.1,
+            "duration {}",
+            i.duration_s
+        );
         assert!((i.gop_s - 2.0).abs() < 0.1, "gop {}", i.gop_s);
         assert!(i.bframes, "x264 with -bf 2 writes composition offsets");
         assert_eq!(i.audio_sample_rate, 48_000);
@@ -377,7 +448,12 @@ pub(crate) mod tests {
         for (kind, ts, body) in tags {
             let n = body.len();
             f.extend_from_slice(&[*kind, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
-            f.extend_from_slice(&[(ts >> 16) as u8, (ts >> 8) as u8, *ts as u8, (ts >> 24) as u8]);
+            f.extend_from_slice(&[
+                (ts >> 16) as u8,
+                (ts >> 8) as u8,
+                *ts as u8,
+                (ts >> 24) as u8,
+            ]);
             f.extend_from_slice(&[0, 0, 0]);
             f.extend_from_slice(body);
             f.extend_from_slice(&((n + 11) as u32).to_be_bytes());

@@ -57,7 +57,9 @@ impl Detector {
         // A machine kept busy by something else (a build next door) is noise, not the
         // limit of what is measured: the run's own processes must own most of the CPU.
         let ours = s.server_cpu_pct + s.generator_cpu_pct;
-        if s.machine_cpu_pct >= self.cfg.machine_cpu_pct && ours >= 0.5 * s.machine_cpu_pct * self.cores {
+        if s.machine_cpu_pct >= self.cfg.machine_cpu_pct
+            && ours >= 0.5 * s.machine_cpu_pct * self.cores
+        {
             conditions.push("cpu");
         }
         if s.lag_max_ms >= self.cfg.generator_lag_ms {
@@ -76,7 +78,11 @@ impl Detector {
                 None => self.streaks.push((c, s.clone(), 1)),
             }
         }
-        let hit = self.streaks.iter().find(|(_, _, n)| *n >= self.cfg.sustain_s.max(1)).cloned();
+        let hit = self
+            .streaks
+            .iter()
+            .find(|(_, _, n)| *n >= self.cfg.sustain_s.max(1))
+            .cloned();
         if let Some((kind, first, _)) = hit {
             self.found = Some(self.limit(&first, kind, s));
         }
@@ -106,7 +112,10 @@ impl Detector {
                 "errors: viewers got HTTP errors for {} s in a row ({} in all)",
                 self.cfg.sustain_s, now.http_errors
             ),
-            _ => format!("viewers stalled for {} s in a row ({} stalls in all)", self.cfg.sustain_s, now.stalls),
+            _ => format!(
+                "viewers stalled for {} s in a row ({} stalls in all)",
+                self.cfg.sustain_s, now.stalls
+            ),
         };
         Limit {
             at_s: first.t_s,
@@ -137,11 +146,21 @@ mod tests {
     fn cpu_must_stay_saturated_to_count() {
         let mut d = Detector::new(Limits::default(), 2);
         assert!(d.observe(&sample(1.0, 10, 97.0)).is_none());
-        assert!(d.observe(&sample(2.0, 20, 50.0)).is_none(), "a spike is not a limit");
+        assert!(
+            d.observe(&sample(2.0, 20, 50.0)).is_none(),
+            "a spike is not a limit"
+        );
         assert!(d.observe(&sample(3.0, 30, 96.0)).is_none());
         assert!(d.observe(&sample(4.0, 40, 99.0)).is_none());
-        let l = d.observe(&sample(5.0, 50, 98.0)).cloned().expect("3 s saturated");
-        assert_eq!((l.kind.as_str(), l.at_s, l.cameras), ("cpu", 3.0, 30), "dated from the streak's start");
+        let l = d
+            .observe(&sample(5.0, 50, 98.0))
+            .cloned()
+            .expect("3 s saturated");
+        assert_eq!(
+            (l.kind.as_str(), l.at_s, l.cameras),
+            ("cpu", 3.0, 30),
+            "dated from the streak's start"
+        );
         assert!(l.why.contains("server uses most"), "{}", l.why);
         assert!(d.observe(&sample(6.0, 60, 99.0)).is_none(), "reported once");
         assert_eq!(d.found.as_ref().map(|l| l.cameras), Some(30));
@@ -163,7 +182,10 @@ mod tests {
         let mut d = Detector::new(Limits::default(), 2);
         let mut s = sample(1.0, 5, 10.0);
         s.publish_failures = 1;
-        assert_eq!(d.observe(&s).map(|l| l.kind.clone()), Some("publish-errors".into()));
+        assert_eq!(
+            d.observe(&s).map(|l| l.kind.clone()),
+            Some("publish-errors".into())
+        );
 
         let mut d = Detector::new(Limits::default(), 2);
         for t in 1..=3 {

@@ -36,7 +36,11 @@ use crate::scenario::{Overrides, Scenario};
 use crate::server::Kind;
 
 #[derive(Parser)]
-#[command(name = "camstream-bench", version, about = "Load harness for camstream, side by side with nginx-rtmp")]
+#[command(
+    name = "camstream-bench",
+    version,
+    about = "Load harness for camstream, side by side with nginx-rtmp"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -117,7 +121,11 @@ fn ffmpeg_version() -> String {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(|l| l.split(" Copyright").next().unwrap_or(l).to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split(" Copyright").next().unwrap_or(l).to_owned())
+        })
         .unwrap_or_else(|| "ffmpeg not found".into())
 }
 
@@ -135,13 +143,21 @@ fn prepare(common: &Common) -> anyhow::Result<(Scenario, std::sync::Arc<Clip>, S
     if let Some(c) = &common.clip {
         scenario.clip.path = Some(c.clone());
     }
-    let clip = Clip::for_spec(&scenario.clip, &std::env::temp_dir().join("camstream-bench"))?;
-    let tool = format!("camstream-bench {} (clip by {})", env!("CARGO_PKG_VERSION"), ffmpeg_version());
+    let clip = Clip::for_spec(
+        &scenario.clip,
+        &std::env::temp_dir().join("camstream-bench"),
+    )?;
+    let tool = format!(
+        "camstream-bench {} (clip by {})",
+        env!("CARGO_PKG_VERSION"),
+        ffmpeg_version()
+    );
     Ok((scenario, clip, tool))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
-    std::fs::write(dir.join(name), text).with_context(|| format!("writing {}", dir.join(name).display()))
+    std::fs::write(dir.join(name), text)
+        .with_context(|| format!("writing {}", dir.join(name).display()))
 }
 
 /// Writes report.json, report.md and the plots of one run.
@@ -164,11 +180,20 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Run { common, server } => {
             let (scenario, clip, tool) = prepare(&common)?;
-            let out = common.out.clone().unwrap_or_else(|| PathBuf::from(format!("bench-results/{}-{}", scenario.name, server.label())));
+            let out = common.out.clone().unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "bench-results/{}-{}",
+                    scenario.name,
+                    server.label()
+                ))
+            });
             let cfg = RunConfig {
                 scenario,
                 kind: server,
-                camstream_bin: common.camstream_bin.clone().unwrap_or_else(default_camstream_bin),
+                camstream_bin: common
+                    .camstream_bin
+                    .clone()
+                    .unwrap_or_else(default_camstream_bin),
                 clip,
                 progress: !common.quiet,
                 tool,
@@ -180,11 +205,16 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Compare { common } => {
             let (scenario, clip, tool) = prepare(&common)?;
-            let out = common.out.clone().unwrap_or_else(|| PathBuf::from(format!("bench-results/{}-compare", scenario.name)));
+            let out = common.out.clone().unwrap_or_else(|| {
+                PathBuf::from(format!("bench-results/{}-compare", scenario.name))
+            });
             let mut cfg = RunConfig {
                 scenario,
                 kind: Kind::Camstream,
-                camstream_bin: common.camstream_bin.clone().unwrap_or_else(default_camstream_bin),
+                camstream_bin: common
+                    .camstream_bin
+                    .clone()
+                    .unwrap_or_else(default_camstream_bin),
                 clip,
                 progress: !common.quiet,
                 tool,
@@ -194,22 +224,32 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             let nginx = run::run(&cfg).await.context("nginx-rtmp run")?;
             let cmp = Comparison { camstream, nginx };
             write_compare(&out, &cmp)?;
-            println!("camstream: {}\nnginx-rtmp: {}", cmp.camstream.verdict(), cmp.nginx.verdict());
+            println!(
+                "camstream: {}\nnginx-rtmp: {}",
+                cmp.camstream.verdict(),
+                cmp.nginx.verdict()
+            );
             println!("report: {}", out.join("compare.md").display());
         }
         Cmd::Clip { dir } => {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("camstream-bench"));
             let path = clip::generate(&clip::ClipSpec::default(), &dir)?;
             let c = Clip::load(&path)?;
-            println!("{}\n{}", path.display(), serde_json::to_string_pretty(&c.info)?);
+            println!(
+                "{}\n{}",
+                path.display(),
+                serde_json::to_string_pretty(&c.info)?
+            );
         }
         Cmd::Render { json } => {
-            let text = std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
+            let text = std::fs::read_to_string(&json)
+                .with_context(|| format!("reading {}", json.display()))?;
             let dir = json.parent().unwrap_or(Path::new("."));
             if let Ok(c) = serde_json::from_str::<Comparison>(&text) {
                 write_compare(dir, &c)?;
             } else {
-                let r: Report = serde_json::from_str(&text).context("neither a report nor a comparison")?;
+                let r: Report =
+                    serde_json::from_str(&text).context("neither a report nor a comparison")?;
                 write_run(dir, &r)?;
             }
         }
@@ -219,6 +259,8 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(main_async(cli))
 }

@@ -84,7 +84,9 @@ pub(crate) fn find(haystack: &[u8], out: &mut Vec<Marker>) {
         let Some(h) = haystack.get(start..start + HEX_LEN) else {
             continue;
         };
-        let (Some(camera), Some(seq), Some(capture_us)) = (unhex(&h[..8]), unhex(&h[8..16]), unhex(&h[16..])) else {
+        let (Some(camera), Some(seq), Some(capture_us)) =
+            (unhex(&h[..8]), unhex(&h[8..16]), unhex(&h[16..]))
+        else {
             continue;
         };
         out.push(Marker {
@@ -110,11 +112,19 @@ mod tests {
             capture_us: 987_654_321,
         };
         let out = stamp(TAG, 4, m).expect("NALU tag");
-        assert_eq!(&out[..5], &TAG[..5], "tag header kept, composition time included");
+        assert_eq!(
+            &out[..5],
+            &TAG[..5],
+            "tag header kept, composition time included"
+        );
         assert_eq!(&out[5..9], &(SEI_NAL_LEN as u32).to_be_bytes());
         assert_eq!(&out[9..12], &[0x06, 0x05, 48]);
         assert_eq!(out[9 + SEI_NAL_LEN - 1], 0x80);
-        assert_eq!(&out[9 + SEI_NAL_LEN..], &TAG[5..], "frame NAL units follow untouched");
+        assert_eq!(
+            &out[9 + SEI_NAL_LEN..],
+            &TAG[5..],
+            "frame NAL units follow untouched"
+        );
         let mut found = Vec::new();
         find(&out, &mut found);
         assert_eq!(found, vec![m]);
@@ -127,9 +137,16 @@ mod tests {
             seq: 0,
             capture_us: 0,
         };
-        assert_eq!(stamp(TAG, 2, m).expect("NALU")[5..7], [0, SEI_NAL_LEN as u8]);
+        assert_eq!(
+            stamp(TAG, 2, m).expect("NALU")[5..7],
+            [0, SEI_NAL_LEN as u8]
+        );
         assert_eq!(stamp(TAG, 1, m).expect("NALU")[5], SEI_NAL_LEN as u8);
-        assert_eq!(stamp(&[0x17, 0, 0, 0, 0, 1, 2], 4, m), None, "sequence header");
+        assert_eq!(
+            stamp(&[0x17, 0, 0, 0, 0, 1, 2], 4, m),
+            None,
+            "sequence header"
+        );
         assert_eq!(stamp(&[0xaf, 1, 0, 0, 0], 4, m), None, "audio");
     }
 

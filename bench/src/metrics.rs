@@ -28,7 +28,9 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn new() -> Self {
-        Self { epoch: Instant::now() }
+        Self {
+            epoch: Instant::now(),
+        }
     }
 
     /// µs since the run started.
@@ -59,7 +61,8 @@ pub(crate) struct Hist(Mutex<Histogram<u64>>);
 impl Default for Hist {
     fn default() -> Self {
         Self(Mutex::new(
-            Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds are valid"),
+            Histogram::new_with_bounds(1, HIST_MAX_US, 3)
+                .expect("static histogram bounds are valid"),
         ))
     }
 }
@@ -79,13 +82,23 @@ impl Hist {
 
     /// (upper bound ms, count) buckets for plotting, 50 of them from 0 to the p99.9 value.
     pub(crate) fn buckets(&self) -> Vec<(f64, u64)> {
-        let Ok(h) = self.0.lock() else { return Vec::new() };
+        let Ok(h) = self.0.lock() else {
+            return Vec::new();
+        };
         if h.is_empty() {
             return Vec::new();
         }
         let top = h.value_at_quantile(0.999).max(1000);
         let step = (top / 50).max(1);
-        h.iter_linear(step).map(|v| (v.value_iterated_to() as f64 / 1000.0, v.count_since_last_iteration())).take(50).collect()
+        h.iter_linear(step)
+            .map(|v| {
+                (
+                    v.value_iterated_to() as f64 / 1000.0,
+                    v.count_since_last_iteration(),
+                )
+            })
+            .take(50)
+            .collect()
     }
 }
 
@@ -144,7 +157,10 @@ impl CameraLedger {
     /// The newest frame that had reached the server by `t_us`.
     pub(crate) fn last_seq_by(&self, t_us: u64) -> Option<u32> {
         let r = self.ingest.lock().ok()?;
-        r.iter().filter(|(s, t)| *s != u32::MAX && *t <= t_us).map(|(s, _)| *s).max()
+        r.iter()
+            .filter(|(s, t)| *s != u32::MAX && *t <= t_us)
+            .map(|(s, _)| *s)
+            .max()
     }
 }
 
@@ -258,7 +274,11 @@ impl Metrics {
             // Bounded: classes are built from status codes and fixed words, but a server
             // could invent status texts; past 200 classes they are lumped together.
             let n = e.len();
-            let key = if n < 200 || e.contains_key(&class) { class } else { "other".to_owned() };
+            let key = if n < 200 || e.contains_key(&class) {
+                class
+            } else {
+                "other".to_owned()
+            };
             *e.entry(key).or_default() += 1;
         }
     }
@@ -298,7 +318,11 @@ mod tests {
         assert!((s.mean_ms - 50.5).abs() < 0.1, "{s:?}");
         let b = h.buckets();
         assert!(!b.is_empty() && b.len() <= 50);
-        assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), 100, "every value in a bucket: {b:?}");
+        assert_eq!(
+            b.iter().map(|x| x.1).sum::<u64>(),
+            100,
+            "every value in a bucket: {b:?}"
+        );
     }
 
     #[test]
@@ -319,9 +343,16 @@ mod tests {
             l.record(seq, u64::from(seq) * 33_000);
         }
         assert_eq!(l.ingest_us(5), None, "overwritten by a newer frame");
-        assert_eq!(l.ingest_us(LEDGER_FRAMES as u32 + 5), Some((LEDGER_FRAMES as u64 + 5) * 33_000));
+        assert_eq!(
+            l.ingest_us(LEDGER_FRAMES as u32 + 5),
+            Some((LEDGER_FRAMES as u64 + 5) * 33_000)
+        );
         assert_eq!(l.last_seq_by(100 * 33_000 + 5), Some(100));
-        assert_eq!(l.last_seq_by(5 * 33_000), None, "frames 0..=9 are forgotten");
+        assert_eq!(
+            l.last_seq_by(5 * 33_000),
+            None,
+            "frames 0..=9 are forgotten"
+        );
         assert_eq!(l.last_seq_by(8200 * 33_000 + 5), Some(8200));
     }
 }

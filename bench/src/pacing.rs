@@ -150,23 +150,41 @@ mod tests {
         let steps: Vec<Step> = (0..45).map(|_| p.pop()).collect();
         // 15 tags per loop: loop 2 starts at 400 ms with a keyframe.
         assert_eq!(steps[30].due_ms, 400);
-        assert_eq!(steps[30].kind, TagKind::Video, "the loop restarts with the first video tag");
+        assert_eq!(
+            steps[30].kind,
+            TagKind::Video,
+            "the loop restarts with the first video tag"
+        );
         assert_eq!(steps[30].timestamp, 1400);
         for w in steps.windows(2) {
             assert!(w[1].due_ms >= w[0].due_ms, "due times never go back");
         }
         for s in &steps {
-            assert_eq!(u64::from(s.timestamp), 1000 + s.due_ms, "timestamp = base + due");
+            assert_eq!(
+                u64::from(s.timestamp),
+                1000 + s.due_ms,
+                "timestamp = base + due"
+            );
         }
-        let video: Vec<u64> = steps.iter().filter(|s| s.kind == TagKind::Video).map(|s| s.due_ms).collect();
-        assert!(video.windows(2).all(|w| w[1] - w[0] == 40), "constant frame interval across loops: {video:?}");
+        let video: Vec<u64> = steps
+            .iter()
+            .filter(|s| s.kind == TagKind::Video)
+            .map(|s| s.due_ms)
+            .collect();
+        assert!(
+            video.windows(2).all(|w| w[1] - w[0] == 40),
+            "constant frame interval across loops: {video:?}"
+        );
     }
 
     #[test]
     fn timestamps_wrap_like_rtmp() {
         let mut p = Pacer::new(toy_clip(), u32::MAX - 50);
         let steps: Vec<Step> = (0..20).map(|_| p.pop()).collect();
-        let at_100 = steps.iter().find(|s| s.due_ms == 100).expect("a tag at 100 ms");
+        let at_100 = steps
+            .iter()
+            .find(|s| s.due_ms == 100)
+            .expect("a tag at 100 ms");
         assert_eq!(at_100.timestamp, 49, "u32::MAX - 50 + 100 wraps to 49");
         let wrapped = steps.iter().filter(|s| s.timestamp < 1000).count();
         assert!(wrapped > 0 && wrapped < steps.len());

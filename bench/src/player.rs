@@ -169,9 +169,15 @@ mod tests {
         let mut t = Tracker::new(2);
         let none = |_| None;
         t.on_media(&[m(2, 10, 0), m(2, 11, 1)], None, 5, none, |_| {});
-        t.on_media(&[m(2, 11, 1), m(2, 15, 5), m(7, 16, 6)], None, 6, none, |l| {
-            assert_eq!(l.ingest_to_available, None);
-        });
+        t.on_media(
+            &[m(2, 11, 1), m(2, 15, 5), m(7, 16, 6)],
+            None,
+            6,
+            none,
+            |l| {
+                assert_eq!(l.ingest_to_available, None);
+            },
+        );
         assert_eq!(t.frames, 3);
         assert_eq!(t.duplicates, 1);
         assert_eq!(t.missing, 3, "12, 13 and 14 never came");
@@ -182,12 +188,28 @@ mod tests {
     #[test]
     fn late_media_stalls_the_player_once_and_shifts_its_clock() {
         let mut c = PlayerClock::default();
-        assert_eq!(c.display(0, 1_000_000), 1_000_000, "starts at first download");
-        assert_eq!(c.display(500_000, 1_100_000), 1_500_000, "early media waits for its turn");
+        assert_eq!(
+            c.display(0, 1_000_000),
+            1_000_000,
+            "starts at first download"
+        );
+        assert_eq!(
+            c.display(500_000, 1_100_000),
+            1_500_000,
+            "early media waits for its turn"
+        );
         // Frame at 1 s capture is due at 2 s but arrives at 2.4 s: one stall of 400 ms.
         assert_eq!(c.display(1_000_000, 2_400_000), 2_400_000);
-        assert_eq!(c.display(1_033_000, 2_400_000), 2_433_000, "same part, now on the slipped clock");
-        assert_eq!(c.display(1_100_000, 2_600_000), 2_600_000, "late again after being on time");
+        assert_eq!(
+            c.display(1_033_000, 2_400_000),
+            2_433_000,
+            "same part, now on the slipped clock"
+        );
+        assert_eq!(
+            c.display(1_100_000, 2_600_000),
+            2_600_000,
+            "late again after being on time"
+        );
         assert_eq!(c.stalls, 2);
         assert_eq!(c.stalled_us(), 400_000 + 100_000);
     }
@@ -195,7 +217,15 @@ mod tests {
     #[test]
     fn wakeup_only_for_reloads_that_blocked() {
         assert_eq!(wakeup_us(100, 250, 200), Some(50));
-        assert_eq!(wakeup_us(300, 350, 200), None, "part was complete before the request");
-        assert_eq!(wakeup_us(100, 150, 200), None, "answered before the frame: not a wake-up");
+        assert_eq!(
+            wakeup_us(300, 350, 200),
+            None,
+            "part was complete before the request"
+        );
+        assert_eq!(
+            wakeup_us(100, 150, 200),
+            None,
+            "answered before the frame: not a wake-up"
+        );
     }
 }

@@ -102,17 +102,23 @@ fn attr<'a>(attrs: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
 }
 
 fn number(tag: &'static str, v: &str) -> Result<f64, PlaylistError> {
-    v.trim().parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| PlaylistError::BadValue {
-        tag,
-        value: v.to_owned(),
-    })
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| PlaylistError::BadValue {
+            tag,
+            value: v.to_owned(),
+        })
 }
 
 fn integer(tag: &'static str, v: &str) -> Result<u64, PlaylistError> {
-    v.trim().parse::<u64>().map_err(|_| PlaylistError::BadValue {
-        tag,
-        value: v.to_owned(),
-    })
+    v.trim()
+        .parse::<u64>()
+        .map_err(|_| PlaylistError::BadValue {
+            tag,
+            value: v.to_owned(),
+        })
 }
 
 impl Playlist {
@@ -143,26 +149,41 @@ impl Playlist {
                 next_msn = Some(p.media_sequence + p.skipped);
             } else if let Some(v) = line.strip_prefix("#EXT-X-SKIP:") {
                 let a = attributes(v);
-                p.skipped = integer("EXT-X-SKIP", attr(&a, "SKIPPED-SEGMENTS").unwrap_or_default())?;
+                p.skipped = integer(
+                    "EXT-X-SKIP",
+                    attr(&a, "SKIPPED-SEGMENTS").unwrap_or_default(),
+                )?;
                 next_msn = Some(p.media_sequence + p.skipped);
             } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
                 let a = attributes(v);
                 p.can_block_reload = attr(&a, "CAN-BLOCK-RELOAD") == Some("YES");
-                p.part_hold_back = attr(&a, "PART-HOLD-BACK").map(|v| number("PART-HOLD-BACK", v)).transpose()?;
-                p.can_skip_until = attr(&a, "CAN-SKIP-UNTIL").map(|v| number("CAN-SKIP-UNTIL", v)).transpose()?;
+                p.part_hold_back = attr(&a, "PART-HOLD-BACK")
+                    .map(|v| number("PART-HOLD-BACK", v))
+                    .transpose()?;
+                p.can_skip_until = attr(&a, "CAN-SKIP-UNTIL")
+                    .map(|v| number("CAN-SKIP-UNTIL", v))
+                    .transpose()?;
             } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
                 let a = attributes(v);
-                p.part_target = attr(&a, "PART-TARGET").map(|v| number("PART-TARGET", v)).transpose()?;
+                p.part_target = attr(&a, "PART-TARGET")
+                    .map(|v| number("PART-TARGET", v))
+                    .transpose()?;
             } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:") {
                 let a = attributes(v);
-                p.map_uri = Some(attr(&a, "URI").ok_or(PlaylistError::MissingUri { tag: "EXT-X-MAP" })?.to_owned());
+                p.map_uri = Some(
+                    attr(&a, "URI")
+                        .ok_or(PlaylistError::MissingUri { tag: "EXT-X-MAP" })?
+                        .to_owned(),
+                );
             } else if let Some(v) = line.strip_prefix("#EXT-X-PART:") {
                 let a = attributes(v);
                 pending_parts.push(Part {
                     msn,
                     index: pending_parts.len() as u32,
                     duration: number("EXT-X-PART", attr(&a, "DURATION").unwrap_or_default())?,
-                    uri: attr(&a, "URI").ok_or(PlaylistError::MissingUri { tag: "EXT-X-PART" })?.to_owned(),
+                    uri: attr(&a, "URI")
+                        .ok_or(PlaylistError::MissingUri { tag: "EXT-X-PART" })?
+                        .to_owned(),
                     independent: attr(&a, "INDEPENDENT") == Some("YES"),
                 });
             } else if let Some(v) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
@@ -209,7 +230,10 @@ impl MediaPlaylist {
 
     /// Every listed part, oldest first.
     pub(crate) fn parts(&self) -> impl Iterator<Item = &Part> {
-        self.segments.iter().flat_map(|s| s.parts.iter()).chain(self.trailing_parts.iter())
+        self.segments
+            .iter()
+            .flat_map(|s| s.parts.iter())
+            .chain(self.trailing_parts.iter())
     }
 
     /// The position (msn, part index) that follows part `(msn, index)`: the next part of
@@ -235,7 +259,8 @@ impl MediaPlaylist {
 
     /// The playlist's end in media time: the duration of everything listed.
     fn total_duration(&self) -> f64 {
-        self.segments.iter().map(|s| s.duration).sum::<f64>() + self.trailing_parts.iter().map(|p| p.duration).sum::<f64>()
+        self.segments.iter().map(|s| s.duration).sum::<f64>()
+            + self.trailing_parts.iter().map(|p| p.duration).sum::<f64>()
     }
 
     /// Where an LL-HLS player starts: the latest independent part that begins at least
@@ -263,7 +288,8 @@ impl MediaPlaylist {
             }
             t += p.duration;
         }
-        best.or_else(|| self.parts().find(|p| p.independent)).or_else(|| self.parts().next())
+        best.or_else(|| self.parts().find(|p| p.independent))
+            .or_else(|| self.parts().next())
     }
 }
 
@@ -276,7 +302,9 @@ pub(crate) fn resolve(base: &str, uri: &str) -> String {
     let base = base.split(['?', '#']).next().unwrap_or(base);
     if let Some(path) = uri.strip_prefix('/') {
         let origin_end = base.find("://").map_or(0, |i| i + 3);
-        let host_end = base[origin_end..].find('/').map_or(base.len(), |i| origin_end + i);
+        let host_end = base[origin_end..]
+            .find('/')
+            .map_or(base.len(), |i| origin_end + i);
         return format!("{}/{}", &base[..host_end], path);
     }
     match base.rfind('/') {
@@ -322,7 +350,10 @@ seg8.m4s
     #[test]
     fn reads_ll_hls_numbering_and_control() {
         let p = media(LL);
-        assert_eq!(p.segments.iter().map(|s| s.msn).collect::<Vec<_>>(), vec![7, 8]);
+        assert_eq!(
+            p.segments.iter().map(|s| s.msn).collect::<Vec<_>>(),
+            vec![7, 8]
+        );
         assert_eq!(p.next_msn(), 9);
         assert_eq!(p.segments[1].parts.len(), 6);
         assert_eq!((p.trailing_parts[1].msn, p.trailing_parts[1].index), (9, 1));
@@ -339,9 +370,17 @@ seg8.m4s
     fn positions_advance_through_parts_and_segments() {
         let p = media(LL);
         assert_eq!(p.position_after(8, 2), (8, 3));
-        assert_eq!(p.position_after(8, 5), (9, 0), "last part of a complete segment");
+        assert_eq!(
+            p.position_after(8, 5),
+            (9, 0),
+            "last part of a complete segment"
+        );
         assert_eq!(p.position_after(9, 1), (9, 2), "in-progress segment");
-        assert_eq!(p.position_after(7, 0), (8, 0), "segment without listed parts");
+        assert_eq!(
+            p.position_after(7, 0),
+            (8, 0),
+            "segment without listed parts"
+        );
         assert_eq!(p.part_at(9, 1).map(|x| x.uri.as_str()), Some("p9.1.m4s"));
         assert!(p.lists_parts_of(8) && !p.lists_parts_of(7));
     }
@@ -353,7 +392,11 @@ seg8.m4s
         // is its first.
         assert_eq!(p.start_part(1.0).map(|x| (x.msn, x.index)), Some((8, 0)));
         assert_eq!(p.start_part(0.5).map(|x| (x.msn, x.index)), Some((9, 0)));
-        assert_eq!(p.start_part(100.0).map(|x| (x.msn, x.index)), Some((8, 0)), "falls back");
+        assert_eq!(
+            p.start_part(100.0).map(|x| (x.msn, x.index)),
+            Some((8, 0)),
+            "falls back"
+        );
     }
 
     #[test]
@@ -366,17 +409,25 @@ seg8.m4s
 
     #[test]
     fn classic_playlist_and_multivariant() {
-        let p = media("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:2.002,\n3.ts\n#EXTINF:1.9,\n4.ts\n#EXT-X-ENDLIST\n");
+        let p = media(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:2.002,\n3.ts\n#EXTINF:1.9,\n4.ts\n#EXT-X-ENDLIST\n",
+        );
         assert_eq!(p.segments.len(), 2);
         assert_eq!((p.segments[1].msn, p.segments[1].duration), (4, 1.9));
         assert!(p.endlist && p.trailing_parts.is_empty());
-        let m = Playlist::parse("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"a,b\"\nlow/index.m3u8\n").expect("parses");
+        let m = Playlist::parse(
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"a,b\"\nlow/index.m3u8\n",
+        )
+        .expect("parses");
         assert_eq!(m, Playlist::Multivariant(vec!["low/index.m3u8".into()]));
     }
 
     #[test]
     fn rejects_garbage_and_bad_numbers() {
-        assert!(matches!(Playlist::parse("<html>"), Err(PlaylistError::NotM3u8 { .. })));
+        assert!(matches!(
+            Playlist::parse("<html>"),
+            Err(PlaylistError::NotM3u8 { .. })
+        ));
         assert!(matches!(
             Playlist::parse("#EXTM3U\n#EXTINF:abc,\nx.ts\n"),
             Err(PlaylistError::BadValue { tag: "EXTINF", .. })

@@ -22,7 +22,14 @@ const COLORS: [RGBColor; 6] = [
 pub(crate) type Series = (String, Vec<(f64, f64)>);
 
 /// Draws line series (with point marks) into an SVG file.
-pub(crate) fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
+pub(crate) fn lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    legend: SeriesLabelPosition,
+) -> anyhow::Result<()> {
     let pts = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x_max, mut y_max) = (1.0f64, 1.0f64);
     for (x, y) in pts {
@@ -30,7 +37,8 @@ pub(crate) fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, seri
         y_max = y_max.max(*y);
     }
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("plot {title}: {e}"))?;
+    root.fill(&WHITE)
+        .map_err(|e| anyhow!("plot {title}: {e}"))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
@@ -47,10 +55,15 @@ pub(crate) fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, seri
     for (i, (name, points)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(|e| anyhow!("plot {title}: {e}"))?
             .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))
             .map_err(|e| anyhow!("plot {title}: {e}"))?;
@@ -59,7 +72,7 @@ pub(crate) fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, seri
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend)
         .draw()
         .map_err(|e| anyhow!("plot {title}: {e}"))?;
     root.present().map_err(|e| anyhow!("plot {title}: {e}"))?;
@@ -74,18 +87,40 @@ pub(crate) fn all(dir: &Path, reports: &[&Report]) -> anyhow::Result<Vec<String>
         reports
             .iter()
             .map(|r| {
-                let mut pts: Vec<(f64, f64)> = r.timeseries.iter().filter(|s| s.cameras > 0).map(|s| (s.cameras as f64, f(s))).collect();
+                let mut pts: Vec<(f64, f64)> = r
+                    .timeseries
+                    .iter()
+                    .filter(|s| s.cameras > 0)
+                    .map(|s| (s.cameras as f64, f(s)))
+                    .collect();
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                 (r.server.name.clone(), pts)
             })
             .collect()
     };
     let plots: [(&str, &str, &str, Vec<Series>); 2] = [
-        ("cpu_vs_cameras.svg", "Server CPU vs cameras", "% of one core", by_cameras(&|s| s.server_cpu_pct)),
-        ("rss_vs_cameras.svg", "Server RSS vs cameras", "MB", by_cameras(&|s| s.server_rss_mb)),
+        (
+            "cpu_vs_cameras.svg",
+            "Server CPU vs cameras",
+            "% of one core",
+            by_cameras(&|s| s.server_cpu_pct),
+        ),
+        (
+            "rss_vs_cameras.svg",
+            "Server RSS vs cameras",
+            "MB",
+            by_cameras(&|s| s.server_rss_mb),
+        ),
     ];
     for (file, title, y, series) in plots {
-        lines(&dir.join(file), title, "cameras publishing", y, &series)?;
+        lines(
+            &dir.join(file),
+            title,
+            "cameras publishing",
+            y,
+            &series,
+            SeriesLabelPosition::UpperLeft,
+        )?;
         files.push(file.to_owned());
     }
     let mut dist: Vec<Series> = Vec::new();
@@ -95,21 +130,54 @@ pub(crate) fn all(dir: &Path, reports: &[&Report]) -> anyhow::Result<Vec<String>
             if total == 0 {
                 continue;
             }
-            let pts = buckets.iter().map(|(ms, n)| (*ms, *n as f64 * 100.0 / total as f64)).collect();
+            // Cumulative: distributions of very different widths stay readable side by side.
+            let mut seen = 0u64;
+            let pts = buckets
+                .iter()
+                .map(|(ms, n)| {
+                    seen += n;
+                    (*ms, seen as f64 * 100.0 / total as f64)
+                })
+                .collect();
             dist.push((format!("{} {name}", r.server.name), pts));
         }
     }
     if !dist.is_empty() {
-        lines(&dir.join("latency.svg"), "Latency distribution", "ms", "% of samples", &dist)?;
+        lines(
+            &dir.join("latency.svg"),
+            "Latency distribution (cumulative)",
+            "ms",
+            "% of samples at or below",
+            &dist,
+            SeriesLabelPosition::LowerRight,
+        )?;
         files.push("latency.svg".into());
     }
     let mut time: Vec<Series> = Vec::new();
     for r in reports {
-        let pts = |f: &dyn Fn(&crate::report::Sample) -> f64| r.timeseries.iter().map(|s| (s.t_s, f(s))).collect::<Vec<_>>();
-        time.push((format!("{} server CPU %", r.server.name), pts(&|s| s.server_cpu_pct)));
-        time.push((format!("{} generator CPU %", r.server.name), pts(&|s| s.generator_cpu_pct)));
+        let pts = |f: &dyn Fn(&crate::report::Sample) -> f64| {
+            r.timeseries
+                .iter()
+                .map(|s| (s.t_s, f(s)))
+                .collect::<Vec<_>>()
+        };
+        time.push((
+            format!("{} server CPU %", r.server.name),
+            pts(&|s| s.server_cpu_pct),
+        ));
+        time.push((
+            format!("{} generator CPU %", r.server.name),
+            pts(&|s| s.generator_cpu_pct),
+        ));
     }
-    lines(&dir.join("cpu_over_time.svg"), "CPU over time", "seconds", "% of one core", &time)?;
+    lines(
+        &dir.join("cpu_over_time.svg"),
+        "CPU over time",
+        "seconds",
+        "% of one core",
+        &time,
+        SeriesLabelPosition::UpperLeft,
+    )?;
     files.push("cpu_over_time.svg".into());
     Ok(files)
 }
@@ -136,15 +204,35 @@ mod tests {
                     ..Sample::default()
                 })
                 .collect();
-            r.distributions.insert("HLS ingest → available".into(), vec![(100.0, 5), (200.0, 15)]);
+            r.distributions.insert(
+                "HLS ingest → available".into(),
+                vec![(100.0, 5), (200.0, 15)],
+            );
         }
         let files = all(&dir, &[&a, &b]).expect("plots");
-        assert_eq!(files, vec!["cpu_vs_cameras.svg", "rss_vs_cameras.svg", "latency.svg", "cpu_over_time.svg"]);
+        assert_eq!(
+            files,
+            vec![
+                "cpu_vs_cameras.svg",
+                "rss_vs_cameras.svg",
+                "latency.svg",
+                "cpu_over_time.svg"
+            ]
+        );
         for f in &files {
             let svg = std::fs::read_to_string(dir.join(f)).expect("written");
-            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{f}");
-            assert!(svg.contains("nginx-rtmp") && svg.contains("camstream"), "{f} has both legends");
-            assert!(svg.contains("<polyline") || svg.contains("<path"), "{f} has lines");
+            assert!(
+                svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+                "{f}"
+            );
+            assert!(
+                svg.contains("nginx-rtmp") && svg.contains("camstream"),
+                "{f} has both legends"
+            );
+            assert!(
+                svg.contains("<polyline") || svg.contains("<path"),
+                "{f} has lines"
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -45,7 +45,10 @@ pub(crate) fn parse_rss_kib(status: &str) -> Option<u64> {
 /// Machine-wide CPU time from the first line of `/proc/stat`: (busy, total) ticks.
 pub(crate) fn parse_machine_cpu(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     if v.len() < 4 {
         return None;
     }
@@ -143,7 +146,9 @@ impl TreeSampler {
         for pid in pids {
             let Some(st) = read_stat(pid) else { continue };
             // A process born since the last sample spent all its ticks in this interval.
-            ticks += st.ticks.saturating_sub(self.last.get(&pid).copied().unwrap_or(0));
+            ticks += st
+                .ticks
+                .saturating_sub(self.last.get(&pid).copied().unwrap_or(0));
             now.insert(pid, st.ticks);
             rss_kib += std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .ok()
@@ -168,11 +173,16 @@ pub(crate) struct MachineSampler {
 
 impl MachineSampler {
     pub(crate) fn sample(&mut self) -> f64 {
-        let Some(now) = std::fs::read_to_string("/proc/stat").ok().and_then(|s| parse_machine_cpu(&s)) else {
+        let Some(now) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| parse_machine_cpu(&s))
+        else {
             return 0.0;
         };
         let pct = match self.last {
-            Some((busy, total)) if now.1 > total => (now.0 - busy) as f64 / (now.1 - total) as f64 * 100.0,
+            Some((busy, total)) if now.1 > total => {
+                (now.0 - busy) as f64 / (now.1 - total) as f64 * 100.0
+            }
             _ => 0.0,
         };
         self.last = Some(now);
@@ -187,13 +197,22 @@ mod tests {
     #[test]
     fn pid_stat_survives_odd_command_names() {
         let s = "4242 (ngi nx) worker)) S 4200 4200 4200 0 -1 4194624 100 0 0 0 250 37 0 0 20 0 1 0 9 1000 50 0";
-        assert_eq!(parse_pid_stat(s), Some(PidStat { ppid: 4200, ticks: 287 }));
+        assert_eq!(
+            parse_pid_stat(s),
+            Some(PidStat {
+                ppid: 4200,
+                ticks: 287
+            })
+        );
         assert_eq!(parse_pid_stat("12 (x) S 1"), None, "truncated line");
     }
 
     #[test]
     fn rss_and_machine_cpu() {
-        assert_eq!(parse_rss_kib("Name:\tnginx\nVmRSS:\t   19304 kB\nThreads: 1\n"), Some(19304));
+        assert_eq!(
+            parse_rss_kib("Name:\tnginx\nVmRSS:\t   19304 kB\nThreads: 1\n"),
+            Some(19304)
+        );
         assert_eq!(parse_rss_kib("Name:\tkthreadd\n"), None);
         let stat = "cpu  100 5 50 800 20 1 2 3 0 0\ncpu0 1 2 3 4\n";
         assert_eq!(parse_machine_cpu(stat), Some((161, 981)));
@@ -211,7 +230,10 @@ mod tests {
         let mut child = Command::new("sleep").arg("5").spawn().expect("sleep runs");
         let me = std::process::id() as i32;
         let tree = process_tree(me);
-        assert!(tree.contains(&(child.id() as i32)), "child found in {tree:?}");
+        assert!(
+            tree.contains(&(child.id() as i32)),
+            "child found in {tree:?}"
+        );
         let mut s = TreeSampler::new(me, clock_ticks(), false);
         let mut x = 0u64;
         for i in 0..30_000_000u64 {

@@ -16,7 +16,8 @@ use anyhow::{Context, anyhow, bail};
 use bytes::BytesMut;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+    PublishRequestType, StreamMetadata,
 };
 use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,13 +42,23 @@ pub(crate) struct PublishUrl {
 impl PublishUrl {
     /// Splits an `rtmp://` URL (the key is everything after the application name).
     pub(crate) fn parse(url: &str) -> anyhow::Result<Self> {
-        let rest = url.strip_prefix("rtmp://").ok_or_else(|| anyhow!("{url:?} is not an rtmp:// URL"))?;
-        let (host_port, path) = rest.split_once('/').ok_or_else(|| anyhow!("{url:?} has no application"))?;
-        let (app, key) = path.split_once('/').ok_or_else(|| anyhow!("{url:?} has no stream key"))?;
+        let rest = url
+            .strip_prefix("rtmp://")
+            .ok_or_else(|| anyhow!("{url:?} is not an rtmp:// URL"))?;
+        let (host_port, path) = rest
+            .split_once('/')
+            .ok_or_else(|| anyhow!("{url:?} has no application"))?;
+        let (app, key) = path
+            .split_once('/')
+            .ok_or_else(|| anyhow!("{url:?} has no stream key"))?;
         if host_port.is_empty() || app.is_empty() || key.is_empty() {
             bail!("{url:?} lacks a host, application or key");
         }
-        let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:1935") };
+        let host_port = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:1935")
+        };
         Ok(Self {
             host_port,
             app: app.to_owned(),
@@ -68,7 +79,10 @@ struct Conn {
 
 impl Conn {
     /// Writes the packets among `results` and returns the events.
-    async fn apply(&mut self, results: Vec<ClientSessionResult>) -> anyhow::Result<Vec<ClientSessionEvent>> {
+    async fn apply(
+        &mut self,
+        results: Vec<ClientSessionResult>,
+    ) -> anyhow::Result<Vec<ClientSessionEvent>> {
         let mut events = Vec::new();
         for r in results {
             match r {
@@ -82,13 +96,20 @@ impl Conn {
 
     /// Feeds what is in `inbuf` to the session.
     async fn feed(&mut self) -> anyhow::Result<Vec<ClientSessionEvent>> {
-        let results = self.session.handle_input(&self.inbuf).map_err(|e| anyhow!("rtmp session: {e:?}"))?;
+        let results = self
+            .session
+            .handle_input(&self.inbuf)
+            .map_err(|e| anyhow!("rtmp session: {e:?}"))?;
         self.inbuf.clear();
         self.apply(results).await
     }
 
     /// Reads until an event satisfies `done`; a rejection is an error.
-    async fn wait_for(&mut self, what: &str, done: impl Fn(&ClientSessionEvent) -> bool) -> anyhow::Result<()> {
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        done: impl Fn(&ClientSessionEvent) -> bool,
+    ) -> anyhow::Result<()> {
         loop {
             for e in self.feed().await? {
                 if done(&e) {
@@ -110,7 +131,9 @@ impl Conn {
 
 async fn handshake(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
     let mut hs = Handshake::new(PeerType::Client);
-    let p0p1 = hs.generate_outbound_p0_and_p1().map_err(|e| anyhow!("handshake: {e:?}"))?;
+    let p0p1 = hs
+        .generate_outbound_p0_and_p1()
+        .map_err(|e| anyhow!("handshake: {e:?}"))?;
     stream.write_all(&p0p1).await?;
     let mut buf = vec![0u8; 4096];
     loop {
@@ -118,8 +141,13 @@ async fn handshake(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
         if n == 0 {
             bail!("server closed the connection during the handshake");
         }
-        match hs.process_bytes(&buf[..n]).map_err(|e| anyhow!("handshake: {e:?}"))? {
-            HandshakeProcessResult::InProgress { response_bytes } => stream.write_all(&response_bytes).await?,
+        match hs
+            .process_bytes(&buf[..n])
+            .map_err(|e| anyhow!("handshake: {e:?}"))?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                stream.write_all(&response_bytes).await?
+            }
             HandshakeProcessResult::Completed {
                 response_bytes,
                 remaining_bytes,
@@ -139,7 +167,8 @@ async fn connect(url: &PublishUrl) -> anyhow::Result<Conn> {
     let remaining = handshake(&mut stream).await?;
     let mut config = ClientSessionConfig::new();
     config.tc_url = Some(format!("rtmp://{}/{}", url.host_port, url.app));
-    let (session, results) = ClientSession::new(config).map_err(|e| anyhow!("rtmp session: {e:?}"))?;
+    let (session, results) =
+        ClientSession::new(config).map_err(|e| anyhow!("rtmp session: {e:?}"))?;
     let (rd, wr) = stream.into_split();
     let mut conn = Conn {
         rd,
@@ -148,15 +177,24 @@ async fn connect(url: &PublishUrl) -> anyhow::Result<Conn> {
         inbuf: BytesMut::from(&remaining[..]),
     };
     conn.apply(results).await?;
-    let r = conn.session.request_connection(url.app.clone()).map_err(|e| anyhow!("connect: {e:?}"))?;
+    let r = conn
+        .session
+        .request_connection(url.app.clone())
+        .map_err(|e| anyhow!("connect: {e:?}"))?;
     conn.apply(vec![r]).await?;
-    conn.wait_for("connect", |e| *e == ClientSessionEvent::ConnectionRequestAccepted).await?;
+    conn.wait_for("connect", |e| {
+        *e == ClientSessionEvent::ConnectionRequestAccepted
+    })
+    .await?;
     let r = conn
         .session
         .request_publishing(url.key.clone(), PublishRequestType::Live)
         .map_err(|e| anyhow!("publish: {e:?}"))?;
     conn.apply(vec![r]).await?;
-    conn.wait_for("publish", |e| *e == ClientSessionEvent::PublishRequestAccepted).await?;
+    conn.wait_for("publish", |e| {
+        *e == ClientSessionEvent::PublishRequestAccepted
+    })
+    .await?;
     Ok(conn)
 }
 
@@ -209,7 +247,13 @@ pub(crate) async fn publish(
     result
 }
 
-async fn stream(conn: &mut Conn, camera: u32, clip: &Arc<Clip>, metrics: &Metrics, stop: &CancellationToken) -> anyhow::Result<()> {
+async fn stream(
+    conn: &mut Conn,
+    camera: u32,
+    clip: &Arc<Clip>,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
     let clock = metrics.clock;
     let ledger = &metrics.cameras[camera as usize];
     let mut pacer = Pacer::new(clip.clone(), 0);
@@ -222,10 +266,22 @@ async fn stream(conn: &mut Conn, camera: u32, clip: &Arc<Clip>, metrics: &Metric
         }
     };
     let s = &mut conn.session;
-    push(s.publish_metadata(&metadata(clip)).map_err(|e| anyhow!("metadata: {e:?}"))?, &mut out);
-    push(s.publish_video_data(clip.video_header.clone(), ts0, false).map_err(|e| anyhow!("video: {e:?}"))?, &mut out);
+    push(
+        s.publish_metadata(&metadata(clip))
+            .map_err(|e| anyhow!("metadata: {e:?}"))?,
+        &mut out,
+    );
+    push(
+        s.publish_video_data(clip.video_header.clone(), ts0, false)
+            .map_err(|e| anyhow!("video: {e:?}"))?,
+        &mut out,
+    );
     if let Some(h) = &clip.audio_header {
-        push(s.publish_audio_data(h.clone(), ts0, false).map_err(|e| anyhow!("audio: {e:?}"))?, &mut out);
+        push(
+            s.publish_audio_data(h.clone(), ts0, false)
+                .map_err(|e| anyhow!("audio: {e:?}"))?,
+            &mut out,
+        );
     }
     conn.wr.write_all(&out).await?;
 
@@ -290,9 +346,15 @@ mod tests {
     #[test]
     fn parses_publish_urls() {
         let u = PublishUrl::parse("rtmp://127.0.0.1:1935/live/cam-1").expect("valid");
-        assert_eq!((u.host_port.as_str(), u.app.as_str(), u.key.as_str()), ("127.0.0.1:1935", "live", "cam-1"));
+        assert_eq!(
+            (u.host_port.as_str(), u.app.as_str(), u.key.as_str()),
+            ("127.0.0.1:1935", "live", "cam-1")
+        );
         let u = PublishUrl::parse("rtmp://example/live/k?token=a/b").expect("valid");
-        assert_eq!((u.host_port.as_str(), u.key.as_str()), ("example:1935", "k?token=a/b"));
+        assert_eq!(
+            (u.host_port.as_str(), u.key.as_str()),
+            ("example:1935", "k?token=a/b")
+        );
         assert!(PublishUrl::parse("http://h/live/k").is_err());
         assert!(PublishUrl::parse("rtmp://h/live").is_err());
         assert!(PublishUrl::parse("rtmp://h/live/").is_err());

@@ -188,7 +188,13 @@ each viewer saw, plus frames that reached the server over a grace period before 
 but never reached the viewer.";
 
 fn ms(v: f64) -> String {
-    if v == 0.0 { "–".into() } else if v < 10.0 { format!("{v:.1}") } else { format!("{v:.0}") }
+    if v == 0.0 {
+        "–".into()
+    } else if v < 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
 }
 
 fn lat_row(out: &mut String, name: &str, l: &LatencySummary) {
@@ -214,8 +220,16 @@ impl Report {
     /// The conditions every number depends on, as a Markdown list.
     pub(crate) fn conditions(&self, out: &mut String) {
         let m = &self.machine;
-        let _ = writeln!(out, "- Machine: {} × {} ({:.0} GiB), {}, Linux {}", m.cores, m.cpu_model, m.memory_gib, m.os, m.kernel);
-        let _ = writeln!(out, "- Server: {} — {}", self.server.name, self.server.version);
+        let _ = writeln!(
+            out,
+            "- Machine: {} × {} ({:.0} GiB), {}, Linux {}",
+            m.cores, m.cpu_model, m.memory_gib, m.os, m.kernel
+        );
+        let _ = writeln!(
+            out,
+            "- Server: {} — {}",
+            self.server.name, self.server.version
+        );
         let _ = writeln!(out, "- Harness: {}", self.tool);
         if let Some(c) = &self.clip {
             let _ = writeln!(
@@ -243,7 +257,10 @@ impl Report {
                 s.viewers.hls,
                 s.viewers.llhls,
                 s.duration_s,
-                s.api.as_ref().map(|a| format!(", API {} req/s from {} clients", a.rate_per_s, a.clients)).unwrap_or_default()
+                s.api
+                    .as_ref()
+                    .map(|a| format!(", API {} req/s from {} clients", a.rate_per_s, a.clients))
+                    .unwrap_or_default()
             );
         }
     }
@@ -257,7 +274,10 @@ impl Report {
             ),
             None => format!(
                 "No limit reached: {} cameras and {} viewers held for {:.0} s with the machine at {:.0} % CPU on average.",
-                self.summary.cameras_reached, self.summary.viewers_started, self.summary.steady_s, self.summary.machine_cpu_pct
+                self.summary.cameras_reached,
+                self.summary.viewers_started,
+                self.summary.steady_s,
+                self.summary.machine_cpu_pct
             ),
         }
     }
@@ -266,40 +286,104 @@ impl Report {
     pub(crate) fn markdown(&self, plots: &[String]) -> String {
         let mut o = String::new();
         let s = &self.summary;
-        let _ = writeln!(o, "# camstream-bench: {} on {}\n", self.scenario.as_ref().map_or("run", |s| s.name.as_str()), self.server.name);
+        let _ = writeln!(
+            o,
+            "# camstream-bench: {} on {}\n",
+            self.scenario.as_ref().map_or("run", |s| s.name.as_str()),
+            self.server.name
+        );
         self.conditions(&mut o);
         let _ = writeln!(o, "\n**{}**\n", self.verdict());
         let _ = writeln!(o, "## Cost\n\n| | value |\n|---|---:|");
         let rows: [(&str, String); 14] = [
-            ("cameras reached / target", format!("{} / {}", s.cameras_reached, s.cameras_target)),
-            ("viewers started / target", format!("{} / {}", s.viewers_started, s.viewers_target)),
+            (
+                "cameras reached / target",
+                format!("{} / {}", s.cameras_reached, s.cameras_target),
+            ),
+            (
+                "viewers started / target",
+                format!("{} / {}", s.viewers_started, s.viewers_target),
+            ),
             ("steady window, s", format!("{:.0}", s.steady_s)),
-            ("server CPU idle, % of one core", format!("{:.1}", s.server_cpu_idle_pct)),
-            ("server CPU, % of one core (mean)", format!("{:.1}", s.server_cpu_pct)),
-            ("server CPU, % of one core (max)", format!("{:.1}", s.server_cpu_max_pct)),
-            ("server CPU per camera, %", format!("{:.3}", s.server_cpu_per_camera_pct)),
-            ("server RSS idle, MB", format!("{:.1}", s.server_rss_idle_mb)),
-            ("server RSS under load, MB (max)", format!("{:.1} ({:.1})", s.server_rss_mb, s.server_rss_max_mb)),
-            ("server RSS per camera, KB", format!("{:.0}", s.server_rss_per_camera_kb)),
-            ("generator CPU, % of one core", format!("{:.1}", s.generator_cpu_pct)),
-            ("generator CPU per camera, %", format!("{:.3}", s.generator_cpu_per_camera_pct)),
-            ("machine CPU, % of all cores", format!("{:.1}", s.machine_cpu_pct)),
+            (
+                "server CPU idle, % of one core",
+                format!("{:.1}", s.server_cpu_idle_pct),
+            ),
+            (
+                "server CPU, % of one core (mean)",
+                format!("{:.1}", s.server_cpu_pct),
+            ),
+            (
+                "server CPU, % of one core (max)",
+                format!("{:.1}", s.server_cpu_max_pct),
+            ),
+            (
+                "server CPU per camera, %",
+                format!("{:.3}", s.server_cpu_per_camera_pct),
+            ),
+            (
+                "server RSS idle, MB",
+                format!("{:.1}", s.server_rss_idle_mb),
+            ),
+            (
+                "server RSS under load, MB (max)",
+                format!("{:.1} ({:.1})", s.server_rss_mb, s.server_rss_max_mb),
+            ),
+            (
+                "server RSS per camera, KB",
+                format!("{:.0}", s.server_rss_per_camera_kb),
+            ),
+            (
+                "generator CPU, % of one core",
+                format!("{:.1}", s.generator_cpu_pct),
+            ),
+            (
+                "generator CPU per camera, %",
+                format!("{:.3}", s.generator_cpu_per_camera_pct),
+            ),
+            (
+                "machine CPU, % of all cores",
+                format!("{:.1}", s.machine_cpu_pct),
+            ),
             ("publish failures", s.publish_failures.to_string()),
         ];
         for (k, v) in rows {
             let _ = writeln!(o, "| {k} | {v} |");
         }
-        let _ = writeln!(o, "\n## Latency (ms)\n\n| measure | samples | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            o,
+            "\n## Latency (ms)\n\n| measure | samples | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|"
+        );
         let l = &self.latency;
         lat_row(&mut o, "HLS ingest → available", &l.hls.ingest_to_available);
-        lat_row(&mut o, "HLS delivery (capture → bytes in viewer)", &l.hls.delivery);
+        lat_row(
+            &mut o,
+            "HLS delivery (capture → bytes in viewer)",
+            &l.hls.delivery,
+        );
         lat_row(&mut o, "HLS glass-to-glass proxy", &l.hls.glass_to_glass);
         lat_row(&mut o, "HLS segment fetch", &l.hls.fetch);
-        lat_row(&mut o, "LL-HLS ingest → available", &l.llhls.ingest_to_available);
-        lat_row(&mut o, "LL-HLS delivery (capture → bytes in viewer)", &l.llhls.delivery);
-        lat_row(&mut o, "LL-HLS glass-to-glass proxy", &l.llhls.glass_to_glass);
+        lat_row(
+            &mut o,
+            "LL-HLS ingest → available",
+            &l.llhls.ingest_to_available,
+        );
+        lat_row(
+            &mut o,
+            "LL-HLS delivery (capture → bytes in viewer)",
+            &l.llhls.delivery,
+        );
+        lat_row(
+            &mut o,
+            "LL-HLS glass-to-glass proxy",
+            &l.llhls.glass_to_glass,
+        );
         lat_row(&mut o, "LL-HLS part fetch", &l.llhls.fetch);
-        lat_row(&mut o, "LL-HLS blocking reload wake-up", &l.blocking_reload_wakeup);
+        lat_row(
+            &mut o,
+            "LL-HLS blocking reload wake-up",
+            &l.blocking_reload_wakeup,
+        );
         lat_row(&mut o, "publisher lateness (generator)", &l.generator_lag);
         let _ = writeln!(o, "\n{METHOD}\n");
         let _ = writeln!(o, "## Loss and errors\n");
@@ -321,7 +405,10 @@ impl Report {
             if s.zero_loss { "yes" } else { "no" }
         );
         if !self.cameras.is_empty() && self.cameras.len() <= 20 {
-            let _ = writeln!(o, "| camera | key | frames in | MB in | viewers | frames out | MB out | missing |\n|---:|---|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                o,
+                "| camera | key | frames in | MB in | viewers | frames out | MB out | missing |\n|---:|---|---:|---:|---:|---:|---:|---:|"
+            );
             for c in &self.cameras {
                 let _ = writeln!(
                     o,
@@ -375,7 +462,11 @@ impl Report {
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if a > 0.0 && b > 0.0 { format!("{:.2}×", b / a) } else { "n/a".into() }
+    if a > 0.0 && b > 0.0 {
+        format!("{:.2}×", b / a)
+    } else {
+        "n/a".into()
+    }
 }
 
 impl Comparison {
@@ -388,28 +479,102 @@ impl Comparison {
         let _ = writeln!(o, "# camstream vs nginx-rtmp: {name}\n");
         c.conditions(&mut o);
         let _ = writeln!(o, "- Baseline: {} — {}", n.server.name, n.server.version);
-        let _ = writeln!(o, "- Same clip, same scenario, same machine, one server after the other.\n");
-        let _ = writeln!(o, "camstream: **{}**\n\nnginx-rtmp: **{}**\n", c.verdict(), n.verdict());
-        let _ = writeln!(o, "| | camstream | nginx-rtmp | nginx ÷ camstream |\n|---|---:|---:|---:|");
+        let _ = writeln!(
+            o,
+            "- Same clip, same scenario, same machine, one server after the other.\n"
+        );
+        let _ = writeln!(
+            o,
+            "camstream: **{}**\n\nnginx-rtmp: **{}**\n",
+            c.verdict(),
+            n.verdict()
+        );
+        let _ = writeln!(
+            o,
+            "| | camstream | nginx-rtmp | nginx ÷ camstream |\n|---|---:|---:|---:|"
+        );
         let (cs, ns) = (&c.summary, &n.summary);
         let mut row = |k: &str, a: f64, b: f64, digits: usize| {
             let _ = writeln!(o, "| {k} | {a:.digits$} | {b:.digits$} | {} |", ratio(a, b));
         };
-        row("cameras reached", cs.cameras_reached as f64, ns.cameras_reached as f64, 0);
-        row("server CPU, % of one core", cs.server_cpu_pct, ns.server_cpu_pct, 1);
-        row("CPU per camera, % of one core", cs.server_cpu_per_camera_pct, ns.server_cpu_per_camera_pct, 3);
+        row(
+            "cameras reached",
+            cs.cameras_reached as f64,
+            ns.cameras_reached as f64,
+            0,
+        );
+        row(
+            "server CPU, % of one core",
+            cs.server_cpu_pct,
+            ns.server_cpu_pct,
+            1,
+        );
+        row(
+            "CPU per camera, % of one core",
+            cs.server_cpu_per_camera_pct,
+            ns.server_cpu_per_camera_pct,
+            3,
+        );
         row("server RSS, MB", cs.server_rss_mb, ns.server_rss_mb, 1);
-        row("RSS per camera, KB", cs.server_rss_per_camera_kb, ns.server_rss_per_camera_kb, 0);
-        row("generator CPU, % of one core", cs.generator_cpu_pct, ns.generator_cpu_pct, 1);
-        row("HLS ingest → available p50, ms", c.latency.hls.ingest_to_available.p50_ms, n.latency.hls.ingest_to_available.p50_ms, 0);
-        row("HLS ingest → available p99, ms", c.latency.hls.ingest_to_available.p99_ms, n.latency.hls.ingest_to_available.p99_ms, 0);
-        row("HLS glass-to-glass proxy p50, ms", c.latency.hls.glass_to_glass.p50_ms, n.latency.hls.glass_to_glass.p50_ms, 0);
-        row("LL-HLS ingest → available p50, ms", c.latency.llhls.ingest_to_available.p50_ms, n.latency.llhls.ingest_to_available.p50_ms, 0);
-        row("LL-HLS glass-to-glass proxy p50, ms", c.latency.llhls.glass_to_glass.p50_ms, n.latency.llhls.glass_to_glass.p50_ms, 0);
-        row("missing frames", cs.missing_frames as f64, ns.missing_frames as f64, 0);
+        row(
+            "RSS per camera, KB",
+            cs.server_rss_per_camera_kb,
+            ns.server_rss_per_camera_kb,
+            0,
+        );
+        row(
+            "generator CPU, % of one core",
+            cs.generator_cpu_pct,
+            ns.generator_cpu_pct,
+            1,
+        );
+        row(
+            "HLS ingest → available p50, ms",
+            c.latency.hls.ingest_to_available.p50_ms,
+            n.latency.hls.ingest_to_available.p50_ms,
+            0,
+        );
+        row(
+            "HLS ingest → available p99, ms",
+            c.latency.hls.ingest_to_available.p99_ms,
+            n.latency.hls.ingest_to_available.p99_ms,
+            0,
+        );
+        row(
+            "HLS glass-to-glass proxy p50, ms",
+            c.latency.hls.glass_to_glass.p50_ms,
+            n.latency.hls.glass_to_glass.p50_ms,
+            0,
+        );
+        row(
+            "LL-HLS ingest → available p50, ms",
+            c.latency.llhls.ingest_to_available.p50_ms,
+            n.latency.llhls.ingest_to_available.p50_ms,
+            0,
+        );
+        row(
+            "LL-HLS glass-to-glass proxy p50, ms",
+            c.latency.llhls.glass_to_glass.p50_ms,
+            n.latency.llhls.glass_to_glass.p50_ms,
+            0,
+        );
+        row(
+            "missing frames",
+            cs.missing_frames as f64,
+            ns.missing_frames as f64,
+            0,
+        );
         row("stalls", cs.stalls as f64, ns.stalls as f64, 0);
-        row("HTTP errors", cs.http_errors as f64, ns.http_errors as f64, 0);
-        let _ = writeln!(o, "\nnginx-rtmp serves classic HLS only: LL-HLS viewers and API clients run against camstream alone.\n");
+        row(
+            "HTTP errors",
+            cs.http_errors as f64,
+            ns.http_errors as f64,
+            0,
+        );
+        let _ = writeln!(
+            o,
+            "\nnginx-rtmp serves classic HLS only: LL-HLS viewers and API clients run against camstream alone.\n"
+        );
         let _ = writeln!(o, "{METHOD}\n");
         if !plots.is_empty() {
             let _ = writeln!(o, "## Plots\n");
@@ -418,8 +583,16 @@ impl Comparison {
             }
             o.push('\n');
         }
-        let _ = writeln!(o, "---\n\n<details><summary>camstream run</summary>\n\n{}\n</details>\n", c.markdown(&[]));
-        let _ = writeln!(o, "<details><summary>nginx-rtmp run</summary>\n\n{}\n</details>", n.markdown(&[]));
+        let _ = writeln!(
+            o,
+            "---\n\n<details><summary>camstream run</summary>\n\n{}\n</details>\n",
+            c.markdown(&[])
+        );
+        let _ = writeln!(
+            o,
+            "<details><summary>nginx-rtmp run</summary>\n\n{}\n</details>",
+            n.markdown(&[])
+        );
         o
     }
 }
@@ -503,7 +676,10 @@ pub(crate) mod tests {
         ] {
             assert!(md.contains(needle), "missing {needle:?} in\n{md}");
         }
-        assert!(!md.contains("LL-HLS ingest"), "empty latencies are left out");
+        assert!(
+            !md.contains("LL-HLS ingest"),
+            "empty latencies are left out"
+        );
     }
 
     #[test]
@@ -516,7 +692,10 @@ pub(crate) mod tests {
             kind: "cpu".into(),
             why: "CPU saturated: machine at 97 %".into(),
         });
-        assert_eq!(r.verdict(), "Limit reached at 42 s with 180 cameras and 0 viewers: CPU saturated: machine at 97 %.");
+        assert_eq!(
+            r.verdict(),
+            "Limit reached at 42 s with 180 cameras and 0 viewers: CPU saturated: machine at 97 %."
+        );
     }
 
     #[test]
@@ -524,13 +703,22 @@ pub(crate) mod tests {
         let c = sample_report("camstream");
         let mut n = sample_report("nginx-rtmp");
         n.summary.server_cpu_per_camera_pct = 1.0;
-        let cmp = Comparison { camstream: c, nginx: n };
+        let cmp = Comparison {
+            camstream: c,
+            nginx: n,
+        };
         let json = serde_json::to_string(&cmp).expect("serializes");
         let back: Comparison = serde_json::from_str(&json).expect("deserializes");
         assert_eq!(back, cmp);
         let md = cmp.markdown(&[]);
-        assert!(md.contains("| CPU per camera, % of one core | 0.500 | 1.000 | 2.00× |"), "{md}");
-        assert!(md.contains("| LL-HLS ingest → available p50, ms | 0 | 0 | n/a |"), "{md}");
+        assert!(
+            md.contains("| CPU per camera, % of one core | 0.500 | 1.000 | 2.00× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| LL-HLS ingest → available p50, ms | 0 | 0 | n/a |"),
+            "{md}"
+        );
         assert!(md.contains("<summary>nginx-rtmp run</summary>"));
     }
 }

@@ -17,7 +17,9 @@ use crate::limits::Detector;
 use crate::metrics::{Flavor, Metrics, ViewerResult};
 use crate::procstat::{MachineSampler, TreeSampler, clock_ticks};
 use crate::publisher::{self, PublishUrl};
-use crate::report::{ApiResult, CameraResult, FlavorLatency, Latency, Machine, Report, Sample, ServerInfo, Summary};
+use crate::report::{
+    ApiResult, CameraResult, FlavorLatency, Latency, Machine, Report, Sample, ServerInfo, Summary,
+};
 use crate::scenario::Scenario;
 use crate::server::{Kind, Server};
 use crate::viewer::{self, ViewerSpec};
@@ -54,7 +56,11 @@ pub(crate) fn machine() -> Machine {
     Machine {
         cpu_model: cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|r| r.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
             .unwrap_or_else(|| "unknown CPU".into()),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         memory_gib: meminfo
@@ -86,7 +92,13 @@ pub(crate) async fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     let mut server = match cfg.kind {
         Kind::Camstream => {
             let password = sc.api.as_ref().map(|a| a.password.as_str());
-            Server::camstream(&cfg.camstream_bin, &sc.server.camstream_args, sc.server.allow_any_key, password).await?
+            Server::camstream(
+                &cfg.camstream_bin,
+                &sc.server.camstream_args,
+                sc.server.allow_any_key,
+                password,
+            )
+            .await?
         }
         Kind::Nginx => Server::nginx(&sc.server.nginx_workers).await?,
     };
@@ -100,13 +112,25 @@ pub(crate) async fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
 }
 
 fn first_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").lines().next().unwrap_or_default().chars().take(160).collect()
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(160)
+        .collect()
 }
 
-async fn cameras(sc: &Scenario, server: &Server, session: Option<&Session>) -> anyhow::Result<Vec<Cam>> {
+async fn cameras(
+    sc: &Scenario,
+    server: &Server,
+    session: Option<&Session>,
+) -> anyhow::Result<Vec<Cam>> {
     let ep = &server.endpoints;
     let mut out = Vec::new();
-    let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     for i in 0..sc.publishers.count {
         if sc.publishers.keys_from_api {
             let s = session.context("keys_from_api needs a working API login")?;
@@ -115,8 +139,16 @@ async fn cameras(sc: &Scenario, server: &Server, session: Option<&Session>) -> a
             // The server may not know the address it is reached at; the key is what counts.
             publish.host_port = ep.rtmp.clone();
             let local = |u: &String| u.find("/hls/").map(|at| format!("{}{}", ep.http, &u[at..]));
-            let hls = urls.iter().find(|u| u.contains("/ts/")).and_then(local).unwrap_or_else(|| ep.hls_url(&id));
-            let llhls = urls.iter().find(|u| !u.contains("/ts/")).and_then(local).or_else(|| ep.llhls_url(&id));
+            let hls = urls
+                .iter()
+                .find(|u| u.contains("/ts/"))
+                .and_then(local)
+                .unwrap_or_else(|| ep.hls_url(&id));
+            let llhls = urls
+                .iter()
+                .find(|u| !u.contains("/ts/"))
+                .and_then(local)
+                .or_else(|| ep.llhls_url(&id));
             out.push(Cam {
                 key: publish.key.clone(),
                 publish,
@@ -143,7 +175,9 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 
 async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
     let sc = &cfg.scenario;
-    let started_unix_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let wall = Instant::now();
     let label = cfg.kind.label();
     let n = sc.publishers.count as usize;
@@ -169,7 +203,10 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
     let mut session = None;
     if let Some(a) = &sc.api {
         match server.endpoints.api_base() {
-            None if a.required => bail!("{label} has no API: the {} scenario runs against camstream only", sc.name),
+            None if a.required => bail!(
+                "{label} has no API: the {} scenario runs against camstream only",
+                sc.name
+            ),
             None => notes.push(format!("API load skipped: {label} has no API.")),
             Some(base) => match Session::login(client.clone(), &base, a).await {
                 Ok(s) => session = Some(Arc::new(s)),
@@ -184,19 +221,28 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
 
     // Publishers, ramped.
     let pub_task = {
-        let (metrics, stop, cams, clip) = (metrics.clone(), stop.clone(), cams.clone(), cfg.clip.clone());
+        let (metrics, stop, cams, clip) = (
+            metrics.clone(),
+            stop.clone(),
+            cams.clone(),
+            cfg.clip.clone(),
+        );
         let ramp = sc.publishers.ramp_per_s;
         tokio::spawn(async move {
             let mut set = JoinSet::new();
             for (i, cam) in cams.into_iter().enumerate() {
-                let at = metrics.clock.at_us(t_start + (i as f64 / ramp * 1e6) as u64);
+                let at = metrics
+                    .clock
+                    .at_us(t_start + (i as f64 / ramp * 1e6) as u64);
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep_until(at.into()) => {}
                 }
                 let (metrics, stop, clip) = (metrics.clone(), stop.clone(), clip.clone());
                 set.spawn(async move {
-                    if let Err(e) = publisher::publish(i as u32, cam.publish, clip, metrics.clone(), stop).await {
+                    if let Err(e) =
+                        publisher::publish(i as u32, cam.publish, clip, metrics.clone(), stop).await
+                    {
                         Metrics::add(&metrics.publish_failures, 1);
                         metrics.error(format!("publisher: {}", first_line(&e)));
                     }
@@ -210,7 +256,9 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
     let mut plan: Vec<(f64, ViewerSpec)> = Vec::new();
     let mut skipped_ll = 0;
     let v = &sc.viewers;
-    let flavors = (0..v.hls).map(|j| (j, Flavor::Hls)).chain((0..v.llhls).map(|j| (j, Flavor::LlHls)));
+    let flavors = (0..v.hls)
+        .map(|j| (j, Flavor::Hls))
+        .chain((0..v.llhls).map(|j| (j, Flavor::LlHls)));
     for (order, (j, flavor)) in flavors.enumerate() {
         let camera = j as usize % n.max(1);
         let url = match flavor {
@@ -233,7 +281,9 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
         ));
     }
     if skipped_ll > 0 {
-        notes.push(format!("{skipped_ll} LL-HLS viewers not run: {label} serves no LL-HLS."));
+        notes.push(format!(
+            "{skipped_ll} LL-HLS viewers not run: {label} serves no LL-HLS."
+        ));
     }
     plan.sort_by(|a, b| a.0.total_cmp(&b.0));
     let viewers_target = plan.len() as u64;
@@ -253,7 +303,13 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
                     Flavor::Hls => Duration::from_secs_f64(5.0 * gop + 2.0),
                     Flavor::LlHls => Duration::from_secs_f64(2.0 * gop + 1.0),
                 };
-                set.spawn(viewer::watch(spec, client.clone(), metrics.clone(), stop.clone(), grace));
+                set.spawn(viewer::watch(
+                    spec,
+                    client.clone(),
+                    metrics.clone(),
+                    stop.clone(),
+                    grace,
+                ));
             }
             let mut results: Vec<ViewerResult> = Vec::new();
             while let Some(r) = set.join_next().await {
@@ -273,7 +329,11 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
     // Sampling.
     let end_s = sc.ramp_s().max(last_viewer_s) + sc.duration_s as f64;
     let steady_from_s = end_s - sc.duration_s as f64;
-    let pb = if cfg.progress { ProgressBar::new(end_s.ceil() as u64) } else { ProgressBar::hidden() };
+    let pb = if cfg.progress {
+        ProgressBar::new(end_s.ceil() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     pb.set_style(
         ProgressStyle::with_template("{spinner} {prefix} [{bar:25}] {pos}/{len}s {msg}")
             .map_err(|e| anyhow::anyhow!("progress template: {e}"))?
@@ -311,7 +371,10 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
             machine_cpu_pct: machine_s.sample(),
             publish_mbps: (pub_b - prev_pub) as f64 * 8.0 / 1e6 / dt,
             viewer_mbps: (view_b - prev_view) as f64 * 8.0 / 1e6 / dt,
-            lag_max_ms: metrics.lag_max_us.swap(0, std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0,
+            lag_max_ms: metrics
+                .lag_max_us
+                .swap(0, std::sync::atomic::Ordering::Relaxed) as f64
+                / 1000.0,
             api_rps: (api_n - prev_api) as f64 / dt,
             publish_failures: Metrics::get(&metrics.publish_failures),
             http_errors: Metrics::get(&metrics.http_errors),
@@ -324,7 +387,10 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
             s.cameras, n, s.viewers, s.server_cpu_pct, s.server_rss_mb, s.generator_cpu_pct, s.machine_cpu_pct, s.http_errors + s.publish_failures, s.stalls
         ));
         if let Some(l) = detector.observe(&s) {
-            pb.println(format!("{label}: limit at {:.0} s, {} cameras: {}", l.at_s, l.cameras, l.why));
+            pb.println(format!(
+                "{label}: limit at {:.0} s, {} cameras: {}",
+                l.at_s, l.cameras, l.why
+            ));
             limit_at = Some(t);
         }
         series.push(s);
@@ -335,7 +401,10 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
             && let Some(at) = limit_at
             && t >= at + f64::from(sc.limits.sustain_s)
         {
-            notes.push(format!("Run stopped at {t:.0} s, {:.0} s early, because a limit was reached.", end_s - t));
+            notes.push(format!(
+                "Run stopped at {t:.0} s, {:.0} s early, because a limit was reached.",
+                end_s - t
+            ));
             break;
         }
     }
@@ -356,7 +425,11 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
 
     // Summary over the steady window.
     let steady: Vec<&Sample> = series.iter().filter(|s| s.t_s >= steady_from_s).collect();
-    let steady: Vec<&Sample> = if steady.is_empty() { series.iter().rev().take(5).collect() } else { steady };
+    let steady: Vec<&Sample> = if steady.is_empty() {
+        series.iter().rev().take(5).collect()
+    } else {
+        steady
+    };
     let cameras_reached = series.iter().map(|s| s.cameras).max().unwrap_or(0);
     let steady_cams = mean(steady.iter().map(|s| s.cameras as f64)).max(1.0);
     let rss_idle = mean(idle.iter().map(|s| s.rss_kib as f64 / 1024.0));
@@ -398,7 +471,11 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
         server_rss_idle_mb: rss_idle,
         server_rss_mb: rss_load,
         server_rss_max_mb: series.iter().map(|s| s.server_rss_mb).fold(0.0, f64::max),
-        server_rss_per_camera_kb: if n > 0 { (rss_load - rss_idle) * 1024.0 / steady_cams } else { 0.0 },
+        server_rss_per_camera_kb: if n > 0 {
+            (rss_load - rss_idle) * 1024.0 / steady_cams
+        } else {
+            0.0
+        },
         generator_cpu_pct: gen_cpu,
         generator_cpu_per_camera_pct: if n > 0 { gen_cpu / steady_cams } else { 0.0 },
         machine_cpu_pct: mean(steady.iter().map(|s| s.machine_cpu_pct)),
@@ -435,7 +512,10 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
     for (name, h) in [
         ("HLS ingest → available", &metrics.hls.ingest_to_available),
         ("HLS glass-to-glass", &metrics.hls.glass_to_glass),
-        ("LL-HLS ingest → available", &metrics.llhls.ingest_to_available),
+        (
+            "LL-HLS ingest → available",
+            &metrics.llhls.ingest_to_available,
+        ),
         ("LL-HLS glass-to-glass", &metrics.llhls.glass_to_glass),
     ] {
         let b = h.buckets();
@@ -457,7 +537,9 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
                 .unwrap_or_default(),
         }
     });
-    let others = mean(steady.iter().map(|s| (s.machine_cpu_pct * cores as f64 - s.server_cpu_pct - s.generator_cpu_pct).max(0.0)));
+    let others = mean(steady.iter().map(|s| {
+        (s.machine_cpu_pct * cores as f64 - s.server_cpu_pct - s.generator_cpu_pct).max(0.0)
+    }));
     if others > 10.0 {
         notes.push(format!(
             "The machine was not quiet: other processes used {others:.0} % of one core on average during the steady window, so CPU figures are less reliable."

@@ -168,9 +168,12 @@ pub(crate) struct Overrides {
 impl Scenario {
     /// Reads and checks a scenario file.
     pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading scenario {}", path.display()))?;
-        let s: Self = toml::from_str(&text).with_context(|| format!("parsing scenario {}", path.display()))?;
-        s.validate().with_context(|| format!("scenario {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading scenario {}", path.display()))?;
+        let s: Self = toml::from_str(&text)
+            .with_context(|| format!("parsing scenario {}", path.display()))?;
+        s.validate()
+            .with_context(|| format!("scenario {}", path.display()))?;
         Ok(s)
     }
 
@@ -197,29 +200,59 @@ impl Scenario {
     /// Checks the values the run relies on.
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.name.is_empty(), "name is empty");
-        ensure!(self.duration_s >= 5, "duration_s must be at least 5 (got {})", self.duration_s);
-        ensure!(self.duration_s <= 24 * 3600, "duration_s over a day ({})", self.duration_s);
+        ensure!(
+            self.duration_s >= 5,
+            "duration_s must be at least 5 (got {})",
+            self.duration_s
+        );
+        ensure!(
+            self.duration_s <= 24 * 3600,
+            "duration_s over a day ({})",
+            self.duration_s
+        );
         let p = &self.publishers;
-        ensure!(p.count <= 20_000, "publishers.count {} is beyond any machine", p.count);
-        ensure!(p.ramp_per_s > 0.0 && p.ramp_per_s.is_finite(), "publishers.ramp_per_s must be > 0");
+        ensure!(
+            p.count <= 20_000,
+            "publishers.count {} is beyond any machine",
+            p.count
+        );
+        ensure!(
+            p.ramp_per_s > 0.0 && p.ramp_per_s.is_finite(),
+            "publishers.ramp_per_s must be > 0"
+        );
         ensure!(
             p.keys_from_api || p.key_pattern.contains("{i}"),
             "publishers.key_pattern must contain {{i}} so keys differ"
         );
         let v = &self.viewers;
-        ensure!(v.ramp_per_s > 0.0 && v.ramp_per_s.is_finite(), "viewers.ramp_per_s must be > 0");
+        ensure!(
+            v.ramp_per_s > 0.0 && v.ramp_per_s.is_finite(),
+            "viewers.ramp_per_s must be > 0"
+        );
         ensure!(v.start_delay_s >= 0.0, "viewers.start_delay_s must be >= 0");
-        ensure!(v.hls + v.llhls == 0 || p.count > 0, "viewers need at least one camera");
+        ensure!(
+            v.hls + v.llhls == 0 || p.count > 0,
+            "viewers need at least one camera"
+        );
         ensure!(v.hls + v.llhls <= 50_000, "more than 50000 viewers");
         if let Some(a) = &self.api {
-            ensure!(a.rate_per_s > 0.0 && a.rate_per_s <= 100_000.0, "api.rate_per_s out of range");
-            ensure!(a.clients > 0 && a.clients <= 1000, "api.clients must be 1..=1000");
+            ensure!(
+                a.rate_per_s > 0.0 && a.rate_per_s <= 100_000.0,
+                "api.rate_per_s out of range"
+            );
+            ensure!(
+                a.clients > 0 && a.clients <= 1000,
+                "api.clients must be 1..=1000"
+            );
         }
         ensure!(
             p.count > 0 || self.api.is_some(),
             "a scenario needs publishers or API clients"
         );
-        ensure!(!p.keys_from_api || self.api.is_some(), "keys_from_api needs an [api] section (credentials)");
+        ensure!(
+            !p.keys_from_api || self.api.is_some(),
+            "keys_from_api needs an [api] section (credentials)"
+        );
         Ok(())
     }
 
@@ -246,17 +279,35 @@ mod tests {
             let path = e.expect("entry").path();
             if path.extension().is_some_and(|x| x == "toml") {
                 let s = Scenario::load(&path).expect("valid scenario");
-                assert_eq!(Some(s.name.as_str()), path.file_stem().and_then(|x| x.to_str()), "name matches file");
+                assert_eq!(
+                    Some(s.name.as_str()),
+                    path.file_stem().and_then(|x| x.to_str()),
+                    "name matches file"
+                );
                 names.push(s.name);
             }
         }
         names.sort();
-        for wanted in ["api", "cameras-10", "cameras-100", "cameras-1000", "cameras-500", "mixed", "quick"] {
-            assert!(names.iter().any(|n| n == wanted), "{wanted} missing from {names:?}");
+        for wanted in [
+            "api",
+            "cameras-10",
+            "cameras-100",
+            "cameras-1000",
+            "cameras-500",
+            "mixed",
+            "quick",
+        ] {
+            assert!(
+                names.iter().any(|n| n == wanted),
+                "{wanted} missing from {names:?}"
+            );
         }
         let quick = Scenario::load(&dir.join("quick.toml")).expect("quick");
         let worst = quick.ramp_s() + quick.viewers.start_delay_s + quick.duration_s as f64;
-        assert!(worst < 60.0, "quick must leave room for two servers in 2 minutes: {worst}s");
+        assert!(
+            worst < 60.0,
+            "quick must leave room for two servers in 2 minutes: {worst}s"
+        );
     }
 
     #[test]
@@ -270,12 +321,20 @@ mod tests {
             ..Overrides::default()
         })
         .expect("valid");
-        assert_eq!((s.publishers.count, s.duration_s, s.name.as_str()), (40, 30, "t@cameras=40"));
+        assert_eq!(
+            (s.publishers.count, s.duration_s, s.name.as_str()),
+            (40, 30, "t@cameras=40")
+        );
         assert_eq!(s.ramp_s(), 4.0);
         assert!(toml::from_str::<Scenario>("name = \"t\"\nduration_s = 10\nbogus = 1\n").is_err());
-        let bad: Scenario = toml::from_str("name = \"t\"\nduration_s = 10\n[publishers]\nkey_pattern = \"same\"\n").expect("parses");
+        let bad: Scenario =
+            toml::from_str("name = \"t\"\nduration_s = 10\n[publishers]\nkey_pattern = \"same\"\n")
+                .expect("parses");
         assert!(bad.validate().is_err(), "keys would collide");
-        let lonely: Scenario = toml::from_str("name = \"t\"\nduration_s = 10\n[publishers]\ncount = 0\n[viewers]\nhls = 1\n").expect("parses");
+        let lonely: Scenario = toml::from_str(
+            "name = \"t\"\nduration_s = 10\n[publishers]\ncount = 0\n[viewers]\nhls = 1\n",
+        )
+        .expect("parses");
         assert!(lonely.validate().is_err(), "viewers without cameras");
     }
 }

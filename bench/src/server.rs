@@ -87,9 +87,17 @@ fn free_port() -> anyhow::Result<u16> {
 /// A fresh folder on tmpfs when there is one (the nginx baseline kept HLS on tmpfs).
 fn workdir(kind: Kind) -> anyhow::Result<PathBuf> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let root = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let root = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = root.join(format!("camstream-bench-{}-{}-{n}", kind.label(), std::process::id()));
+    let dir = root.join(format!(
+        "camstream-bench-{}-{}-{n}",
+        kind.label(),
+        std::process::id()
+    ));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
@@ -101,8 +109,17 @@ fn workdir(kind: Kind) -> anyhow::Result<PathBuf> {
 async fn version_of(cmd: &Path, args: &[&str]) -> String {
     match Command::new(cmd).args(args).output().await {
         Ok(o) => {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).lines().next().unwrap_or("unknown").trim().to_owned()
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("unknown")
+                .trim()
+                .to_owned()
         }
         Err(_) => "unknown".into(),
     }
@@ -110,18 +127,29 @@ async fn version_of(cmd: &Path, args: &[&str]) -> String {
 
 fn chmod(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
 }
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().next() == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|u| u.split_whitespace().next() == Some("0"))
+        })
         .unwrap_or(false)
 }
 
 /// The nginx.conf the harness runs nginx-rtmp with.
-pub(crate) fn nginx_conf(dir: &Path, rtmp_port: u16, http_port: u16, workers: &str, root: bool) -> String {
+pub(crate) fn nginx_conf(
+    dir: &Path,
+    rtmp_port: u16,
+    http_port: u16,
+    workers: &str,
+    root: bool,
+) -> String {
     let d = dir.display();
     // As root the workers drop to nobody; Debian's nobody has group nogroup.
     let user = if root { "user nobody nogroup;\n" } else { "" };
@@ -185,7 +213,12 @@ impl Server {
     /// Starts `camstream serve` on free loopback ports. `admin_password` is handed over
     /// as `CAMSTREAM_ADMIN_PASSWORD` (an environment variable, so a binary without the
     /// control plane still starts).
-    pub(crate) async fn camstream(bin: &Path, extra: &[String], allow_any_key: bool, admin_password: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) async fn camstream(
+        bin: &Path,
+        extra: &[String],
+        allow_any_key: bool,
+        admin_password: Option<&str>,
+    ) -> anyhow::Result<Self> {
         if !bin.exists() {
             bail!(
                 "camstream binary {} not found: build it (cargo build --release --bin camstream) or pass --camstream-bin",
@@ -213,11 +246,17 @@ impl Server {
         args.extend(extra.iter().cloned());
         let log = std::fs::File::create(dir.join("server.log"))?;
         let mut cmd = Command::new(bin);
-        cmd.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
         if let Some(p) = admin_password {
             cmd.env("CAMSTREAM_ADMIN_PASSWORD", p);
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
         let version = version_of(bin, &["--version"]).await;
         let mut s = Self {
             endpoints: Endpoints {
@@ -238,7 +277,9 @@ impl Server {
     pub(crate) async fn nginx(workers: &str) -> anyhow::Result<Self> {
         let nginx = PathBuf::from("/usr/sbin/nginx");
         if !nginx.exists() || !Path::new("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists() {
-            bail!("nginx with the RTMP module is not installed: apt-get install -y nginx libnginx-mod-rtmp");
+            bail!(
+                "nginx with the RTMP module is not installed: apt-get install -y nginx libnginx-mod-rtmp"
+            );
         }
         let dir = workdir(Kind::Nginx)?;
         for sub in ["hls", "tmp", "logs"] {
@@ -269,7 +310,10 @@ impl Server {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "unknown".into());
-        let version = format!("{}, libnginx-mod-rtmp {module}", version_of(&nginx, &["-v"]).await);
+        let version = format!(
+            "{}, libnginx-mod-rtmp {module}",
+            version_of(&nginx, &["-v"]).await
+        );
         let mut s = Self {
             endpoints: Endpoints {
                 kind: Kind::Nginx,
@@ -303,26 +347,44 @@ impl Server {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited with {status} before it was ready:\n{}", self.endpoints.kind.label(), self.log_tail());
+                bail!(
+                    "{} exited with {status} before it was ready:\n{}",
+                    self.endpoints.kind.label(),
+                    self.log_tail()
+                );
             }
-            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(1)).send().await
+            if let Ok(r) = client
+                .get(&url)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("{} not ready at {url} after 30 s:\n{}", self.endpoints.kind.label(), self.log_tail())
+        bail!(
+            "{} not ready at {url} after 30 s:\n{}",
+            self.endpoints.kind.label(),
+            self.log_tail()
+        )
     }
 
     /// Stops the server (SIGTERM to the root, which takes nginx's workers along; SIGKILL
     /// after 10 s) and removes its folder. Returns the log tail when it had died early.
     pub(crate) async fn stop(mut self) -> anyhow::Result<Option<String>> {
-        let died = self.child.try_wait()?.map(|st| format!("exited during the run with {st}:\n{}", self.log_tail()));
+        let died = self
+            .child
+            .try_wait()?
+            .map(|st| format!("exited during the run with {st}:\n{}", self.log_tail()));
         if died.is_none() {
             let pid = self.pid().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
-            if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+                .await
+                .is_err()
+            {
                 self.child.kill().await?;
             }
         }
@@ -344,8 +406,14 @@ mod tests {
         };
         assert_eq!(c.publish_url("k"), "rtmp://127.0.0.1:1/live/k");
         assert_eq!(c.hls_url("k"), "http://127.0.0.1:2/hls/k/ts/playlist.m3u8");
-        assert_eq!(c.llhls_url("k").as_deref(), Some("http://127.0.0.1:2/hls/k/playlist.m3u8"));
-        let n = Endpoints { kind: Kind::Nginx, ..c };
+        assert_eq!(
+            c.llhls_url("k").as_deref(),
+            Some("http://127.0.0.1:2/hls/k/playlist.m3u8")
+        );
+        let n = Endpoints {
+            kind: Kind::Nginx,
+            ..c
+        };
         assert_eq!(n.hls_url("k"), "http://127.0.0.1:2/hls/k/index.m3u8");
         assert_eq!((n.llhls_url("k"), n.api_base()), (None, None));
     }
@@ -362,16 +430,26 @@ mod tests {
 
     #[tokio::test]
     async fn nginx_starts_and_stops_with_its_workers() {
-        let s = Server::nginx("2").await.expect("nginx with the RTMP module starts");
+        let s = Server::nginx("2")
+            .await
+            .expect("nginx with the RTMP module starts");
         let pid = s.pid();
         let tree = crate::procstat::process_tree(pid);
-        assert!(tree.len() >= 3, "master + 2 workers (+ cache manager): {tree:?}");
+        assert!(
+            tree.len() >= 3,
+            "master + 2 workers (+ cache manager): {tree:?}"
+        );
         assert!(s.version.contains("nginx/"), "{}", s.version);
         let dir = s.workdir.clone();
         assert_eq!(s.stop().await.expect("stops"), None);
         assert!(!dir.exists());
         for p in tree {
-            assert!(!Path::new(&format!("/proc/{p}")).exists() || std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.contains(") Z ")), "{p} still running");
+            assert!(
+                !Path::new(&format!("/proc/{p}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .is_ok_and(|s| s.contains(") Z ")),
+                "{p} still running"
+            );
         }
     }
 }

@@ -22,7 +22,7 @@ pub(crate) enum TsError {
 
 /// Payload bytes per PID, in packet order.
 pub(crate) fn pid_payloads(data: &[u8]) -> Result<BTreeMap<u16, Vec<u8>>, TsError> {
-    if data.len() % PACKET != 0 {
+    if !data.len().is_multiple_of(PACKET) {
         return Err(TsError::Length { len: data.len() });
     }
     let mut out: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
@@ -84,7 +84,13 @@ mod tests {
     fn rejects_lost_sync_and_partial_packets() {
         let mut seg = packet(0x100, None, &[]);
         seg.extend(vec![0u8; PACKET]);
-        assert_eq!(pid_payloads(&seg), Err(TsError::Sync { offset: 188, got: 0 }));
+        assert_eq!(
+            pid_payloads(&seg),
+            Err(TsError::Sync {
+                offset: 188,
+                got: 0
+            })
+        );
         assert_eq!(pid_payloads(&[SYNC; 10]), Err(TsError::Length { len: 10 }));
     }
 

@@ -47,7 +47,12 @@ struct Got {
     body: Bytes,
 }
 
-async fn get(client: &reqwest::Client, url: &str, timeout: Duration, cap: usize) -> anyhow::Result<Got> {
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    cap: usize,
+) -> anyhow::Result<Got> {
     let mut resp = client.get(url).timeout(timeout).send().await?;
     let status = resp.status().as_u16();
     let mut body = BytesMut::new();
@@ -111,15 +116,23 @@ impl Viewer {
         let mut last = String::new();
         while tokio::time::Instant::now() < deadline {
             match get(&self.client, &self.url, MEDIA_TIMEOUT, MAX_PLAYLIST).await {
-                Ok(g) if g.status == 200 => match Playlist::parse(&String::from_utf8_lossy(&g.body))? {
-                    Playlist::Media(p) if !p.segments.is_empty() || !p.trailing_parts.is_empty() => return Ok(Some(p)),
-                    Playlist::Media(_) => last = "empty playlist".into(),
-                    Playlist::Multivariant(v) => {
-                        let first = v.first().ok_or_else(|| anyhow!("multivariant playlist without variants"))?;
-                        self.url = resolve(&self.url, first);
-                        continue;
+                Ok(g) if g.status == 200 => {
+                    match Playlist::parse(&String::from_utf8_lossy(&g.body))? {
+                        Playlist::Media(p)
+                            if !p.segments.is_empty() || !p.trailing_parts.is_empty() =>
+                        {
+                            return Ok(Some(p));
+                        }
+                        Playlist::Media(_) => last = "empty playlist".into(),
+                        Playlist::Multivariant(v) => {
+                            let first = v
+                                .first()
+                                .ok_or_else(|| anyhow!("multivariant playlist without variants"))?;
+                            self.url = resolve(&self.url, first);
+                            continue;
+                        }
                     }
-                },
+                }
                 Ok(g) => last = format!("http {}", g.status),
                 Err(e) => last = format!("{e}"),
             }
@@ -127,7 +140,11 @@ impl Viewer {
                 return Ok(None);
             }
         }
-        bail!("playlist {} did not appear within {}s (last: {last})", self.url, STARTUP.as_secs())
+        bail!(
+            "playlist {} did not appear within {}s (last: {last})",
+            self.url,
+            STARTUP.as_secs()
+        )
     }
 
     /// Downloads one part or segment and accounts for its frames.
@@ -155,27 +172,43 @@ impl Viewer {
         let ledger = &self.metrics.cameras[self.spec.camera as usize];
         let before = self.tracker.frames;
         let stalls_before = self.tracker.clock().stalls;
-        self.tracker.on_media(&markers, available_us, t1, |s| ledger.ingest_us(s), |l| {
-            if let Some(a) = l.ingest_to_available {
-                hists.ingest_to_available.record(a);
-            }
-            hists.delivery.record(l.delivery);
-            hists.glass_to_glass.record(l.glass_to_glass);
-        });
+        self.tracker.on_media(
+            &markers,
+            available_us,
+            t1,
+            |s| ledger.ingest_us(s),
+            |l| {
+                if let Some(a) = l.ingest_to_available {
+                    hists.ingest_to_available.record(a);
+                }
+                hists.delivery.record(l.delivery);
+                hists.glass_to_glass.record(l.glass_to_glass);
+            },
+        );
         Metrics::add(&self.metrics.viewer_frames, self.tracker.frames - before);
-        Metrics::add(&self.metrics.stalls, self.tracker.clock().stalls - stalls_before);
+        Metrics::add(
+            &self.metrics.stalls,
+            self.tracker.clock().stalls - stalls_before,
+        );
         Some(markers)
     }
 
     async fn run_hls(&mut self) -> anyhow::Result<()> {
-        let Some(mut pl) = self.first_playlist().await? else { return Ok(()) };
+        let Some(mut pl) = self.first_playlist().await? else {
+            return Ok(());
+        };
         self.result.started = true;
         let last = pl.next_msn().saturating_sub(1);
         let first = pl.segments.first().map_or(last, |s| s.msn);
         let mut next = last.saturating_sub(2).max(first);
         let mut listed_at: HashMap<u64, u64> = HashMap::new();
         loop {
-            let todo: Vec<(u64, String)> = pl.segments.iter().filter(|s| s.msn >= next).map(|s| (s.msn, s.uri.clone())).collect();
+            let todo: Vec<(u64, String)> = pl
+                .segments
+                .iter()
+                .filter(|s| s.msn >= next)
+                .map(|s| (s.msn, s.uri.clone()))
+                .collect();
             for (msn, uri) in todo {
                 if self.stop.is_cancelled() {
                     return Ok(());
@@ -204,7 +237,8 @@ impl Viewer {
                     }
                 };
                 let t = self.now();
-                let Playlist::Media(np) = Playlist::parse(&String::from_utf8_lossy(&got.body))? else {
+                let Playlist::Media(np) = Playlist::parse(&String::from_utf8_lossy(&got.body))?
+                else {
                     bail!("playlist turned multivariant");
                 };
                 let old_next = pl.next_msn();
@@ -230,15 +264,21 @@ impl Viewer {
     }
 
     async fn run_llhls(&mut self) -> anyhow::Result<()> {
-        let Some(mut pl) = self.first_playlist().await? else { return Ok(()) };
+        let Some(mut pl) = self.first_playlist().await? else {
+            return Ok(());
+        };
         if pl.part_target.is_none() {
             bail!("{} is not an LL-HLS playlist (no EXT-X-PART-INF)", self.url);
         }
         self.result.started = true;
         let mut map = None;
-        let hold_back = pl.part_hold_back.unwrap_or(3.0 * pl.part_target.unwrap_or(1.0));
+        let hold_back = pl
+            .part_hold_back
+            .unwrap_or(3.0 * pl.part_target.unwrap_or(1.0));
         let start = pl.start_part(hold_back).map(|p| (p.msn, p.index));
-        let Some(mut pos) = start else { bail!("LL-HLS playlist lists no parts") };
+        let Some(mut pos) = start else {
+            bail!("LL-HLS playlist lists no parts")
+        };
         let mut listed_at: HashMap<(u64, u32), u64> = HashMap::new();
         // (position awaited, request sent, response received)
         let mut awaited: Option<((u64, u32), u64, u64)> = None;
@@ -258,7 +298,8 @@ impl Viewer {
                     && let Some((at, req, resp)) = awaited.take()
                     && at == pos
                     && let Some(last) = markers.iter().rev().find(|m| m.camera == self.spec.camera)
-                    && let Some(ingest) = self.metrics.cameras[self.spec.camera as usize].ingest_us(last.seq)
+                    && let Some(ingest) =
+                        self.metrics.cameras[self.spec.camera as usize].ingest_us(last.seq)
                     && let Some(w) = wakeup_us(req, resp, ingest)
                 {
                     self.metrics.wakeup.record(w);
@@ -271,11 +312,19 @@ impl Viewer {
             if !pl.lists_parts_of(pos.0) {
                 // Fell behind the part window: back to the live edge.
                 self.result.resyncs += 1;
-                let Some(p) = pl.start_part(hold_back) else { bail!("LL-HLS playlist lists no parts") };
+                let Some(p) = pl.start_part(hold_back) else {
+                    bail!("LL-HLS playlist lists no parts")
+                };
                 pos = (p.msn, p.index);
                 continue;
             }
-            let mut url = format!("{}{}_HLS_msn={}&_HLS_part={}", self.url, if self.url.contains('?') { '&' } else { '?' }, pos.0, pos.1);
+            let mut url = format!(
+                "{}{}_HLS_msn={}&_HLS_part={}",
+                self.url,
+                if self.url.contains('?') { '&' } else { '?' },
+                pos.0,
+                pos.1
+            );
             if pl.can_skip_until.is_some() {
                 url.push_str("&_HLS_skip=YES");
             }
@@ -335,7 +384,13 @@ fn short(e: &anyhow::Error) -> String {
 }
 
 /// Watches until `stop` fires; returns what the viewer saw.
-pub(crate) async fn watch(spec: ViewerSpec, client: reqwest::Client, metrics: Arc<Metrics>, stop: CancellationToken, tail_grace: Duration) -> ViewerResult {
+pub(crate) async fn watch(
+    spec: ViewerSpec,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    tail_grace: Duration,
+) -> ViewerResult {
     let url = spec.url.clone();
     let camera = spec.camera;
     let flavor = spec.flavor;
@@ -357,7 +412,9 @@ pub(crate) async fn watch(spec: ViewerSpec, client: reqwest::Client, metrics: Ar
         Flavor::Hls => v.run_hls().await,
         Flavor::LlHls => v.run_llhls().await,
     };
-    metrics.viewers_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .viewers_active
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     if let Err(e) = outcome {
         v.result.http_errors += 1;
         Metrics::add(&metrics.http_errors, 1);
@@ -370,7 +427,10 @@ pub(crate) async fn watch(spec: ViewerSpec, client: reqwest::Client, metrics: Ar
     v.result.stalls = t.clock().stalls;
     v.result.stall_ms = t.clock().stalled_us() as f64 / 1000.0;
     // Frames that had reached the server well before the end but never reached the viewer.
-    let cutoff = metrics.clock.now_us().saturating_sub(tail_grace.as_micros() as u64);
+    let cutoff = metrics
+        .clock
+        .now_us()
+        .saturating_sub(tail_grace.as_micros() as u64);
     let ledger = &metrics.cameras[camera as usize];
     if let (Some(last), Some(by_cutoff)) = (t.last_seq(), ledger.last_seq_by(cutoff)) {
         v.result.tail_missing_frames = u64::from(by_cutoff.saturating_sub(last));
@@ -381,7 +441,12 @@ pub(crate) async fn watch(spec: ViewerSpec, client: reqwest::Client, metrics: Ar
 /// The first line of an error chain, with camera-specific numbers kept out so the report
 /// groups errors by kind.
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().chars().take(120).collect()
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(120)
+        .collect()
 }
 
 #[cfg(test)]
