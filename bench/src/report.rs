@@ -116,6 +116,9 @@ pub(crate) struct Summary {
     pub(crate) server_rss_max_mb: f64,
     /// (RSS at load − RSS idle) / cameras.
     pub(crate) server_rss_per_camera_kb: f64,
+    /// Media the server kept in files at the end (nginx-rtmp's HLS on tmpfs), MB.
+    #[serde(default)]
+    pub(crate) server_media_files_mb: f64,
     pub(crate) generator_cpu_pct: f64,
     pub(crate) generator_cpu_per_camera_pct: f64,
     pub(crate) machine_cpu_pct: f64,
@@ -295,7 +298,7 @@ impl Report {
         self.conditions(&mut o);
         let _ = writeln!(o, "\n**{}**\n", self.verdict());
         let _ = writeln!(o, "## Cost\n\n| | value |\n|---|---:|");
-        let rows: [(&str, String); 14] = [
+        let rows: [(&str, String); 15] = [
             (
                 "cameras reached / target",
                 format!("{} / {}", s.cameras_reached, s.cameras_target),
@@ -332,6 +335,10 @@ impl Report {
             (
                 "server RSS per camera, KB",
                 format!("{:.0}", s.server_rss_per_camera_kb),
+            ),
+            (
+                "media files (tmpfs) at the end, MB",
+                format!("{:.1}", s.server_media_files_mb),
             ),
             (
                 "generator CPU, % of one core",
@@ -521,6 +528,12 @@ impl Comparison {
             cs.server_rss_per_camera_kb,
             ns.server_rss_per_camera_kb,
             0,
+        );
+        row(
+            "media files on tmpfs, MB",
+            cs.server_media_files_mb,
+            ns.server_media_files_mb,
+            1,
         );
         row(
             "generator CPU, % of one core",

@@ -409,6 +409,7 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
         }
     }
     pb.finish_and_clear();
+    let media_files_mb = server.media_file_bytes() as f64 / 1e6;
     stop.cancel();
     let join_deadline = Duration::from_secs(30);
     let _ = tokio::time::timeout(join_deadline, pub_task).await;
@@ -471,6 +472,7 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
         server_rss_idle_mb: rss_idle,
         server_rss_mb: rss_load,
         server_rss_max_mb: series.iter().map(|s| s.server_rss_mb).fold(0.0, f64::max),
+        server_media_files_mb: media_files_mb,
         server_rss_per_camera_kb: if n > 0 {
             (rss_load - rss_idle) * 1024.0 / steady_cams
         } else {

@@ -329,6 +329,25 @@ impl Server {
         Ok(s)
     }
 
+    /// Bytes of media the server keeps as files (nginx-rtmp's HLS window on tmpfs, which
+    /// is memory too but not in its RSS); camstream serves from memory and writes none.
+    pub(crate) fn media_file_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.workdir.join("hls"))
+    }
+
     /// The root pid of the server's process tree.
     pub(crate) fn pid(&self) -> i32 {
         self.child.id().map_or(0, |p| p as i32)
