@@ -1,0 +1,266 @@
+//! `camstream-bench`: the load harness for camstream, run side by side with nginx-rtmp.
+//!
+//! Publishes a looped, real-time paced FLV clip over RTMP from many connections of one
+//! process, watches it with HLS and LL-HLS viewers that behave like hls.js, drives the API,
+//! measures the server's CPU and memory from /proc, latency, loss, stalls and errors, and
+//! writes a JSON + Markdown report with SVG plots. `compare` runs the same scenario against
+//! camstream and then nginx with libnginx-mod-rtmp on the same machine.
+
+mod api;
+mod clip;
+mod limits;
+mod marker;
+mod metrics;
+mod pacing;
+mod player;
+mod playlist;
+mod plot;
+mod procstat;
+mod publisher;
+mod report;
+mod run;
+mod scenario;
+mod server;
+mod ts;
+mod viewer;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::clip::Clip;
+use crate::report::{Comparison, Report};
+use crate::run::RunConfig;
+use crate::scenario::{Overrides, Scenario};
+use crate::server::Kind;
+
+#[derive(Parser)]
+#[command(
+    name = "camstream-bench",
+    version,
+    about = "Load harness for camstream, side by side with nginx-rtmp"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario against one server.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Which server to start and measure.
+        #[arg(long, value_enum, default_value = "camstream")]
+        server: Kind,
+    },
+    /// Run a scenario against camstream, then against nginx-rtmp, and compare.
+    Compare {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Generate the test clip with ffmpeg and print its facts.
+    Clip {
+        /// Folder for the clip (default: the system temp folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Render Markdown and SVG again from a report.json or compare.json.
+    Render {
+        /// The JSON file a run or comparison wrote.
+        json: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Scenario file (bench/scenarios/*.toml).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// The camstream binary (default: `camstream` beside this binary, as cargo builds it).
+    #[arg(long, env = "CAMSTREAM_BIN")]
+    camstream_bin: Option<PathBuf>,
+    /// Output folder (default: bench-results/<scenario>-<server>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override the number of cameras.
+    #[arg(long)]
+    cameras: Option<u32>,
+    /// Override the number of classic HLS viewers.
+    #[arg(long)]
+    hls_viewers: Option<u32>,
+    /// Override the number of LL-HLS viewers.
+    #[arg(long)]
+    llhls_viewers: Option<u32>,
+    /// Override the steady duration, seconds.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Publish this FLV file instead of the generated clip.
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// No live status line.
+    #[arg(long)]
+    quiet: bool,
+    /// Run the whole duration even after a limit is reached.
+    #[arg(long)]
+    keep_going: bool,
+}
+
+fn default_camstream_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("camstream")))
+        .unwrap_or_else(|| PathBuf::from("camstream"))
+}
+
+fn ffmpeg_version() -> String {
+    std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split(" Copyright").next().unwrap_or(l).to_owned())
+        })
+        .unwrap_or_else(|| "ffmpeg not found".into())
+}
+
+fn prepare(common: &Common) -> anyhow::Result<(Scenario, std::sync::Arc<Clip>, String)> {
+    let mut scenario = Scenario::load(&common.scenario)?;
+    scenario.apply(&Overrides {
+        cameras: common.cameras,
+        hls_viewers: common.hls_viewers,
+        llhls_viewers: common.llhls_viewers,
+        duration_s: common.duration,
+    })?;
+    if common.keep_going {
+        scenario.limits.stop_on_limit = false;
+    }
+    if let Some(c) = &common.clip {
+        scenario.clip.path = Some(c.clone());
+    }
+    let clip = Clip::for_spec(
+        &scenario.clip,
+        &std::env::temp_dir().join("camstream-bench"),
+    )?;
+    let tool = format!(
+        "camstream-bench {} (clip by {})",
+        env!("CARGO_PKG_VERSION"),
+        ffmpeg_version()
+    );
+    Ok((scenario, clip, tool))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    std::fs::write(dir.join(name), text)
+        .with_context(|| format!("writing {}", dir.join(name).display()))
+}
+
+/// Writes report.json, report.md and the plots of one run.
+fn write_run(dir: &Path, r: &Report) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write(dir, "report.json", &serde_json::to_string_pretty(r)?)?;
+    let plots = plot::all(dir, &[r])?;
+    write(dir, "report.md", &r.markdown(&plots))
+}
+
+/// Writes compare.json, compare.md and side-by-side plots.
+fn write_compare(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write(dir, "compare.json", &serde_json::to_string_pretty(c)?)?;
+    let plots = plot::all(dir, &[&c.camstream, &c.nginx])?;
+    write(dir, "compare.md", &c.markdown(&plots))
+}
+
+async fn main_async(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Run { common, server } => {
+            let (scenario, clip, tool) = prepare(&common)?;
+            let out = common.out.clone().unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "bench-results/{}-{}",
+                    scenario.name,
+                    server.label()
+                ))
+            });
+            let cfg = RunConfig {
+                scenario,
+                kind: server,
+                camstream_bin: common
+                    .camstream_bin
+                    .clone()
+                    .unwrap_or_else(default_camstream_bin),
+                clip,
+                progress: !common.quiet,
+                tool,
+            };
+            let report = run::run(&cfg).await?;
+            write_run(&out, &report)?;
+            println!("{}", report.verdict());
+            println!("report: {}", out.join("report.md").display());
+        }
+        Cmd::Compare { common } => {
+            let (scenario, clip, tool) = prepare(&common)?;
+            let out = common.out.clone().unwrap_or_else(|| {
+                PathBuf::from(format!("bench-results/{}-compare", scenario.name))
+            });
+            let mut cfg = RunConfig {
+                scenario,
+                kind: Kind::Camstream,
+                camstream_bin: common
+                    .camstream_bin
+                    .clone()
+                    .unwrap_or_else(default_camstream_bin),
+                clip,
+                progress: !common.quiet,
+                tool,
+            };
+            let camstream = run::run(&cfg).await.context("camstream run")?;
+            cfg.kind = Kind::Nginx;
+            let nginx = run::run(&cfg).await.context("nginx-rtmp run")?;
+            let cmp = Comparison { camstream, nginx };
+            write_compare(&out, &cmp)?;
+            println!(
+                "camstream: {}\nnginx-rtmp: {}",
+                cmp.camstream.verdict(),
+                cmp.nginx.verdict()
+            );
+            println!("report: {}", out.join("compare.md").display());
+        }
+        Cmd::Clip { dir } => {
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("camstream-bench"));
+            let path = clip::generate(&clip::ClipSpec::default(), &dir)?;
+            let c = Clip::load(&path)?;
+            println!(
+                "{}\n{}",
+                path.display(),
+                serde_json::to_string_pretty(&c.info)?
+            );
+        }
+        Cmd::Render { json } => {
+            let text = std::fs::read_to_string(&json)
+                .with_context(|| format!("reading {}", json.display()))?;
+            let dir = json.parent().unwrap_or(Path::new("."));
+            if let Ok(c) = serde_json::from_str::<Comparison>(&text) {
+                write_compare(dir, &c)?;
+            } else {
+                let r: Report =
+                    serde_json::from_str(&text).context("neither a report nor a comparison")?;
+                write_run(dir, &r)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(main_async(cli))
+}

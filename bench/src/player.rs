@@ -1,0 +1,231 @@
+//! What a viewer makes of the frames it downloads (sans-IO): loss by sequence number, the
+//! latency math, and a player clock that turns late frames into stalls.
+//!
+//! Method (documented in the report too):
+//! - ingest → available = when the playlist first listed the part/segment − when the
+//!   frame's last byte reached the server (from the camera's ledger); only for media that
+//!   appeared while the viewer was watching, since earlier media's appearance was not seen.
+//! - delivery = when the viewer had the frame's bytes − the frame's capture time (the
+//!   marker's due time, the moment a real camera would have produced it).
+//! - glass-to-glass proxy = when the simulated player displays the frame − capture time.
+//!   The player starts with the first media it downloads (as hls.js does at its live
+//!   sync position) and then displays frames at the pace they were captured; a frame
+//!   that arrives after its display time is a stall, and the clock slips by the wait.
+//! - wake-up = when a blocking playlist reload answered − when the last frame of the part
+//!   it waited for reached the server; only for reloads sent before that frame arrived.
+//!   It includes the server's wait for the frame that closes the part (≤ one frame).
+
+use crate::marker::Marker;
+
+/// One viewer's reading of the frames it received.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Tracker {
+    camera: u32,
+    last_seq: Option<u32>,
+    pub(crate) frames: u64,
+    pub(crate) missing: u64,
+    pub(crate) foreign: u64,
+    pub(crate) duplicates: u64,
+    clock: PlayerClock,
+}
+
+/// Latencies of one frame, µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct FrameLatency {
+    pub(crate) ingest_to_available: Option<u64>,
+    pub(crate) delivery: u64,
+    pub(crate) glass_to_glass: u64,
+}
+
+/// The display clock of a simulated player.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct PlayerClock {
+    /// (wall µs when playback started, capture µs of the first frame shown).
+    start: Option<(u64, u64)>,
+    slipped_us: u64,
+    in_stall: bool,
+    pub(crate) stalls: u64,
+}
+
+impl PlayerClock {
+    /// When a frame captured at `capture_us` and downloaded at `downloaded_us` is shown.
+    pub(crate) fn display(&mut self, capture_us: u64, downloaded_us: u64) -> u64 {
+        let (wall0, cap0) = *self.start.get_or_insert((downloaded_us, capture_us));
+        // Frames before the first one shown (B-frame reordering) show at once.
+        let scheduled = wall0 + capture_us.saturating_sub(cap0) + self.slipped_us;
+        if downloaded_us > scheduled {
+            if !self.in_stall {
+                self.stalls += 1;
+                self.in_stall = true;
+            }
+            self.slipped_us += downloaded_us - scheduled;
+            downloaded_us
+        } else {
+            self.in_stall = false;
+            scheduled
+        }
+    }
+
+    /// Total time the picture stood still, µs.
+    pub(crate) fn stalled_us(&self) -> u64 {
+        self.slipped_us
+    }
+}
+
+impl Tracker {
+    pub(crate) fn new(camera: u32) -> Self {
+        Self {
+            camera,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn last_seq(&self) -> Option<u32> {
+        self.last_seq
+    }
+
+    pub(crate) fn clock(&self) -> &PlayerClock {
+        &self.clock
+    }
+
+    /// Accounts for the markers of one downloaded part or segment. `ingest_us` looks up
+    /// when a frame reached the server; `available_us` is when the playlist first listed
+    /// this media (None when it was already listed as the viewer arrived).
+    pub(crate) fn on_media(
+        &mut self,
+        markers: &[Marker],
+        available_us: Option<u64>,
+        downloaded_us: u64,
+        ingest_us: impl Fn(u32) -> Option<u64>,
+        mut each: impl FnMut(FrameLatency),
+    ) {
+        for m in markers {
+            if m.camera != self.camera {
+                self.foreign += 1;
+                continue;
+            }
+            match self.last_seq {
+                Some(last) if m.seq <= last => {
+                    // Parts and their segment hold the same frames; a viewer that fetched
+                    // both must not count them twice.
+                    self.duplicates += 1;
+                    continue;
+                }
+                Some(last) => self.missing += u64::from(m.seq - last - 1),
+                None => {}
+            }
+            self.last_seq = Some(m.seq);
+            self.frames += 1;
+            let shown = self.clock.display(m.capture_us, downloaded_us);
+            let avail = available_us.and_then(|a| ingest_us(m.seq).map(|i| a.saturating_sub(i)));
+            each(FrameLatency {
+                ingest_to_available: avail,
+                delivery: downloaded_us.saturating_sub(m.capture_us),
+                glass_to_glass: shown.saturating_sub(m.capture_us),
+            });
+        }
+    }
+}
+
+/// Wake-up latency of a blocking reload, if it really blocked: `request_us` when it was
+/// sent, `response_us` when it answered, `ingest_us` when the last frame of the part it
+/// waited for reached the server.
+pub(crate) fn wakeup_us(request_us: u64, response_us: u64, ingest_us: u64) -> Option<u64> {
+    (ingest_us > request_us && response_us >= ingest_us).then(|| response_us - ingest_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(camera: u32, seq: u32, capture_us: u64) -> Marker {
+        Marker {
+            camera,
+            seq,
+            capture_us,
+        }
+    }
+
+    #[test]
+    fn latency_math_for_one_part() {
+        let mut t = Tracker::new(1);
+        let ingest = |seq: u32| Some(1_000 + u64::from(seq) * 33_333);
+        let mut got = Vec::new();
+        // Frames 0..3 captured 33.3 ms apart, listed at 150 ms, downloaded at 160 ms.
+        let marks = [m(1, 0, 0), m(1, 1, 33_333), m(1, 2, 66_666)];
+        t.on_media(&marks, Some(150_000), 160_000, ingest, |l| got.push(l));
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].ingest_to_available, Some(149_000));
+        assert_eq!(got[2].ingest_to_available, Some(150_000 - 67_666));
+        assert_eq!(got[0].delivery, 160_000);
+        assert_eq!(got[2].delivery, 160_000 - 66_666);
+        // Playback starts with frame 0 at 160 ms: the glass-to-glass proxy is constant.
+        assert!(got.iter().all(|l| l.glass_to_glass == 160_000), "{got:?}");
+        assert_eq!((t.frames, t.missing, t.clock().stalls), (3, 0, 0));
+    }
+
+    #[test]
+    fn gaps_duplicates_and_foreign_frames() {
+        let mut t = Tracker::new(2);
+        let none = |_| None;
+        t.on_media(&[m(2, 10, 0), m(2, 11, 1)], None, 5, none, |_| {});
+        t.on_media(
+            &[m(2, 11, 1), m(2, 15, 5), m(7, 16, 6)],
+            None,
+            6,
+            none,
+            |l| {
+                assert_eq!(l.ingest_to_available, None);
+            },
+        );
+        assert_eq!(t.frames, 3);
+        assert_eq!(t.duplicates, 1);
+        assert_eq!(t.missing, 3, "12, 13 and 14 never came");
+        assert_eq!(t.foreign, 1, "a frame of camera 7 in camera 2's stream");
+        assert_eq!(t.last_seq(), Some(15));
+    }
+
+    #[test]
+    fn late_media_stalls_the_player_once_and_shifts_its_clock() {
+        let mut c = PlayerClock::default();
+        assert_eq!(
+            c.display(0, 1_000_000),
+            1_000_000,
+            "starts at first download"
+        );
+        assert_eq!(
+            c.display(500_000, 1_100_000),
+            1_500_000,
+            "early media waits for its turn"
+        );
+        // Frame at 1 s capture is due at 2 s but arrives at 2.4 s: one stall of 400 ms.
+        assert_eq!(c.display(1_000_000, 2_400_000), 2_400_000);
+        assert_eq!(
+            c.display(1_033_000, 2_400_000),
+            2_433_000,
+            "same part, now on the slipped clock"
+        );
+        assert_eq!(
+            c.display(1_100_000, 2_600_000),
+            2_600_000,
+            "late again after being on time"
+        );
+        assert_eq!(c.stalls, 2);
+        assert_eq!(c.stalled_us(), 400_000 + 100_000);
+    }
+
+    #[test]
+    fn wakeup_only_for_reloads_that_blocked() {
+        assert_eq!(wakeup_us(100, 250, 200), Some(50));
+        assert_eq!(
+            wakeup_us(300, 350, 200),
+            None,
+            "part was complete before the request"
+        );
+        assert_eq!(
+            wakeup_us(100, 150, 200),
+            None,
+            "answered before the frame: not a wake-up"
+        );
+    }
+}
