@@ -301,10 +301,8 @@ pub(crate) async fn logout(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     let Credential::Session { sid } = &principal.credential else {
-        return Err(ApiError::new(
-            ErrorCode::AuthRoleRestricted,
-            "API tokens have no session; revoke the token instead",
-        ));
+        // The route table admits sessions only.
+        return Err(ApiError::internal("logout reached without a session"));
     };
     state.store.revoke_session(sid, now_ms()).await?;
     state.cache.del(&keys::session(sid)).await?;

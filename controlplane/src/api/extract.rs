@@ -19,15 +19,19 @@ pub(crate) struct Json<T>(pub(crate) T);
 /// "missing field `x`" / "unknown field `x`".
 fn field_of(path: &serde_path_to_error::Path, message: &str) -> String {
     let p = path.to_string();
+    // `?` is serde_path_to_error's segment for "not inside any known key" (syntax errors).
+    let p = if p == "?" { ".".to_owned() } else { p };
     let named = message
         .split('`')
         .nth(1)
         .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"));
-    match (p.as_str(), named) {
-        (".", Some(n)) => n.to_owned(),
-        (".", None) => "body".to_owned(),
-        (p, Some(n)) => format!("{p}.{n}"),
-        (p, None) => p.to_owned(),
+    match named {
+        Some(n) if p == "." => n.to_owned(),
+        // Unknown fields already end the path; missing ones do not.
+        Some(n) if p == n || p.ends_with(&format!(".{n}")) => p,
+        Some(n) => format!("{p}.{n}"),
+        None if p == "." => "body".to_owned(),
+        None => p,
     }
 }
 
@@ -256,7 +260,8 @@ mod tests {
             (r#"{"name":"a","inner":{"n":"x"}}"#, "inner.n"),
             (r#"{"name":"a","inner":{}}"#, "inner.n"),
             (r#"{"name":"a","bogus":1}"#, "bogus"),
-            (r#"{"name":"#, "body"),
+            (r#"{"name":"#, "name"),
+            (r#"{not json"#, "body"),
         ];
         for (json, want) in cases {
             let de = &mut serde_json::Deserializer::from_str(json);

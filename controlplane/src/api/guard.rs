@@ -224,6 +224,12 @@ fn authorize(p: &Principal, access: Access) -> Result<(), ApiError> {
     };
     match access {
         Access::Public | Access::Authenticated => Ok(()),
+        Access::Session => match p.credential {
+            Credential::Session { .. } => Ok(()),
+            Credential::ApiToken { .. } => Err(restricted(
+                "API tokens have no session; revoke the token instead",
+            )),
+        },
         Access::SessionPerm(perm) => {
             if matches!(p.credential, Credential::ApiToken { .. }) {
                 return Err(restricted("API tokens cannot manage API tokens"));

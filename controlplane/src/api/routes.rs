@@ -13,6 +13,8 @@ pub enum Access {
     Public,
     /// Any valid credential of any role.
     Authenticated,
+    /// A login session of any role (not an API token).
+    Session,
     /// A credential holding this permission; `api_only` sessions are restricted (their
     /// tokens do the work).
     Perm(Permission),
@@ -51,7 +53,7 @@ const fn undocumented(method: &'static str, path: &'static str) -> RouteSpec {
     }
 }
 
-use Access::{Authenticated, Perm, Public, SessionPerm};
+use Access::{Authenticated, Perm, Public, Session, SessionPerm};
 use Permission::{
     AnalyticsRead, CamerasRead, CamerasWrite, StreamsPlay, TokensManage, UsersManage,
 };
@@ -60,7 +62,7 @@ use Permission::{
 pub const ROUTES: &[RouteSpec] = &[
     r("POST", "/api/v1/auth/login", Public),
     r("POST", "/api/v1/auth/refresh", Public),
-    r("POST", "/api/v1/auth/logout", Authenticated),
+    r("POST", "/api/v1/auth/logout", Session),
     r("GET", "/api/v1/auth/me", Authenticated),
     r("GET", "/api/v1/users", Perm(UsersManage)),
     r("POST", "/api/v1/users", Perm(UsersManage)),

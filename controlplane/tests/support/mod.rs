@@ -295,7 +295,7 @@ impl Drop for Redis {
 }
 
 /// The first admin's password in test apps.
-pub const ADMIN_PASSWORD: &str = "Test-Admin-Pass-1";
+pub const ADMIN_PASSWORD: &str = "Test-Root-Pass-1";
 
 /// A control plane over a temp data dir (SQLite + in-memory cache unless configured).
 pub struct TestApp {
