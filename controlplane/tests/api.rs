@@ -189,7 +189,8 @@ async fn auth_matrix_covers_every_route() {
             typ: "access".into(),
         })
         .unwrap();
-    let creds: [(&str, &str, Option<(&str, &str)>); 5] = [
+    type Cred<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+    let creds: [Cred<'_>; 5] = [
         ("operator", &operator, Some(("oscar", "User-Password-42"))),
         ("viewer", &viewer, Some(("vera", "User-Password-42"))),
         (

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Cache, CacheError, Counter};
 
@@ -29,7 +29,12 @@ impl RedisCache {
     /// A bad URL or an unreachable server.
     pub async fn connect(url: &str) -> Result<Self, CacheError> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        // Bounded waits: a hung Redis must turn into 503s, not requests that never end.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self { conn })
     }
 }
