@@ -257,6 +257,13 @@ impl ControlPlane {
             }
         };
         ensure_admin(&*store, &config).await?;
+        let reset = store.reset_node_streams(&config.node_id).await?;
+        if reset > 0 {
+            tracing::info!(
+                cameras = reset,
+                "marked streams of the previous run offline"
+            );
+        }
         tracing::info!(
             store = store.backend(),
             cache = cache.backend(),

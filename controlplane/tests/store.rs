@@ -337,6 +337,21 @@ async fn conformance(s: Arc<dyn Store>) {
     assert_eq!((counts.total, counts.online), (1, 1));
     let counts = s.camera_counts(Some("nobody")).await.unwrap();
     assert_eq!(counts.total, 0);
+    assert!(
+        s.set_stream_status(&c2.id, StreamStatus::Online, Some("node-b"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.reset_node_streams("node-b").await.unwrap(), 1);
+    assert_eq!(
+        s.get_camera(&c2.id).await.unwrap().unwrap().stream_status,
+        StreamStatus::Offline
+    );
+    assert_eq!(
+        s.get_camera(&c1.id).await.unwrap().unwrap().stream_status,
+        StreamStatus::Online
+    );
+    assert_eq!(s.reset_node_streams("node-b").await.unwrap(), 0);
 
     // API tokens.
     let t = ApiToken {

@@ -456,6 +456,9 @@ pub trait Store: Send + Sync + 'static {
         status: StreamStatus,
         node: Option<&str>,
     ) -> Result<bool, StoreError>;
+    /// Marks every camera assigned to `node` offline (that node restarted, so nothing it
+    /// ingested is live any more); how many changed.
+    async fn reset_node_streams(&self, node: &str) -> Result<u64, StoreError>;
     /// Deletes a camera; whether it existed.
     async fn delete_camera(&self, id: &str) -> Result<bool, StoreError>;
     /// Counts for the dashboard, within a tenant when given.

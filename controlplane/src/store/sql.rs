@@ -479,6 +479,18 @@ macro_rules! sql_store {
                 Ok(r.rows_affected() > 0)
             }
 
+            async fn reset_node_streams(&self, node: &str) -> Result<u64, StoreError> {
+                let r = sqlx::query(
+                    "UPDATE cameras SET stream_status = 'offline', assigned_node = NULL, \
+                     updated_at = $1 WHERE assigned_node = $2",
+                )
+                .bind(now_ms())
+                .bind(node)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            }
+
             async fn delete_camera(&self, id: &str) -> Result<bool, StoreError> {
                 let r = sqlx::query("DELETE FROM cameras WHERE id = $1")
                     .bind(id)
