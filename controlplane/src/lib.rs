@@ -48,6 +48,8 @@ use store::{NewUser, Store, StoreError};
 
 /// How often the background tasks sweep expired cache entries and stale streams.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Expired refresh tokens are deleted every this many sweeps (about an hour).
+const PURGE_EVERY_SWEEPS: u64 = 720;
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -363,11 +365,20 @@ impl ControlPlane {
 async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeps: u64 = 0;
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
+        if sweeps % PURGE_EVERY_SWEEPS == 0 {
+            match shared.store.purge_refresh_tokens(clock::now_ms()).await {
+                Ok(n) if n > 0 => tracing::debug!(deleted = n, "purged expired refresh tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging refresh tokens failed"),
+            }
+        }
+        sweeps = sweeps.wrapping_add(1);
         if let Some(m) = &shared.memory_cache {
             m.sweep();
         }

@@ -499,6 +499,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_user_sessions(&self, user_id: &str, at: i64)
     -> Result<Vec<String>, StoreError>;
 
+    /// Deletes refresh tokens that expired before `before`; how many.
+    async fn purge_refresh_tokens(&self, before: i64) -> Result<u64, StoreError>;
+
     /// Records an alert.
     async fn create_alert(&self, alert: NewAlert) -> Result<Alert, StoreError>;
     /// The newest alerts, optionally of one kind.

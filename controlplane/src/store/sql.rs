@@ -677,6 +677,14 @@ macro_rules! sql_store {
                 Ok(sessions)
             }
 
+            async fn purge_refresh_tokens(&self, before: i64) -> Result<u64, StoreError> {
+                let r = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected())
+            }
+
             async fn create_alert(&self, n: NewAlert) -> Result<Alert, StoreError> {
                 Ok(sqlx::query_as(
                     "INSERT INTO alerts (id, kind, severity, camera_id, user_id, token_id, \
