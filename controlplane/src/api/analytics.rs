@@ -1,0 +1,208 @@
+//! `/api/v1/analytics/*`: fleet figures from what the data plane reports (live statuses in
+//! the cache, counts in the store) and the data directory's disk usage.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::cameras::{DayQuery, parse_day, visible};
+use super::extract::{Envelope, Path, Query, ok};
+use super::guard::Principal;
+use crate::error::ApiError;
+use crate::health::{self, DayAnalytics, LiveStatus};
+use crate::state::AppState;
+use crate::store::{CameraFilter, StreamStatus};
+
+/// Online cameras summed into the dashboard's live figures (one cache read each).
+const DASHBOARD_MAX_ONLINE: i64 = 1000;
+/// Directory entries walked for storage usage before giving up (the result says so).
+const MAX_WALK_ENTRIES: u64 = 1_000_000;
+
+/// Fleet overview.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Dashboard {
+    total_cameras: i64,
+    active_cameras: i64,
+    online_cameras: i64,
+    error_cameras: i64,
+    recording_cameras: i64,
+    /// Viewers across online cameras.
+    total_viewers: u64,
+    /// Ingest bitrate across online cameras, bits per second.
+    total_ingest_bitrate: u64,
+    /// Frames dropped across online cameras (since each stream started).
+    total_dropped_frames: u64,
+}
+
+/// Live status plus the day's counters.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CameraMetrics {
+    live: LiveStatus,
+    day: DayAnalytics,
+}
+
+/// Disk use of one top-level entry of the data directory.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DirUsage {
+    name: String,
+    bytes: u64,
+    files: u64,
+}
+
+/// Disk use of the data directory.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StorageUsage {
+    data_dir: String,
+    total_bytes: u64,
+    files: u64,
+    /// Per top-level entry, largest first.
+    entries: Vec<DirUsage>,
+    /// Whether the walk stopped at its entry limit (figures are then lower bounds).
+    truncated: bool,
+}
+
+/// Fleet overview.
+#[utoipa::path(get, path = "/api/v1/analytics/dashboard", tag = "analytics", security(("bearer" = [])),
+    responses((status = 200, description = "Overview", body = Envelope<Dashboard>)))]
+pub(crate) async fn dashboard(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    let tenant = principal.tenant_filter();
+    let counts = state.store.camera_counts(tenant).await?;
+    let (online, _) = state
+        .store
+        .list_cameras(&CameraFilter {
+            status: Some(StreamStatus::Online),
+            tenant: tenant.map(str::to_owned),
+            limit: DASHBOARD_MAX_ONLINE,
+            ..CameraFilter::default()
+        })
+        .await?;
+    let mut d = Dashboard {
+        total_cameras: counts.total,
+        active_cameras: counts.active,
+        online_cameras: counts.online,
+        error_cameras: counts.error,
+        recording_cameras: counts.recording,
+        total_viewers: 0,
+        total_ingest_bitrate: 0,
+        total_dropped_frames: 0,
+    };
+    for c in online {
+        let live = health::live_status(&*state.cache, &c.id, c.stream_status).await?;
+        d.total_viewers += u64::from(live.viewer_count);
+        d.total_ingest_bitrate += live.bitrate;
+        d.total_dropped_frames += live.dropped_frames;
+    }
+    Ok(ok(d).into_response())
+}
+
+/// One camera's live metrics and day counters.
+#[utoipa::path(get, path = "/api/v1/analytics/cameras/{id}/metrics", tag = "analytics", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id"), DayQuery),
+    responses(
+        (status = 200, description = "Metrics", body = Envelope<CameraMetrics>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn camera_metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<DayQuery>,
+) -> Result<Response, ApiError> {
+    let c = visible(&state, &principal, &id).await?;
+    let day = parse_day(q.date)?;
+    let live = health::live_status(&*state.cache, &c.id, c.stream_status).await?;
+    let day = health::day_analytics(&*state.cache, &c.id, &day).await?;
+    Ok(ok(CameraMetrics { live, day }).into_response())
+}
+
+/// Disk use of the data directory.
+#[utoipa::path(get, path = "/api/v1/analytics/storage/usage", tag = "analytics", security(("bearer" = [])),
+    responses((status = 200, description = "Usage", body = Envelope<StorageUsage>)))]
+pub(crate) async fn storage_usage(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let dir = state.config.data_dir.clone();
+    let usage = tokio::task::spawn_blocking(move || walk(&dir))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(ok(usage).into_response())
+}
+
+/// Sums file sizes under `root` without following symlinks.
+fn walk(root: &FsPath) -> StorageUsage {
+    let mut budget = MAX_WALK_ENTRIES;
+    let mut entries = Vec::new();
+    let (mut total, mut files) = (0u64, 0u64);
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            let (bytes, n) = size_of(&e.path(), &mut budget);
+            total += bytes;
+            files += n;
+            entries.push(DirUsage {
+                name: e.file_name().to_string_lossy().into_owned(),
+                bytes,
+                files: n,
+            });
+        }
+    }
+    entries.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)));
+    StorageUsage {
+        data_dir: root.display().to_string(),
+        total_bytes: total,
+        files,
+        entries,
+        truncated: budget == 0,
+    }
+}
+
+fn size_of(path: &FsPath, budget: &mut u64) -> (u64, u64) {
+    let mut stack: Vec<PathBuf> = vec![path.to_owned()];
+    let (mut bytes, mut files) = (0u64, 0u64);
+    while let Some(p) = stack.pop() {
+        if *budget == 0 {
+            break;
+        }
+        *budget -= 1;
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_file() {
+            bytes += meta.len();
+            files += 1;
+        } else if meta.is_dir()
+            && let Ok(rd) = std::fs::read_dir(&p)
+        {
+            stack.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    (bytes, files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_the_tree() {
+        let root = std::env::temp_dir().join(format!("cp-walk-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(root.join("rec/cam1")).unwrap();
+        std::fs::write(root.join("rec/cam1/a.mp4"), vec![0u8; 1000]).unwrap();
+        std::fs::write(root.join("rec/b.mp4"), vec![0u8; 500]).unwrap();
+        std::fs::write(root.join("camstream.db"), vec![0u8; 100]).unwrap();
+        let u = walk(&root);
+        assert_eq!(u.total_bytes, 1600);
+        assert_eq!(u.files, 3);
+        assert_eq!(u.entries[0].name, "rec");
+        assert_eq!(u.entries[0].bytes, 1500);
+        assert!(!u.truncated);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,531 @@
+//! `/api/v1/cameras`: the camera fleet, stream keys, signed playback URLs, live status and
+//! per-camera analytics. Tenancy is enforced here: a caller with a tenant sees only that
+//! company's cameras (others answer 404, so ids do not leak) and cannot create or move
+//! cameras into another company.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{Envelope, Json, PageParams, Path, Query, ok, paged, text};
+use super::guard::Principal;
+use super::users::nullable;
+use crate::auth::secret::{self, Kind};
+use crate::clock::{date, now_ms, rfc3339};
+use crate::error::{ApiError, ErrorCode};
+use crate::health::{self, DayAnalytics, LiveStatus};
+use crate::state::{AppState, Shared};
+use crate::store::{Camera, CameraFilter, CameraUpdate, NewCamera, StoreError, StreamStatus};
+
+/// A camera as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CameraView {
+    id: String,
+    name: String,
+    company: Option<String>,
+    model: Option<String>,
+    serial_number: String,
+    location: Option<String>,
+    place: Option<String>,
+    /// Ingest URL; includes the stream key (and publish token) only in the responses of
+    /// create and rotate-key.
+    rtmp_url: String,
+    /// TLS ingest URL, same rule.
+    rtmps_url: String,
+    /// The first characters of the stream key, to tell keys apart.
+    stream_key_prefix: String,
+    /// The stream key: only in the responses of create and rotate-key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_key: Option<String>,
+    /// The publish token: only in those responses, and only when tokens are required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_token: Option<String>,
+    is_active: bool,
+    is_recording: bool,
+    stream_status: StreamStatus,
+    assigned_node: Option<String>,
+    owner_id: Option<String>,
+    /// Playback path of the HLS (MPEG-TS) playlist, without token.
+    hls_path: String,
+    created_at: String,
+    updated_at: String,
+}
+
+fn ingest_bases(s: &Shared) -> (String, String) {
+    let c = &s.config;
+    (
+        format!("rtmp://{}:{}/{}", c.public_host, c.rtmp_port, c.rtmp_app),
+        format!("rtmps://{}:{}/{}", c.public_host, c.rtmps_port, c.rtmp_app),
+    )
+}
+
+fn view(s: &Shared, c: &Camera, key: Option<String>) -> Result<CameraView, ApiError> {
+    let (rtmp, rtmps) = ingest_bases(s);
+    let mut publish_token = None;
+    let (rtmp_url, rtmps_url) = match &key {
+        Some(k) => {
+            let query = if s.config.require_publish_token {
+                let now = now_ms() / 1000;
+                let ttl =
+                    i64::try_from(s.config.publish_token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+                let t = s
+                    .keys
+                    .issue_publish(&c.id, now, now.saturating_add(ttl))
+                    .map_err(ApiError::internal)?;
+                let q = format!("?token={t}");
+                publish_token = Some(t);
+                q
+            } else {
+                String::new()
+            };
+            (format!("{rtmp}/{k}{query}"), format!("{rtmps}/{k}{query}"))
+        }
+        None => (rtmp, rtmps),
+    };
+    Ok(CameraView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        company: c.company.clone(),
+        model: c.model.clone(),
+        serial_number: c.serial_number.clone(),
+        location: c.location.clone(),
+        place: c.place.clone(),
+        rtmp_url,
+        rtmps_url,
+        stream_key_prefix: c.rtmp_key_prefix.clone(),
+        stream_key: key,
+        publish_token,
+        is_active: c.is_active,
+        is_recording: c.is_recording,
+        stream_status: c.stream_status,
+        assigned_node: c.assigned_node.clone(),
+        owner_id: c.owner_id.clone(),
+        hls_path: s.config.hls_path.replace("{camera_id}", &c.id),
+        created_at: rfc3339(c.created_at),
+        updated_at: rfc3339(c.updated_at),
+    })
+}
+
+/// List filters and page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListCameras {
+    /// `online`, `offline`, `connecting` or `error`.
+    status: Option<StreamStatus>,
+    /// Active or not.
+    is_active: Option<bool>,
+    /// Company (exact).
+    company: Option<String>,
+    /// Location (exact).
+    location: Option<String>,
+    /// Case-insensitive text in name, serial number, location or place.
+    search: Option<String>,
+    /// 1-based page (default 1).
+    page: Option<i64>,
+    /// Page size 1–100 (default 20).
+    limit: Option<i64>,
+}
+
+/// A new camera.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct CreateCamera {
+    name: String,
+    company: Option<String>,
+    model: Option<String>,
+    serial_number: String,
+    location: Option<String>,
+    place: Option<String>,
+    /// Default true.
+    is_active: Option<bool>,
+    /// Default false.
+    is_recording: Option<bool>,
+}
+
+/// Changes to a camera; absent fields stay, `null` clears nullable ones.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct UpdateCamera {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    company: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    model: Option<Option<String>>,
+    serial_number: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    place: Option<Option<String>>,
+    is_active: Option<bool>,
+    is_recording: Option<bool>,
+}
+
+/// Signed playback URLs.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PlaybackUrls {
+    camera_id: String,
+    /// HLS with MPEG-TS segments.
+    hls_url: String,
+    /// LL-HLS with fMP4 parts.
+    ll_hls_url: String,
+    /// The token alone (`?token=`).
+    token: String,
+    /// When the URLs stop working (RFC 3339).
+    expires_at: String,
+}
+
+/// Analytics query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DayQuery {
+    /// `YYYY-MM-DD` (UTC); default today.
+    pub(crate) date: Option<String>,
+}
+
+const NAME_MAX: usize = 128;
+const FIELD_MAX: usize = 256;
+
+fn check_opt(field: &str, v: Option<&str>, max: usize) -> Result<(), ApiError> {
+    v.map_or(Ok(()), |s| text(field, s, max))
+}
+
+fn check_serial(s: &str) -> Result<(), ApiError> {
+    text("serialNumber", s, 64)
+}
+
+pub(crate) fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::CameraNotFound, "camera not found")
+}
+
+fn conflict(e: StoreError) -> ApiError {
+    match e.conflict_field() {
+        Some("serial_number") => ApiError::new(
+            ErrorCode::CameraSerialDuplicate,
+            "another camera has this serial number",
+        )
+        .with_details(serde_json::json!({ "field": "serialNumber" })),
+        _ => e.into(),
+    }
+}
+
+/// The camera if it exists and the caller's tenant may see it.
+pub(crate) async fn visible(state: &AppState, p: &Principal, id: &str) -> Result<Camera, ApiError> {
+    // Ids are UUIDs: anything else cannot exist, so skip the query.
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(not_found());
+    }
+    let c = state.store.get_camera(id).await?.ok_or_else(not_found)?;
+    if p.sees(c.company.as_deref()) {
+        Ok(c)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// The company a tenant-scoped caller may write: theirs, whatever they asked.
+fn tenant_company(p: &Principal, asked: Option<&str>) -> Result<(), ApiError> {
+    match p.tenant_filter() {
+        Some(t) if asked != Some(t) => Err(ApiError::new(
+            ErrorCode::AuthInsufficientPermissions,
+            "cameras can only belong to your company",
+        )
+        .with_details(serde_json::json!({ "field": "company" }))),
+        _ => Ok(()),
+    }
+}
+
+/// List cameras.
+#[utoipa::path(get, path = "/api/v1/cameras", tag = "cameras", security(("bearer" = [])),
+    params(ListCameras),
+    responses(
+        (status = 200, description = "A page of cameras", body = super::extract::Paged<CameraView>),
+        (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<ListCameras>,
+) -> Result<Response, ApiError> {
+    let page = PageParams::new(q.page, q.limit)?;
+    check_opt("company", q.company.as_deref(), FIELD_MAX)?;
+    check_opt("location", q.location.as_deref(), FIELD_MAX)?;
+    check_opt("search", q.search.as_deref(), FIELD_MAX)?;
+    let filter = CameraFilter {
+        status: q.status,
+        is_active: q.is_active,
+        company: q.company,
+        location: q.location,
+        search: q.search,
+        tenant: principal.tenant_filter().map(str::to_owned),
+        offset: page.offset(),
+        limit: page.limit,
+    };
+    let (cameras, total) = state.store.list_cameras(&filter).await?;
+    let views = cameras
+        .iter()
+        .map(|c| view(&state, c, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(paged(views, page.page, page.limit, total))
+}
+
+/// Create a camera; the response carries its stream key and ingest URLs (shown once).
+#[utoipa::path(post, path = "/api/v1/cameras", tag = "cameras", security(("bearer" = [])),
+    request_body = CreateCamera,
+    responses(
+        (status = 201, description = "Created", body = Envelope<CameraView>),
+        (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "CAMERA_SERIAL_DUPLICATE", body = crate::error::ErrorEnvelope),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(req): Json<CreateCamera>,
+) -> Result<Response, ApiError> {
+    text("name", &req.name, NAME_MAX)?;
+    check_serial(&req.serial_number)?;
+    check_opt("company", req.company.as_deref(), FIELD_MAX)?;
+    check_opt("model", req.model.as_deref(), FIELD_MAX)?;
+    check_opt("location", req.location.as_deref(), FIELD_MAX)?;
+    check_opt("place", req.place.as_deref(), FIELD_MAX)?;
+    let company = match principal.tenant_filter() {
+        Some(t) => {
+            tenant_company(&principal, Some(req.company.as_deref().unwrap_or(t)))?;
+            Some(t.to_owned())
+        }
+        None => req.company,
+    };
+    let key = secret::generate(Kind::StreamKey);
+    let (rtmp_base, _) = ingest_bases(&state);
+    let camera = state
+        .store
+        .create_camera(NewCamera {
+            name: req.name,
+            company,
+            model: req.model,
+            serial_number: req.serial_number,
+            location: req.location,
+            place: req.place,
+            rtmp_url: rtmp_base,
+            rtmp_key_prefix: key.prefix,
+            rtmp_key_hash: key.hash,
+            is_active: req.is_active.unwrap_or(true),
+            is_recording: req.is_recording.unwrap_or(false),
+            owner_id: Some(principal.user_id.clone()),
+        })
+        .await
+        .map_err(conflict)?;
+    tracing::info!(camera_id = %camera.id, "camera created");
+    Ok((
+        StatusCode::CREATED,
+        ok(view(&state, &camera, Some(key.secret))?),
+    )
+        .into_response())
+}
+
+/// One camera.
+#[utoipa::path(get, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    responses(
+        (status = 200, description = "The camera", body = Envelope<CameraView>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = visible(&state, &principal, &id).await?;
+    Ok(ok(view(&state, &c, None)?).into_response())
+}
+
+/// Change a camera.
+#[utoipa::path(put, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    request_body = UpdateCamera,
+    responses(
+        (status = 200, description = "Updated", body = Envelope<CameraView>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "CAMERA_SERIAL_DUPLICATE", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateCamera>,
+) -> Result<Response, ApiError> {
+    visible(&state, &principal, &id).await?;
+    if let Some(n) = &req.name {
+        text("name", n, NAME_MAX)?;
+    }
+    if let Some(s) = &req.serial_number {
+        check_serial(s)?;
+    }
+    for (field, v) in [
+        ("company", &req.company),
+        ("model", &req.model),
+        ("location", &req.location),
+        ("place", &req.place),
+    ] {
+        check_opt(field, v.as_ref().and_then(|x| x.as_deref()), FIELD_MAX)?;
+    }
+    if let Some(c) = &req.company {
+        tenant_company(&principal, c.as_deref())?;
+    }
+    let c = state
+        .store
+        .update_camera(
+            &id,
+            CameraUpdate {
+                name: req.name,
+                company: req.company,
+                model: req.model,
+                serial_number: req.serial_number,
+                location: req.location,
+                place: req.place,
+                is_active: req.is_active,
+                is_recording: req.is_recording,
+            },
+        )
+        .await
+        .map_err(conflict)?
+        .ok_or_else(not_found)?;
+    Ok(ok(view(&state, &c, None)?).into_response())
+}
+
+/// Delete a camera.
+#[utoipa::path(delete, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    responses(
+        (status = 200, description = "Deleted", body = Envelope<serde_json::Value>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    visible(&state, &principal, &id).await?;
+    if !state.store.delete_camera(&id).await? {
+        return Err(not_found());
+    }
+    tracing::info!(camera_id = %id, "camera deleted");
+    Ok(ok(serde_json::json!({ "deleted": true })).into_response())
+}
+
+/// Replace the stream key (the old one stops working for new publishes).
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/rotate-key", tag = "cameras", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    responses(
+        (status = 200, description = "New key and URLs", body = Envelope<CameraView>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn rotate_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    visible(&state, &principal, &id).await?;
+    let key = secret::generate(Kind::StreamKey);
+    let c = state
+        .store
+        .set_camera_key(&id, &key.prefix, &key.hash)
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::info!(camera_id = %id, "stream key rotated");
+    Ok(ok(view(&state, &c, Some(key.secret))?).into_response())
+}
+
+/// Signed, expiring playback URLs.
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/hls", tag = "streams", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    responses(
+        (status = 200, description = "Signed URLs", body = Envelope<PlaybackUrls>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "CAMERA_INACTIVE", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn stream_hls(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = visible(&state, &principal, &id).await?;
+    if !c.is_active {
+        return Err(ApiError::new(
+            ErrorCode::CameraInactive,
+            "camera is disabled",
+        ));
+    }
+    let cfg = &state.config;
+    let exp = now_ms() / 1000 + i64::try_from(cfg.playback_token_ttl.as_secs()).unwrap_or(0);
+    let token = state.keys.sign_playback(&c.id, exp);
+    let base = cfg.public_base_url.trim_end_matches('/');
+    let url = |path: &str| format!("{base}{}?token={token}", path.replace("{camera_id}", &c.id));
+    Ok(ok(PlaybackUrls {
+        camera_id: c.id.clone(),
+        hls_url: url(&cfg.hls_path),
+        ll_hls_url: url(&cfg.ll_hls_path),
+        token: token.clone(),
+        expires_at: rfc3339(exp * 1000),
+    })
+    .into_response())
+}
+
+/// Live stream status.
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/status", tag = "streams", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    responses(
+        (status = 200, description = "Live status", body = Envelope<LiveStatus>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = visible(&state, &principal, &id).await?;
+    let live = health::live_status(&*state.cache, &c.id, c.stream_status).await?;
+    Ok(ok(live).into_response())
+}
+
+/// One day's counters for a camera.
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/analytics", tag = "analytics", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id"), DayQuery),
+    responses(
+        (status = 200, description = "Counters", body = Envelope<DayAnalytics>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn analytics(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<DayQuery>,
+) -> Result<Response, ApiError> {
+    let c = visible(&state, &principal, &id).await?;
+    let day = parse_day(q.date)?;
+    let a = health::day_analytics(&*state.cache, &c.id, &day).await?;
+    Ok(ok(a).into_response())
+}
+
+/// Validates `YYYY-MM-DD`, defaulting to today (UTC).
+pub(crate) fn parse_day(d: Option<String>) -> Result<String, ApiError> {
+    match d {
+        None => Ok(date(now_ms())),
+        Some(d) => {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(&d, &format)
+                .map(|_| d)
+                .map_err(|_| ApiError::validation("date", "expected YYYY-MM-DD"))
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The HTTP API: the router with every `/api/v1` route, docs and `/metrics`, and the layers
+//! around it (request id and metrics outermost, panic catcher, body limit, auth guard on
+//! matched routes). Route access rules live in [`routes::ROUTES`]; handlers live in one
+//! file per resource.
+
+mod analytics;
+mod auth;
+mod cameras;
+mod docs;
+mod extract;
+pub mod guard;
+mod observe;
+pub mod routes;
+mod tokens;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(crate) use observe::HTTP_DURATION;
+
+/// The documented routes and their OpenAPI document.
+fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(tokens::set_permissions))
+        .routes(routes!(cameras::list, cameras::create))
+        .routes(routes!(cameras::get, cameras::update, cameras::delete))
+        .routes(routes!(cameras::rotate_key))
+        .routes(routes!(cameras::stream_hls))
+        .routes(routes!(cameras::status))
+        .routes(routes!(cameras::analytics))
+        .routes(routes!(analytics::dashboard))
+        .routes(routes!(analytics::camera_metrics))
+        .routes(routes!(analytics::storage_usage))
+        .split_for_parts()
+}
+
+/// The OpenAPI document (3.1).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().1
+}
+
+/// Builds the router over shared state.
+pub(crate) fn router(state: AppState) -> Router {
+    let (api, openapi) = api_routes();
+    let json: Arc<str> = openapi
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+        .into();
+    let openapi_json = move || {
+        let json = json.clone();
+        async move {
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                json.to_string(),
+            )
+        }
+    };
+    let limit = state.config.max_body_bytes;
+    api.route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/docs", get(docs::index))
+        .route("/api/docs/{file}", get(docs::asset))
+        .route("/metrics", get(docs::metrics))
+        .route_layer(from_fn_with_state(state.clone(), guard::guard))
+        .fallback(observe::not_found)
+        .method_not_allowed_fallback(observe::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .layer(from_fn(observe::observe))
+        .with_state(state)
+}

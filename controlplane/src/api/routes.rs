@@ -1,0 +1,113 @@
+//! The route table: every route the control plane serves, with the access rule it needs.
+//! The auth middleware (`guard`) looks each request up here, so access is decided in one
+//! place; a route missing from the table is refused (fail closed), and the test
+//! `route_table_matches_router` fails when the router and this table disagree. The
+//! auth-matrix test is generated from this table.
+
+use crate::rbac::Permission;
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Nothing (login, docs, metrics).
+    Public,
+    /// Any valid credential of any role.
+    Authenticated,
+    /// A login session of any role (not an API token).
+    Session,
+    /// A credential holding this permission; `api_only` sessions are restricted (their
+    /// tokens do the work).
+    Perm(Permission),
+    /// A login session (not an API token) holding this permission.
+    SessionPerm(Permission),
+}
+
+/// One route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path as axum matches it (`/api/v1/cameras/{id}`).
+    pub path: &'static str,
+    /// Access rule.
+    pub access: Access,
+    /// Whether the route is in the OpenAPI document (docs and metrics are not).
+    pub documented: bool,
+}
+
+const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        documented: true,
+    }
+}
+
+const fn undocumented(method: &'static str, path: &'static str) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access: Access::Public,
+        documented: false,
+    }
+}
+
+use Access::{Authenticated, Perm, Public, Session, SessionPerm};
+use Permission::{
+    AnalyticsRead, CamerasRead, CamerasWrite, StreamsPlay, TokensManage, UsersManage,
+};
+
+/// Every route.
+pub const ROUTES: &[RouteSpec] = &[
+    r("POST", "/api/v1/auth/login", Public),
+    r("POST", "/api/v1/auth/refresh", Public),
+    r("POST", "/api/v1/auth/logout", Session),
+    r("GET", "/api/v1/auth/me", Authenticated),
+    r("GET", "/api/v1/users", Perm(UsersManage)),
+    r("POST", "/api/v1/users", Perm(UsersManage)),
+    r("GET", "/api/v1/users/{id}", Perm(UsersManage)),
+    r("PUT", "/api/v1/users/{id}", Perm(UsersManage)),
+    r("DELETE", "/api/v1/users/{id}", Perm(UsersManage)),
+    r("GET", "/api/v1/tokens", SessionPerm(TokensManage)),
+    r("POST", "/api/v1/tokens", SessionPerm(TokensManage)),
+    r("DELETE", "/api/v1/tokens/{id}", SessionPerm(TokensManage)),
+    r(
+        "PUT",
+        "/api/v1/tokens/{id}/permissions",
+        SessionPerm(TokensManage),
+    ),
+    r("GET", "/api/v1/cameras", Perm(CamerasRead)),
+    r("POST", "/api/v1/cameras", Perm(CamerasWrite)),
+    r("GET", "/api/v1/cameras/{id}", Perm(CamerasRead)),
+    r("PUT", "/api/v1/cameras/{id}", Perm(CamerasWrite)),
+    r("DELETE", "/api/v1/cameras/{id}", Perm(CamerasWrite)),
+    r(
+        "POST",
+        "/api/v1/cameras/{id}/rotate-key",
+        Perm(CamerasWrite),
+    ),
+    r("GET", "/api/v1/cameras/{id}/stream/hls", Perm(StreamsPlay)),
+    r("GET", "/api/v1/cameras/{id}/status", Perm(CamerasRead)),
+    r("GET", "/api/v1/cameras/{id}/analytics", Perm(AnalyticsRead)),
+    r("GET", "/api/v1/analytics/dashboard", Perm(AnalyticsRead)),
+    r(
+        "GET",
+        "/api/v1/analytics/cameras/{id}/metrics",
+        Perm(AnalyticsRead),
+    ),
+    r(
+        "GET",
+        "/api/v1/analytics/storage/usage",
+        Perm(AnalyticsRead),
+    ),
+    undocumented("GET", "/api/v1/openapi.json"),
+    undocumented("GET", "/api/docs"),
+    undocumented("GET", "/api/docs/{file}"),
+    undocumented("GET", "/metrics"),
+];
+
+/// The rule for a matched route.
+pub fn lookup(method: &str, path: &str) -> Option<&'static RouteSpec> {
+    ROUTES.iter().find(|r| r.method == method && r.path == path)
+}

@@ -1,0 +1,113 @@
+//! The control plane's configuration slice. The binary builds it from CLI flags and env
+//! (`camstream serve --database-url ... --redis-url ...`); every field documents its default,
+//! which [`ControlPlaneConfig::default`] applies.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the control plane needs to start.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    /// Data directory: SQLite file (`camstream.db`), the generated JWT secret (`jwt.secret`),
+    /// and the tree whose size `GET /analytics/storage/usage` reports. Default `./data`.
+    pub data_dir: PathBuf,
+    /// `postgres://user:pass@host/db` or `sqlite://path`. Default `None`: SQLite at
+    /// `{data_dir}/camstream.db`.
+    pub database_url: Option<String>,
+    /// `redis://host:port/db`. Default `None`: the in-process cache.
+    pub redis_url: Option<String>,
+    /// Username of the first admin, created when the users table is empty. Default `admin`.
+    pub admin_username: String,
+    /// Password of the first admin (flag or env `CAMSTREAM_ADMIN_PASSWORD`). Default `None`:
+    /// a random one is generated and logged once at warn level.
+    pub admin_password: Option<String>,
+    /// Master secret for JWTs and playback signatures (≥ 32 bytes recommended). Default
+    /// `None`: read from `{data_dir}/jwt.secret`, generated (32 random bytes, mode 0600) on
+    /// first start. Every node of a cluster must share it.
+    pub jwt_secret: Option<String>,
+    /// Access JWT lifetime. Default 15 min.
+    pub access_token_ttl: Duration,
+    /// Refresh token lifetime. Default 7 days.
+    pub refresh_token_ttl: Duration,
+    /// Idle login session lifetime: `session:{id}` is set at login and renewed by every
+    /// refresh; once it lapses, the session's access and refresh tokens stop working.
+    /// Default 24 h.
+    pub session_ttl: Duration,
+    /// Signed playback URL lifetime. Default 15 min.
+    pub playback_token_ttl: Duration,
+    /// Publish token lifetime (the `?token=` of rtmpUrl/rtmpsUrl). Default 365 days.
+    pub publish_token_ttl: Duration,
+    /// Refuse publishing without a valid publish token. Default `false` (a token given is
+    /// still checked).
+    pub require_publish_token: bool,
+    /// Serve playback without tokens (`--public-playback`, implied by `--allow-any-key`).
+    /// Default `false`.
+    pub public_playback: bool,
+    /// Host name (or `host:port`-less IP) put into `rtmpUrl`/`rtmpsUrl`. Default `localhost`.
+    pub public_host: String,
+    /// RTMP port in `rtmpUrl`. Default 1935.
+    pub rtmp_port: u16,
+    /// RTMPS port in `rtmpsUrl`. Default 1936.
+    pub rtmps_port: u16,
+    /// The RTMP application in ingest URLs. Default `live`.
+    pub rtmp_app: String,
+    /// Base URL of the HTTP listener for playback URLs. Default `http://localhost:8080`.
+    pub public_base_url: String,
+    /// Path of a camera's HLS (MPEG-TS) playlist; `{camera_id}` is replaced. Default
+    /// `/hls/{camera_id}/playlist.m3u8`.
+    pub hls_path: String,
+    /// Path of a camera's LL-HLS (fMP4) playlist. Default `/hls/{camera_id}/ll.m3u8`.
+    pub ll_hls_path: String,
+    /// This node's name, stored as `assigned_node` and shown in stream status. Default
+    /// `local`.
+    pub node_id: String,
+    /// Requests per hour per user session (API tokens carry their own limit). Default 10000.
+    pub user_rate_limit: u32,
+    /// Requests per hour for a new API token when the request names none. Default 1000.
+    pub default_token_rate_limit: u32,
+    /// Failed logins per username within `login_window` before throttling. Default 5.
+    pub login_max_failures_per_user: u32,
+    /// Failed logins per client address within `login_window`. Default 20.
+    pub login_max_failures_per_ip: u32,
+    /// Login failure window (and lockout length). Default 15 min.
+    pub login_window: Duration,
+    /// Largest accepted request body. Default 64 KiB.
+    pub max_body_bytes: usize,
+    /// How long after the last health report a camera still counts as online. Default 30 s.
+    pub health_timeout: Duration,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            redis_url: None,
+            admin_username: "admin".into(),
+            admin_password: None,
+            jwt_secret: None,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            session_ttl: Duration::from_secs(24 * 3600),
+            playback_token_ttl: Duration::from_secs(15 * 60),
+            publish_token_ttl: Duration::from_secs(365 * 24 * 3600),
+            require_publish_token: false,
+            public_playback: false,
+            public_host: "localhost".into(),
+            rtmp_port: 1935,
+            rtmps_port: 1936,
+            rtmp_app: "live".into(),
+            public_base_url: "http://localhost:8080".into(),
+            hls_path: "/hls/{camera_id}/playlist.m3u8".into(),
+            ll_hls_path: "/hls/{camera_id}/ll.m3u8".into(),
+            node_id: "local".into(),
+            user_rate_limit: 10_000,
+            default_token_rate_limit: 1_000,
+            login_max_failures_per_user: 5,
+            login_max_failures_per_ip: 20,
+            login_window: Duration::from_secs(15 * 60),
+            max_body_bytes: 64 * 1024,
+            health_timeout: Duration::from_secs(30),
+        }
+    }
+}

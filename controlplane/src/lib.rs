@@ -1,0 +1,396 @@
+//! camstream's control plane: the `/api/v1` REST API (axum, OpenAPI via utoipa), auth (JWT
+//! sessions with rotating refresh tokens, API tokens, RBAC, rate limits), the store (sqlx
+//! over SQLite or PostgreSQL), the cache (Redis or in-memory), and the data-plane contracts
+//! it answers: publish authorization ([`auth::StoreAuthorizer`]), signed playback
+//! ([`auth::SignedPlayback`]) and stream health ([`ControlPlane::report_health`]).
+//!
+//! It is a library: the `camstream` binary builds a [`ControlPlaneConfig`] from its flags,
+//! calls [`ControlPlane::start`], merges [`ControlPlane::router`] into the HTTP listener it
+//! shares with the data plane (which serves `/hls/...`, `/healthz`, `/readyz`), and hands
+//! [`ControlPlane::authorizer`] / [`ControlPlane::playback_guard`] to the data plane.
+//!
+//! # Metrics
+//! `start` installs the process-wide `metrics` recorder (Prometheus) and `/metrics` renders
+//! it. The control plane records `camstream_http_request_duration_seconds{method,route,status}`;
+//! the data plane records through the same `metrics` macros: `camstream_streams_active`
+//! (gauge), `camstream_bytes_in_total`, `camstream_bytes_out_total` (counters) and
+//! `camstream_viewers` (gauge), which appear in `/metrics` with no further wiring.
+
+pub mod api;
+pub mod auth;
+pub mod cache;
+mod clock;
+mod config;
+mod error;
+mod health;
+pub mod rbac;
+mod state;
+pub mod store;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use camstream_protocol::StreamHealth;
+use camstream_protocol::auth::{Authorizer, PlaybackGuard};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ControlPlaneConfig;
+pub use error::{ApiError, ErrorCode};
+pub use health::{DayAnalytics, HealthError, LiveStatus};
+
+use auth::keys::Keys;
+use cache::{Cache, CacheError, MemoryCache, RedisCache};
+use state::Shared;
+use store::{NewUser, Store, StoreError};
+
+/// How often the background tasks sweep expired cache entries and stale streams.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Expired refresh tokens are deleted every this many sweeps (about an hour).
+const PURGE_EVERY_SWEEPS: u64 = 720;
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Redis could not be reached.
+    #[error("cache: {0}")]
+    Cache(#[from] CacheError),
+    /// The data directory or the JWT secret file could not be used.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configured admin password or JWT secret is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A running control plane. Cheap to clone; background tasks stop on
+/// [`ControlPlane::shutdown`] or when the cancellation token given to
+/// [`ControlPlane::start_with_cancel`] is cancelled.
+#[derive(Clone)]
+pub struct ControlPlane {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tasks: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("store", &self.shared.store.backend())
+            .field("cache", &self.shared.cache.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The process-wide Prometheus recorder: installed once, shared by every control plane in
+/// the process (tests start several).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(api::HTTP_DURATION.to_owned()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
+                )
+                .expect("bucket list is not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!(
+                    "a metrics recorder was already installed; /metrics shows only its own"
+                );
+            }
+            metrics::describe_histogram!(
+                api::HTTP_DURATION,
+                metrics::Unit::Seconds,
+                "HTTP request latency by route"
+            );
+            metrics::describe_gauge!("camstream_streams_active", "Cameras currently publishing");
+            metrics::describe_counter!(
+                "camstream_bytes_in_total",
+                metrics::Unit::Bytes,
+                "Media bytes received"
+            );
+            metrics::describe_counter!(
+                "camstream_bytes_out_total",
+                metrics::Unit::Bytes,
+                "Media bytes served"
+            );
+            metrics::describe_gauge!("camstream_viewers", "Current HLS viewers");
+            handle
+        })
+        .clone()
+}
+
+/// Reads the master secret from config or `{data_dir}/jwt.secret`, generating the file on
+/// first start.
+fn master_secret(config: &ControlPlaneConfig) -> Result<Vec<u8>, StartError> {
+    if let Some(s) = &config.jwt_secret {
+        if s.len() < 16 {
+            return Err(StartError::Config(
+                "the JWT secret must be at least 16 bytes".into(),
+            ));
+        }
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("jwt.secret");
+    let io = |what, source| StartError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) => {
+            return Err(StartError::Config(format!(
+                "{} is too short",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("reading", e)),
+    }
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &hex).map_err(|e| io("writing", e))?;
+    tracing::info!(path = %path.display(), "generated the JWT secret");
+    Ok(hex.into_bytes())
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+/// Creates the first admin when there are no users.
+async fn ensure_admin(store: &dyn Store, config: &ControlPlaneConfig) -> Result<(), StartError> {
+    if store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match &config.admin_password {
+        Some(p) => {
+            auth::password::check_strength(p, &config.admin_username)
+                .map_err(|e| StartError::Config(format!("admin password {e}")))?;
+            (p.clone(), false)
+        }
+        None => (auth::password::generate(20), true),
+    };
+    let hash = auth::password::hash(password.clone())
+        .await
+        .map_err(StartError::Config)?;
+    store
+        .create_user(NewUser {
+            username: config.admin_username.clone(),
+            email: None,
+            password_hash: hash,
+            role: rbac::Role::Admin,
+            company: None,
+        })
+        .await?;
+    if generated {
+        // Printed once: the operator must copy it now (it is not stored anywhere in clear).
+        tracing::warn!(username = %config.admin_username, %password, "created the first admin with a generated password; change it after logging in");
+    } else {
+        tracing::info!(username = %config.admin_username, "created the first admin");
+    }
+    Ok(())
+}
+
+impl ControlPlane {
+    /// Connects the store (running migrations) and the cache, creates the first admin,
+    /// installs the metrics recorder and starts the background tasks.
+    ///
+    /// # Errors
+    /// [`StartError`] when a dependency is unreachable or the configuration is unusable.
+    pub async fn start(config: ControlPlaneConfig) -> Result<Self, StartError> {
+        Self::start_with_cancel(config, CancellationToken::new()).await
+    }
+
+    /// [`ControlPlane::start`], with background tasks tied to `cancel`.
+    ///
+    /// # Errors
+    /// As [`ControlPlane::start`].
+    pub async fn start_with_cancel(
+        config: ControlPlaneConfig,
+        cancel: CancellationToken,
+    ) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
+            what: "creating",
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let metrics = metrics_handle();
+        let master = master_secret(&config)?;
+        let keys =
+            Arc::new(Keys::from_master(&master).map_err(|e| StartError::Config(e.to_string()))?);
+        let store = store::connect(config.database_url.as_deref(), &config.data_dir).await?;
+        let (cache, memory_cache): (Arc<dyn Cache>, _) = match &config.redis_url {
+            Some(url) => (Arc::new(RedisCache::connect(url).await?), None),
+            None => {
+                let m = Arc::new(MemoryCache::default());
+                (m.clone() as Arc<dyn Cache>, Some(m))
+            }
+        };
+        ensure_admin(&*store, &config).await?;
+        let reset = store.reset_node_streams(&config.node_id).await?;
+        if reset > 0 {
+            tracing::info!(
+                cameras = reset,
+                "marked streams of the previous run offline"
+            );
+        }
+        tracing::info!(
+            store = store.backend(),
+            cache = cache.backend(),
+            "control plane started"
+        );
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            cache,
+            memory_cache,
+            keys,
+            metrics,
+            health: health::Tracker::default(),
+        });
+        let cp = Self {
+            shared,
+            cancel,
+            tasks: Arc::new(tokio::sync::Mutex::new(JoinSet::new())),
+        };
+        cp.tasks
+            .lock()
+            .await
+            .spawn(sweeper(cp.shared.clone(), cp.cancel.clone()));
+        Ok(cp)
+    }
+
+    /// The `/api/v1/...`, `/api/docs` and `/metrics` routes with their layers. Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so login throttling sees client
+    /// addresses.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.shared.clone())
+    }
+
+    /// Publish authorization over the store, for the data plane's ingest.
+    pub fn authorizer(&self) -> Arc<dyn Authorizer> {
+        Arc::new(auth::StoreAuthorizer::new(
+            self.shared.store.clone(),
+            self.shared.keys.clone(),
+            self.shared.config.rtmp_app.clone(),
+            self.shared.config.require_publish_token,
+        ))
+    }
+
+    /// Playback authorization (signed tokens, or everything with `public_playback`).
+    pub fn playback_guard(&self) -> Arc<dyn PlaybackGuard> {
+        Arc::new(auth::SignedPlayback::new(
+            self.shared.keys.clone(),
+            self.shared.config.public_playback,
+        ))
+    }
+
+    /// Records the data plane's health reports (call about once a second with every
+    /// camera it knows): cache `stream:status:{id}` (30 s TTL) and `viewers:{id}`, the
+    /// day's analytics, and `cameras.stream_status` when a state changes.
+    ///
+    /// # Errors
+    /// The cache or store refused; the next report retries (nothing is half-applied per
+    /// camera that matters: the status row is written last).
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave later cameras of the batch unrecorded until the next
+    /// report.
+    pub async fn report_health(&self, reports: Vec<StreamHealth>) -> Result<(), HealthError> {
+        let s = &self.shared;
+        health::record(&s.health, &*s.store, &*s.cache, &s.config.node_id, reports).await
+    }
+
+    /// The store (for the binary's own tools and tests).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.shared.store.clone()
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> Arc<dyn Cache> {
+        self.shared.cache.clone()
+    }
+
+    /// The signing keys (tests mint tokens with them).
+    pub fn keys(&self) -> Arc<Keys> {
+        self.shared.keys.clone()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ControlPlaneConfig {
+        &self.shared.config
+    }
+
+    /// Stops the background tasks and waits for them.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        let mut tasks = self.tasks.lock().await;
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Periodic upkeep: drop expired in-memory cache entries, mark silent cameras offline.
+async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeps: u64 = 0;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if sweeps % PURGE_EVERY_SWEEPS == 0 {
+            match shared.store.purge_refresh_tokens(clock::now_ms()).await {
+                Ok(n) if n > 0 => tracing::debug!(deleted = n, "purged expired refresh tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging refresh tokens failed"),
+            }
+        }
+        sweeps = sweeps.wrapping_add(1);
+        if let Some(m) = &shared.memory_cache {
+            m.sweep();
+        }
+        if let Err(e) = health::sweep(
+            &shared.health,
+            &*shared.store,
+            &*shared.cache,
+            shared.config.health_timeout,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "health sweep failed");
+        }
+    }
+}

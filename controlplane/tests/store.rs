@@ -1,0 +1,535 @@
+//! The store conformance suite: one body of checks run unchanged against SQLite and a real
+//! PostgreSQL started by the test (a missing server fails, never skips).
+
+mod support;
+
+use std::sync::Arc;
+
+use camstream_controlplane::rbac::{Permission, Permissions, Role};
+use camstream_controlplane::store::{
+    self, ApiToken, CameraFilter, CameraUpdate, NewAlert, NewCamera, NewUser, RefreshToken, Store,
+    StreamStatus, UserUpdate,
+};
+
+fn new_camera(serial: &str, company: Option<&str>, prefix: &str) -> NewCamera {
+    NewCamera {
+        name: format!("Camera {serial}"),
+        company: company.map(str::to_owned),
+        model: Some("X100".into()),
+        serial_number: serial.into(),
+        location: Some("Dock 5".into()),
+        place: Some("North gate".into()),
+        rtmp_url: "rtmp://localhost:1935/live".into(),
+        rtmp_key_prefix: prefix.into(),
+        rtmp_key_hash: format!("hash-{prefix}"),
+        is_active: true,
+        is_recording: false,
+        owner_id: None,
+    }
+}
+
+async fn conformance(s: Arc<dyn Store>) {
+    s.ping().await.unwrap();
+
+    // Users.
+    assert_eq!(s.count_users().await.unwrap(), 0);
+    let u = s
+        .create_user(NewUser {
+            username: "alice".into(),
+            email: Some("a@example.com".into()),
+            password_hash: "$argon2id$x".into(),
+            role: Role::Operator,
+            company: Some("acme".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(u.role, Role::Operator);
+    assert!(u.is_active);
+    assert_eq!(s.get_user(&u.id).await.unwrap().as_ref(), Some(&u));
+    assert_eq!(
+        s.get_user_by_username("alice").await.unwrap().map(|x| x.id),
+        Some(u.id.clone())
+    );
+    assert_eq!(s.get_user_by_username("ALICE").await.unwrap(), None);
+    let dup = s
+        .create_user(NewUser {
+            username: "alice".into(),
+            email: None,
+            password_hash: "h".into(),
+            role: Role::Viewer,
+            company: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.conflict_field(), Some("username"));
+    let updated = s
+        .update_user(
+            &u.id,
+            UserUpdate {
+                email: Some(None),
+                role: Some(Role::Viewer),
+                is_active: Some(false),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.email, None);
+    assert_eq!(updated.role, Role::Viewer);
+    assert!(!updated.is_active);
+    assert_eq!(updated.company.as_deref(), Some("acme"));
+    assert!(
+        s.update_user("nope", UserUpdate::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.touch_login(&u.id, 1234).await.unwrap();
+    assert_eq!(
+        s.get_user(&u.id).await.unwrap().unwrap().last_login_at,
+        Some(1234)
+    );
+    let bob = s
+        .create_user(NewUser {
+            username: "bob".into(),
+            email: None,
+            password_hash: "h".into(),
+            role: Role::Admin,
+            company: None,
+        })
+        .await
+        .unwrap();
+    let (page, total) = s.list_users(0, 1).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(page.len(), 1);
+    let (page2, _) = s.list_users(1, 10).await.unwrap();
+    assert_eq!(page2.len(), 1);
+    assert_ne!(page[0].id, page2[0].id);
+
+    // Cameras.
+    let c1 = s
+        .create_camera(NewCamera {
+            owner_id: Some(u.id.clone()),
+            ..new_camera("SN-1", Some("acme"), "prefix000001")
+        })
+        .await
+        .unwrap();
+    assert_eq!(c1.stream_status, StreamStatus::Offline);
+    assert_eq!(c1.owner_id.as_deref(), Some(u.id.as_str()));
+    let c2 = s
+        .create_camera(new_camera("SN-2", Some("globex"), "prefix000002"))
+        .await
+        .unwrap();
+    let c3 = s
+        .create_camera(NewCamera {
+            name: "Lobby 100%_done".into(),
+            location: None,
+            place: None,
+            is_active: false,
+            ..new_camera("sn-3", None, "prefix000003")
+        })
+        .await
+        .unwrap();
+    let e = s
+        .create_camera(new_camera("SN-1", None, "prefix000004"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.conflict_field(), Some("serial_number"));
+    let e = s
+        .create_camera(new_camera("SN-9", None, "prefix000001"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.conflict_field(), Some("prefix"));
+    assert_eq!(s.get_camera(&c1.id).await.unwrap().as_ref(), Some(&c1));
+    assert_eq!(
+        s.get_camera_by_key_prefix("prefix000002")
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        Some(c2.id.clone())
+    );
+
+    let list = |f: CameraFilter| {
+        let s = s.clone();
+        async move {
+            let (rows, total) = s.list_cameras(&f).await.unwrap();
+            (
+                rows.into_iter()
+                    .map(|c| c.serial_number)
+                    .collect::<Vec<_>>(),
+                total,
+            )
+        }
+    };
+    let all = CameraFilter {
+        limit: 10,
+        ..CameraFilter::default()
+    };
+    assert_eq!(
+        list(all.clone()).await,
+        (vec!["SN-1".into(), "SN-2".into(), "sn-3".into()], 3)
+    );
+    assert_eq!(
+        list(CameraFilter {
+            limit: 1,
+            offset: 1,
+            ..all.clone()
+        })
+        .await,
+        (vec!["SN-2".into()], 3)
+    );
+    assert_eq!(
+        list(CameraFilter {
+            tenant: Some("acme".into()),
+            ..all.clone()
+        })
+        .await,
+        (vec!["SN-1".into()], 1)
+    );
+    assert_eq!(
+        list(CameraFilter {
+            is_active: Some(false),
+            ..all.clone()
+        })
+        .await,
+        (vec!["sn-3".into()], 1)
+    );
+    assert_eq!(
+        list(CameraFilter {
+            company: Some("globex".into()),
+            ..all.clone()
+        })
+        .await,
+        (vec!["SN-2".into()], 1)
+    );
+    assert_eq!(
+        list(CameraFilter {
+            location: Some("Dock 5".into()),
+            ..all.clone()
+        })
+        .await
+        .1,
+        2
+    );
+    // Search: case-insensitive, across fields, wildcards literal.
+    assert_eq!(
+        list(CameraFilter {
+            search: Some("sn-".into()),
+            ..all.clone()
+        })
+        .await
+        .1,
+        3
+    );
+    assert_eq!(
+        list(CameraFilter {
+            search: Some("NORTH".into()),
+            ..all.clone()
+        })
+        .await
+        .1,
+        2
+    );
+    assert_eq!(
+        list(CameraFilter {
+            search: Some("100%_".into()),
+            ..all.clone()
+        })
+        .await,
+        (vec!["sn-3".into()], 1)
+    );
+    assert_eq!(
+        list(CameraFilter {
+            search: Some("%".into()),
+            ..all.clone()
+        })
+        .await,
+        (vec!["sn-3".into()], 1)
+    );
+    // Injection attempts are plain text.
+    assert_eq!(
+        list(CameraFilter {
+            search: Some("' OR '1'='1".into()),
+            ..all.clone()
+        })
+        .await
+        .1,
+        0
+    );
+    assert_eq!(
+        list(CameraFilter {
+            company: Some("x' OR 1=1 --".into()),
+            ..all.clone()
+        })
+        .await
+        .1,
+        0
+    );
+
+    let upd = s
+        .update_camera(
+            &c2.id,
+            CameraUpdate {
+                name: Some("Renamed'); DROP TABLE cameras; --".into()),
+                company: Some(None),
+                is_recording: Some(true),
+                ..CameraUpdate::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(upd.name, "Renamed'); DROP TABLE cameras; --");
+    assert_eq!(upd.company, None);
+    assert!(upd.is_recording);
+    assert!(upd.updated_at >= c2.updated_at);
+    let e = s
+        .update_camera(
+            &c2.id,
+            CameraUpdate {
+                serial_number: Some("SN-1".into()),
+                ..CameraUpdate::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.conflict_field(), Some("serial_number"));
+    let rekeyed = s
+        .set_camera_key(&c1.id, "newprefix001", "newhash")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rekeyed.rtmp_key_hash, "newhash");
+    assert!(
+        s.get_camera_by_key_prefix("prefix000001")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.set_stream_status(&c1.id, StreamStatus::Online, Some("node-a"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_stream_status("missing", StreamStatus::Online, None)
+            .await
+            .unwrap()
+    );
+    let c1b = s.get_camera(&c1.id).await.unwrap().unwrap();
+    assert_eq!(c1b.stream_status, StreamStatus::Online);
+    assert_eq!(c1b.assigned_node.as_deref(), Some("node-a"));
+    assert_eq!(
+        list(CameraFilter {
+            status: Some(StreamStatus::Online),
+            ..all.clone()
+        })
+        .await,
+        (vec!["SN-1".into()], 1)
+    );
+    let counts = s.camera_counts(None).await.unwrap();
+    assert_eq!(
+        (counts.total, counts.active, counts.online, counts.recording),
+        (3, 2, 1, 1)
+    );
+    let counts = s.camera_counts(Some("acme")).await.unwrap();
+    assert_eq!((counts.total, counts.online), (1, 1));
+    let counts = s.camera_counts(Some("nobody")).await.unwrap();
+    assert_eq!(counts.total, 0);
+    assert!(
+        s.set_stream_status(&c2.id, StreamStatus::Online, Some("node-b"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.reset_node_streams("node-b").await.unwrap(), 1);
+    assert_eq!(
+        s.get_camera(&c2.id).await.unwrap().unwrap().stream_status,
+        StreamStatus::Offline
+    );
+    assert_eq!(
+        s.get_camera(&c1.id).await.unwrap().unwrap().stream_status,
+        StreamStatus::Online
+    );
+    assert_eq!(s.reset_node_streams("node-b").await.unwrap(), 0);
+
+    // API tokens.
+    let t = ApiToken {
+        id: "6f4b1c52-0000-4000-8000-000000000001".into(),
+        user_id: bob.id.clone(),
+        name: "ci".into(),
+        remark: Some("pipeline".into()),
+        prefix: "tokprefix001".into(),
+        secret_hash: "h1".into(),
+        permissions: Permissions(vec![Permission::CamerasRead, Permission::StreamsPlay]),
+        rate_limit: 100,
+        expires_at: Some(9_999_999_999_999),
+        last_used_at: None,
+        revoked_at: None,
+        created_at: 1,
+    };
+    s.create_api_token(&t).await.unwrap();
+    assert_eq!(s.get_api_token(&t.id).await.unwrap().as_ref(), Some(&t));
+    assert_eq!(
+        s.get_api_token_by_prefix("tokprefix001")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&t)
+    );
+    let t2 = ApiToken {
+        id: "6f4b1c52-0000-4000-8000-000000000002".into(),
+        user_id: u.id.clone(),
+        prefix: "tokprefix002".into(),
+        created_at: 2,
+        ..t.clone()
+    };
+    s.create_api_token(&t2).await.unwrap();
+    assert_eq!(s.list_api_tokens(Some(&bob.id)).await.unwrap().len(), 1);
+    let all_tokens = s.list_api_tokens(None).await.unwrap();
+    assert_eq!(all_tokens.len(), 2);
+    assert_eq!(all_tokens[0].id, t2.id, "newest first");
+    let p = Permissions(vec![Permission::CamerasWrite]);
+    let changed = s
+        .set_api_token_permissions(&t.id, &p)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.permissions, p);
+    s.touch_api_token(&t.id, 77).await.unwrap();
+    assert!(s.revoke_api_token(&t.id, 88).await.unwrap());
+    assert!(
+        !s.revoke_api_token(&t.id, 99).await.unwrap(),
+        "already revoked"
+    );
+    let t_after = s.get_api_token(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (t_after.last_used_at, t_after.revoked_at),
+        (Some(77), Some(88))
+    );
+
+    // Refresh tokens and sessions.
+    let r1 = RefreshToken {
+        id: "r1".into(),
+        user_id: bob.id.clone(),
+        session_id: "s1".into(),
+        prefix: "refprefix001".into(),
+        secret_hash: "rh".into(),
+        expires_at: 5000,
+        revoked_at: None,
+        created_at: 1,
+    };
+    s.create_refresh_token(&r1).await.unwrap();
+    let r2 = RefreshToken {
+        id: "r2".into(),
+        prefix: "refprefix002".into(),
+        ..r1.clone()
+    };
+    s.create_refresh_token(&r2).await.unwrap();
+    let r3 = RefreshToken {
+        id: "r3".into(),
+        session_id: "s2".into(),
+        prefix: "refprefix003".into(),
+        ..r1.clone()
+    };
+    s.create_refresh_token(&r3).await.unwrap();
+    assert_eq!(
+        s.get_refresh_token_by_prefix("refprefix001")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&r1)
+    );
+    assert!(s.revoke_refresh_token("r1", 10).await.unwrap());
+    assert!(
+        !s.revoke_refresh_token("r1", 11).await.unwrap(),
+        "one winner"
+    );
+    assert_eq!(s.revoke_session("s1", 12).await.unwrap(), 1);
+    let mut sessions = s.revoke_user_sessions(&bob.id, 13).await.unwrap();
+    sessions.sort();
+    assert_eq!(sessions, vec!["s2".to_owned()]);
+    assert!(
+        s.revoke_user_sessions(&bob.id, 14)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Alerts.
+    let a = s
+        .create_alert(NewAlert {
+            kind: "API_RATE_LIMIT".into(),
+            severity: "warning".into(),
+            camera_id: None,
+            user_id: Some(bob.id.clone()),
+            token_id: Some(t.id.clone()),
+            message: "limit".into(),
+        })
+        .await
+        .unwrap();
+    s.create_alert(NewAlert {
+        kind: "OTHER".into(),
+        severity: "info".into(),
+        camera_id: Some(c1.id.clone()),
+        user_id: None,
+        token_id: None,
+        message: "x".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.list_alerts(Some("API_RATE_LIMIT"), 10).await.unwrap(),
+        vec![a]
+    );
+    assert_eq!(s.list_alerts(None, 10).await.unwrap().len(), 2);
+
+    // Deletes cascade: a user's tokens go with them.
+    assert!(s.delete_user(&bob.id).await.unwrap());
+    assert!(!s.delete_user(&bob.id).await.unwrap());
+    assert!(s.get_api_token(&t.id).await.unwrap().is_none());
+    assert!(s.delete_camera(&c3.id).await.unwrap());
+    assert!(!s.delete_camera(&c3.id).await.unwrap());
+    // The owner going away keeps the camera.
+    assert!(s.delete_user(&u.id).await.unwrap());
+    assert_eq!(s.get_camera(&c1.id).await.unwrap().unwrap().owner_id, None);
+}
+
+#[tokio::test]
+async fn conformance_sqlite() {
+    let dir = support::temp_dir("store");
+    let s = store::connect(None, &dir).await.unwrap();
+    assert_eq!(s.backend(), "sqlite");
+    conformance(s).await;
+    // Reopening runs migrations again without harm and keeps the data.
+    let s = store::connect(None, &dir).await.unwrap();
+    assert_eq!(s.count_users().await.unwrap(), 0);
+    assert_eq!(s.camera_counts(None).await.unwrap().total, 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn conformance_postgres() {
+    let pg = support::Postgres::start();
+    let url = pg.database().await;
+    let dir = support::temp_dir("store-pg");
+    let s = store::connect(Some(&url), &dir).await.unwrap();
+    assert_eq!(s.backend(), "postgres");
+    conformance(s).await;
+    let s = store::connect(Some(&url), &dir).await.unwrap();
+    assert_eq!(s.camera_counts(None).await.unwrap().total, 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    let dir = support::temp_dir("store-bad");
+    let e = store::connect(Some("mysql://u:pw@h/db"), &dir)
+        .await
+        .err()
+        .expect("refused");
+    let text = e.to_string();
+    assert!(text.contains("unsupported"), "{text}");
+    assert!(!text.contains("pw"), "password leaked: {text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
