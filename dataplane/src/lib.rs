@@ -20,6 +20,7 @@ pub mod auth;
 pub mod chunks;
 mod flv;
 mod fmp4;
+pub mod fuzz;
 mod hls;
 mod rtmp;
 mod ts;
