@@ -21,8 +21,8 @@ use crate::rtmp::{Config, Event, RtmpError, Session};
 /// is accepted, so media bytes reach the demuxer.
 ///
 /// # Panics
-/// When `rml_rtmp` panicked inside the session: the panic was contained, but it means the
-/// guards in front of `rml_rtmp` missed a crash path.
+/// When `rml_rtmp` or the demuxer panicked inside the session: the panic was contained, but
+/// it means a guard missed a crash path.
 pub fn rtmp_session(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -52,7 +52,7 @@ pub fn rtmp_session(data: &[u8]) {
 }
 
 /// Feeds one input and drains the session. `Ok(false)`: the session failed as it should on
-/// bad input. `Err`: `rml_rtmp` panicked.
+/// bad input. `Err`: something panicked inside the session.
 fn feed(session: &mut Session, now: Instant, input: &[u8]) -> Result<bool, RtmpError> {
     let mut buf = BytesMut::from(input);
     let mut result = session.handle_input(now, &mut buf);
@@ -204,5 +204,22 @@ mod tests {
         }
         flv_tags(&input);
         flv_tags(&input[..input.len() / 2]);
+    }
+
+    /// fuzz/artifacts/flv_tag/crash-09511bdce0c3d84b66c236c718048034d7e42a59: an SPS whose
+    /// scaling list has a delta_scale near `i32::MAX`, which overflowed `last + delta + 256`
+    /// in the SPS parser (protocol/src/codec/h264.rs).
+    #[test]
+    fn flv_tag_regression_sps_scaling_list_overflow() {
+        let input = [
+            0x09, 0x00, 0x31, 0x27, 0x00, 0x00, 0x01, 0x00, 0x01, 0xf6, 0xf8, 0x50, 0x00, 0x03,
+            0x00, 0x19, 0x0a, 0x2c, 0x3f, 0x08, 0xfe, 0xd4, 0x11, 0x01, 0x09, 0xfc, 0x03, 0x00,
+            0x19, 0x09, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x0c, 0xfc, 0x00, 0x01, 0x00,
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x2f,
+        ];
+        flv_tags(&input);
+        let mut demuxer = Demuxer::new();
+        let body = Bytes::copy_from_slice(&input[3..]);
+        assert!(demuxer.handle_video(0, body).is_err());
     }
 }
