@@ -22,6 +22,7 @@ pub mod bench;
 pub mod chunks;
 mod flv;
 mod fmp4;
+pub mod fuzz;
 mod hls;
 mod http;
 mod ingest;

@@ -417,3 +417,103 @@ fn be32(b: &[u8]) -> Option<u32> {
     let b = b.get(..4)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
+    use rml_rtmp::messages::MessagePayload;
+    use rml_rtmp::time::RtmpTimestamp;
+
+    fn guard() -> ChunkGuard {
+        let mut g = ChunkGuard::new(Limits {
+            max_message_len: 16 << 20,
+            max_command_len: 64 << 10,
+            max_chunk_size: 16 << 20,
+            max_pending_bytes: 24 << 20,
+            max_chunk_streams: 64,
+            max_streams: 8,
+        });
+        g.allow_media();
+        g
+    }
+
+    #[test]
+    fn reads_all_basic_header_sizes() {
+        let mut v = Vec::new();
+        let mut expected = Vec::new();
+        // csid 5 (1 byte), 64 + 36 (2 bytes), 64 + 80 + 256 (3 bytes)
+        for basic in [&[5u8][..], &[0, 36], &[1, 80, 1]] {
+            v.extend_from_slice(basic);
+            v.extend_from_slice(&[0, 0, 0, 0, 0, 2, 8, 1, 0, 0, 0, 0xAF, 1]);
+            expected.push(v.len());
+        }
+        let mut ends = Vec::new();
+        guard().check(&v, &mut ends).unwrap();
+        assert_eq!(ends, expected);
+    }
+
+    proptest! {
+        /// Whatever rml_rtmp's own serializer writes (compressed headers, extended timestamps,
+        /// chunk size changes), the guard accepts, and it sees the messages end exactly where
+        /// rml_rtmp's deserializer does, however the bytes are cut.
+        #[test]
+        fn agrees_with_rml_rtmp_on_message_boundaries(
+            messages in proptest::collection::vec(
+                (
+                    prop::sample::select(vec![4u8, 8, 9, 22]),
+                    0usize..3000,
+                    prop_oneof![0u32..100, Just(0x00FF_FFFF), any::<u32>()],
+                    proptest::option::weighted(0.2, 1u32..70_000),
+                ),
+                1..24,
+            ),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut serializer = ChunkSerializer::new();
+            let mut bytes = Vec::new();
+            let mut boundaries = Vec::new();
+            let mut timestamp = 0u32;
+            for (type_id, len, step, resize) in messages {
+                if let Some(size) = resize {
+                    let packet = serializer.set_max_chunk_size(size, RtmpTimestamp::new(0)).unwrap();
+                    bytes.extend(packet.bytes);
+                    boundaries.push(bytes.len());
+                }
+                timestamp = timestamp.wrapping_add(step);
+                let payload = MessagePayload {
+                    timestamp: RtmpTimestamp::new(timestamp),
+                    type_id,
+                    message_stream_id: 1,
+                    data: Bytes::from(vec![0xAB; len]),
+                };
+                bytes.extend(serializer.serialize(&payload, false, false).unwrap().bytes);
+                boundaries.push(bytes.len());
+            }
+
+            let mut g = guard();
+            let cut = cut.index(bytes.len() + 1);
+            let mut ends = Vec::new();
+            g.check(&bytes[..cut], &mut ends).unwrap();
+            let mut later = Vec::new();
+            g.check(&bytes[cut..], &mut later).unwrap();
+            ends.extend(later.into_iter().map(|e| e + cut));
+            prop_assert_eq!(&ends, &boundaries);
+
+            let mut deserializer = ChunkDeserializer::new();
+            let mut count = 0;
+            let mut input = &bytes[..];
+            while let Some(message) = deserializer.get_next_message(input).unwrap() {
+                input = &[];
+                count += 1;
+                if message.type_id == SET_CHUNK_SIZE {
+                    let size = be32(&message.data).unwrap();
+                    deserializer.set_max_chunk_size(size as usize).unwrap();
+                }
+            }
+            prop_assert_eq!(count, boundaries.len());
+        }
+    }
+}

@@ -1,7 +1,9 @@
-//! The last line of defence: every call into `rml_rtmp` runs under `catch_unwind`.
+//! The last line of defence: every call into `rml_rtmp` (and into the FLV demuxer, which
+//! parses codec records from the wire) runs under `catch_unwind`.
 //!
 //! [`super::chunk`] and [`super::amf0`] keep the known crash paths of `rml_rtmp` 0.8 out of
 //! reach; this catches the unknown ones, so a bug there ends one connection, not the process.
+//! On the happy path `catch_unwind` costs next to nothing, so it is fine per frame.
 //! A panic hook installed once keeps contained panics off stderr (the error is returned and
 //! logged once by the shell) and hands every other panic to the hook that was there before.
 //!

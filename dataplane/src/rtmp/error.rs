@@ -158,8 +158,9 @@ pub(crate) enum RtmpError {
     /// `accept_publish`/`reject_publish` without a publish request waiting.
     #[error("no publish request is waiting for a decision")]
     NoPendingPublish,
-    /// `rml_rtmp` panicked; the panic was contained and the connection must close.
-    #[error("internal error in rml_rtmp during {during}: {message}")]
+    /// `rml_rtmp` (or the demuxer) panicked; the panic was contained and the connection
+    /// must close.
+    #[error("internal error during {during}: {message}")]
     Internal {
         /// What we had asked it to do.
         during: &'static str,

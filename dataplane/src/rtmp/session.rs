@@ -375,7 +375,10 @@ impl Session {
                 data, timestamp, ..
             } => {
                 if self.publish == Publish::Accepted {
-                    let result = self.demuxer.handle_video(timestamp.value, data);
+                    let demuxer = &mut self.demuxer;
+                    let result = contain("video demux", || {
+                        demuxer.handle_video(timestamp.value, data)
+                    })?;
                     self.demuxed(result)?;
                 }
             }
@@ -383,7 +386,10 @@ impl Session {
                 data, timestamp, ..
             } => {
                 if self.publish == Publish::Accepted && !self.audio_dropped {
-                    let result = self.demuxer.handle_audio(timestamp.value, data);
+                    let demuxer = &mut self.demuxer;
+                    let result = contain("audio demux", || {
+                        demuxer.handle_audio(timestamp.value, data)
+                    })?;
                     self.demuxed(result)?;
                 }
             }

@@ -1061,7 +1061,7 @@ fn fuzz_after(prefix: &[u8], data: &[u8], cuts: &[usize]) {
         match feed(&mut s, now, &data[start..end]) {
             Ok(()) => {}
             Err(RtmpError::Internal { during, message }) => {
-                panic!("rml_rtmp panicked during {during}: {message}")
+                panic!("panic inside the session during {during}: {message}")
             }
             Err(_) => return,
         }

@@ -171,7 +171,7 @@ fn sps_dimensions(sps: &[u8]) -> Result<(u32, u32), CodecError> {
                     for _ in 0..size {
                         if next != 0 {
                             let delta = b.read_se().ok_or(bad("delta_scale"))?;
-                            next = (last + delta + 256).rem_euclid(256);
+                            next = (last + delta.rem_euclid(256)).rem_euclid(256);
                         }
                         if next != 0 {
                             last = next;
