@@ -22,6 +22,11 @@ if [ "$want" = test ]; then
   need node nodejs
   need npm npm
   [ -x /usr/bin/chromium ] || packages+=(chromium)
+  # Real services the control plane and bench tests start themselves.
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+  need redis-server redis-server
+  need nginx nginx
+  [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || packages+=(libnginx-mod-rtmp)
 fi
 
 if [ ${#packages[@]} -gt 0 ]; then

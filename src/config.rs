@@ -75,6 +75,33 @@ pub(crate) struct ServeArgs {
     /// Log format: text or json. Default text.
     #[arg(long, env = "CAMSTREAM_LOG_FORMAT")]
     pub(crate) log_format: Option<String>,
+    /// Store: `postgres://user:pass@host/db` (production) or `sqlite://path`. Default: SQLite
+    /// at <data-dir>/camstream.db.
+    #[arg(long, env = "CAMSTREAM_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+    /// Cache, sessions and rate limits: `redis://host:port/db`. Default: in-process.
+    #[arg(long, env = "CAMSTREAM_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// Password of the first admin (user `admin`), used when no user exists yet. Default: a
+    /// random one, printed once to the log.
+    #[arg(long, env = "CAMSTREAM_ADMIN_PASSWORD", hide_env_values = true)]
+    pub(crate) admin_password: Option<String>,
+    /// Master secret for JWTs and playback signatures; every node of a cluster must share
+    /// it. Default: generated once into <data-dir>/jwt.secret.
+    #[arg(long, env = "CAMSTREAM_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<String>,
+    /// Serve HLS without playback tokens (implied by --allow-any-key).
+    #[arg(long, env = "CAMSTREAM_PUBLIC_PLAYBACK")]
+    pub(crate) public_playback: bool,
+    /// Refuse publishing without a valid publish token (`KEY?token=...`).
+    #[arg(long, env = "CAMSTREAM_REQUIRE_PUBLISH_TOKEN")]
+    pub(crate) require_publish_token: bool,
+    /// Host name put into the rtmpUrl/rtmpsUrl the API hands out. Default localhost.
+    #[arg(long, env = "CAMSTREAM_PUBLIC_HOST")]
+    pub(crate) public_host: Option<String>,
+    /// Base URL of playback links the API hands out. Default http://<public-host>:<http port>.
+    #[arg(long, env = "CAMSTREAM_PUBLIC_BASE_URL")]
+    pub(crate) public_base_url: Option<String>,
 }
 
 /// The config file's shape: the flags in kebab-case plus `[streams]`.
@@ -94,6 +121,14 @@ struct File {
     hls_window: Option<usize>,
     reconnect_window: Option<String>,
     log_format: Option<String>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    admin_password: Option<String>,
+    jwt_secret: Option<String>,
+    public_playback: Option<bool>,
+    require_publish_token: Option<bool>,
+    public_host: Option<String>,
+    public_base_url: Option<String>,
     #[serde(default)]
     streams: HashMap<String, String>,
 }
@@ -109,6 +144,7 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Clone)]
 pub(crate) struct Serve {
     pub(crate) dataplane: camstream_dataplane::Config,
+    pub(crate) controlplane: camstream_controlplane::ControlPlaneConfig,
     pub(crate) allow_any_key: bool,
     pub(crate) streams: HashMap<String, String>,
     pub(crate) log_format: LogFormat,
@@ -189,9 +225,33 @@ impl ServeArgs {
                 );
             }
         }
+        let allow_any_key = self.allow_any_key || file.allow_any_key.unwrap_or(false);
+        let mut cp = camstream_controlplane::ControlPlaneConfig {
+            data_dir: dp.data_dir.clone(),
+            database_url: self.database_url.or(file.database_url),
+            redis_url: self.redis_url.or(file.redis_url),
+            admin_password: self.admin_password.or(file.admin_password),
+            jwt_secret: self.jwt_secret.or(file.jwt_secret),
+            public_playback: allow_any_key
+                || self.public_playback
+                || file.public_playback.unwrap_or(false),
+            require_publish_token: self.require_publish_token
+                || file.require_publish_token.unwrap_or(false),
+            rtmp_port: dp.rtmp_addr.port(),
+            rtmps_port: dp.rtmps_addr.map_or(1936, |a| a.port()),
+            ..Default::default()
+        };
+        if let Some(host) = self.public_host.or(file.public_host) {
+            cp.public_host = host;
+        }
+        cp.public_base_url = self
+            .public_base_url
+            .or(file.public_base_url)
+            .unwrap_or_else(|| format!("http://{}:{}", cp.public_host, dp.http_addr.port()));
         Ok(Serve {
             dataplane: dp,
-            allow_any_key: self.allow_any_key || file.allow_any_key.unwrap_or(false),
+            controlplane: cp,
+            allow_any_key,
             streams: file.streams,
             log_format,
         })

@@ -5,8 +5,11 @@ mod config;
 use std::sync::Arc;
 
 use anyhow::Context;
-use camstream_dataplane::auth::{AllowAnyKey, Authorizer, PublicPlayback, StaticKeys};
-use camstream_dataplane::{CertSource, Server};
+use camstream_controlplane::ControlPlane;
+use camstream_dataplane::auth::{
+    AllowAnyKey, Authorizer, FirstOf, PlaybackGuard, PublicPlayback, StaticKeys,
+};
+use camstream_dataplane::{CertSource, DataPlane, Server};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -56,31 +59,35 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
             serve.dataplane.data_dir.display()
         )
     })?;
-    let authorizer: Arc<dyn Authorizer> = if serve.allow_any_key {
+    let shutdown = CancellationToken::new();
+    let cp = ControlPlane::start_with_cancel(serve.controlplane.clone(), shutdown.child_token())
+        .await
+        .context("cannot start the control plane")?;
+    let (authorizer, guard): (Arc<dyn Authorizer>, Arc<dyn PlaybackGuard>) = if serve.allow_any_key
+    {
         warn!(
-            "--allow-any-key: every stream key is accepted and used as the camera id; development and benchmarks only"
+            "--allow-any-key: every stream key is accepted and used as the camera id, playback needs no token; development and benchmarks only"
         );
-        Arc::new(AllowAnyKey)
+        (Arc::new(AllowAnyKey), Arc::new(PublicPlayback))
     } else {
-        if serve.streams.is_empty() {
-            warn!(
-                "no stream keys configured: every publish is refused (add a [streams] table to the --config file, or use --allow-any-key for development)"
-            );
+        let store = cp.authorizer();
+        let authorizer: Arc<dyn Authorizer> = if serve.streams.is_empty() {
+            store
         } else {
             info!(
                 keys = serve.streams.len(),
-                "stream keys loaded from the config file"
+                "stream keys from the config file, then the store"
             );
-        }
-        Arc::new(StaticKeys::new(&serve.streams))
+            Arc::new(FirstOf::new(vec![
+                Arc::new(StaticKeys::new(&serve.streams)),
+                store,
+            ]))
+        };
+        (authorizer, cp.playback_guard())
     };
-    let server = Server::bind(
-        serve.dataplane.clone(),
-        authorizer,
-        Arc::new(PublicPlayback),
-    )
-    .await
-    .context("cannot start the data plane")?;
+    let server = Server::bind(serve.dataplane.clone(), authorizer, guard)
+        .await
+        .context("cannot start the data plane")?;
     match server.cert_source() {
         CertSource::Generated(p) => {
             info!(path = %p.display(), "generated a self-signed TLS certificate (use --tls-cert/--tls-key for a real one)")
@@ -91,16 +98,54 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         CertSource::Operator(p) => info!(path = %p.display(), "using the TLS certificate given"),
     }
     camstream_dataplane::log_listeners(server.addrs());
-    let shutdown = CancellationToken::new();
+    info!(
+        "API: http://{}/api/v1 (docs at /api/docs, metrics at /metrics)",
+        server.addrs().http
+    );
     let stop = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down");
         stop.cancel();
     });
-    server.run(axum::Router::new(), shutdown).await;
+    let health = tokio::spawn(report_health(
+        server.data_plane(),
+        cp.clone(),
+        shutdown.clone(),
+    ));
+    server.run(cp.router(), shutdown).await;
+    let _ = health.await;
+    cp.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Every second: stream health into the control plane (cache, `stream_status`) and the
+/// data plane's gauges and counters into `/metrics`.
+async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let health = dp.health();
+        let online = health
+            .iter()
+            .filter(|h| h.state == camstream_protocol::StreamState::Online)
+            .count();
+        let viewers: u64 = health.iter().map(|h| u64::from(h.viewers)).sum();
+        let bytes_in: u64 = health.iter().map(|h| h.bytes_in).sum();
+        let bytes_out: u64 = health.iter().map(|h| h.bytes_out).sum();
+        metrics::gauge!("camstream_streams_active").set(online as f64);
+        metrics::gauge!("camstream_viewers").set(viewers as f64);
+        metrics::counter!("camstream_bytes_in_total").absolute(bytes_in);
+        metrics::counter!("camstream_bytes_out_total").absolute(bytes_out);
+        if let Err(e) = cp.report_health(health).await {
+            warn!(error = %e, "stream health not recorded");
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -54,9 +54,9 @@ pub struct ControlPlaneConfig {
     /// Base URL of the HTTP listener for playback URLs. Default `http://localhost:8080`.
     pub public_base_url: String,
     /// Path of a camera's HLS (MPEG-TS) playlist; `{camera_id}` is replaced. Default
-    /// `/hls/{camera_id}/playlist.m3u8`.
+    /// `/hls/{camera_id}/ts/playlist.m3u8` (the data plane's route).
     pub hls_path: String,
-    /// Path of a camera's LL-HLS (fMP4) playlist. Default `/hls/{camera_id}/ll.m3u8`.
+    /// Path of a camera's LL-HLS (fMP4) playlist. Default `/hls/{camera_id}/playlist.m3u8`.
     pub ll_hls_path: String,
     /// This node's name, stored as `assigned_node` and shown in stream status. Default
     /// `local`.
@@ -98,8 +98,8 @@ impl Default for ControlPlaneConfig {
             rtmps_port: 1936,
             rtmp_app: "live".into(),
             public_base_url: "http://localhost:8080".into(),
-            hls_path: "/hls/{camera_id}/playlist.m3u8".into(),
-            ll_hls_path: "/hls/{camera_id}/ll.m3u8".into(),
+            hls_path: "/hls/{camera_id}/ts/playlist.m3u8".into(),
+            ll_hls_path: "/hls/{camera_id}/playlist.m3u8".into(),
             node_id: "local".into(),
             user_rate_limit: 10_000,
             default_token_rate_limit: 1_000,

@@ -371,7 +371,7 @@ async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if sweeps % PURGE_EVERY_SWEEPS == 0 {
+        if sweeps.is_multiple_of(PURGE_EVERY_SWEEPS) {
             match shared.store.purge_refresh_tokens(clock::now_ms()).await {
                 Ok(n) if n > 0 => tracing::debug!(deleted = n, "purged expired refresh tokens"),
                 Ok(_) => {}

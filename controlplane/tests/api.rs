@@ -1118,11 +1118,11 @@ async fn cameras_keys_playback_and_health() {
     let token = r.json["data"]["token"].as_str().unwrap().to_owned();
     assert_eq!(
         r.json["data"]["hlsUrl"],
-        format!("https://cams.example/hls/{id}/playlist.m3u8?token={token}")
+        format!("https://cams.example/hls/{id}/ts/playlist.m3u8?token={token}")
     );
     assert_eq!(
         r.json["data"]["llHlsUrl"],
-        format!("https://cams.example/hls/{id}/ll.m3u8?token={token}")
+        format!("https://cams.example/hls/{id}/playlist.m3u8?token={token}")
     );
     let guard = app.cp.playback_guard();
     assert_eq!(guard.check(&id, Some(&token)), Ok(()));

@@ -71,6 +71,34 @@ impl Authorizer for StaticKeys {
     }
 }
 
+/// Asks several authorizers in order; the first that accepts wins. When all refuse, the
+/// last refusal is returned (the most authoritative source goes last).
+pub struct FirstOf {
+    sources: Vec<std::sync::Arc<dyn Authorizer>>,
+}
+
+impl FirstOf {
+    /// Builds the chain.
+    pub fn new(sources: Vec<std::sync::Arc<dyn Authorizer>>) -> Self {
+        Self { sources }
+    }
+}
+
+impl Authorizer for FirstOf {
+    fn authorize<'a>(&'a self, req: PublishRequest<'a>) -> BoxFuture<'a, Result<CameraId, Denied>> {
+        Box::pin(async move {
+            let mut last = Denied::UnknownKey;
+            for source in &self.sources {
+                match source.authorize(req.clone()).await {
+                    Ok(camera) => return Ok(camera),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        })
+    }
+}
+
 /// Public playback: every request is allowed (`--public-playback`, implied by
 /// `--allow-any-key`).
 #[derive(Debug, Default, Clone)]

@@ -106,7 +106,14 @@ impl Ingest {
                             }
                             Err(why) => {
                                 // Tell the encoder (NetStream.Publish.BadName), flush, close.
-                                let _ = session.reject_publish(&why);
+                                // Only a busy camera is explained to it; why a key is
+                                // refused stays in our log.
+                                let told = if why.contains("already being published") {
+                                    "this camera is already being published"
+                                } else {
+                                    "publish refused"
+                                };
+                                let _ = session.reject_publish(told);
                                 let _ = flush(&mut session, &mut io).await;
                                 return End::Refused(why);
                             }
