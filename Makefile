@@ -4,12 +4,11 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# `make run` is the developer quick start: any stream key is accepted and used as the
-# camera id. Override, e.g. `make run RUN_ARGS="--config camstream.toml"`.
-RUN_ARGS ?= --allow-any-key
+# Extra flags for `make run`, e.g. RUN_ARGS="--admin-password ..." or RUN_ARGS=--allow-any-key.
+RUN_ARGS ?=
 FUZZ_SECONDS ?= 10
 
-.PHONY: run build test lint unit fuzz bench deps-run deps-test
+.PHONY: run build test lint unit fuzz bench bench-mux deps-run deps-test
 
 run: deps-run
 	$(CARGO) build --release --bin camstream
@@ -31,7 +30,12 @@ unit: deps-test
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 
-bench:
+bench: deps-test
+	$(CARGO) build --release -p camstream -p camstream-bench
+	./target/release/camstream-bench compare --scenario bench/scenarios/quick.toml \
+	  --camstream-bin ./target/release/camstream --out bench/results/quick
+
+bench-mux:
 	$(CARGO) bench -p camstream-dataplane --bench mux
 
 deps-run:
