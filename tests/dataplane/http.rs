@@ -226,3 +226,41 @@ pub(crate) async fn far_future_requests(server: &Server) {
         assert_eq!(r.status(), 400, "{q}");
     }
 }
+
+/// Viewers that request the largest objects and never read: the returned sockets are kept
+/// open while the caller goes on measuring blocking reloads, whose latency bounds prove that
+/// stalled viewers slow neither ingest nor other viewers (ARCHITECTURE "The fast path").
+pub(crate) async fn stalled_viewers(server: &Server, n: usize) -> Vec<TcpStream> {
+    let p = server.ll(CAMERA, "").await;
+    let ts = LlPlaylist::parse(
+        &server
+            .get_text(&format!("/hls/{CAMERA}/ts/playlist.m3u8"))
+            .await,
+    );
+    let objects = [
+        format!("/hls/{CAMERA}/{}", p.segments[0].uri),
+        format!("/hls/{CAMERA}/ts/{}", ts.segments[0].uri),
+    ];
+    let addr = server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut socks = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = TcpStream::connect(&addr).await.expect("connect");
+        // Several requests pipelined on one connection, none of them read.
+        let mut req = String::new();
+        // 16 × ~0.5 MB is more than loopback socket buffers hold, so the server's writes
+        // really do stall.
+        for _ in 0..16 {
+            req.push_str(&format!(
+                "GET {} HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+                objects[i % objects.len()]
+            ));
+        }
+        s.write_all(req.as_bytes()).await.expect("write");
+        socks.push(s);
+    }
+    socks
+}

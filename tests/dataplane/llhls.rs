@@ -49,7 +49,11 @@ async fn ll_hls_live_checks() {
     http::https_h2(&server).await;
     http::far_future_requests(&server).await;
 
+    // Thirty viewers that never read what they asked for stay connected while the
+    // blocking-reload latency is measured below.
+    let stalled = http::stalled_viewers(&server, 30).await;
     let history = blocking_reloads(&server, first).await;
+    drop(stalled);
     delta_updates(&server).await;
     assert!(history.len() > 30);
     fmp4_continuity(&server).await;
