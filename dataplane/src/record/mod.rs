@@ -291,6 +291,15 @@ impl Recorder {
         self.settings.min_free.store(bytes, Ordering::Relaxed);
     }
 
+    /// Fragments of a camera queued or being written (0 once the writer caught up).
+    pub(crate) fn queued(&self, camera: &str) -> usize {
+        self.queues
+            .lock()
+            .expect("recorder queue map poisoned")
+            .get(camera)
+            .map_or(0, |q| q.fragments.load(Ordering::Acquire))
+    }
+
     /// A camera's tap: where its publisher hands parts over. One lookup per publish, none
     /// per part.
     pub(crate) fn tap(&self, camera: &CameraId) -> Tap {

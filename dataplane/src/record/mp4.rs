@@ -331,23 +331,6 @@ pub(crate) fn moov_tracks(data: &[u8]) -> Result<Vec<TrackInfo>, Mp4Error> {
         .collect())
 }
 
-/// The tracks of an init segment (`ftyp` + `moov`).
-///
-/// # Errors
-/// [`Mp4Error`] when it is not an `ftyp` followed by a `moov`.
-pub(crate) fn init_tracks(init: &[u8]) -> Result<Vec<TrackInfo>, Mp4Error> {
-    let mut at = 0;
-    while let Some(h) = read_header(&init[at..])? {
-        let end = at + usize::try_from(h.size).map_err(|_| malformed("box", at))?;
-        let body = init.get(at..end).ok_or(malformed("box", at))?;
-        if &h.kind == b"moov" {
-            return moov_tracks(body);
-        }
-        at = end;
-    }
-    Err(Mp4Error::Missing("moov"))
-}
-
 /// A file's own copy of the live init segment with an edit list (`edts`/`elst`) per track,
 /// so the file's presentation starts at 0: the earliest first presentation time among the
 /// tracks of the file's first fragment (`header`, rebased with `rebase`) becomes time 0 for

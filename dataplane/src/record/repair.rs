@@ -6,13 +6,14 @@
 //! other file is walked box by box: `ftyp`, `moov`, then `[prft] moof mdat` fragments. The
 //! walk stops at the first thing that is not a whole, consistent fragment (a header cut off,
 //! a `moof` that does not decode, an `mdat` shorter than its `trun`s say, zeros from a
-//! power loss); the file is truncated there, an `mfra` appended and synced. Since a file only
+//! power loss, see `torn_by_zeros`); the file is truncated there, an `mfra` appended and
+//! synced. Since a file only
 //! ever grows by whole fragments written in order, what is cut is at most the fragment being
 //! written when the process died. Wall-clock times come from each fragment's `prft`, or from
 //! the file name's start plus the media time when a fragment has none.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -146,10 +147,7 @@ fn scan(f: &File, path: &Path, start: SystemTime) -> Result<Scan, RepairError> {
     };
     let mut at = init_size;
     let mut prev: Option<(u64, SystemTime)> = None; // (media end in ticks, wall end)
-    loop {
-        let Some(mut h) = header_at(f, path, at, len)? else {
-            break;
-        };
+    while let Some(mut h) = header_at(f, path, at, len)? {
         let frag_start = at;
         let mut wall = None;
         if &h.kind == b"prft" {
@@ -166,7 +164,7 @@ fn scan(f: &File, path: &Path, start: SystemTime) -> Result<Scan, RepairError> {
                 None => break,
             }
         }
-        if &h.kind == mp4::MFRA.as_slice() && wall.is_none() {
+        if h.kind == mp4::MFRA && wall.is_none() {
             if at + h.size == len
                 && let Some(b) = box_at(f, path, at, &h, len)?
             {
@@ -190,6 +188,9 @@ fn scan(f: &File, path: &Path, start: SystemTime) -> Result<Scan, RepairError> {
         };
         let end = mdat_at + mdat.size;
         if &mdat.kind != b"mdat" || end > len || facts.data_end > h.size + mdat.size {
+            break;
+        }
+        if torn_by_zeros(f, path, end, len)? {
             break;
         }
         let media_time = to_duration(facts.time, reference.timescale);
@@ -218,6 +219,20 @@ fn scan(f: &File, path: &Path, start: SystemTime) -> Result<Scan, RepairError> {
         scan.good_end = end;
     }
     Ok(scan)
+}
+
+/// Whether the fragment ending at `end` is the last one and ends in a zero byte: the mark of
+/// a tail a power loss zeroed (the file's size made it to disk, its data did not). Both
+/// codecs recorded end every sample on a non-zero byte: an H.264 NAL unit on its
+/// `rbsp_stop_one_bit`, an AAC raw data block on its `ID_END` element, so a whole fragment
+/// never ends in zero.
+fn torn_by_zeros(f: &File, path: &Path, end: u64, len: u64) -> Result<bool, RepairError> {
+    let next = header_at(f, path, end, len)?;
+    let followed = next.is_some_and(|h| matches!(&h.kind, b"prft" | b"moof" | b"mfra"));
+    if followed || end == 0 {
+        return Ok(false);
+    }
+    Ok(read_at(f, path, end - 1, 1)?[0] == 0)
 }
 
 fn index(camera: CameraId, path: &Path, start: SystemTime, scan: &Scan, size: u64) -> FileIndex {
@@ -343,7 +358,7 @@ pub(crate) fn repair_file(path: &Path) -> Result<Option<RepairedFile>, RepairErr
         path: path.to_owned(),
         source: io::Error::other(e.to_string()),
     })?;
-    (&f).write_all_at(&m, s.good_end).map_err(io_err)?;
+    f.write_all_at(&m, s.good_end).map_err(io_err)?;
     f.sync_all().map_err(io_err)?;
     let mut s = s;
     s.closed = true;
@@ -406,11 +421,4 @@ fn recording_files(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-/// Appends bytes to a file (test support for building damaged files).
-#[cfg(test)]
-pub(crate) fn append(path: &Path, data: &[u8]) {
-    let mut f = OpenOptions::new().append(true).open(path).expect("open");
-    f.write_all(data).expect("append");
 }

@@ -382,3 +382,583 @@ fn records_sessions_through_io_uring() {
 fn records_sessions_through_std_fs() {
     record_sessions(Backend::Std, "rec-std");
 }
+
+/// Polls the event channel until `done` says so (or panics after 30 s).
+fn wait_until(
+    rig: &mut Rig,
+    seen: &mut Vec<RecordingEvent>,
+    what: &str,
+    done: impl Fn(&[RecordingEvent]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        while let Ok(ev) = rig.events.try_recv() {
+            seen.push(ev);
+        }
+        if done(seen) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until the writer has taken every queued fragment of `camera`.
+fn wait_drained(rig: &mut Rig, seen: &mut Vec<RecordingEvent>, camera: &str) {
+    let rec = rig.rec.clone();
+    wait_until(rig, seen, "the queue to drain", |_| rec.queued(camera) == 0);
+}
+
+fn dropped(events: &[RecordingEvent], reason: DropReason) -> u64 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RecordingEvent::Dropped(d) if d.reason == reason => Some(d.fragments),
+            _ => None,
+        })
+        .sum()
+}
+
+fn alerts(events: &[RecordingEvent], kind: AlertKind) -> usize {
+    count(
+        events,
+        |e| matches!(e, RecordingEvent::Alert(a) if a.kind == kind),
+    )
+}
+
+/// Records one session of the clip into one closed file; returns its log.
+fn one_file(name: &str) -> (TempDir, FileLog) {
+    let dir = TempDir::new(name);
+    let mut c = config(&dir.0);
+    c.backend = Backend::Std;
+    let rig = start(c);
+    rig.rec.set_recording("cam", true);
+    let tap = rig.rec.tap(&CameraId::from("cam"));
+    for f in clip_fragments(t0()) {
+        tap.submit_waiting(f);
+    }
+    let events = rig.finish();
+    let mut logs = file_logs(&events);
+    assert_eq!(logs.len(), 1);
+    (dir, logs.remove(0))
+}
+
+/// Kill -9 at any byte: the file is cut at every kind of offset (inside the init, a
+/// `prft`, a `moof`, an `mdat`, exactly on boundaries) and sometimes followed by zeros (what
+/// a power loss can leave). Repair keeps every whole fragment before the cut, loses only
+/// the torn one, closes the file, and the result plays.
+#[test]
+fn repair_cuts_a_torn_fragment_at_any_offset() {
+    let (src, log) = one_file("rec-repair-src");
+    let data = std::fs::read(&log.opened.path).unwrap();
+    let entries = &log.entries;
+    let end = entries.last().unwrap().offset + entries.last().unwrap().size;
+    let unclosed = &data[..end as usize];
+    let work = TempDir::new("rec-repair");
+    let root = work.0.canonicalize().unwrap();
+    let rel = log
+        .opened
+        .path
+        .strip_prefix(src.0.canonicalize().unwrap())
+        .unwrap();
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+
+    let mut cuts: Vec<u64> = vec![0, 7, log.opened.init_size - 1, log.opened.init_size, end];
+    for e in entries.iter().take(4) {
+        cuts.extend([
+            e.offset + 1,
+            e.offset + 31,
+            e.offset + 32,
+            e.offset + 40,
+            e.offset + e.size - 1,
+        ]);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    cuts.extend((0..40).map(|_| rng.random_range(0..=end)));
+    for (i, &cut) in cuts.iter().enumerate() {
+        let mut bytes = unclosed[..cut as usize].to_vec();
+        if i % 3 == 1 {
+            bytes.extend(std::iter::repeat_n(0u8, rng.random_range(1..5000)));
+        }
+        let damaged = bytes.len() as u64;
+        std::fs::write(&path, &bytes).unwrap();
+        let report = repair(&root);
+        assert_eq!(report.len(), 1, "cut at {cut}");
+        let r = &report[0];
+        let whole = entries.iter().filter(|e| e.offset + e.size <= cut).count();
+        if whole == 0 {
+            assert_eq!(r.status, RepairStatus::Removed, "cut at {cut}");
+            assert!(!path.exists());
+            continue;
+        }
+        assert_eq!(r.status, RepairStatus::Recovered, "cut at {cut}");
+        // Every whole fragment kept: lost media is at most the one the cut tore.
+        assert_eq!(r.file.entries, entries[..whole], "cut at {cut}");
+        let kept_end = entries[whole - 1].offset + entries[whole - 1].size;
+        assert_eq!(r.truncated, damaged - kept_end);
+        assert!(r.file.closed);
+        assert_eq!(r.file.duration, entries[whole - 1].media_end());
+        assert_eq!(r.file.end_time, entries[whole - 1].wall_end());
+        let idx = read_index(&path).unwrap();
+        assert!(idx.closed);
+        assert_eq!(idx.entries, r.file.entries);
+        assert_eq!(idx.size, std::fs::metadata(&path).unwrap().len());
+        // Once closed, a second repair leaves it alone.
+        assert!(repair(&root).is_empty());
+        if i % 6 == 0 || cut == end {
+            let (streams, format) = probe(&path);
+            assert!(!streams.is_empty());
+            let duration: f64 = streams
+                .iter()
+                .find(|s| s["codec_name"] == "h264")
+                .map(|s| s["duration"].parse().unwrap())
+                .unwrap();
+            assert!(
+                (duration - r.file.duration.as_secs_f64()).abs() <= FRAME,
+                "{duration} vs {:?} ({format:?})",
+                r.file.duration
+            );
+            decode_clean(&path);
+        }
+    }
+}
+
+/// Environment variable that turns the kill -9 test into its child: the directory to record
+/// into and the round (for distinct start times).
+const CHILD_ENV: &str = "CAMSTREAM_RECORD_CHILD";
+
+/// The child of the kill -9 test: records the clip over and over through io_uring with an
+/// fdatasync after every write, printing `synced <path> <bytes>` for each progress event,
+/// until it is killed.
+fn child_writer(spec: &str) -> ! {
+    let (dir, round) = spec.rsplit_once(':').expect("dir:round");
+    let round: u64 = round.parse().expect("round");
+    let mut c = config(Path::new(dir));
+    c.fsync = Some(Duration::ZERO);
+    c.chunk = Duration::from_secs(4);
+    let mut rig = start(c);
+    rig.rec.set_recording("cam", true);
+    let tap = rig.rec.tap(&CameraId::from("cam"));
+    let mut events = std::mem::replace(&mut rig.events, mpsc::channel(1).1);
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        while let Some(ev) = events.blocking_recv() {
+            if let RecordingEvent::Progress(p) = ev {
+                let _ = writeln!(out, "synced {} {}", p.path.display(), p.size);
+                let _ = out.flush();
+            }
+        }
+    });
+    let at = t0() + Duration::from_secs(3600 * round);
+    let clip = clip_fragments(at);
+    let first = clip.first().unwrap();
+    let last = clip.last().unwrap();
+    let span = last.media_start + last.duration - first.media_start;
+    let wall = last.wall_start.duration_since(first.wall_start).unwrap()
+        + Duration::from_micros(last.duration as u64 * 1000 / 90);
+    let stop = Instant::now() + Duration::from_secs(60);
+    for k in 0.. {
+        for f in shifted(&clip, span * k, wall * k as u32) {
+            tap.submit_waiting(f);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if Instant::now() > stop {
+            break;
+        }
+    }
+    std::process::exit(3)
+}
+
+/// A real `kill -9` of a process recording through io_uring, at random moments: every
+/// fragment it had reported synced is still there after repair, the repaired files are
+/// closed, consistent and play.
+#[test]
+fn kill9_while_recording_keeps_every_synced_fragment() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        child_writer(&spec);
+    }
+    let dir = TempDir::new("rec-kill9");
+    let root = dir.0.canonicalize().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for round in 0..3u64 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "record::tests::kill9_while_recording_keeps_every_synced_fragment",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{}:{round}", root.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the child recorder");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<(PathBuf, u64)>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("synced ") {
+                    let (p, n) = rest.rsplit_once(' ').unwrap();
+                    let _ = tx.send((PathBuf::from(p), n.parse().unwrap()));
+                }
+            }
+        });
+        // Let it write a while, then kill it at a random moment.
+        let want = rng.random_range(5..40);
+        let mut synced: HashMap<PathBuf, u64> = HashMap::new();
+        for _ in 0..want {
+            let (p, n) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the child reports synced fragments");
+            synced.insert(p, n);
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..50)));
+        child.kill().unwrap();
+        assert!(!child.wait().unwrap().success());
+        reader.join().unwrap();
+        for (p, n) in rx.try_iter() {
+            synced.insert(p, n);
+        }
+        let report = repair(&root);
+        for r in &report {
+            assert_ne!(r.status, RepairStatus::Removed, "{r:?}");
+        }
+        for (path, size) in &synced {
+            let idx = read_index(path).unwrap();
+            assert!(
+                idx.closed,
+                "{} closed by the writer or by repair",
+                path.display()
+            );
+            let last = idx.entries.last().unwrap();
+            assert!(
+                last.offset + last.size >= *size,
+                "{}: synced up to {size}, repaired file ends at {}",
+                path.display(),
+                last.offset + last.size
+            );
+            for w in idx.entries.windows(2) {
+                assert_eq!(w[1].offset, w[0].offset + w[0].size);
+                assert_eq!(w[1].media_time, w[0].media_end());
+            }
+        }
+        // The file being written when the process died plays.
+        let newest = synced
+            .iter()
+            .max_by_key(|(p, _)| (*p).clone())
+            .map(|(p, _)| p.clone())
+            .unwrap();
+        let (streams, _) = probe(&newest);
+        assert_eq!(streams.len(), 2);
+        decode_clean(&newest);
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Unmounts on drop.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount must be installed");
+        assert!(status.success(), "mount tmpfs at {}", at.display());
+        Mount(at.to_owned())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Checks a file whose recording may have ended badly: whatever the events reported is in
+/// the file, the file holds only whole fragments (plus the mfra when closed), and it plays.
+fn check_partial_file(log: &FileLog) {
+    let path = &log.opened.path;
+    let idx = read_index(path).unwrap();
+    assert!(idx.entries.len() >= log.entries.len());
+    assert_eq!(idx.entries[..log.entries.len()], log.entries[..]);
+    let last = idx.entries.last().unwrap();
+    let len = std::fs::metadata(path).unwrap().len();
+    if idx.closed {
+        let data = std::fs::read(path).unwrap();
+        assert_eq!(mp4::closing_mfra(&data, len), Some(last.offset + last.size));
+    } else {
+        assert_eq!(
+            len,
+            last.offset + last.size,
+            "no partial fragment in {}",
+            path.display()
+        );
+    }
+    for w in idx.entries.windows(2) {
+        assert_eq!(w[1].offset, w[0].offset + w[0].size);
+    }
+    let (streams, _) = probe(path);
+    assert_eq!(streams.len(), 2);
+    decode_clean(path);
+}
+
+/// The scenario of the disk-pressure tests: session 1 records, session 2 meets the
+/// pressure (`squeeze`), session 3 after `relieve`. Live streaming is untouched throughout.
+fn pressure(
+    name: &str,
+    c: impl FnOnce(&mut RecorderConfig),
+    squeeze: impl FnOnce(&Recorder, &[RecordingEvent]),
+    relieve: impl FnOnce(&Recorder, &[RecordingEvent]),
+) -> (TempDir, Vec<RecordingEvent>) {
+    let dir = TempDir::new(name);
+    let mut cfg = config(&dir.0);
+    cfg.fsync = Some(Duration::ZERO);
+    c(&mut cfg);
+    let mut rig = start(cfg);
+    rig.rec.set_recording("cam", true);
+    let registry = rig.registry();
+    let mut seen = Vec::new();
+    let mut p = registry.claim(CameraId::from("cam")).unwrap();
+    publish(&mut p, t0());
+    drop(p);
+    wait_drained(&mut rig, &mut seen, "cam");
+    squeeze(&rig.rec, &seen);
+    let mut p = registry.claim(CameraId::from("cam")).unwrap();
+    publish(&mut p, t0() + Duration::from_secs(7));
+    drop(p);
+    wait_drained(&mut rig, &mut seen, "cam");
+    relieve(&rig.rec, &seen);
+    let mut p = registry.claim(CameraId::from("cam")).unwrap();
+    publish(&mut p, t0() + Duration::from_secs(14));
+    drop(p);
+    let live = registry.get("cam").unwrap().ll();
+    assert!(live.borrow().next_msn >= 9, "live streaming went on");
+    seen.extend(rig.finish());
+    (dir, seen)
+}
+
+/// ENOSPC on a real (tmpfs) file system: whole fragments are dropped and counted, a
+/// STORAGE_FULL alert goes out, files written before stay intact and playable, and
+/// recording resumes once space is freed. Without root (no mount), the same scenario runs
+/// against the free-space threshold.
+#[test]
+fn a_full_disk_drops_whole_fragments_and_keeps_earlier_files() {
+    if !is_root() {
+        return low_space_scenario("rec-enospc");
+    }
+    let base = TempDir::new("rec-enospc");
+    let mnt = base.join("mnt");
+    let _mount = Mount::tmpfs(&mnt, "2m");
+    let mnt2 = mnt.clone();
+    let (_unused, events) = pressure(
+        "rec-enospc-unused",
+        |c| {
+            c.dir = mnt2;
+            c.chunk = Duration::from_secs(4);
+        },
+        |_, _| {},
+        |_, seen| {
+            // Free space the way retention would: remove the first, closed file.
+            let first = file_logs(seen).into_iter().next().unwrap();
+            check_file(&first);
+            std::fs::remove_file(&first.opened.path).unwrap();
+        },
+    );
+    assert!(
+        dropped(&events, DropReason::DiskFull) > 0,
+        "ENOSPC drops counted"
+    );
+    assert!(alerts(&events, AlertKind::StorageFull) >= 1);
+    let logs = file_logs(&events);
+    for log in logs.iter().skip(1) {
+        check_partial_file(log);
+    }
+    // Recording resumed in session 3.
+    let resumed = t0() + Duration::from_secs(14);
+    assert!(
+        logs.iter()
+            .flat_map(|l| &l.entries)
+            .any(|e| e.wall_time >= resumed),
+        "recording resumed after space was freed"
+    );
+}
+
+fn low_space_scenario(name: &str) {
+    let n = clip_fragments(t0()).len() as u64;
+    let (_dir, events) = pressure(
+        name,
+        |_| {},
+        |rec, _| rec.set_min_free(u64::MAX),
+        |rec, _| rec.set_min_free(0),
+    );
+    assert_eq!(
+        dropped(&events, DropReason::LowSpace),
+        n,
+        "session 2 dropped whole"
+    );
+    assert!(alerts(&events, AlertKind::StorageFull) >= 1);
+    let logs = file_logs(&events);
+    let recorded: usize = logs.iter().map(|l| l.entries.len()).sum();
+    assert_eq!(recorded as u64, 2 * n, "sessions 1 and 3 recorded whole");
+    for log in &logs {
+        check_file(log);
+    }
+    let gap = events
+        .iter()
+        .find_map(|e| match e {
+            RecordingEvent::Gap(g) if g.reason == GapReason::Dropped => Some(g),
+            _ => None,
+        })
+        .expect("a gap for the dropped session");
+    // Session 3 reached the server at t0 + 14 s (its parts are dated from the end of track
+    // discovery, a few frames in).
+    let resumed = gap.to.duration_since(t0()).unwrap();
+    assert!(resumed >= Duration::from_secs(14) && resumed < Duration::from_millis(14_500));
+    assert!(
+        logs.iter()
+            .flat_map(|l| &l.entries)
+            .any(|e| e.wall_time == gap.to && e.independent && e.discontinuity),
+        "recording resumed on a keyframe after the gap"
+    );
+}
+
+/// Free space below the threshold: whole fragments dropped, STORAGE_FULL, resumes above it.
+#[test]
+fn low_free_space_drops_whole_fragments_until_it_recovers() {
+    low_space_scenario("rec-lowspace");
+}
+
+/// A disk slower than the camera: the camera's queue overflows, whole fragments are
+/// dropped (and those depending on them, up to the next keyframe), RECORDING_FAILED goes
+/// out, and what was written is consistent and plays.
+#[test]
+fn a_slow_disk_drops_whole_fragments_and_alerts() {
+    let dir = TempDir::new("rec-slow");
+    let mut c = config(&dir.0);
+    c.queue_fragments = 3;
+    c.fsync = Some(Duration::ZERO);
+    c.backend = Backend::Std;
+    let rig = start(c);
+    rig.rec.set_recording("cam", true);
+    let tap = rig.rec.tap(&CameraId::from("cam"));
+    let clip = clip_fragments(t0());
+    let mut accepted = 0;
+    for f in &clip {
+        accepted += usize::from(tap.submit(f.clone()));
+    }
+    assert!(accepted < clip.len(), "the queue overflowed");
+    let events = rig.finish();
+    let logs = file_logs(&events);
+    let written: usize = logs.iter().map(|l| l.entries.len()).sum();
+    let dropped_total: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            RecordingEvent::Dropped(d) => Some(d.fragments),
+            _ => None,
+        })
+        .sum();
+    // The parts the queue refused, and those accepted after them that depended on them.
+    assert!(dropped(&events, DropReason::QueueFull) as usize >= clip.len() - accepted);
+    assert_eq!(dropped(&events, DropReason::QueueFull), dropped_total);
+    assert_eq!(
+        written as u64 + dropped_total,
+        clip.len() as u64,
+        "every part accounted for"
+    );
+    assert!(alerts(&events, AlertKind::RecordingFailed) >= 1);
+    for log in &logs {
+        check_file(log);
+        for w in log.entries.windows(2) {
+            if w[1].media_time != w[0].media_end() {
+                assert!(
+                    w[1].discontinuity && w[1].independent,
+                    "a jump only at a keyframe"
+                );
+            }
+        }
+    }
+}
+
+/// A changed init segment starts a new file (Reconfigured), a live timeline that goes back
+/// starts a new file (Restarted), turning recording off closes the file (Stopped), and a
+/// camera that stays away has its file closed (Idle).
+#[test]
+fn files_are_cut_on_new_init_timeline_restart_stop_and_idle() {
+    let dir = TempDir::new("rec-cuts");
+    let mut c = config(&dir.0);
+    c.idle_close = Duration::from_millis(300);
+    let mut rig = start(c);
+    rig.rec.set_recording("cam", true);
+    rig.rec.set_recording("idle", true);
+    let tap = rig.rec.tap(&CameraId::from("cam"));
+    let clip = clip_fragments(t0());
+    let last = clip.last().unwrap();
+    let span = last.media_start + last.duration - clip[0].media_start;
+    for f in &clip {
+        tap.submit_waiting(f.clone());
+    }
+    // Same stream, new parameters: an init segment with one more (free) box.
+    let mut init = clip[0].init.to_vec();
+    init.extend_from_slice(&[0, 0, 0, 8, b'f', b'r', b'e', b'e']);
+    for mut f in shifted(&clip, span, Duration::from_secs(6)) {
+        f.init = bytes::Bytes::from(init.clone());
+        tap.submit_waiting(f);
+    }
+    // A new stream: the live timeline starts over (same parameters).
+    for mut f in clip_fragments(t0() + Duration::from_secs(30)) {
+        f.init = bytes::Bytes::from(init.clone());
+        tap.submit_waiting(f);
+    }
+    let mut seen = Vec::new();
+    wait_drained(&mut rig, &mut seen, "cam");
+    rig.rec.set_recording("cam", false);
+    wait_until(&mut rig, &mut seen, "the stopped file to close", |s| {
+        count(
+            s,
+            |e| matches!(e, RecordingEvent::Closed(c) if c.reason == CloseReason::Stopped),
+        ) == 1
+    });
+    // Another camera publishes a little, then goes quiet.
+    let idle = rig.rec.tap(&CameraId::from("idle"));
+    for f in clip.iter().take(10) {
+        idle.submit_waiting(f.clone());
+    }
+    wait_until(&mut rig, &mut seen, "the idle file to close", |s| {
+        count(
+            s,
+            |e| matches!(e, RecordingEvent::Closed(c) if c.reason == CloseReason::Idle),
+        ) == 1
+    });
+    seen.extend(rig.finish());
+    let logs = file_logs(&seen);
+    let reasons: Vec<(String, CloseReason)> = logs
+        .iter()
+        .map(|l| {
+            (
+                l.opened.camera.to_string(),
+                l.closed.as_ref().unwrap().reason,
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("cam".to_owned(), CloseReason::Reconfigured),
+            ("cam".to_owned(), CloseReason::Restarted),
+            ("cam".to_owned(), CloseReason::Stopped),
+            ("idle".to_owned(), CloseReason::Idle),
+        ]
+    );
+    for log in &logs {
+        check_file(log);
+    }
+}

@@ -257,6 +257,8 @@ pub(crate) struct Writer {
     header: BytesMut,
     low_space: bool,
     space_checked: Option<Instant>,
+    /// The threshold the last check used: a change is looked at right away.
+    checked_min: u64,
     shutting_down: bool,
 }
 
@@ -279,6 +281,7 @@ impl Writer {
             header: BytesMut::with_capacity(16 * 1024),
             low_space: false,
             space_checked: None,
+            checked_min: 0,
             shutting_down: false,
         }
     }
@@ -298,11 +301,6 @@ impl Writer {
         self.shutting_down && self.files.is_empty()
     }
 
-    /// Whether files are open or closing.
-    pub(crate) fn has_files(&self) -> bool {
-        !self.files.is_empty()
-    }
-
     fn emit(&mut self, ev: RecordingEvent) {
         if self.events.len() >= MAX_PENDING_EVENTS {
             self.lost_events += 1;
@@ -320,6 +318,7 @@ impl Writer {
     /// Closes every file; fragments arriving later are ignored.
     pub(crate) fn shutdown(&mut self, io: &mut dyn Io) {
         self.shutting_down = true;
+        self.report_drops(Instant::now(), true);
         let keys: Vec<u64> = self.files.keys().copied().collect();
         for k in keys {
             self.close(k, CloseReason::Shutdown);
@@ -353,6 +352,7 @@ impl Writer {
         }
         self.take_publisher_drops(&queue, now);
         let bytes = frag.data.len() as u64;
+        self.maybe_check_space(now);
         if self.low_space {
             self.drop_fragment(&camera_id, bytes, DropReason::LowSpace, now);
             return;
@@ -987,21 +987,10 @@ impl Writer {
 
     /// Periodic work: free space, fsyncs, progress, drop reports, idle and stopped cameras.
     pub(crate) fn handle_tick(&mut self, now: Instant, io: &mut dyn Io) {
-        if self
-            .space_checked
-            .is_none_or(|t| now.duration_since(t) >= SPACE_CHECK)
-        {
-            self.space_checked = Some(now);
-            self.check_space();
-        }
-        let queues: Vec<Arc<CameraQueue>> =
-            self.cameras.values().map(|c| c.queue.clone()).collect();
-        for q in queues {
-            self.take_publisher_drops(&q, now);
-        }
+        self.maybe_check_space(now);
+        self.report_drops(now, self.shutting_down);
         let recording = self.recording.load_full();
         let mut stop = Vec::new();
-        let mut flush = Vec::new();
         for (id, cam) in &self.cameras {
             let idle = now.duration_since(cam.last_fragment) >= self.settings.idle_close;
             if let Some(key) = cam.file {
@@ -1011,16 +1000,6 @@ impl Writer {
                     stop.push((id.clone(), key, CloseReason::Idle));
                 }
             }
-            if cam.pending_drop.reason.is_some()
-                && cam
-                    .last_drop_report
-                    .is_none_or(|t| now.duration_since(t) >= DROP_REPORT)
-            {
-                flush.push(id.clone());
-            }
-        }
-        for id in flush {
-            self.flush_drops(&id, now);
         }
         for (id, key, reason) in stop {
             self.close(key, reason);
@@ -1058,8 +1037,45 @@ impl Writer {
         self.pump(io);
     }
 
-    fn check_space(&mut self) {
+    /// Looks at the free space when due (every second, after ENOSPC, or when the threshold
+    /// changed).
+    fn maybe_check_space(&mut self, now: Instant) {
         let min = self.settings.min_free.load(Ordering::Relaxed);
+        let due = self
+            .space_checked
+            .is_none_or(|t| now.duration_since(t) >= SPACE_CHECK);
+        if due || min != self.checked_min {
+            self.space_checked = Some(now);
+            self.checked_min = min;
+            self.check_space(min);
+        }
+    }
+
+    /// Collects the publishers' drop counts and reports pending drops that are due (all of
+    /// them with `all`).
+    fn report_drops(&mut self, now: Instant, all: bool) {
+        let queues: Vec<Arc<CameraQueue>> =
+            self.cameras.values().map(|c| c.queue.clone()).collect();
+        for q in queues {
+            self.take_publisher_drops(&q, now);
+        }
+        let due: Vec<CameraId> = self
+            .cameras
+            .iter()
+            .filter(|(_, c)| {
+                c.pending_drop.reason.is_some()
+                    && (all
+                        || c.last_drop_report
+                            .is_none_or(|t| now.duration_since(t) >= DROP_REPORT))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.flush_drops(&id, now);
+        }
+    }
+
+    fn check_space(&mut self, min: u64) {
         match free_space(&self.settings.dir) {
             Ok(free) => {
                 let was = self.low_space;
@@ -1115,12 +1131,6 @@ impl Writer {
             entries,
         });
         self.emit(ev);
-    }
-
-    /// Whether the recorder is dropping for lack of space (tests).
-    #[cfg(test)]
-    pub(crate) fn low_space(&self) -> bool {
-        self.low_space
     }
 }
 
