@@ -52,6 +52,28 @@ pub use event::{
 };
 pub use repair::{RepairError, read_index, repair};
 
+pub(crate) use mp4::shift_header;
+
+/// The recorder's fragment header (`prft` + rebased `moof` + `mdat` header) for the
+/// `tokio::fs` comparison in the benchmark.
+pub(crate) fn write_header_for_bench(
+    out: &mut bytes::BytesMut,
+    header: &[u8],
+    video: u64,
+    audio: u64,
+    sequence: u32,
+    wall: SystemTime,
+) -> std::io::Result<()> {
+    let rebase = mp4::Rebase {
+        video,
+        audio,
+        sequence,
+    };
+    mp4::write_header(out, header, rebase, wall)
+        .map(|_| ())
+        .map_err(std::io::Error::other)
+}
+
 use io::{Io, StdIo};
 use uring::Uring;
 use writer::{Budget, CameraQueue, Msg, Settings, Writer};

@@ -165,7 +165,13 @@ pub(crate) fn write_header(
     out.reserve(PRFT_LEN + header.len());
     out.put_bytes(0, PRFT_LEN);
     out.extend_from_slice(header);
-    let patched = patch(&mut out[start + PRFT_LEN..], rebase);
+    let video = rebase.video;
+    let audio = rebase.audio;
+    let patched = patch(
+        &mut out[start + PRFT_LEN..],
+        Some(rebase.sequence),
+        |is_video, t| t.checked_sub(if is_video { video } else { audio }),
+    );
     let rebased = match patched {
         Ok(r) => r,
         Err(e) => {
@@ -184,7 +190,13 @@ pub(crate) fn write_header(
     Ok(rebased)
 }
 
-fn patch(buf: &mut [u8], rebase: Rebase) -> Result<Rebased, Mp4Error> {
+/// Rewrites every `tfdt` of a `moof` + `mdat` header with `map` (video track or not, old
+/// time → new time; `None` refuses) and, if given, the `mfhd` sequence number.
+fn patch(
+    buf: &mut [u8],
+    sequence: Option<u32>,
+    map: impl Fn(bool, u64) -> Option<u64>,
+) -> Result<Rebased, Mp4Error> {
     let moof = read_header(buf)?.ok_or(Mp4Error::Missing("moof"))?;
     if &moof.kind != b"moof" || moof.header_len != HEADER {
         return Err(Mp4Error::Missing("moof"));
@@ -205,10 +217,12 @@ fn patch(buf: &mut [u8], rebase: Rebase) -> Result<Rebased, Mp4Error> {
         }
         match &child.kind {
             b"mfhd" if end - at >= 16 => {
-                buf[at + 12..at + 16].copy_from_slice(&rebase.sequence.to_be_bytes());
+                if let Some(seq) = sequence {
+                    buf[at + 12..at + 16].copy_from_slice(&seq.to_be_bytes());
+                }
             }
             b"traf" => {
-                let t = patch_traf(&mut buf[at..end], at, rebase)?;
+                let t = patch_traf(&mut buf[at..end], at, &map)?;
                 let slot = if t.0 == crate::fmp4::VIDEO_TRACK_ID {
                     0
                 } else {
@@ -229,7 +243,11 @@ fn patch(buf: &mut [u8], rebase: Rebase) -> Result<Rebased, Mp4Error> {
 }
 
 /// Rebases the `tfdt` of one `traf`; returns (track id, rebased time).
-fn patch_traf(traf: &mut [u8], at: usize, rebase: Rebase) -> Result<(u32, u64), Mp4Error> {
+fn patch_traf(
+    traf: &mut [u8],
+    at: usize,
+    map: &impl Fn(bool, u64) -> Option<u64>,
+) -> Result<(u32, u64), Mp4Error> {
     let mut track = None;
     let mut tfdt = None;
     for child in children(&traf[HEADER..], at + HEADER) {
@@ -246,18 +264,12 @@ fn patch_traf(traf: &mut [u8], at: usize, rebase: Rebase) -> Result<(u32, u64), 
     }
     let track = track.ok_or(Mp4Error::Missing("tfhd"))?;
     let range = tfdt.ok_or(Mp4Error::Missing("tfdt"))?;
-    let base = if track == crate::fmp4::VIDEO_TRACK_ID {
-        rebase.video
-    } else {
-        rebase.audio
-    };
+    let is_video = track == crate::fmp4::VIDEO_TRACK_ID;
     let body = &mut traf[range.clone()];
     let time = match (body.get(8), body.len()) {
         (Some(1), 20) => {
             let old = u64::from_be_bytes(body[12..20].try_into().expect("8 bytes"));
-            let new = old
-                .checked_sub(base)
-                .ok_or(malformed("tfdt", at + range.start))?;
+            let new = map(is_video, old).ok_or(malformed("tfdt", at + range.start))?;
             body[12..20].copy_from_slice(&new.to_be_bytes());
             new
         }
@@ -265,8 +277,8 @@ fn patch_traf(traf: &mut [u8], at: usize, rebase: Rebase) -> Result<(u32, u64), 
             let old = u64::from(u32::from_be_bytes(
                 body[12..16].try_into().expect("4 bytes"),
             ));
-            let new = old
-                .checked_sub(base)
+            let new = map(is_video, old)
+                .filter(|t| u32::try_from(*t).is_ok())
                 .ok_or(malformed("tfdt", at + range.start))?;
             body[12..16].copy_from_slice(&(new as u32).to_be_bytes());
             new
@@ -274,6 +286,20 @@ fn patch_traf(traf: &mut [u8], at: usize, rebase: Rebase) -> Result<(u32, u64), 
         _ => return Err(malformed("tfdt", at + range.start)),
     };
     Ok((track, time))
+}
+
+/// A copy of a live fragment header (`moof` + `mdat` header) moved later on the live
+/// timeline: `video` ticks (90 kHz) and `audio` samples added to the `tfdt`s. For
+/// benchmarks and tests that replay a clip as a longer stream.
+///
+/// # Errors
+/// [`Mp4Error`] when `header` is not a fragment header.
+pub(crate) fn shift_header(header: &[u8], video: u64, audio: u64) -> Result<Vec<u8>, Mp4Error> {
+    let mut out = header.to_vec();
+    patch(&mut out, None, |is_video, t| {
+        t.checked_add(if is_video { video } else { audio })
+    })?;
+    Ok(out)
 }
 
 fn malformed(what: &'static str, at: usize) -> Mp4Error {

@@ -95,48 +95,26 @@ fn clip_fragments(at: SystemTime) -> Vec<RecordedFragment> {
 
 /// `frags` moved `shift` ticks later on the live timeline and `wall` later on the clock.
 fn shifted(frags: &[RecordedFragment], shift: i64, wall: Duration) -> Vec<RecordedFragment> {
-    // The fragments' tfdts must move too: rebuild their headers through the rebase helper
-    // with a negative base, i.e. patch in place.
     frags
         .iter()
         .map(|f| {
-            let mut g = f.clone();
-            g.media_start += shift;
-            g.wall_start += wall;
-            let header = &f.data.slices()[0];
-            let mut patched = bytes::BytesMut::from(&header[..]);
-            shift_tfdts(&mut patched, shift, f.audio_rate);
+            let audio = f
+                .audio_rate
+                .map_or(0, |r| (shift as u64) * u64::from(r) / 90_000);
+            let header = mp4::shift_header(&f.data.slices()[0], shift as u64, audio).unwrap();
             let mut data = Chunks::new();
-            data.push(patched.freeze());
+            data.push(bytes::Bytes::from(header));
             for s in &f.data.slices()[1..] {
                 data.push(s.clone());
             }
-            g.data = data;
-            g
+            RecordedFragment {
+                data,
+                media_start: f.media_start + shift,
+                wall_start: f.wall_start + wall,
+                ..f.clone()
+            }
         })
         .collect()
-}
-
-/// Adds `shift` (90 kHz; converted for audio) to every `tfdt` of a live fragment header.
-fn shift_tfdts(buf: &mut [u8], shift: i64, audio_rate: Option<u32>) {
-    let mut at = 0;
-    while let Some(pos) = buf[at..].windows(4).position(|w| w == b"tfdt") {
-        let box_at = at + pos - 4;
-        let traf_tfhd = buf[..box_at]
-            .windows(4)
-            .rposition(|w| w == b"tfhd")
-            .expect("tfhd before tfdt");
-        let track = u32::from_be_bytes(buf[traf_tfhd + 8..traf_tfhd + 12].try_into().unwrap());
-        let add = if track == crate::fmp4::VIDEO_TRACK_ID {
-            shift
-        } else {
-            shift * i64::from(audio_rate.unwrap()) / 90_000
-        };
-        let v = u64::from_be_bytes(buf[box_at + 12..box_at + 20].try_into().unwrap());
-        let nv = (v as i64 + add) as u64;
-        buf[box_at + 12..box_at + 20].copy_from_slice(&nv.to_be_bytes());
-        at = box_at + 20;
-    }
 }
 
 /// Everything the events say about one file.

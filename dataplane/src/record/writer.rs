@@ -51,6 +51,8 @@ const DROP_REPORT: Duration = Duration::from_secs(1);
 /// Events kept while the control plane does not take them; beyond this they are lost
 /// (logged): memory stays bounded when nobody listens.
 const MAX_PENDING_EVENTS: usize = 4096;
+/// Periodic work (timers, drop reports, stopped cameras) runs at most this often.
+const MIN_TICK: Duration = Duration::from_millis(10);
 /// Attempts at a free file name when one is taken (each 1 ms later).
 const NAME_ATTEMPTS: u32 = 16;
 
@@ -260,6 +262,9 @@ pub(crate) struct Writer {
     /// The threshold the last check used: a change is looked at right away.
     checked_min: u64,
     shutting_down: bool,
+    /// Files to pump (something happened to them).
+    dirty: Vec<u64>,
+    last_tick: Option<Instant>,
 }
 
 impl Writer {
@@ -283,6 +288,8 @@ impl Writer {
             space_checked: None,
             checked_min: 0,
             shutting_down: false,
+            dirty: Vec::new(),
+            last_tick: None,
         }
     }
 
@@ -374,7 +381,8 @@ impl Writer {
             }
         };
         self.queue_fragment(file_key, &camera_id, budget, frag, now);
-        self.pump(io);
+        self.dirty.push(file_key);
+        self.pump_dirty(io);
     }
 
     /// Publisher-side drops (queue full) since the last look.
@@ -712,8 +720,10 @@ impl Writer {
         self.next_op
     }
 
-    /// Submits what can go: one write per idle file with queued items, closing steps.
+    /// Submits what can go for every file: one write per idle file with queued items,
+    /// closing steps.
     pub(crate) fn pump(&mut self, io: &mut dyn Io) {
+        self.dirty.clear();
         let keys: Vec<u64> = self.files.keys().copied().collect();
         for key in keys {
             self.pump_file(key, io);
@@ -810,6 +820,14 @@ impl Writer {
             && f.closing == Closing::No
         {
             f.closing = Closing::Draining(reason);
+            self.dirty.push(key);
+        }
+    }
+
+    /// Pumps the files something happened to since the last pump.
+    fn pump_dirty(&mut self, io: &mut dyn Io) {
+        while let Some(key) = self.dirty.pop() {
+            self.pump_file(key, io);
         }
     }
 
@@ -818,12 +836,13 @@ impl Writer {
         match self.ops.remove(&c.op) {
             Some(OpRef::Write { file }) => self.write_done(now, file, c, io),
             Some(OpRef::Sync { file, upto }) => self.sync_done(now, file, upto, c.result),
-            None => {}
+            None => return,
         }
-        self.pump(io);
+        self.pump_dirty(io);
     }
 
     fn write_done(&mut self, now: Instant, key: u64, c: Completion, io: &mut dyn Io) {
+        self.dirty.push(key);
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
@@ -948,6 +967,7 @@ impl Writer {
     }
 
     fn sync_done(&mut self, now: Instant, key: u64, upto: u64, result: io::Result<()>) {
+        self.dirty.push(key);
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
@@ -986,7 +1006,16 @@ impl Writer {
     }
 
     /// Periodic work: free space, fsyncs, progress, drop reports, idle and stopped cameras.
+    /// Call it every loop turn; it does its work at most every [`MIN_TICK`].
     pub(crate) fn handle_tick(&mut self, now: Instant, io: &mut dyn Io) {
+        if !self.shutting_down
+            && self
+                .last_tick
+                .is_some_and(|t| now.duration_since(t) < MIN_TICK)
+        {
+            return;
+        }
+        self.last_tick = Some(now);
         self.maybe_check_space(now);
         self.report_drops(now, self.shutting_down);
         let recording = self.recording.load_full();
