@@ -25,6 +25,7 @@ mod event;
 mod io;
 mod mp4;
 mod name;
+mod queue;
 mod repair;
 mod uring;
 mod writer;
@@ -75,8 +76,9 @@ pub(crate) fn write_header_for_bench(
 }
 
 use io::{Io, StdIo};
+use queue::{Budget, CameraQueue, Msg};
 use uring::Uring;
-use writer::{Budget, CameraQueue, Msg, Settings, Writer};
+use writer::{Settings, Writer};
 
 /// A writer thread with nothing in flight waits this long for a fragment before it looks
 /// at its timers (fsync, progress, idle files).
