@@ -2,8 +2,10 @@
 //! fragment index, gaps, drops and alerts.
 //!
 //! The control plane persists these (the `recordings` rows, the index the VOD playlist is
-//! built from, the alerts table); the recorder keeps no database of its own. Order per camera
-//! is the order things happened. Index entries reach the control plane only once their bytes
+//! built from, the alerts table); the recorder keeps no database of its own. Per camera,
+//! events come in the order things happened and files are reported opened in the order
+//! they were opened; a file's [`FileClosed`] may come after the next file's [`FileOpened`]
+//! (closing writes the `mfra` and syncs). Index entries reach the control plane only once their bytes
 //! are synced to disk (or written, with fsync off), so the stored index never points past what
 //! survives a crash; after a restart, [`RepairedFile`] is authoritative for the files it lists.
 

@@ -14,9 +14,16 @@
 //! part, counted; the writer thread reports it and skips to the next keyframe.
 //!
 //! Layout: `{dir}/{camera}/{YYYY-MM-DD}/{camera}-{YYYYMMDDTHHMMSS.mmmZ}.mp4` (UTC start of
-//! the first sample). A file is the live init segment, then per part `prft` + `moof` +
-//! `mdat` with decode times rebased so the file starts at 0, then an `mfra` when closed.
-//! See `writer` for when files are cut and `repair` for crash recovery.
+//! the first sample). A file is the live init segment (plus an edit list), then per part
+//! `prft` + `moof` + `mdat` with decode times rebased so the file starts at 0, then an
+//! `mfra` when closed. See `writer` for when files are cut and `repair` for crash recovery.
+//!
+//! Durability: a part is on its way to disk once its `writev` completes; after `kill -9`
+//! every such part survives (the page cache belongs to the kernel) and what is lost is the
+//! part being written plus any still queued (normally none or one; at most the camera's
+//! queue when the disk is behind). A power loss can also take what was written since the
+//! file's last `fdatasync` (the fsync interval). Index entries reach the control plane only
+//! once synced, so the stored index never points past what survives.
 //!
 //! Spec: ISO/IEC 14496-12 §8.8 (movie fragments, `mfra`), §8.16.5 (`prft`); ISO/IEC 23000-19
 //! (CMAF fragments); ARCHITECTURE.md "Recording".
@@ -410,8 +417,13 @@ impl Tap {
 static FALLBACK_LOGGED: Once = Once::new();
 
 fn make_io(kind: Backend) -> Box<dyn Io> {
+    open_io(kind, Uring::new)
+}
+
+/// The thread's I/O: a ring from `ring` unless `std::fs` is asked for or the ring fails.
+fn open_io(kind: Backend, ring: impl FnOnce() -> std::io::Result<Uring>) -> Box<dyn Io> {
     if kind == Backend::Auto {
-        match Uring::new() {
+        match ring() {
             Ok(u) => return Box::new(u),
             Err(e) => FALLBACK_LOGGED.call_once(|| {
                 tracing::warn!(error = %e, "io_uring unavailable; recording through std::fs");

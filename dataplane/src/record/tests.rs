@@ -306,7 +306,11 @@ fn record_sessions(backend: Backend, name: &str) {
         } else {
             assert!(
                 gaps.iter().any(|g| g.from == prev_end && g.to == next),
-                "a hole between files without a gap event"
+                "a hole between files without a gap event: {prev_end:?} -> {next:?}, gaps {gaps:?}, drops {:?}",
+                events
+                    .iter()
+                    .filter(|e| matches!(e, RecordingEvent::Dropped(_) | RecordingEvent::Alert(_)))
+                    .collect::<Vec<_>>()
             );
         }
     }
@@ -601,7 +605,11 @@ fn kill9_while_recording_keeps_every_synced_fragment() {
         }
         let report = repair(&root);
         for r in &report {
-            assert_ne!(r.status, RepairStatus::Removed, "{r:?}");
+            // A file created an instant before the kill may hold nothing yet: removed. A file
+            // with a synced fragment never is.
+            if r.status == RepairStatus::Removed {
+                assert!(!synced.contains_key(&r.file.path), "{r:?}");
+            }
         }
         for (path, size) in &synced {
             let idx = read_index(path).unwrap();
@@ -938,5 +946,167 @@ fn files_are_cut_on_new_init_timeline_restart_stop_and_idle() {
     );
     for log in &logs {
         check_file(log);
+    }
+}
+
+/// Only cameras in the recorded set reach the recorder; a camera turned on while it
+/// publishes starts at its next keyframe.
+#[test]
+fn only_recorded_cameras_are_written() {
+    let dir = TempDir::new("rec-set");
+    let rig = start(config(&dir.0));
+    rig.rec.set_recording("a", true);
+    let registry = rig.registry();
+    let mut a = registry.claim(CameraId::from("a")).unwrap();
+    let mut b = registry.claim(CameraId::from("b")).unwrap();
+    publish(&mut a, t0());
+    publish(&mut b, t0());
+    drop(b);
+    rig.rec.set_recording("b", true);
+    assert!(rig.rec.is_recording("b"));
+    assert_eq!(rig.rec.recording().len(), 2);
+    let mut b = registry.claim(CameraId::from("b")).unwrap();
+    let second = t0() + Duration::from_secs(7);
+    publish(&mut b, second);
+    drop((a, b));
+    let events = rig.finish();
+    let logs = file_logs(&events);
+    let of = |cam: &str| -> Vec<&FileLog> {
+        logs.iter()
+            .filter(|l| l.opened.camera.as_ref() == cam)
+            .collect()
+    };
+    assert_eq!(of("a").len(), 1);
+    let b_logs = of("b");
+    assert_eq!(b_logs.len(), 1);
+    assert!(
+        b_logs[0].entries.iter().all(|e| e.wall_time >= second),
+        "nothing from before b was turned on"
+    );
+    for log in &logs {
+        check_file(log);
+    }
+}
+
+/// The server repairs what a crash left in its recordings directory before it serves, and
+/// hands the report to the control plane as the first events; the data plane handle turns
+/// recording on and off.
+#[tokio::test]
+async fn the_server_repairs_on_start_and_exposes_the_recorder() {
+    let (_src, log) = one_file("rec-server-src");
+    let data = TempDir::new("rec-server");
+    let recordings = data.join("recordings");
+    let name = log.opened.path.file_name().unwrap();
+    let day = log.opened.path.parent().unwrap().file_name().unwrap();
+    let torn = recordings.join("cam").join(day).join(name);
+    std::fs::create_dir_all(torn.parent().unwrap()).unwrap();
+    let bytes = std::fs::read(&log.opened.path).unwrap();
+    // A crash in the middle of the fifth fragment.
+    let cut = log.entries[4].offset + log.entries[4].size / 2;
+    std::fs::write(&torn, &bytes[..cut as usize]).unwrap();
+
+    let mut config = crate::Config::new(data.0.clone());
+    let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    config.rtmp_addr = local(0);
+    config.rtmps_addr = None;
+    config.http_addr = local(0);
+    config.https_addr = None;
+    let mut server = crate::Server::bind(
+        config,
+        Arc::new(crate::auth::AllowAnyKey),
+        Arc::new(crate::auth::PublicPlayback),
+    )
+    .await
+    .unwrap();
+    let mut events = server.take_recording_events().unwrap();
+    assert!(server.take_recording_events().is_none());
+    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let RecordingEvent::Repaired(r) = first else {
+        panic!("expected the repair report first, got {first:?}");
+    };
+    assert_eq!(r.status, RepairStatus::Recovered);
+    assert_eq!(r.file.camera.as_ref(), "cam");
+    assert_eq!(r.file.entries, log.entries[..4]);
+    assert!(read_index(&torn).unwrap().closed);
+    let dp = server.data_plane();
+    assert_eq!(dp.recordings_dir(), recordings.canonicalize().unwrap());
+    assert!(!dp.is_recording("cam"));
+    dp.set_recording("cam", true);
+    assert!(dp.is_recording("cam"));
+    dp.set_recorded_cameras([CameraId::from("x"), CameraId::from("y")]);
+    assert!(!dp.is_recording("cam"));
+    assert_eq!(dp.recorded_cameras().len(), 2);
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
+    server.run(axum::Router::new(), stop).await;
+}
+
+/// When a ring cannot be set up the writer falls back to `std::fs`, and that works.
+#[test]
+fn falls_back_to_std_fs_when_io_uring_fails() {
+    assert_eq!(open_io(Backend::Auto, uring::Uring::new).name(), "io_uring");
+    // The kernel refuses a ring of size 0: the same path as a kernel without io_uring.
+    assert!(uring::Uring::with_entries(0).is_err());
+    let mut io = open_io(Backend::Auto, || uring::Uring::with_entries(0));
+    assert_eq!(io.name(), "std::fs");
+    let dir = TempDir::new("rec-fallback");
+    let f = io.create(&dir.join("x")).unwrap();
+    io.write(
+        1,
+        f,
+        0,
+        vec![
+            bytes::Bytes::from_static(b"abc"),
+            bytes::Bytes::from_static(b"de"),
+        ],
+    );
+    io.sync(2, f);
+    let mut done = Vec::new();
+    io.wait(Duration::ZERO, &mut done);
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|c| c.result.is_ok()));
+    assert_eq!(done[0].written, 5);
+    io.close(f);
+    assert_eq!(std::fs::read(dir.join("x")).unwrap(), b"abcde");
+}
+
+/// Both I/O layers continue a short write and report how far a failed one got.
+#[test]
+fn io_layers_write_in_order_and_report_failures() {
+    for mut io in [
+        open_io(Backend::Auto, uring::Uring::new),
+        open_io(Backend::Std, uring::Uring::new),
+    ] {
+        let dir = TempDir::new(&format!("rec-io-{}", io.name().replace(':', "")));
+        let f = io.create(&dir.join("x")).unwrap();
+        assert!(io.create(&dir.join("x")).is_err(), "never reuses a name");
+        let big = bytes::Bytes::from(vec![7u8; 3 << 20]);
+        io.write(
+            1,
+            f,
+            0,
+            vec![big.slice(..1000), big.clone(), big.slice(5..9)],
+        );
+        let mut done = Vec::new();
+        while done.is_empty() {
+            io.wait(Duration::from_millis(50), &mut done);
+        }
+        assert_eq!(done[0].written, 1000 + (3 << 20) + 4);
+        assert!(done[0].result.is_ok());
+        io.truncate(f, 10).unwrap();
+        io.close(f);
+        assert_eq!(std::fs::metadata(dir.join("x")).unwrap().len(), 10);
+        // A write to a file that is not open fails cleanly.
+        io.write(2, 999, 0, vec![big.slice(..10)]);
+        done.clear();
+        while done.is_empty() {
+            io.wait(Duration::from_millis(50), &mut done);
+        }
+        assert_eq!(done[0].op, 2);
+        assert!(done[0].result.is_err());
+        assert_eq!(io.in_flight(), 0);
     }
 }

@@ -55,14 +55,22 @@ impl Uring {
     /// `io_uring_setup` failed (old kernel, `io_uring_disabled`, seccomp), or the kernel
     /// lacks `IORING_FEAT_EXT_ARG`.
     pub(crate) fn new() -> io::Result<Self> {
+        Self::with_entries(RING_ENTRIES)
+    }
+
+    /// [`Uring::new`] with a given submission queue size.
+    ///
+    /// # Errors
+    /// As [`Uring::new`]; also `EINVAL` for a size the kernel refuses.
+    pub(crate) fn with_entries(entries: u32) -> io::Result<Self> {
         // Only this thread submits and it reaps in `io_uring_enter`: completion work can run
         // then instead of interrupting it (Linux 6.1; measured about a third less CPU per
         // MB in the recorder bench). Older kernels get a plain ring.
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
-            .build(RING_ENTRIES)
-            .or_else(|_| IoUring::new(RING_ENTRIES))?;
+            .build(entries)
+            .or_else(|_| IoUring::new(entries))?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,

@@ -22,10 +22,14 @@ impl Writer {
     }
 
     pub(super) fn pump_file(&mut self, key: u64, io: &mut dyn Io) {
-        let Some(f) = self.files.get_mut(&key) else {
+        let Some(after) = self.files.get(&key).map(|f| f.after) else {
             return;
         };
-        if f.writing.is_none() && !f.queue.is_empty() {
+        let wait = after.and_then(|k| self.files.get(&k)).is_some_and(|prev| {
+            prev.fragments == 0 && (prev.writing.is_some() || !prev.queue.is_empty())
+        });
+        let f = self.files.get_mut(&key).expect("checked above");
+        if f.writing.is_none() && !f.queue.is_empty() && !wait {
             let mut items = Vec::new();
             let mut bufs = Vec::new();
             while let Some(item) = f.queue.front() {
@@ -50,10 +54,11 @@ impl Writer {
             Closing::Draining(reason) => {
                 if f.fragments == 0 {
                     // Nothing recorded (the first write failed): no file to keep.
-                    let (id, path) = (f.id, f.path.clone());
+                    let (id, path, next) = (f.id, f.path.clone(), f.next);
                     io.close(id);
                     let _ = std::fs::remove_file(&path);
                     self.files.remove(&key);
+                    self.dirty.extend(next);
                     return;
                 }
                 let track = f.reference_track;
@@ -85,6 +90,7 @@ impl Writer {
                 }
                 let f = self.files.remove(&key).expect("present");
                 io.close(f.id);
+                self.dirty.extend(f.next);
                 self.finish_close(f, reason);
             }
         }
@@ -137,6 +143,7 @@ impl Writer {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
+        self.dirty.extend(f.next);
         let items = f.writing.take().unwrap_or_default();
         let start = f.written;
         let mut good = 0u64;

@@ -131,6 +131,11 @@ struct OpenFile {
     last_end: Option<(Duration, SystemTime)>,
     last_progress: Instant,
     closing: Closing,
+    /// The camera's previous file while it exists: this file's writes wait until that one
+    /// has its first fragment on disk, so a camera's files are reported opened in order.
+    after: Option<u64>,
+    /// The camera's next file, to wake when this one progresses.
+    next: Option<u64>,
 }
 
 impl OpenFile {
@@ -149,6 +154,8 @@ struct PendingDrop {
 struct Camera {
     queue: Arc<CameraQueue>,
     file: Option<u64>,
+    /// The newest file opened (it may be closing).
+    last_file: Option<u64>,
     /// Fragments are skipped until an independent one (start, or after a drop).
     need_key: bool,
     /// In a drop episode (why): the next written fragment follows dropped ones.
@@ -167,6 +174,7 @@ impl Camera {
         Self {
             queue,
             file: None,
+            last_file: None,
             need_key: true,
             dropping: None,
             last_wall_end: None,
@@ -382,13 +390,17 @@ impl Writer {
         };
         let mut start = frag.wall_start;
         let mut path = name::file_path(&self.settings.dir, camera, start);
-        let day_dir = path.parent().expect("file paths have a folder").to_owned();
-        if let Err(e) = std::fs::create_dir_all(&day_dir) {
-            tracing::error!(camera_id = %camera, dir = %day_dir.display(), error = %e, "cannot create the recordings folder");
-            return Err(failure(&e));
-        }
         let mut attempt = 0;
+        let mut new_folder = false;
         let id = loop {
+            let day_dir = path.parent().expect("file paths have a folder");
+            if !day_dir.is_dir() {
+                new_folder = true;
+                if let Err(e) = std::fs::create_dir_all(day_dir) {
+                    tracing::error!(camera_id = %camera, dir = %day_dir.display(), error = %e, "cannot create the recordings folder");
+                    return Err(failure(&e));
+                }
+            }
             match io.create(&path) {
                 Ok(id) => break id,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < NAME_ATTEMPTS => {
@@ -402,9 +414,18 @@ impl Writer {
                 }
             }
         };
-        // The new name must survive a power loss along with the data synced into it.
-        if let Err(e) = std::fs::File::open(&day_dir).and_then(|d| d.sync_all()) {
-            tracing::warn!(dir = %day_dir.display(), error = %e, "cannot sync the recordings folder");
+        // The new name (and a new day or camera folder) must survive a power loss along with
+        // the data synced into the file: sync the folders whose entries changed.
+        let day_dir = path.parent().expect("file paths have a folder");
+        let mut folders = vec![day_dir];
+        if new_folder {
+            folders.extend(day_dir.parent());
+            folders.push(&self.settings.dir);
+        }
+        for dir in folders {
+            if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot sync a recordings folder");
+            }
         }
         let base = frag.media_start.max(0);
         let audio = frag.audio_rate.map_or(0, |r| {
@@ -451,12 +472,22 @@ impl Writer {
             last_end: None,
             last_progress: now,
             closing: Closing::No,
+            after: None,
+            next: None,
         };
         file.queue.push_back(Item {
             bufs: vec![written_init],
             len: init_size,
             kind: ItemKind::Init,
         });
+        let previous = self.cameras[camera]
+            .last_file
+            .filter(|k| self.files.contains_key(k));
+        if let Some(prev) = previous {
+            file.after = Some(prev);
+            self.files.get_mut(&prev).expect("checked").next = Some(key);
+        }
+        self.cameras.get_mut(camera).expect("known").last_file = Some(key);
         self.files.insert(key, file);
         self.cameras.get_mut(camera).expect("known").file = Some(key);
         Ok(key)
