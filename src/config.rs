@@ -72,6 +72,16 @@ pub(crate) struct ServeArgs {
     /// How long a camera may be away and continue the same playlists. Default 30s.
     #[arg(long, env = "CAMSTREAM_RECONNECT_WINDOW")]
     pub(crate) reconnect_window: Option<String>,
+    /// Recordings root. Default <data-dir>/recordings.
+    #[arg(long, env = "CAMSTREAM_RECORDINGS_DIR")]
+    pub(crate) recordings_dir: Option<PathBuf>,
+    /// Recording file length: files are cut on the first keyframe after it (10s–24h).
+    /// Default 1h.
+    #[arg(long, env = "CAMSTREAM_RECORD_CHUNK")]
+    pub(crate) record_chunk: Option<String>,
+    /// fdatasync interval per recording file (0: after every write, "off": never). Default 2s.
+    #[arg(long, env = "CAMSTREAM_RECORD_FSYNC")]
+    pub(crate) record_fsync: Option<String>,
     /// Log format: text or json. Default text.
     #[arg(long, env = "CAMSTREAM_LOG_FORMAT")]
     pub(crate) log_format: Option<String>,
@@ -120,6 +130,9 @@ struct File {
     part_target: Option<String>,
     hls_window: Option<usize>,
     reconnect_window: Option<String>,
+    recordings_dir: Option<PathBuf>,
+    record_chunk: Option<String>,
+    record_fsync: Option<String>,
     log_format: Option<String>,
     database_url: Option<String>,
     redis_url: Option<String>,
@@ -210,6 +223,21 @@ impl ServeArgs {
             );
         }
         check_range("reconnect-window", dp.reconnect_window, 0.0, 3600.0)?;
+        dp.recordings_dir = self.recordings_dir.or(file.recordings_dir);
+        if let Some(d) = self.record_chunk.or(file.record_chunk) {
+            dp.record_chunk = duration("record-chunk", &d)?;
+        }
+        check_range("record-chunk", dp.record_chunk, 10.0, 86_400.0)?;
+        if let Some(d) = self.record_fsync.or(file.record_fsync) {
+            dp.record_fsync = if d.eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(duration("record-fsync", &d)?)
+            };
+        }
+        if let Some(d) = dp.record_fsync {
+            check_range("record-fsync", d, 0.0, 60.0)?;
+        }
         let log_format = match self.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -277,7 +305,7 @@ fn optional_addr(flag: &str, s: &str) -> anyhow::Result<Option<SocketAddr>> {
     }
 }
 
-/// Parses `2`, `2s`, `1.5s`, `200ms`, `5m`.
+/// Parses `2`, `2s`, `1.5s`, `200ms`, `5m`, `1h`.
 pub(crate) fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
     let t = s.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
@@ -286,6 +314,8 @@ pub(crate) fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix('m') {
         (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
     } else {
         (t, 1.0)
     };
@@ -316,6 +346,7 @@ mod tests {
         assert_eq!(duration("x", "1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(duration("x", "200ms").unwrap(), Duration::from_millis(200));
         assert_eq!(duration("x", "1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(duration("x", "1h").unwrap(), Duration::from_secs(3600));
         assert!(duration("x", "-1s").is_err());
         assert!(duration("x", "fast").is_err());
     }
@@ -334,7 +365,44 @@ mod tests {
             Some("0.0.0.0:8443".parse().unwrap())
         );
         assert_eq!(s.dataplane.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            s.dataplane.recordings_dir(),
+            PathBuf::from("./data/recordings")
+        );
+        assert_eq!(s.dataplane.record_chunk, Duration::from_secs(3600));
+        assert_eq!(s.dataplane.record_fsync, Some(Duration::from_secs(2)));
         assert!(!s.allow_any_key);
+    }
+
+    #[test]
+    fn recording_flags() {
+        let s = ServeArgs {
+            recordings_dir: Some("/srv/rec".into()),
+            record_chunk: Some("30s".into()),
+            record_fsync: Some("off".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.dataplane.recordings_dir(), PathBuf::from("/srv/rec"));
+        assert_eq!(s.dataplane.record_chunk, Duration::from_secs(30));
+        assert_eq!(s.dataplane.record_fsync, None);
+        let s = ServeArgs {
+            record_fsync: Some("0".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.dataplane.record_fsync, Some(Duration::ZERO));
+        let bad = |a: ServeArgs| a.resolve().is_err();
+        assert!(bad(ServeArgs {
+            record_chunk: Some("1s".into()),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            record_fsync: Some("2m".into()),
+            ..ServeArgs::default()
+        }));
     }
 
     #[test]

@@ -190,3 +190,224 @@ pub fn demux_fmp4(tags: &[Tag]) -> usize {
     }
     out
 }
+
+/// One camera's recording input: the parts the segmenter hands the recorder for a clip,
+/// replayable as a longer stream (each pass moved on the timeline).
+pub struct RecordingInput {
+    parts: Vec<crate::record::RecordedFragment>,
+    /// Media span of one pass (90 kHz).
+    span: i64,
+}
+
+impl RecordingInput {
+    /// Demuxes and segments the clip with recording on.
+    ///
+    /// # Panics
+    /// When the clip yields no parts.
+    pub fn from_tags(tags: &[Tag]) -> Self {
+        let mut seg = Segmenter::new(Settings::default(), Arc::from("bench"));
+        seg.set_recording(true);
+        seg.start_session();
+        let mut parts = Vec::new();
+        let mut d = Demuxer::new();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        for ev in demux_with(&mut d, tags) {
+            seg.handle_event(now, ev);
+            parts.extend(seg.take_recorded());
+        }
+        seg.end_session();
+        parts.extend(seg.take_recorded());
+        let (first, last) = (parts.first().expect("parts"), parts.last().expect("parts"));
+        let span = last.media_start + last.duration - first.media_start;
+        Self { parts, span }
+    }
+
+    /// Parts in one pass.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Media bytes in one pass.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.data.len() as u64).sum()
+    }
+
+    /// Media seconds in one pass.
+    pub fn seconds(&self) -> f64 {
+        self.span as f64 / 90_000.0
+    }
+
+    /// Part `i` of pass `k`: its header copied with times moved `k` passes on.
+    fn part(&self, k: u32, i: usize) -> crate::record::RecordedFragment {
+        let p = &self.parts[i];
+        let shift = self.span * i64::from(k);
+        let audio = p
+            .audio_rate
+            .map_or(0, |r| (shift as u64) * u64::from(r) / 90_000);
+        let header = crate::record::shift_header(&p.data.slices()[0], shift as u64, audio)
+            .expect("a fragment header");
+        let mut data = crate::chunks::Chunks::with_capacity(p.data.slices().len());
+        data.push(Bytes::from(header));
+        for s in &p.data.slices()[1..] {
+            data.push(s.clone());
+        }
+        let wall = std::time::Duration::from_micros((shift as u64) * 1000 / 90);
+        crate::record::RecordedFragment {
+            data,
+            media_start: p.media_start + shift,
+            wall_start: p.wall_start + wall,
+            ..p.clone()
+        }
+    }
+}
+
+fn demux_with<'a>(d: &'a mut Demuxer, tags: &'a [Tag]) -> impl Iterator<Item = MediaEvent> + 'a {
+    tags.iter().filter(|t| t.kind != 18).filter_map(move |t| {
+        if t.video {
+            d.handle_video(t.timestamp, t.body.clone()).ok().flatten()
+        } else {
+            d.handle_audio(t.timestamp, t.body.clone()).ok().flatten()
+        }
+    })
+}
+
+/// The recorder's I/O backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordBackend {
+    /// io_uring writer threads.
+    IoUring,
+    /// The same writer threads with blocking `std::fs` writes.
+    StdFs,
+}
+
+/// Records `cameras` cameras, each `passes` passes of `input`, into `dir` through the
+/// recorder, as fast as it takes them (a full camera queue waits, nothing is dropped).
+/// Returns the bytes on disk once every file is closed.
+///
+/// # Errors
+/// The recorder could not start or the files cannot be listed.
+pub fn record(
+    input: &RecordingInput,
+    dir: &std::path::Path,
+    backend: RecordBackend,
+    cameras: usize,
+    passes: u32,
+    threads: usize,
+    fsync: Option<std::time::Duration>,
+) -> std::io::Result<u64> {
+    use crate::record::{Backend, Recorder, RecorderConfig};
+    let mut c = RecorderConfig::new(dir.to_owned());
+    c.backend = match backend {
+        RecordBackend::IoUring => Backend::Auto,
+        RecordBackend::StdFs => Backend::Std,
+    };
+    c.threads = threads;
+    c.fsync = fsync;
+    c.min_free = 0;
+    // Nobody persists the events here: a closed channel makes the writers drop them.
+    let (tx, _) = tokio::sync::mpsc::channel(1);
+    let rec = Recorder::start(c, tx).map_err(std::io::Error::other)?;
+    let taps: Vec<_> = (0..cameras)
+        .map(|i| {
+            let id = crate::auth::CameraId::from(format!("cam{i}").as_str());
+            rec.set_recording(&id, true);
+            rec.tap(&id)
+        })
+        .collect();
+    for k in 0..passes {
+        for i in 0..input.parts.len() {
+            for tap in &taps {
+                tap.submit_waiting(input.part(k, i));
+            }
+        }
+    }
+    rec.shutdown();
+    if backend == RecordBackend::IoUring && rec.backend() != Some("io_uring") {
+        return Err(std::io::Error::other("io_uring is not available here"));
+    }
+    disk_bytes(dir)
+}
+
+/// The same input written the plain way with `tokio::fs`: a task and a file per camera,
+/// each part's header (rebased, like the recorder's) and payload slices written with
+/// `write_all` (tokio's file has no vectored positional write; each call goes through the
+/// blocking pool), `sync_data` at the fsync interval. Returns the bytes on disk.
+///
+/// # Errors
+/// A runtime, file or write error.
+pub fn record_tokio_fs(
+    input: &RecordingInput,
+    dir: &std::path::Path,
+    cameras: usize,
+    passes: u32,
+    fsync: Option<std::time::Duration>,
+) -> std::io::Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    std::fs::create_dir_all(dir)?;
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..cameras {
+            let path = dir.join(format!("cam{c}.mp4"));
+            let parts: Vec<_> = (0..passes)
+                .flat_map(|k| (0..input.parts.len()).map(move |i| (k, i)))
+                .collect();
+            let input_parts: Vec<_> = parts.iter().map(|&(k, i)| input.part(k, i)).collect();
+            tasks.spawn(async move {
+                let mut f = tokio::fs::File::create(&path).await?;
+                let first = &input_parts[0];
+                f.write_all(&first.init).await?;
+                let base = first.media_start as u64;
+                let audio = first.audio_rate.map_or(0, |r| base * u64::from(r) / 90_000);
+                let mut header = bytes::BytesMut::new();
+                let mut last_sync = std::time::Instant::now();
+                for (seq, p) in input_parts.iter().enumerate() {
+                    crate::record::write_header_for_bench(
+                        &mut header,
+                        &p.data.slices()[0],
+                        base,
+                        audio,
+                        seq as u32 + 1,
+                        p.wall_start,
+                    )?;
+                    f.write_all(&header.split()).await?;
+                    for s in &p.data.slices()[1..] {
+                        f.write_all(s).await?;
+                    }
+                    if fsync.is_some_and(|every| last_sync.elapsed() >= every) {
+                        f.flush().await?;
+                        f.sync_data().await?;
+                        last_sync = std::time::Instant::now();
+                    }
+                }
+                f.flush().await?;
+                if fsync.is_some() {
+                    f.sync_data().await?;
+                }
+                Ok::<_, std::io::Error>(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.map_err(std::io::Error::other)??;
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    disk_bytes(dir)
+}
+
+/// Bytes in every file under `dir`.
+fn disk_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            total += disk_bytes(&e.path())?;
+        } else if t.is_file() {
+            total += e.metadata()?.len();
+        }
+    }
+    Ok(total)
+}

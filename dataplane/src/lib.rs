@@ -11,7 +11,8 @@
 //!   writers.
 //!
 //! Async shells: `ingest` (RTMP/RTMPS listeners), `http` (HLS over HTTP/1.1 and h2),
-//! [`server`] (wires listeners, TLS and the camera registry together).
+//! [`record`] (fMP4 recordings through io_uring writer threads), [`server`] (wires
+//! listeners, TLS, the camera registry and the recorder together).
 
 // Modules are built in parallel and wired by `server`; until then parts are unused outside tests.
 #![cfg_attr(not(test), allow(dead_code, unused_imports))]
@@ -26,6 +27,7 @@ pub mod fuzz;
 mod hls;
 mod http;
 mod ingest;
+pub mod record;
 mod registry;
 mod rtmp;
 mod server;
@@ -34,5 +36,6 @@ mod testing;
 mod tls;
 mod ts;
 
+pub use record::{RecorderError, RepairError, read_index, repair};
 pub use server::{BoundAddrs, Config, DataPlane, Server, ServerError, log_listeners};
 pub use tls::{CertSource, TlsError};

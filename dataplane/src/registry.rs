@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::auth::CameraId;
 use crate::hls::segmenter::{Changed, Counters, Segmenter, Settings};
 use crate::hls::window::Window;
+use crate::record::{Recorder, Tap};
 
 /// Registry settings.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub(crate) struct RegistryConfig {
     pub(crate) reconnect_window: Duration,
     /// How long an ended playlist (`EXT-X-ENDLIST`) is still served before 404.
     pub(crate) linger: Duration,
+    /// Where the parts of recorded cameras go (`None`: no recording).
+    pub(crate) recorder: Option<Arc<Recorder>>,
 }
 
 impl Default for RegistryConfig {
@@ -42,6 +45,7 @@ impl Default for RegistryConfig {
             segmenter: Settings::default(),
             reconnect_window: Duration::from_secs(30),
             linger: Duration::from_secs(60),
+            recorder: None,
         }
     }
 }
@@ -303,15 +307,40 @@ pub(crate) struct Publisher {
     stream: Arc<Stream>,
     segmenter: Option<Segmenter>,
     last_stats: Instant,
+    /// The camera's way into the recorder, when the server records.
+    tap: Option<Tap>,
 }
 
 impl Publisher {
     fn new(registry: Arc<Registry>, stream: Arc<Stream>, segmenter: Segmenter) -> Self {
-        Self {
+        let tap = registry
+            .config
+            .recorder
+            .as_ref()
+            .map(|r| r.tap(&stream.camera_id));
+        let mut p = Self {
             registry,
             stream,
             segmenter: Some(segmenter),
             last_stats: Instant::now() - STATS_INTERVAL,
+            tap,
+        };
+        p.record();
+        p
+    }
+
+    /// Hands the parts completed since the last call to the recorder, if this camera is
+    /// being recorded (a lock-free look at the recorded set), and tells the segmenter
+    /// whether to keep queuing them. Called once per completed part, not per frame.
+    fn record(&mut self) {
+        let (Some(tap), Some(recorder)) = (&self.tap, &self.registry.config.recorder) else {
+            return;
+        };
+        let seg = self.segmenter.as_mut().expect("present until drop");
+        let on = recorder.is_recording(&self.stream.camera_id);
+        seg.set_recording(on);
+        for part in seg.take_recorded() {
+            tap.submit(part);
         }
     }
 
@@ -330,6 +359,9 @@ impl Publisher {
         let changed = seg.handle_event(now, event);
         if changed != Changed::default() {
             self.stream.publish(seg, changed);
+            if changed.ll {
+                self.record();
+            }
         }
         let tick = Instant::now();
         if tick.duration_since(self.last_stats) >= STATS_INTERVAL {
@@ -358,13 +390,17 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         let now = SystemTime::now();
         self.sync_stats(now);
-        let _w = self
-            .registry
-            .writer
-            .lock()
-            .expect("registry writer poisoned");
-        let mut seg = self.segmenter.take().expect("present until drop");
-        let changed = seg.end_session();
+        let registry = self.registry.clone();
+        let _w = registry.writer.lock().expect("registry writer poisoned");
+        let changed = self
+            .segmenter
+            .as_mut()
+            .expect("present until drop")
+            .end_session();
+        if changed.ll {
+            self.record();
+        }
+        let seg = self.segmenter.take().expect("present until drop");
         self.stream.publish(&seg, changed);
         let mut slot = self.stream.slot.lock().expect("slot poisoned");
         slot.segmenter = Some(seg);

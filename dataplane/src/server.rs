@@ -20,7 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -28,10 +28,11 @@ use tower::ServiceExt;
 use tower_http::cors::CorsLayer;
 use tracing::{debug, info, warn};
 
-use crate::auth::{Authorizer, PlaybackGuard};
+use crate::auth::{Authorizer, CameraId, PlaybackGuard};
 use crate::hls::segmenter::Settings;
 use crate::http::{self, HlsState, Waits};
 use crate::ingest::Ingest;
+use crate::record::{Recorder, RecorderConfig, RecorderError, RecordingEvent};
 use crate::registry::{Registry, RegistryConfig};
 use crate::tls::{self, CertSource, TlsError};
 
@@ -62,6 +63,18 @@ pub struct Config {
     pub reconnect_window: Duration,
     /// Most concurrent RTMP(S) connections.
     pub max_ingest_connections: usize,
+    /// Recordings root; `None`: `<data_dir>/recordings`.
+    pub recordings_dir: Option<PathBuf>,
+    /// Recording files are cut at the first keyframe this long after their start. Default 1 h.
+    pub record_chunk: Duration,
+    /// `fdatasync` interval per open recording file (zero: after every write; `None`: never,
+    /// the page cache decides). Default 2 s: a power loss loses at most that much.
+    pub record_fsync: Option<Duration>,
+    /// Recorder writer threads, each with its own io_uring ring. Default 1.
+    pub record_threads: usize,
+    /// Below this many free bytes on the recordings file system, fragments are dropped with a
+    /// `STORAGE_FULL` alert. Default 512 MiB.
+    pub record_min_free: u64,
 }
 
 impl Config {
@@ -81,9 +94,36 @@ impl Config {
             hls_window: 8,
             reconnect_window: Duration::from_secs(30),
             max_ingest_connections: 10_000,
+            recordings_dir: None,
+            record_chunk: Duration::from_secs(3600),
+            record_fsync: Some(Duration::from_secs(2)),
+            record_threads: 1,
+            record_min_free: 512 << 20,
         }
     }
+
+    /// Where recordings go.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.recordings_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
+
+    fn recorder(&self) -> RecorderConfig {
+        let mut r = RecorderConfig::new(self.recordings_dir());
+        r.chunk = self.record_chunk;
+        r.fsync = self.record_fsync;
+        r.threads = self.record_threads.max(1);
+        r.min_free = self.record_min_free;
+        // A camera away for longer than its reconnect window starts a new stream: its file
+        // can be closed a little after that.
+        r.idle_close = self.reconnect_window + Duration::from_secs(5);
+        r
+    }
 }
+
+/// Recording events waiting for the control plane.
+const RECORDING_EVENTS: usize = 1024;
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +142,9 @@ pub enum ServerError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The recorder could not start.
+    #[error(transparent)]
+    Recorder(#[from] RecorderError),
 }
 
 /// Addresses the listeners are bound to (ports resolved when 0 was asked).
@@ -121,6 +164,7 @@ pub struct BoundAddrs {
 #[derive(Clone)]
 pub struct DataPlane {
     registry: Arc<Registry>,
+    recorder: Arc<Recorder>,
 }
 
 impl DataPlane {
@@ -128,6 +172,33 @@ impl DataPlane {
     /// call it from one place on a steady tick (about once a second).
     pub fn health(&self) -> Vec<StreamHealth> {
         self.registry.health(std::time::Instant::now())
+    }
+
+    /// Turns recording of a camera on or off (`isRecording`). On: its file starts at its
+    /// next keyframe while it publishes. Off: its file is closed within a fraction of a
+    /// second. Lock-free for the media path; cheap to call.
+    pub fn set_recording(&self, camera: &str, on: bool) {
+        self.recorder.set_recording(camera, on);
+    }
+
+    /// Replaces the set of recorded cameras (at start-up, from the store).
+    pub fn set_recorded_cameras(&self, cameras: impl IntoIterator<Item = CameraId>) {
+        self.recorder.replace_recording(cameras);
+    }
+
+    /// Whether a camera is being recorded.
+    pub fn is_recording(&self, camera: &str) -> bool {
+        self.recorder.is_recording(camera)
+    }
+
+    /// The cameras being recorded.
+    pub fn recorded_cameras(&self) -> Vec<CameraId> {
+        self.recorder.recording()
+    }
+
+    /// The recordings root (absolute).
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.recorder.dir().to_owned()
     }
 }
 
@@ -143,6 +214,8 @@ pub struct Server {
     ingest: Arc<Ingest>,
     hls: HlsState,
     max_ingest: usize,
+    recorder: Arc<Recorder>,
+    recording_events: Option<mpsc::Receiver<RecordingEvent>>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -186,6 +259,13 @@ impl Server {
             http: local(&http),
             https: https.as_ref().map(local),
         };
+        // Repair reads every unclosed recording: off the runtime threads.
+        let (events_tx, events_rx) = mpsc::channel(RECORDING_EVENTS);
+        let recorder_config = config.recorder();
+        let recorder =
+            tokio::task::spawn_blocking(move || Recorder::start(recorder_config, events_tx))
+                .await
+                .expect("recorder start-up does not panic")?;
         let registry = Registry::new(RegistryConfig {
             segmenter: Settings {
                 segment_target: config.segment_target,
@@ -193,6 +273,7 @@ impl Server {
                 window: config.hls_window,
             },
             reconnect_window: config.reconnect_window,
+            recorder: Some(recorder.clone()),
             ..RegistryConfig::default()
         });
         let ingest = Arc::new(Ingest {
@@ -216,7 +297,16 @@ impl Server {
             ingest,
             hls,
             max_ingest: config.max_ingest_connections,
+            recorder,
+            recording_events: Some(events_rx),
         })
+    }
+
+    /// The recorder's events for the control plane (files, index, gaps, drops, alerts,
+    /// start-up repairs). Take it before [`Server::run`]; `None` the second time. Events of
+    /// a server whose receiver was never taken are discarded.
+    pub fn take_recording_events(&mut self) -> Option<mpsc::Receiver<RecordingEvent>> {
+        self.recording_events.take()
     }
 
     /// Where the listeners are.
@@ -233,6 +323,7 @@ impl Server {
     pub fn data_plane(&self) -> DataPlane {
         DataPlane {
             registry: self.registry.clone(),
+            recorder: self.recorder.clone(),
         }
     }
 
@@ -270,8 +361,11 @@ impl Server {
         health.merge(hls).merge(extra)
     }
 
-    /// Serves until `shutdown` fires.
-    pub async fn run(self, extra: Router, shutdown: CancellationToken) {
+    /// Serves until `shutdown` fires, then closes the recordings.
+    pub async fn run(mut self, extra: Router, shutdown: CancellationToken) {
+        // Nobody will read them: let the writers discard events instead of keeping them.
+        drop(self.recording_events.take());
+        let recorder = self.recorder.clone();
         let router = self.router(extra);
         let mut tasks = JoinSet::new();
         let limit = Arc::new(Semaphore::new(self.max_ingest));
@@ -317,6 +411,13 @@ impl Server {
             if let Err(e) = r {
                 warn!(error = %e, "a listener task ended abnormally");
             }
+        }
+        // Publishers are gone: their last parts are queued. Close the files cleanly.
+        if tokio::task::spawn_blocking(move || recorder.shutdown())
+            .await
+            .is_err()
+        {
+            warn!("the recorder did not shut down cleanly");
         }
     }
 }

@@ -33,6 +33,7 @@ use camstream_protocol::{
 use super::window::{Flavor, Part, Partial, Segment, Window};
 use crate::chunks::Chunks;
 use crate::fmp4::{self, FragmentWriter, Sample};
+use crate::record::RecordedFragment;
 use crate::ts;
 
 /// Output timeline origin of a new stream: 10 s.
@@ -45,6 +46,9 @@ const MAX_DISCOVERY_SPAN: i64 = 2 * TICKS_PER_SECOND;
 const FLUSH: i64 = i64::MAX;
 /// Video frames used to estimate the frame duration.
 const FRAME_ESTIMATE_FRAMES: usize = 6;
+/// Parts kept for the recorder between two drains (the publisher drains after every
+/// event, so more than a couple means nobody drains: the oldest go).
+const MAX_RECORDED: usize = 16;
 
 /// Segmenting settings (validated by the server config).
 #[derive(Debug, Clone)]
@@ -116,6 +120,9 @@ pub(crate) struct Segmenter {
     failure: Option<String>,
     /// Where the part closed by a flush ends (see [`FLUSH`]).
     flush_end: i64,
+    /// Completed parts are also queued for the recorder.
+    record: bool,
+    recorded: Vec<RecordedFragment>,
 }
 
 /// What one publishing connection contributes.
@@ -199,7 +206,22 @@ impl Segmenter {
             counters: Counters::default(),
             failure: None,
             flush_end: 0,
+            record: false,
+            recorded: Vec::new(),
         }
+    }
+
+    /// Whether completed parts are queued for the recorder ([`Segmenter::take_recorded`]).
+    pub(crate) fn set_recording(&mut self, on: bool) {
+        self.record = on;
+        if !on {
+            self.recorded.clear();
+        }
+    }
+
+    /// The parts completed since the last call, for the recorder.
+    pub(crate) fn take_recorded(&mut self) -> std::vec::Drain<'_, RecordedFragment> {
+        self.recorded.drain(..)
     }
 
     /// Takes the last problem met, if any (unsupported track layout, oversized fragment).
@@ -658,6 +680,26 @@ impl Segmenter {
             independent,
             data,
         });
+        if self.record {
+            if self.recorded.len() >= MAX_RECORDED {
+                self.recorded.remove(0);
+            }
+            self.recorded.push(RecordedFragment {
+                init: self
+                    .ll
+                    .inits
+                    .last()
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default(),
+                data: part.data.clone(),
+                media_start: start,
+                duration: end - start,
+                audio_rate: run.audio_rate,
+                wall_start: wall(run, start),
+                independent,
+                discontinuity: self.ll.partial.is_none() && self.discontinuity,
+            });
+        }
         let pdt = wall(run, run.segment_start.unwrap_or(start));
         let partial = self.ll.partial.get_or_insert_with(|| Partial {
             msn: self.ll.next_msn,
