@@ -156,9 +156,6 @@ struct Running {
     segment_threshold: i64,
     /// Video sample waiting for the next one to know its duration.
     pending: Option<Pending>,
-    /// Presentation shift of the fMP4 output (90 kHz): the first keyframe's composition
-    /// offset. See [`Segmenter::process_video`].
-    pts_shift: i64,
     /// Video samples of the part being built.
     video: Vec<Sample>,
     /// Audio samples not yet in a part, with their start in 90 kHz.
@@ -474,7 +471,6 @@ impl Segmenter {
             ts: ts::Muxer::new(ts_video, ts_audio),
             ts_open: false,
             started: false,
-            pts_shift: 0,
         }
     }
 
@@ -502,14 +498,6 @@ impl Segmenter {
                 return Changed::default();
             }
             run.started = true;
-            // With B-frames the first keyframe is presented a frame or two after it is
-            // decoded (cts > 0), so every part's video would start after the part's own
-            // boundary and hls.js, which places parts by presentation time, sees holes at
-            // part edges. The fMP4 output subtracts this offset from every video
-            // composition offset (trun v1 allows the negative ones that follow) and shifts
-            // audio by the same amount, so A/V sync holds and a part's media starts at its
-            // boundary. MPEG-TS keeps the encoder's offsets (TS forbids PTS < DTS).
-            run.pts_shift = i64::from(frame.cts).clamp(0, TICKS_PER_SECOND);
         }
         self.counters.video_frames += 1;
         self.counters.bytes += frame.data.len() as u64;
@@ -557,7 +545,7 @@ impl Segmenter {
         run.video.push(Sample {
             decode_time: p.dts as u64,
             duration: duration as u32,
-            cts: (i64::from(p.cts) - run.pts_shift) as i32,
+            cts: p.cts,
             keyframe: p.keyframe,
             data: p.data,
         });
@@ -572,9 +560,7 @@ impl Segmenter {
         }
         self.counters.audio_frames += 1;
         self.counters.bytes += frame.data.len() as u64;
-        // Audio lives on the fMP4 presentation timeline (shifted with video's, see
-        // `pts_shift`); MPEG-TS gets the unshifted time back.
-        let out = frame.dts - run.in_origin + run.out_origin - run.pts_shift;
+        let out = frame.dts - run.in_origin + run.out_origin;
         // AAC frames are exactly 1024 samples: count them instead of trusting millisecond
         // timestamps, and resynchronise only on a real gap or overlap (> 2 frames).
         let actual = (out * rate / TICKS_PER_SECOND) as u64;
@@ -587,7 +573,7 @@ impl Segmenter {
         let start = time as i64 * TICKS_PER_SECOND / rate;
         let end = (time + frame_len) as i64 * TICKS_PER_SECOND / rate;
         let ts_frame = MediaFrame {
-            dts: start + run.pts_shift,
+            dts: start,
             cts: 0,
             ..frame
         };
