@@ -307,7 +307,7 @@ async fn config_keys_map_to_cameras_and_unknown_keys_are_refused() {
             streams: vec![("s3cret-key-1", "front-door")],
             // Cameras from the config file are not in the store, so the store cannot sign
             // playback tokens for them: play them publicly.
-            args: vec!["--public-playback".into()],
+            args: vec!["--public-playback"],
         },
     )
     .await;
