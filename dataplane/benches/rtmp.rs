@@ -11,6 +11,12 @@
 //! Run: `cargo bench -p camstream-dataplane --bench rtmp`. Criterion reports throughput in
 //! frames/s (ns/frame = 1e9 / throughput); before that, the bench prints heap allocations per
 //! frame, counted by a wrapping allocator.
+//!
+//! Every iteration starts a session and drops a clip's worth of buffers afterwards, so glibc's
+//! adaptive mmap and trim thresholds can leave a run paging the clip in again each iteration
+//! (several times slower, millions of page faults). For comparable numbers fix them, as a
+//! long-running server's warm heap effectively does:
+//! `GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
