@@ -361,7 +361,12 @@ impl ControlPlane {
         drop(tasks);
         // Nothing this node ingested is live once it stops: say so now rather than at its
         // next start (with a shared database the node may never come back).
-        match self.shared.store.reset_node_streams(&self.shared.config.node_id).await {
+        match self
+            .shared
+            .store
+            .reset_node_streams(&self.shared.config.node_id)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(cameras = n, "marked this node's streams offline"),
             Err(e) => tracing::warn!(error = %e, "could not mark this node's streams offline"),
