@@ -541,36 +541,58 @@ impl Comparison {
             ns.generator_cpu_pct,
             1,
         );
-        row(
+        // A latency nobody measured (no viewers of that kind, or a server that does not serve
+        // it) reads "–", never 0 ms.
+        let mut lat =
+            |k: &str, a: &LatencySummary, b: &LatencySummary, p: fn(&LatencySummary) -> f64| {
+                let cell = |l: &LatencySummary| {
+                    if l.count == 0 {
+                        "–".to_string()
+                    } else {
+                        format!("{:.0}", p(l))
+                    }
+                };
+                let r = if a.count > 0 && b.count > 0 {
+                    ratio(p(a), p(b))
+                } else {
+                    "n/a".into()
+                };
+                let _ = writeln!(o, "| {k} | {} | {} | {r} |", cell(a), cell(b));
+            };
+        let (cl, nl) = (&c.latency, &n.latency);
+        lat(
             "HLS ingest → available p50, ms",
-            c.latency.hls.ingest_to_available.p50_ms,
-            n.latency.hls.ingest_to_available.p50_ms,
-            0,
+            &cl.hls.ingest_to_available,
+            &nl.hls.ingest_to_available,
+            |l| l.p50_ms,
         );
-        row(
+        lat(
             "HLS ingest → available p99, ms",
-            c.latency.hls.ingest_to_available.p99_ms,
-            n.latency.hls.ingest_to_available.p99_ms,
-            0,
+            &cl.hls.ingest_to_available,
+            &nl.hls.ingest_to_available,
+            |l| l.p99_ms,
         );
-        row(
+        lat(
             "HLS glass-to-glass proxy p50, ms",
-            c.latency.hls.glass_to_glass.p50_ms,
-            n.latency.hls.glass_to_glass.p50_ms,
-            0,
+            &cl.hls.glass_to_glass,
+            &nl.hls.glass_to_glass,
+            |l| l.p50_ms,
         );
-        row(
+        lat(
             "LL-HLS ingest → available p50, ms",
-            c.latency.llhls.ingest_to_available.p50_ms,
-            n.latency.llhls.ingest_to_available.p50_ms,
-            0,
+            &cl.llhls.ingest_to_available,
+            &nl.llhls.ingest_to_available,
+            |l| l.p50_ms,
         );
-        row(
+        lat(
             "LL-HLS glass-to-glass proxy p50, ms",
-            c.latency.llhls.glass_to_glass.p50_ms,
-            n.latency.llhls.glass_to_glass.p50_ms,
-            0,
+            &cl.llhls.glass_to_glass,
+            &nl.llhls.glass_to_glass,
+            |l| l.p50_ms,
         );
+        let mut row = |k: &str, a: f64, b: f64, digits: usize| {
+            let _ = writeln!(o, "| {k} | {a:.digits$} | {b:.digits$} | {} |", ratio(a, b));
+        };
         row(
             "missing frames",
             cs.missing_frames as f64,
@@ -729,7 +751,7 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| LL-HLS ingest → available p50, ms | 0 | 0 | n/a |"),
+            md.contains("| LL-HLS ingest → available p50, ms | – | – | n/a |"),
             "{md}"
         );
         assert!(md.contains("<summary>nginx-rtmp run</summary>"));
