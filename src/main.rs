@@ -97,6 +97,7 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
     .await
     .context("cannot start the control plane")?;
     deferred.fill(&cp);
+    cp.attach_live(Arc::new(server.data_plane()));
     match server.cert_source() {
         CertSource::Generated(p) => {
             info!(path = %p.display(), "generated a self-signed TLS certificate (use --tls-cert/--tls-key for a real one)")

@@ -279,6 +279,7 @@ impl ControlPlane {
             keys,
             metrics,
             health: health::Tracker::default(),
+            live: std::sync::OnceLock::new(),
         });
         let cp = Self {
             shared,
@@ -331,6 +332,14 @@ impl ControlPlane {
     pub async fn report_health(&self, reports: Vec<StreamHealth>) -> Result<(), HealthError> {
         let s = &self.shared;
         health::record(&s.health, &*s.store, &*s.cache, &s.config.node_id, reports).await
+    }
+
+    /// Gives the control plane this node's live streams, so that disabling a camera,
+    /// rotating its key or deleting it disconnects the encoder publishing it. Call once.
+    pub fn attach_live(&self, live: Arc<dyn camstream_protocol::LiveControl>) {
+        if self.shared.live.set(live).is_err() {
+            tracing::warn!("live streams were attached to the control plane already");
+        }
     }
 
     /// The store (for the binary's own tools and tests).

@@ -1,7 +1,9 @@
 //! What every handler and background task shares: config, store, cache, keys, the metrics
 //! handle and the health tracker. Built once by `ControlPlane::start`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use camstream_protocol::LiveControl;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -21,6 +23,20 @@ pub(crate) struct Shared {
     pub(crate) keys: Arc<Keys>,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) health: Tracker,
+    /// The live streams of this node, once the binary attached them.
+    pub(crate) live: OnceLock<Arc<dyn LiveControl>>,
+}
+
+impl Shared {
+    /// Disconnects the publisher of `camera` on this node, if one is (its publish is no
+    /// longer valid). Without attached live streams (a control plane alone) nothing to do.
+    pub(crate) fn disconnect_publisher(&self, camera: &str, reason: &str) {
+        if let Some(live) = self.live.get()
+            && live.disconnect_publisher(camera, reason)
+        {
+            tracing::info!(camera_id = %camera, reason, "live publisher disconnected");
+        }
+    }
 }
 
 /// The router's state.

@@ -37,6 +37,9 @@ pub(crate) struct Ingest {
 enum End {
     PeerClosed,
     Shutdown,
+    /// The control plane disconnected the publisher (camera disabled, key rotated, camera
+    /// deleted).
+    Kicked,
     Refused(String),
     Error(String),
 }
@@ -63,6 +66,9 @@ impl Ingest {
             match end {
                 End::PeerClosed => info!("connection closed by the encoder"),
                 End::Shutdown => info!("connection closed: server shutting down"),
+                End::Kicked => {
+                    warn!("connection closed: the publisher was disconnected by the control plane");
+                }
                 End::Refused(why) => warn!(reason = %why, "publish refused"),
                 End::Error(why) => warn!(error = %why, "connection closed on error"),
             }
@@ -84,6 +90,7 @@ impl Ingest {
         let mut session = Session::new(Instant::now().into_std(), self.rtmp.clone());
         let mut buf = BytesMut::with_capacity(READ_BUF);
         let mut publisher: Option<Publisher> = None;
+        let mut kick: Option<CancellationToken> = None;
         loop {
             // Drain everything the session has for us before waiting again.
             while let Some(ev) = session.poll_event() {
@@ -108,6 +115,7 @@ impl Ingest {
                                 if let Err(e) = session.accept_publish() {
                                     return End::Error(e.to_string());
                                 }
+                                kick = Some(p.kicked());
                                 publisher = Some(p);
                             }
                             Err(why) => {
@@ -134,6 +142,7 @@ impl Ingest {
                         }
                     }
                     Event::PublishFinished => {
+                        kick = None;
                         if publisher.take().is_some() {
                             info!("encoder stopped publishing");
                         }
@@ -166,6 +175,12 @@ impl Ingest {
                     }
                 }
                 () = shutdown.cancelled() => return End::Shutdown,
+                () = async {
+                    match &kick {
+                        Some(k) => k.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                } => return End::Kicked,
             }
         }
     }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use camstream_protocol::{MediaEvent, StreamHealth, StreamState};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::CameraId;
 use crate::hls::segmenter::{Changed, Counters, Segmenter, Settings};
@@ -76,6 +77,9 @@ struct Slot {
     codecs: Vec<String>,
     /// Counters at the previous health sample, for rates.
     sampled: Option<(Instant, Counters)>,
+    /// Cancelled to disconnect the current publisher (the control plane disabled the
+    /// camera, rotated its key or deleted it). A fresh token per publish.
+    kick: CancellationToken,
 }
 
 /// One camera's stream: its windows and bookkeeping.
@@ -189,12 +193,15 @@ impl Registry {
                     stream.publish(&seg, changed);
                     slot.phase = Phase::Live;
                     slot.since = now;
+                    slot.kick = CancellationToken::new();
+                    let kick = slot.kick.clone();
                     drop(slot);
-                    return Ok(Publisher::new(self.clone(), stream.clone(), seg));
+                    return Ok(Publisher::new(self.clone(), stream.clone(), seg, kick));
                 }
                 Phase::Ended(_) => {} // start over below
             }
         }
+        let kick = CancellationToken::new();
         let prefix: Arc<str> = Arc::from(format!("{:08x}", rand::random::<u32>()));
         let mut seg = Segmenter::new(self.config.segmenter.clone(), prefix);
         seg.start_session();
@@ -213,6 +220,7 @@ impl Registry {
                 resolution: None,
                 codecs: Vec::new(),
                 sampled: None,
+                kick: kick.clone(),
             }),
             viewers: Mutex::new(HashMap::new()),
             bytes_out: AtomicU64::new(0),
@@ -220,7 +228,22 @@ impl Registry {
         let mut map = HashMap::clone(&self.streams.load());
         map.insert(camera, stream.clone());
         self.streams.store(Arc::new(map));
-        Ok(Publisher::new(self.clone(), stream, seg))
+        Ok(Publisher::new(self.clone(), stream, seg, kick))
+    }
+
+    /// Disconnects the encoder publishing `camera`, if one is; the stream then waits in
+    /// the reconnect window like after any disconnect (a new publish must pass
+    /// authorization again). Returns whether a publisher was told to go.
+    pub(crate) fn disconnect(&self, camera: &str) -> bool {
+        let Some(stream) = self.get(camera) else {
+            return false;
+        };
+        let slot = stream.slot.lock().expect("slot poisoned");
+        if slot.phase != Phase::Live || slot.kick.is_cancelled() {
+            return false;
+        }
+        slot.kick.cancel();
+        true
     }
 
     /// Ends streams whose camera stayed away past the reconnect window and removes ended
@@ -309,10 +332,17 @@ pub(crate) struct Publisher {
     last_stats: Instant,
     /// The camera's way into the recorder, when the server records.
     tap: Option<Tap>,
+    /// Cancelled when the control plane wants this encoder gone.
+    kick: CancellationToken,
 }
 
 impl Publisher {
-    fn new(registry: Arc<Registry>, stream: Arc<Stream>, segmenter: Segmenter) -> Self {
+    fn new(
+        registry: Arc<Registry>,
+        stream: Arc<Stream>,
+        segmenter: Segmenter,
+        kick: CancellationToken,
+    ) -> Self {
         let tap = registry
             .config
             .recorder
@@ -324,6 +354,7 @@ impl Publisher {
             segmenter: Some(segmenter),
             last_stats: Instant::now() - STATS_INTERVAL,
             tap,
+            kick,
         };
         p.record();
         p
@@ -347,6 +378,11 @@ impl Publisher {
     /// The camera being published.
     pub(crate) fn camera_id(&self) -> &CameraId {
         &self.stream.camera_id
+    }
+
+    /// Cancelled when [`Registry::disconnect`] asks this publisher to go.
+    pub(crate) fn kicked(&self) -> CancellationToken {
+        self.kick.clone()
     }
 
     /// Feeds one media event. Per-frame path: touches only this publisher's state, except
@@ -442,6 +478,27 @@ mod tests {
         let stream = r.get("cam").unwrap();
         assert!(stream.ll().borrow().segments.len() >= 2);
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn disconnect_kicks_only_the_live_publisher() {
+        let r = registry(Duration::from_secs(30), Duration::from_secs(60));
+        assert!(!r.disconnect("cam"), "no stream yet");
+        let p = r.claim(CameraId::from("cam")).unwrap();
+        let other = r.claim(CameraId::from("cam2")).unwrap();
+        let kicked = p.kicked();
+        assert!(!kicked.is_cancelled());
+        assert!(r.disconnect("cam"));
+        assert!(kicked.is_cancelled());
+        assert!(!other.kicked().is_cancelled(), "other cameras untouched");
+        assert!(!r.disconnect("cam"), "already told to go");
+        drop(p);
+        assert!(!r.disconnect("cam"), "nobody publishes while away");
+        // The next publisher of the camera starts with a fresh token.
+        let again = r.claim(CameraId::from("cam")).unwrap();
+        assert!(!again.kicked().is_cancelled());
+        assert!(r.disconnect("cam"));
+        assert!(again.kicked().is_cancelled());
     }
 
     #[test]

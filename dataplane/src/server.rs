@@ -202,6 +202,16 @@ impl DataPlane {
     }
 }
 
+impl camstream_protocol::LiveControl for DataPlane {
+    fn disconnect_publisher(&self, camera: &str, reason: &str) -> bool {
+        let kicked = self.registry.disconnect(camera);
+        if kicked {
+            tracing::warn!(camera_id = %camera, reason, "disconnecting the publisher");
+        }
+        kicked
+    }
+}
+
 /// Bound listeners, ready to serve.
 pub struct Server {
     rtmp: TcpListener,

@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod codec;
+mod control;
 mod frame;
 mod health;
 mod time;
@@ -15,6 +16,7 @@ mod time;
 pub use codec::{
     AacConfig, AudioCodec, AudioConfig, AvcConfig, CodecError, TrackConfig, VideoCodec, VideoConfig,
 };
+pub use control::LiveControl;
 pub use frame::{MediaEvent, MediaFrame, StreamMetadata, TrackKind};
 pub use health::{StreamHealth, StreamState};
 pub use time::{MS_TO_90K, TICKS_PER_SECOND, Unwrapper};

@@ -280,9 +280,9 @@ async fn lifecycle(name: &str, b: Backends<'_>) {
     );
     assert!(day["avgBitrate"].as_u64().is_some_and(|b| b > 0), "{day}");
 
-    // RTMPS to the rtmpsUrl.
-    let tls = Ffmpeg::publish(
-        &clips.av_short,
+    // RTMPS to the rtmpsUrl (the long clip: it would stream well past every wait below).
+    let mut tls = Ffmpeg::publish(
+        &clips.av_long,
         &rtmps_url,
         server.dir.join("publish-rtmps.stderr"),
     );
@@ -295,17 +295,10 @@ async fn lifecycle(name: &str, b: Backends<'_>) {
             Duration::from_secs(1),
         )
         .await;
-    drop(tls);
-    wait_status(
-        &api,
-        &id,
-        "the RTMPS publisher to leave",
-        Duration::from_secs(5),
-        |s| s["status"] != "online",
-    )
-    .await;
 
-    // Rotating the key: the old one is refused, the new one publishes.
+    // Rotating the key while the encoder streams: the publish it was admitted with is no
+    // longer valid, so it is disconnected; the old key is refused, the new one publishes.
+    assert!(tls.exited().is_none(), "the RTMPS publisher ended early");
     let rotated = api
         .ok(
             Method::POST,
@@ -314,14 +307,15 @@ async fn lifecycle(name: &str, b: Backends<'_>) {
             StatusCode::OK,
         )
         .await;
+    kicked(&server, &api, &id, &mut tls, "stream key rotated").await;
     let new_key = rotated["streamKey"].as_str().expect("streamKey").to_owned();
     assert_ne!(new_key, key);
     let new_url = rotated["rtmpUrl"].as_str().expect("rtmpUrl").to_owned();
     assert_eq!(new_url, server.rtmp_url(&new_key));
     refused(&server, &rtmp_url, "old-key", &["unknown stream key"]).await;
     let before = count_lines(&server, &["publish authorized", &format!("camera_id={id}")]);
-    let fresh = Ffmpeg::publish(
-        &clips.av_short,
+    let mut fresh = Ffmpeg::publish(
+        &clips.av_long,
         &new_url,
         server.dir.join("publish-new-key.stderr"),
     );
@@ -330,17 +324,13 @@ async fn lifecycle(name: &str, b: Backends<'_>) {
         count_lines(&server, &["publish authorized", &format!("camera_id={id}")]),
         before + 1
     );
-    drop(fresh);
-    wait_status(
-        &api,
-        &id,
-        "the new-key publisher to leave",
-        Duration::from_secs(5),
-        |s| s["status"] != "online",
-    )
-    .await;
 
-    // A disabled camera is refused, and gets no playback URLs.
+    // Disabling the camera while it streams disconnects the encoder; it is refused after,
+    // and gets no playback URLs.
+    assert!(
+        fresh.exited().is_none(),
+        "the new-key publisher ended early"
+    );
     let disabled = api
         .ok(
             Method::PUT,
@@ -350,6 +340,7 @@ async fn lifecycle(name: &str, b: Backends<'_>) {
         )
         .await;
     assert_eq!(disabled["isActive"], false);
+    kicked(&server, &api, &id, &mut fresh, "camera disabled").await;
     refused(
         &server,
         &new_url,
@@ -375,6 +366,44 @@ async fn lifecycle(name: &str, b: Backends<'_>) {
         );
     }
     server.assert_healthy().await;
+}
+
+/// Asserts that the control plane disconnected the live encoder of `id` for `reason`: the
+/// data plane says so, ffmpeg exits long before its clip ends, and the camera leaves
+/// `online`.
+async fn kicked(server: &Server, api: &Api, id: &str, ffmpeg: &mut Ffmpeg, reason: &str) {
+    let told = Instant::now();
+    server
+        .wait_log(
+            &[
+                "disconnecting the publisher",
+                &format!("camera_id={id}"),
+                reason,
+            ],
+            Duration::from_secs(2),
+        )
+        .await;
+    server
+        .wait_log(
+            &[
+                "disconnected by the control plane",
+                &format!("camera_id={id}"),
+            ],
+            Duration::from_secs(2),
+        )
+        .await;
+    // ffmpeg notices at its next write; the clip has many seconds left.
+    let status = ffmpeg.wait(Duration::from_secs(5)).await;
+    let gone = told.elapsed();
+    println!("{reason}: encoder gone after {gone:?} ({status})");
+    wait_status(
+        api,
+        id,
+        "the disconnected publisher to leave",
+        Duration::from_secs(5),
+        |s| s["status"] != "online",
+    )
+    .await;
 }
 
 /// Polls the live status until it is online with fps, bitrate and resolution; returns when

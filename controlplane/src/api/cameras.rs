@@ -400,6 +400,9 @@ pub(crate) async fn update(
         .await
         .map_err(conflict)?
         .ok_or_else(not_found)?;
+    if !c.is_active {
+        state.disconnect_publisher(&id, "camera disabled");
+    }
     Ok(ok(view(&state, &c, None)?).into_response())
 }
 
@@ -420,6 +423,7 @@ pub(crate) async fn delete(
         return Err(not_found());
     }
     tracing::info!(camera_id = %id, "camera deleted");
+    state.disconnect_publisher(&id, "camera deleted");
     Ok(ok(serde_json::json!({ "deleted": true })).into_response())
 }
 
@@ -443,6 +447,7 @@ pub(crate) async fn rotate_key(
         .await?
         .ok_or_else(not_found)?;
     tracing::info!(camera_id = %id, "stream key rotated");
+    state.disconnect_publisher(&id, "stream key rotated");
     Ok(ok(view(&state, &c, Some(key.secret))?).into_response())
 }
 
