@@ -103,7 +103,7 @@ impl Default for Api {
             rate_per_s: 50.0,
             clients: 4,
             username: "admin".into(),
-            password: "camstream-bench-Admin-1".into(),
+            password: "Bench-Load-Pass-2026".into(),
             required: true,
         }
     }
@@ -270,6 +270,15 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_admin_password_passes_the_servers_rules() {
+        // camstream refuses to start with a weak --admin-password, which would make every
+        // API scenario fail before it began.
+        let api = Api::default();
+        camstream_controlplane::auth::password::check_strength(&api.password, &api.username)
+            .expect("the harness's admin password is one camstream accepts");
+    }
 
     #[test]
     fn every_shipped_scenario_loads() {
