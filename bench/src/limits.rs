@@ -68,7 +68,8 @@ impl Detector {
         if s.http_errors > prev.http_errors {
             conditions.push("http-errors");
         }
-        if s.stalls > prev.stalls {
+        // Start-up stalls (a player joining a young stream) are not a limit.
+        if s.settled_stalls > prev.settled_stalls {
             conditions.push("stalls");
         }
         self.streaks.retain(|(k, _, _)| conditions.contains(k));
@@ -113,8 +114,8 @@ impl Detector {
                 self.cfg.sustain_s, now.http_errors
             ),
             _ => format!(
-                "viewers stalled for {} s in a row ({} stalls in all)",
-                self.cfg.sustain_s, now.stalls
+                "viewers past their first 10 s of playback stalled for {} s in a row ({} stalls in all, {} past start-up)",
+                self.cfg.sustain_s, now.stalls, now.settled_stalls
             ),
         };
         Limit {
@@ -211,10 +212,17 @@ mod tests {
             s.http_errors = if t == 2 { 1 } else { s.http_errors };
             assert!(d.observe(&s).is_none(), "one error at t=2 then none");
         }
-        for t in 6..=8 {
+        // Start-up stalls alone never make a limit.
+        for t in 6..=10 {
             s.t_s = f64::from(t);
             s.stalls += 1;
-            assert_eq!(d.observe(&s).is_some(), t == 8);
+            assert!(d.observe(&s).is_none(), "start-up stalls at t={t}");
+        }
+        for t in 11..=13 {
+            s.t_s = f64::from(t);
+            s.stalls += 1;
+            s.settled_stalls += 1;
+            assert_eq!(d.observe(&s).is_some(), t == 13);
         }
     }
 }

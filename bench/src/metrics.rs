@@ -220,6 +220,8 @@ pub(crate) struct Metrics {
     pub(crate) viewer_frames: AtomicU64,
     pub(crate) http_errors: AtomicU64,
     pub(crate) stalls: AtomicU64,
+    /// Stalls past a player's warm-up (what the limit detector watches).
+    pub(crate) settled_stalls: AtomicU64,
     pub(crate) api_requests: AtomicU64,
     pub(crate) api_errors: AtomicU64,
     pub(crate) hls: FlavorHists,
@@ -249,6 +251,7 @@ impl Metrics {
             viewer_frames: AtomicU64::new(0),
             http_errors: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
+            settled_stalls: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
             api_errors: AtomicU64::new(0),
             hls: FlavorHists::default(),

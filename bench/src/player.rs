@@ -45,7 +45,14 @@ pub(crate) struct PlayerClock {
     slipped_us: u64,
     in_stall: bool,
     pub(crate) stalls: u64,
+    /// Stalls that began after the player's first [`WARMUP_US`] of playback: a player that
+    /// joins a stream a few seconds old stalls at its start on any server, and that says
+    /// nothing about load.
+    pub(crate) settled_stalls: u64,
 }
+
+/// Playback time after which a stall counts as a symptom of load.
+pub(crate) const WARMUP_US: u64 = 10_000_000;
 
 impl PlayerClock {
     /// When a frame captured at `capture_us` and downloaded at `downloaded_us` is shown.
@@ -56,6 +63,9 @@ impl PlayerClock {
         if downloaded_us > scheduled {
             if !self.in_stall {
                 self.stalls += 1;
+                if downloaded_us.saturating_sub(wall0) >= WARMUP_US {
+                    self.settled_stalls += 1;
+                }
                 self.in_stall = true;
             }
             self.slipped_us += downloaded_us - scheduled;
@@ -212,6 +222,12 @@ mod tests {
         );
         assert_eq!(c.stalls, 2);
         assert_eq!(c.stalled_us(), 400_000 + 100_000);
+        assert_eq!(c.settled_stalls, 0, "both within the warm-up");
+        // Well past the warm-up: on time first, then 20 s of capture, due at 21.5 s,
+        // arrives at 22 s.
+        assert_eq!(c.display(19_000_000, 19_000_000), 20_500_000);
+        assert_eq!(c.display(20_000_000, 22_000_000), 22_000_000);
+        assert_eq!((c.stalls, c.settled_stalls), (3, 1));
     }
 
     #[test]

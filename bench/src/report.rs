@@ -37,6 +37,10 @@ pub(crate) struct Sample {
     pub(crate) publish_failures: u64,
     pub(crate) http_errors: u64,
     pub(crate) stalls: u64,
+    /// Stalls past each player's first 10 s of playback (reports written before this
+    /// field read 0).
+    #[serde(default)]
+    pub(crate) settled_stalls: u64,
 }
 
 /// The machine a run used.
@@ -396,7 +400,7 @@ impl Report {
         let _ = writeln!(o, "## Loss and errors\n");
         let _ = writeln!(
             o,
-            "Frames in {} ({} MB), frames out {} ({} MB over {} viewers); missing {}, missing at the tail {}, from another camera {}; stalls {} ({:.0} ms), resyncs {}, HTTP errors {}. **Zero loss: {}.**\n",
+            "Frames in {} ({} MB), frames out {} ({} MB over {} viewers); missing {}, missing at the tail {}, from another camera {}; stalls {} ({:.0} ms; {} past the players' first 10 s), resyncs {}, HTTP errors {}. **Zero loss: {}.**\n",
             s.frames_in,
             mb(s.bytes_in),
             s.frames_out,
@@ -407,6 +411,7 @@ impl Report {
             s.foreign_frames,
             s.stalls,
             s.stall_ms,
+            self.timeseries.last().map_or(0, |x| x.settled_stalls),
             s.resyncs,
             s.http_errors,
             if s.zero_loss { "yes" } else { "no" }

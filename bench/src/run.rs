@@ -379,6 +379,7 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
             publish_failures: Metrics::get(&metrics.publish_failures),
             http_errors: Metrics::get(&metrics.http_errors),
             stalls: Metrics::get(&metrics.stalls),
+            settled_stalls: Metrics::get(&metrics.settled_stalls),
         };
         (prev_pub, prev_view, prev_api) = (pub_b, view_b, api_n);
         pb.set_position(t as u64);

@@ -172,6 +172,7 @@ impl Viewer {
         let ledger = &self.metrics.cameras[self.spec.camera as usize];
         let before = self.tracker.frames;
         let stalls_before = self.tracker.clock().stalls;
+        let settled_before = self.tracker.clock().settled_stalls;
         self.tracker.on_media(
             &markers,
             available_us,
@@ -189,6 +190,10 @@ impl Viewer {
         Metrics::add(
             &self.metrics.stalls,
             self.tracker.clock().stalls - stalls_before,
+        );
+        Metrics::add(
+            &self.metrics.settled_stalls,
+            self.tracker.clock().settled_stalls - settled_before,
         );
         Some(markers)
     }
