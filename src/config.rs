@@ -161,6 +161,28 @@ pub(crate) struct Serve {
     pub(crate) allow_any_key: bool,
     pub(crate) streams: HashMap<String, String>,
     pub(crate) log_format: LogFormat,
+    /// `--public-base-url`; default `http://<public-host>:<bound HTTP port>`.
+    public_base_url: Option<String>,
+}
+
+impl Serve {
+    /// The control plane's slice once the listeners are bound: the URLs it hands out carry
+    /// the bound ports, which differ from the configured ones when those were 0.
+    pub(crate) fn controlplane_config(
+        &self,
+        bound: &camstream_dataplane::BoundAddrs,
+    ) -> camstream_controlplane::ControlPlaneConfig {
+        let mut cp = self.controlplane.clone();
+        cp.rtmp_port = bound.rtmp.port();
+        if let Some(a) = bound.rtmps {
+            cp.rtmps_port = a.port();
+        }
+        cp.public_base_url = self
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", cp.public_host, bound.http.port()));
+        cp
+    }
 }
 
 impl ServeArgs {
@@ -272,13 +294,11 @@ impl ServeArgs {
         if let Some(host) = self.public_host.or(file.public_host) {
             cp.public_host = host;
         }
-        cp.public_base_url = self
-            .public_base_url
-            .or(file.public_base_url)
-            .unwrap_or_else(|| format!("http://{}:{}", cp.public_host, dp.http_addr.port()));
+        let public_base_url = self.public_base_url.or(file.public_base_url);
         Ok(Serve {
             dataplane: dp,
             controlplane: cp,
+            public_base_url,
             allow_any_key,
             streams: file.streams,
             log_format,
@@ -436,6 +456,39 @@ mod tests {
         .unwrap_err();
         assert!(format!("{err:#}").contains("rtmp-adr"), "{err:#}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn controlplane_urls_use_bound_ports() {
+        let s = ServeArgs {
+            rtmp_addr: Some("127.0.0.1:0".into()),
+            rtmps_addr: Some("127.0.0.1:0".into()),
+            http_addr: Some("127.0.0.1:0".into()),
+            public_host: Some("cams.example".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let bound = camstream_dataplane::BoundAddrs {
+            rtmp: "127.0.0.1:41935".parse().unwrap(),
+            rtmps: Some("127.0.0.1:41936".parse().unwrap()),
+            http: "127.0.0.1:48080".parse().unwrap(),
+            https: None,
+        };
+        let cp = s.controlplane_config(&bound);
+        assert_eq!(cp.rtmp_port, 41935);
+        assert_eq!(cp.rtmps_port, 41936);
+        assert_eq!(cp.public_base_url, "http://cams.example:48080");
+        let given = ServeArgs {
+            public_base_url: Some("https://cdn.example".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            given.controlplane_config(&bound).public_base_url,
+            "https://cdn.example"
+        );
     }
 
     #[test]

@@ -2,12 +2,13 @@
 
 mod config;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use camstream_controlplane::ControlPlane;
 use camstream_dataplane::auth::{
-    AllowAnyKey, Authorizer, FirstOf, PlaybackGuard, PublicPlayback, StaticKeys,
+    AllowAnyKey, Authorizer, BoxFuture, CameraId, Denied, FirstOf, PlaybackDenied, PlaybackGuard,
+    PublicPlayback, PublishRequest, StaticKeys,
 };
 use camstream_dataplane::{CertSource, DataPlane, Server};
 use clap::Parser;
@@ -60,9 +61,10 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         )
     })?;
     let shutdown = CancellationToken::new();
-    let cp = ControlPlane::start_with_cancel(serve.controlplane.clone(), shutdown.child_token())
-        .await
-        .context("cannot start the control plane")?;
+    // The data plane binds first so the control plane hands out the ports actually bound
+    // (a configured port 0 becomes a real one in rtmpUrl and playback URLs); the control
+    // plane's answers reach the ingest and HLS through `deferred`, filled before serving.
+    let deferred = Arc::new(Deferred::default());
     let (authorizer, guard): (Arc<dyn Authorizer>, Arc<dyn PlaybackGuard>) = if serve.allow_any_key
     {
         warn!(
@@ -70,7 +72,7 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         );
         (Arc::new(AllowAnyKey), Arc::new(PublicPlayback))
     } else {
-        let store = cp.authorizer();
+        let store: Arc<dyn Authorizer> = deferred.clone();
         let authorizer: Arc<dyn Authorizer> = if serve.streams.is_empty() {
             store
         } else {
@@ -83,11 +85,18 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
                 store,
             ]))
         };
-        (authorizer, cp.playback_guard())
+        (authorizer, deferred.clone())
     };
     let server = Server::bind(serve.dataplane.clone(), authorizer, guard)
         .await
         .context("cannot start the data plane")?;
+    let cp = ControlPlane::start_with_cancel(
+        serve.controlplane_config(server.addrs()),
+        shutdown.child_token(),
+    )
+    .await
+    .context("cannot start the control plane")?;
+    deferred.fill(&cp);
     match server.cert_source() {
         CertSource::Generated(p) => {
             info!(path = %p.display(), "generated a self-signed TLS certificate (use --tls-cert/--tls-key for a real one)")
@@ -144,6 +153,44 @@ async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationTo
         metrics::counter!("camstream_bytes_out_total").absolute(bytes_out);
         if let Err(e) = cp.report_health(health).await {
             warn!(error = %e, "stream health not recorded");
+        }
+    }
+}
+
+/// The control plane's publish authorizer and playback guard, set once it has started.
+/// Listeners accept nothing before [`Server::run`], which comes after [`Deferred::fill`], so
+/// the unset answers (refusals) are never observed in practice.
+#[derive(Default)]
+struct Deferred {
+    authorizer: OnceLock<Arc<dyn Authorizer>>,
+    guard: OnceLock<Arc<dyn PlaybackGuard>>,
+}
+
+impl Deferred {
+    fn fill(&self, cp: &ControlPlane) {
+        let _ = self.authorizer.set(cp.authorizer());
+        let _ = self.guard.set(cp.playback_guard());
+    }
+}
+
+impl Authorizer for Deferred {
+    fn authorize<'a>(&'a self, req: PublishRequest<'a>) -> BoxFuture<'a, Result<CameraId, Denied>> {
+        match self.authorizer.get() {
+            Some(a) => a.authorize(req),
+            None => Box::pin(std::future::ready(Err(Denied::Unavailable(
+                "the control plane is starting".into(),
+            )))),
+        }
+    }
+}
+
+impl PlaybackGuard for Deferred {
+    fn check(&self, camera_id: &str, token: Option<&str>) -> Result<(), PlaybackDenied> {
+        match self.guard.get() {
+            Some(g) => g.check(camera_id, token),
+            None => Err(PlaybackDenied::Invalid(
+                "the control plane is starting".into(),
+            )),
         }
     }
 }

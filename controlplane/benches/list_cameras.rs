@@ -5,7 +5,9 @@
 //! cost of auth + rate limit + query + JSON shows as a ratio.
 //!
 //! Run: `cargo bench -p camstream-controlplane --bench list_cameras -- [--concurrency N]
-//! [--seconds S]` (defaults 16 and 10). On the 2-core dev machine, use `--profile dev`.
+//! [--seconds S] [--database-url postgres://...] [--redis-url redis://...]` (defaults 16, 10,
+//! SQLite in a temp dir, in-memory cache; the database must be empty). On the 2-core dev
+//! machine, use `--profile dev`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,18 +26,24 @@ use tokio::net::TcpStream;
 struct Args {
     concurrency: usize,
     seconds: u64,
+    database_url: Option<String>,
+    redis_url: Option<String>,
 }
 
 fn args() -> Result<Args> {
     let mut a = Args {
         concurrency: 16,
         seconds: 10,
+        database_url: None,
+        redis_url: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--concurrency" => a.concurrency = it.next().context("value")?.parse()?,
             "--seconds" => a.seconds = it.next().context("value")?.parse()?,
+            "--database-url" => a.database_url = Some(it.next().context("value")?),
+            "--redis-url" => a.redis_url = Some(it.next().context("value")?),
             // cargo bench passes --bench; ignore what we do not know.
             _ => {}
         }
@@ -157,6 +165,8 @@ fn main() -> Result<()> {
             data_dir: dir.clone(),
             admin_password: Some(password.into()),
             user_rate_limit: u32::MAX,
+            database_url: a.database_url.clone(),
+            redis_url: a.redis_url.clone(),
             ..ControlPlaneConfig::default()
         })
         .await?;
@@ -179,7 +189,7 @@ fn main() -> Result<()> {
             .await?;
         }
 
-        println!("control plane bench: concurrency {}, {} s measured after 2 s warm-up, HTTP/1.1 keep-alive over loopback", a.concurrency, a.seconds);
+        println!("control plane bench: {:?}, concurrency {}, {} s measured after 2 s warm-up, HTTP/1.1 keep-alive over loopback", cp, a.concurrency, a.seconds);
         let base = run(addr, "/api/docs", None, &a).await?;
         let list = run(addr, "/api/v1/cameras", Some(&token), &a).await?;
         for (name, f) in [("GET /api/docs (static, no auth)", &base), ("GET /api/v1/cameras (JWT, 20 of 100)", &list)] {

@@ -421,11 +421,24 @@ impl ControlPlane {
         &self.shared.config
     }
 
-    /// Stops the background tasks and waits for them.
+    /// Stops the background tasks, waits for them, and marks this node's streams offline.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         let mut tasks = self.tasks.lock().await;
         while tasks.join_next().await.is_some() {}
+        drop(tasks);
+        // Nothing this node ingested is live once it stops: say so now rather than at its
+        // next start (with a shared database the node may never come back).
+        match self
+            .shared
+            .store
+            .reset_node_streams(&self.shared.config.node_id)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(cameras = n, "marked this node's streams offline"),
+            Err(e) => tracing::warn!(error = %e, "could not mark this node's streams offline"),
+        }
     }
 }
 

@@ -411,3 +411,221 @@ fn disk_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
     }
     Ok(total)
 }
+
+/// What an encoder sent to publish a clip over RTMP: `rml_rtmp`'s client handshake and
+/// `ClientSession` (chunk size as given, window 2.5 MB like ffmpeg), recorded once against a
+/// [`crate::rtmp::Session`] and replayed by [`RtmpIngest`].
+#[derive(Debug, Clone)]
+pub struct RtmpPublish {
+    /// Client writes up to and including `publish`.
+    setup: Vec<Bytes>,
+    /// Client writes once publishing: `@setDataFrame`, then one write per tag (each a whole
+    /// RTMP message, as ffmpeg and OBS write them).
+    media: Vec<Bytes>,
+    frames: usize,
+}
+
+/// Records the publish of `tags` (script tags skipped) at `chunk_size`.
+///
+/// # Panics
+/// When the session or the client refuses the exchange: bench support.
+pub fn record_rtmp_publish(tags: &[Tag], chunk_size: u32) -> RtmpPublish {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionResult, PublishRequestType, StreamMetadata,
+    };
+    use rml_rtmp::time::RtmpTimestamp;
+
+    use crate::rtmp::{Config, Event, Session};
+
+    fn packets(results: Vec<ClientSessionResult>, out: &mut Vec<Bytes>) {
+        for r in results {
+            if let ClientSessionResult::OutboundResponse(p) = r {
+                out.push(Bytes::from(p.bytes));
+            }
+        }
+    }
+
+    /// Delivers `writes` to the server, accepts a publish request, returns its answer.
+    fn exchange(server: &mut Session, now: std::time::Instant, writes: &[Bytes]) -> Vec<u8> {
+        for w in writes {
+            let mut buf = bytes::BytesMut::from(&w[..]);
+            server
+                .handle_input(now, &mut buf)
+                .expect("server takes the setup");
+        }
+        while let Some(e) = server.poll_event() {
+            if matches!(e, Event::PublishRequested { .. }) {
+                server.accept_publish().expect("accept");
+            }
+        }
+        let mut back = Vec::new();
+        while let Some(b) = server.poll_transmit() {
+            back.extend_from_slice(&b);
+        }
+        back
+    }
+
+    let now = std::time::Instant::now();
+    let mut server = Session::new(now, Config::default());
+    let mut setup = Vec::new();
+    let mut handshake = Handshake::new(PeerType::Client);
+    let c0c1 = Bytes::from(handshake.generate_outbound_p0_and_p1().expect("c0c1"));
+    let back = exchange(&mut server, now, std::slice::from_ref(&c0c1));
+    setup.push(c0c1);
+    let HandshakeProcessResult::Completed {
+        response_bytes,
+        remaining_bytes,
+    } = handshake.process_bytes(&back).expect("s0s1s2")
+    else {
+        panic!("the handshake completes on S0+S1+S2");
+    };
+    assert!(remaining_bytes.is_empty());
+    let c2 = Bytes::from(response_bytes);
+
+    let mut config = ClientSessionConfig::new();
+    config.chunk_size = chunk_size;
+    let (mut client, results) = ClientSession::new(config).expect("client");
+    let mut writes = vec![c2];
+    packets(results, &mut writes);
+    packets(
+        vec![client.request_connection("live".into()).expect("connect")],
+        &mut writes,
+    );
+    // connect, then createStream, then publish: each needs the server's answer.
+    for step in 0..3 {
+        let back = exchange(&mut server, now, &writes);
+        setup.append(&mut writes);
+        packets(
+            client.handle_input(&back).expect("client input"),
+            &mut writes,
+        );
+        if step == 0 {
+            packets(
+                vec![
+                    client
+                        .request_publishing("key".into(), PublishRequestType::Live)
+                        .expect("publish"),
+                ],
+                &mut writes,
+            );
+        }
+    }
+    setup.append(&mut writes);
+
+    let mut media = Vec::new();
+    let mut metadata = StreamMetadata::new();
+    metadata.video_width = Some(1280);
+    metadata.video_height = Some(720);
+    metadata.video_codec_id = Some(7);
+    metadata.audio_codec_id = Some(10);
+    packets(
+        vec![client.publish_metadata(&metadata).expect("metadata")],
+        &mut media,
+    );
+    for t in tags.iter().filter(|t| t.kind != 18) {
+        let ts = RtmpTimestamp::new(t.timestamp);
+        let r = if t.video {
+            client.publish_video_data(t.body.clone(), ts, false)
+        } else {
+            client.publish_audio_data(t.body.clone(), ts, false)
+        };
+        packets(vec![r.expect("media packet")], &mut media);
+    }
+    RtmpPublish {
+        setup,
+        media,
+        frames: frames(&demux(tags)),
+    }
+}
+
+impl RtmpPublish {
+    /// Media frames the publish carries.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Bytes of the media part.
+    pub fn media_len(&self) -> usize {
+        self.media.iter().map(Bytes::len).sum()
+    }
+
+    /// The media part as socket reads: one per encoder write (`None`, a live encoder at its
+    /// own pace), or the writes joined and cut every `size` bytes (a backlog read in bulk).
+    pub fn media_reads(&self, size: Option<usize>) -> Vec<Bytes> {
+        let Some(size) = size else {
+            return self.media.clone();
+        };
+        let all = Bytes::from(self.media.concat());
+        (0..all.len())
+            .step_by(size)
+            .map(|at| all.slice(at..(at + size).min(all.len())))
+            .collect()
+    }
+
+    /// A fresh session with the setup replayed and the publish accepted.
+    ///
+    /// # Panics
+    /// When the session refuses the setup.
+    pub fn start(&self) -> RtmpIngest {
+        use crate::rtmp::{Config, Event, Session};
+        let now = std::time::Instant::now();
+        let mut session = Session::new(now, Config::default());
+        for w in &self.setup {
+            let mut buf = bytes::BytesMut::from(&w[..]);
+            session.handle_input(now, &mut buf).expect("setup");
+            while session.poll_transmit().is_some() {}
+            while let Some(e) = session.poll_event() {
+                if matches!(e, Event::PublishRequested { .. }) {
+                    session.accept_publish().expect("accept");
+                }
+            }
+        }
+        while session.poll_transmit().is_some() {}
+        RtmpIngest {
+            session,
+            buf: bytes::BytesMut::with_capacity(64 << 10),
+            now,
+        }
+    }
+}
+
+/// A publishing [`crate::rtmp::Session`] fed like the ingest shell feeds it.
+pub struct RtmpIngest {
+    session: crate::rtmp::Session,
+    buf: bytes::BytesMut,
+    now: std::time::Instant,
+}
+
+impl std::fmt::Debug for RtmpIngest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtmpIngest").finish_non_exhaustive()
+    }
+}
+
+impl RtmpIngest {
+    /// Feeds `reads` through one reused read buffer (as the shell's `read_buf` does), drains
+    /// the session after each, and keeps every media event in `out` (as a segmenter window
+    /// would keep the frames alive). Returns the number of frames.
+    ///
+    /// # Panics
+    /// When the session fails.
+    pub fn run(&mut self, reads: &[Bytes], out: &mut Vec<MediaEvent>) -> usize {
+        use crate::rtmp::Event;
+        let mut n = 0;
+        for read in reads {
+            self.buf.extend_from_slice(read);
+            self.session
+                .handle_input(self.now, &mut self.buf)
+                .expect("the session takes the publish");
+            while self.session.poll_transmit().is_some() {}
+            while let Some(e) = self.session.poll_event() {
+                if let Event::Media(m) = e {
+                    n += usize::from(matches!(m, MediaEvent::Frame(_)));
+                    out.push(m);
+                }
+            }
+        }
+        n
+    }
+}

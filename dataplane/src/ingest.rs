@@ -1,9 +1,10 @@
 //! The RTMP/RTMPS ingest shell: sockets and TLS around the sans-IO [`rtmp::Session`], the
 //! authorizer call, and the hand-off of media to the camera's [`Publisher`].
 //!
-//! One task per connection (owned by the server's `JoinSet`), reading into one reused
-//! buffer; the session copies each message once; media goes straight into the publisher's
-//! segmenter on this task. Nothing here waits on viewers.
+//! One task per connection (owned by the server's `JoinSet`), reading into one buffer; the
+//! session copies each media payload at most once (a message that arrives whole is split off
+//! the buffer, not copied); media goes straight into the publisher's segmenter on this task.
+//! Nothing here waits on viewers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::auth::{Authorizer, PublishRequest};
 use crate::registry::{ClaimError, Publisher, Registry};
 use crate::rtmp::{self, Event, Session};
+
+/// Size of a read buffer block.
+const READ_BUF: usize = 64 << 10;
+/// Least spare capacity worth a read; below it a new block is reserved.
+const MIN_READ: usize = 4 << 10;
 
 /// What every ingest connection shares.
 pub(crate) struct Ingest {
@@ -76,7 +82,7 @@ impl Ingest {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut session = Session::new(Instant::now().into_std(), self.rtmp.clone());
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = BytesMut::with_capacity(READ_BUF);
         let mut publisher: Option<Publisher> = None;
         loop {
             // Drain everything the session has for us before waiting again.
@@ -139,6 +145,11 @@ impl Ingest {
                 return End::Error(format!("write: {e}"));
             }
             let deadline = session.poll_timeout().map(Instant::from_std);
+            // Frames split off the buffer keep its earlier bytes alive, so its spare capacity
+            // shrinks; when little is left, start a new block rather than read a few bytes.
+            if buf.capacity() - buf.len() < MIN_READ {
+                buf.reserve(READ_BUF);
+            }
             tokio::select! {
                 read = io.read_buf(&mut buf) => match read {
                     Ok(0) => return End::PeerClosed,

@@ -4,12 +4,17 @@
 //!
 //! Everything started here is killed on drop. Nothing sleeps to synchronise: waits poll a
 //! condition until a deadline ([`eventually`]).
+//!
+//! Shared by the `dataplane` and `controlplane` test binaries; each uses a part of it.
+
+#![allow(dead_code)]
 
 pub(crate) mod ffmpeg;
 pub(crate) mod hls;
 pub(crate) mod mp4;
 pub(crate) mod rtmp;
 pub(crate) mod server;
+pub(crate) mod services;
 
 use std::future::Future;
 use std::path::PathBuf;

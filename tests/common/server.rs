@@ -46,25 +46,34 @@ pub(crate) struct Server {
     pub(crate) http: SocketAddr,
     pub(crate) https: SocketAddr,
     client: reqwest::Client,
+    /// The command line (for [`Server::restart`]).
+    args: Vec<String>,
+    /// How many times this data directory was restarted.
+    generation: u32,
 }
 
 impl Server {
     /// Starts the binary in a fresh scratch directory named `name` and waits for `/readyz`.
     pub(crate) async fn start(name: &str, opts: ServerOptions) -> Server {
+        Self::start_with(name, opts, Vec::new()).await
+    }
+
+    /// [`Server::start`] with more flags whose values are only known at run time
+    /// (database URLs, secrets).
+    pub(crate) async fn start_with(name: &str, opts: ServerOptions, extra: Vec<String>) -> Server {
         let dir = scratch(name);
-        let log = dir.join("camstream.log");
-        let out = std::fs::File::create(&log).expect("create log file");
-        let err = out.try_clone().expect("clone log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_camstream"));
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--rtmp-addr", "127.0.0.1:0"])
-            .args(["--rtmps-addr", "127.0.0.1:0"])
-            .args(["--http-addr", "127.0.0.1:0"])
-            .args(["--https-addr", "127.0.0.1:0"]);
+        let mut args: Vec<String> = vec!["serve".into(), "--data-dir".into()];
+        args.push(dir.join("data").display().to_string());
+        for (flag, addr) in [
+            ("--rtmp-addr", "127.0.0.1:0"),
+            ("--rtmps-addr", "127.0.0.1:0"),
+            ("--http-addr", "127.0.0.1:0"),
+            ("--https-addr", "127.0.0.1:0"),
+        ] {
+            args.extend([flag.into(), addr.into()]);
+        }
         if opts.allow_any_key {
-            cmd.arg("--allow-any-key");
+            args.push("--allow-any-key".into());
         }
         if !opts.streams.is_empty() {
             let mut toml = String::from("[streams]\n");
@@ -73,9 +82,63 @@ impl Server {
             }
             let path = dir.join("camstream.toml");
             std::fs::write(&path, toml).expect("write config file");
-            cmd.arg("--config").arg(path);
+            args.extend(["--config".into(), path.display().to_string()]);
         }
-        cmd.args(&opts.args)
+        args.extend(opts.args.iter().map(|a| (*a).to_owned()));
+        args.extend(extra);
+        Self::launch(dir, 0, args).await
+    }
+
+    /// Stops the server with SIGTERM (a graceful shutdown) and starts the same command
+    /// again on the same data directory, with `replace` swapping flag values (`(flag,
+    /// new value)`; the flag is added when absent). Listeners get new ports; the new log
+    /// is `camstream.N.log`.
+    pub(crate) async fn restart(self, replace: &[(&str, &str)]) -> Server {
+        let status = self.stop(Duration::from_secs(20)).await;
+        assert!(
+            status.success(),
+            "camstream stopped with {status}; log:\n{}",
+            self.log()
+        );
+        let mut args = self.args.clone();
+        for (flag, value) in replace {
+            match args.iter().position(|a| a == flag) {
+                Some(i) => args[i + 1] = (*value).to_owned(),
+                None => args.extend([(*flag).to_owned(), (*value).to_owned()]),
+            }
+        }
+        Self::launch(self.dir.clone(), self.generation + 1, args).await
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (panics after `timeout`).
+    pub(crate) async fn stop(&self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.lock().expect("child lock").id();
+        if let Some(pid) = pid {
+            let ok = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .expect("run kill")
+                .success();
+            assert!(ok, "kill -TERM {pid} failed");
+        }
+        eventually("camstream to exit after SIGTERM", timeout, || {
+            let exited = self.child.lock().expect("child lock").try_wait();
+            async move { exited.expect("try_wait") }
+        })
+        .await
+    }
+
+    /// Runs `camstream args` in `dir` and waits until it is ready.
+    async fn launch(dir: PathBuf, generation: u32, args: Vec<String>) -> Server {
+        let log = if generation == 0 {
+            dir.join("camstream.log")
+        } else {
+            dir.join(format!("camstream.{generation}.log"))
+        };
+        let out = std::fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_camstream"));
+        cmd.args(&args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("CAMSTREAM_ALLOW_ANY_KEY")
@@ -140,6 +203,8 @@ impl Server {
             dir,
             log,
             client,
+            args,
+            generation,
         }
     }
 

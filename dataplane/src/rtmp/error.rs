@@ -48,19 +48,25 @@ pub(crate) enum RtmpError {
         /// The header format (1, 2 or 3).
         fmt: u8,
     },
-    /// A chunk that does not continue the unfinished message. `rml_rtmp` reassembles one
-    /// message at a time, so interleaved chunk streams would corrupt or crash it.
+    /// A chunk that starts a new message (format 0, 1 or 2) on a chunk stream whose message
+    /// is unfinished.
     #[error(
-        "chunk on chunk stream {csid} (format {fmt}) while the message on chunk stream \
-         {pending_csid} is unfinished: interleaved messages are not supported"
+        "chunk on chunk stream {csid} (format {fmt}) starts a new message while the \
+         previous one on that chunk stream is unfinished"
     )]
-    Interleaved {
-        /// The chunk stream of the offending chunk.
+    Interrupted {
+        /// The chunk stream id.
         csid: u32,
-        /// Its header format.
+        /// The header format.
         fmt: u8,
-        /// The chunk stream with the unfinished message.
-        pending_csid: u32,
+    },
+    /// Unfinished messages (on interleaved chunk streams) would reserve more than the limit.
+    #[error("unfinished messages would hold {bytes} bytes, more than the limit of {max}")]
+    UnfinishedTooLarge {
+        /// Bytes reserved for unfinished messages, the new one included.
+        bytes: usize,
+        /// The limit (`max_pending_bytes`).
+        max: usize,
     },
     /// More distinct chunk stream ids than the limit.
     #[error("more than {max} chunk streams")]
@@ -102,8 +108,7 @@ pub(crate) enum RtmpError {
         /// The largest accepted.
         max: u32,
     },
-    /// A `WindowAcknowledgementSize` above the limit (`rml_rtmp` counts bytes towards it in a
-    /// `u32`, which a window this large could overflow).
+    /// A `WindowAcknowledgementSize` above the limit (2 GiB or more is no window at all).
     #[error("peer window acknowledgement size {got} is above {max}")]
     InvalidWindowAckSize {
         /// The announced window.

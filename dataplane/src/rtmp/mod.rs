@@ -1,13 +1,15 @@
 //! The sans-IO RTMP server session: bytes from an encoder in, publish requests and
 //! [`MediaEvent`]s out.
 //!
-//! Owns: the handshake and the RTMP session (both `rml_rtmp`, wrapped), the validation that
-//! keeps hostile input away from `rml_rtmp`'s crash paths ([`chunk`], [`amf0`]), containment of
-//! any panic that still escapes it ([`contain`]), timeouts, and the hand-off of audio/video tag
-//! bodies to [`crate::flv::Demuxer`]. Leaves to others: sockets and TLS (the ingest shell),
-//! deciding whether a stream key may publish (the shell asks the authorizer and answers with
-//! [`Session::accept_publish`] or [`Session::reject_publish`]), and everything downstream of
-//! the media events.
+//! Owns: the handshake (`rml_rtmp`, wrapped), our own chunk stream reader ([`chunk`]), which
+//! reassembles every message with one copy at most and hands audio and video straight to
+//! [`crate::flv::Demuxer`], the commands (`rml_rtmp`'s `ServerSession`, fed everything but
+//! media, see [`session`]), acknowledgements, the validation that keeps hostile input away
+//! from `rml_rtmp`'s crash paths ([`chunk`], [`amf0`]), containment of any panic that still
+//! escapes it ([`contain`]), and timeouts. Leaves to others: sockets and TLS (the ingest
+//! shell), deciding whether a stream key may publish (the shell asks the authorizer and
+//! answers with [`Session::accept_publish`] or [`Session::reject_publish`]), and everything
+//! downstream of the media events.
 //!
 //! Spec: Adobe "Real-Time Messaging Protocol (RTMP) Specification" 1.0 (2012): §5.2 handshake,
 //! §5.3 chunking, §5.4 protocol control messages, §7.2 commands. Only publishing is served:
@@ -37,8 +39,8 @@ pub(crate) struct Config {
     /// Longest silence from the peer once the handshake is done. Default 30 s.
     pub(crate) idle_timeout: Duration,
     /// Largest audio/video message accepted once publishing, in bytes. Default 16 MiB, which
-    /// admits every length RTMP's 24-bit field can carry. `rml_rtmp` reserves a message's full
-    /// length as soon as its first chunk arrives, so this is also per-connection memory.
+    /// admits every length RTMP's 24-bit field can carry. A message's full length is reserved
+    /// at its first payload byte, so this is also per-connection memory.
     pub(crate) max_message_len: usize,
     /// Largest command, data or control message, and largest message of any kind before the
     /// publish is accepted, in bytes. Default 64 KiB (real `connect` and `onMetaData` messages
@@ -48,8 +50,10 @@ pub(crate) struct Config {
     /// Largest chunk size the peer may announce. Default 16 MiB; 0 and anything larger end the
     /// connection.
     pub(crate) max_chunk_size: u32,
-    /// Most input bytes accepted without completing a message. Default 24 MiB: a 16 MiB
-    /// message with the header overhead of chunks down to 8 bytes.
+    /// Most input bytes accepted without completing a message, and most bytes reserved for
+    /// unfinished messages on interleaved chunk streams together. Default 24 MiB: a 16 MiB
+    /// message with the header overhead of chunks down to 8 bytes, or a 16 MiB video message
+    /// with audio interleaved.
     pub(crate) max_pending_bytes: usize,
     /// Most distinct chunk stream ids a peer may use. Default 64 (ffmpeg and OBS use under 8).
     pub(crate) max_chunk_streams: usize,

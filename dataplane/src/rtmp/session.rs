@@ -4,27 +4,50 @@
 //! `reject_publish`, drain `poll_transmit` (to the socket, in order) and `poll_event`, then
 //! wait for input or `poll_timeout`. Any `Err` is fatal: log it once and close the socket
 //! (bytes still queued in `poll_transmit`, such as a rejection, may be flushed first).
+//!
+//! Data flow after the handshake: [`ChunkReader`] is the only parser of the peer's chunks.
+//! Audio and video messages of the accepted publish go from it straight to the FLV demuxer,
+//! copied at most once (see [`super::chunk`]); `rml_rtmp` never sees them. Every other message
+//! goes to `rml_rtmp`'s `ServerSession` (commands, `@setDataFrame`, user control), each
+//! re-serialized as one self-contained type 0 chunk: at start `rml_rtmp` is told to expect
+//! chunks of up to [`TO_RML_CHUNK_SIZE`] bytes, and the peer's Set Chunk Size is never passed
+//! on, so the two chunk sizes cannot get out of step.
+//!
+//! Acknowledgements (§5.4.3) are ours: `rml_rtmp` would count only the bytes it is fed and
+//! report the bytes since its last acknowledgement, so the Window Acknowledgement Size (§5.4.4)
+//! is not passed on either, and we acknowledge every window of received bytes (handshake
+//! included) with the total, wrapping at 2^32. So that our acknowledgements can sit between
+//! `rml_rtmp`'s messages on the control chunk stream without breaking its header compression,
+//! its output is read back into messages and everything is sent with full (type 0) headers by
+//! one serializer of ours. That costs a few bytes per control message; media never goes out.
 
 use std::collections::VecDeque;
+use std::fmt::Display;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use camstream_protocol::{MediaEvent, StreamMetadata, TrackKind};
+use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer, Packet};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::messages::MessagePayload;
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
 };
+use rml_rtmp::time::RtmpTimestamp;
 
-use super::chunk::{ChunkGuard, Limits};
+use super::chunk::{
+    ACKNOWLEDGEMENT, AGGREGATE, AUDIO, ChunkReader, Limits, Message, SET_CHUNK_SIZE, VIDEO,
+    WINDOW_ACK_SIZE, be32,
+};
 use super::contain::contain;
 use super::{Config, Event, Phase, RtmpError};
 use crate::flv::{Demuxer, FlvError};
 
 /// C0 + C1 + C2 (§5.2.5): what the handshake consumes before chunks start.
 const HANDSHAKE_LEN: usize = 1 + 1536 + 1536;
-/// Input goes to `rml_rtmp` in pieces of at most this size: it copies each piece into its own
-/// buffer before parsing, so this bounds that copy.
-const FEED_LEN: usize = 64 << 10;
+/// The chunk size `rml_rtmp` is told to expect: the largest message length (24 bits), so
+/// every message we hand it is one chunk.
+const TO_RML_CHUNK_SIZE: u32 = 0x00FF_FFFF;
 
 /// Where the (single) publish of this connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,31 +63,44 @@ enum Publish {
 /// The sans-IO RTMP server side of one connection; see the module docs for the call order.
 pub(crate) struct Session {
     config: Config,
+    started: Instant,
     /// `Some` until the handshake completes.
     handshake: Option<Handshake>,
     handshake_left: usize,
     /// `Some` once the handshake completed.
     rml: Option<ServerSession>,
-    guard: ChunkGuard,
+    reader: ChunkReader,
+    /// Chunks the messages handed to `rml` (one type 0 chunk each).
+    to_rml: ChunkSerializer,
+    /// Reads `rml`'s output back into messages.
+    from_rml: ChunkDeserializer,
+    /// Chunks everything we send after the handshake.
+    writer: ChunkSerializer,
     demuxer: Demuxer,
     app: Option<String>,
     publish: Publish,
+    /// Message stream of the message `rml` is handling (a publish request comes from it).
+    feeding_stream: u32,
+    /// Message stream of the publish (pending or accepted): media on others is dropped.
+    publish_stream: u32,
     audio_dropped: bool,
     aggregate_warned: bool,
     malformed: u64,
     bytes_received: u64,
+    /// The peer's Window Acknowledgement Size, once announced (0 means none).
+    ack_window: u32,
+    /// `bytes_received` when we last acknowledged, or when the window was announced.
+    acked: u64,
     deadline: Instant,
     failed: bool,
     events: VecDeque<Event>,
     transmit: VecDeque<Bytes>,
-    /// Scratch for [`Session::feed`], kept to avoid an allocation per input.
-    message_ends: Vec<usize>,
 }
 
 impl Session {
     /// A session for a connection accepted at `now`.
     pub(crate) fn new(now: Instant, config: Config) -> Self {
-        let guard = ChunkGuard::new(Limits {
+        let reader = ChunkReader::new(Limits {
             max_message_len: config.max_message_len,
             max_command_len: config.max_command_len,
             max_chunk_size: config.max_chunk_size,
@@ -74,26 +110,35 @@ impl Session {
         });
         Self {
             deadline: now + config.handshake_timeout,
+            started: now,
             config,
             handshake: Some(Handshake::new(PeerType::Server)),
             handshake_left: HANDSHAKE_LEN,
             rml: None,
-            guard,
+            reader,
+            to_rml: ChunkSerializer::new(),
+            from_rml: ChunkDeserializer::new(),
+            writer: ChunkSerializer::new(),
             demuxer: Demuxer::new(),
             app: None,
             publish: Publish::None,
+            feeding_stream: 0,
+            publish_stream: 0,
             audio_dropped: false,
             aggregate_warned: false,
             malformed: 0,
             bytes_received: 0,
+            ack_window: 0,
+            acked: 0,
             failed: false,
             events: VecDeque::new(),
             transmit: VecDeque::new(),
-            message_ends: Vec::new(),
         }
     }
 
-    /// Consumes all of `buf` (it is left empty, capacity kept).
+    /// Consumes all of `buf` (it is left empty). Media payloads that arrived whole may be
+    /// split off `buf` without a copy, so its spare capacity can shrink: the shell reserves
+    /// before reading.
     ///
     /// # Errors
     /// Fatal for the connection: the shell logs the error and closes. Later calls return
@@ -110,7 +155,7 @@ impl Session {
             return Ok(());
         }
         self.bytes_received += buf.len() as u64;
-        let result = self.input(now, &buf[..]);
+        let result = self.input(now, buf);
         buf.clear();
         self.fatal(result)
     }
@@ -159,7 +204,7 @@ impl Session {
         let result = self.rml_call("accept publish", |s| s.accept_request(id));
         let result = result.and_then(|results| {
             self.publish = Publish::Accepted;
-            self.guard.allow_media();
+            self.reader.allow_media();
             self.results(results)
         });
         self.fatal(result)
@@ -194,7 +239,14 @@ impl Session {
     /// The chunk size the peer announced last.
     #[cfg(test)]
     pub(crate) fn peer_chunk_size(&self) -> u32 {
-        self.guard.chunk_size()
+        self.reader.chunk_size()
+    }
+
+    /// Pretends `n` more bytes were received, to test counters near their wrap.
+    #[cfg(test)]
+    pub(crate) fn skip_received_bytes(&mut self, n: u64) {
+        self.bytes_received += n;
+        self.acked += n;
     }
 
     fn pending_publish(&self) -> Result<u32, RtmpError> {
@@ -214,19 +266,18 @@ impl Session {
         result
     }
 
-    fn input(&mut self, now: Instant, data: &[u8]) -> Result<(), RtmpError> {
-        let mut rest = data;
+    fn input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), RtmpError> {
         if let Some(handshake) = &mut self.handshake {
             // Give the handshake exactly its bytes, so nothing is buffered (and copied) twice.
-            let n = rest.len().min(self.handshake_left);
-            let (head, tail) = rest.split_at(n);
-            rest = tail;
+            let n = buf.len().min(self.handshake_left);
             self.handshake_left -= n;
-            let result = contain("handshake", || handshake.process_bytes(head))?.map_err(|e| {
-                RtmpError::Handshake {
-                    reason: e.to_string(),
-                }
-            })?;
+            let result =
+                contain("handshake", || handshake.process_bytes(&buf[..n]))?.map_err(|e| {
+                    RtmpError::Handshake {
+                        reason: e.to_string(),
+                    }
+                })?;
+            buf.advance(n);
             match result {
                 HandshakeProcessResult::InProgress { response_bytes } => {
                     self.send(response_bytes);
@@ -244,16 +295,14 @@ impl Session {
                     self.handshake = None;
                     self.start_session()?;
                     if !remaining_bytes.is_empty() {
-                        self.feed(&remaining_bytes)?;
+                        self.chunks(now, &mut BytesMut::from(&remaining_bytes[..]))?;
                     }
                 }
             }
         }
         if self.handshake.is_none() {
             self.deadline = now + self.config.idle_timeout;
-            if !rest.is_empty() {
-                self.feed(rest)?;
-            }
+            self.chunks(now, buf)?;
         }
         Ok(())
     }
@@ -270,30 +319,137 @@ impl Session {
         let (session, results) =
             contain("session start", || ServerSession::new(config))?.map_err(session_error)?;
         self.rml = Some(session);
+        self.results(results)?;
+        let to_rml = &mut self.to_rml;
+        let packet = contain("serialize", || {
+            to_rml.set_max_chunk_size(TO_RML_CHUNK_SIZE, RtmpTimestamp::new(0))
+        })?
+        .map_err(rml_error)?;
+        let results = self.rml_call("input", |s| s.handle_input(&packet.bytes))?;
         self.results(results)
     }
 
-    /// Chunk bytes after the handshake: vetted by the guard, then parsed by `rml_rtmp` one
-    /// message at a time. `rml_rtmp` parses all messages of an input before we see the first
-    /// event, so a `publish` arriving with the `connect` would be refused ("not connected")
-    /// before we accepted the connect; cutting at message ends lets each event be answered
-    /// before the next message is read.
-    fn feed(&mut self, data: &[u8]) -> Result<(), RtmpError> {
-        let mut ends = std::mem::take(&mut self.message_ends);
-        ends.clear();
-        let result = self.guard.check(data, &mut ends).and_then(|()| {
-            let mut start = 0;
-            for end in ends.iter().copied().chain(std::iter::once(data.len())) {
-                for piece in data[start..end].chunks(FEED_LEN) {
-                    let results = self.rml_call("input", |s| s.handle_input(piece))?;
-                    self.results(results)?;
+    /// Chunk bytes after the handshake, one message at a time, so each event can be answered
+    /// (a `connect` accepted) before the next message is read (a `publish` right behind it).
+    fn chunks(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), RtmpError> {
+        while let Some(message) = self.reader.read(buf)? {
+            let at = self.bytes_received - buf.len() as u64;
+            self.message(message, at)?;
+        }
+        self.acknowledge(now)
+    }
+
+    /// One complete message, which ended `at` bytes into the connection.
+    fn message(&mut self, message: Message, at: u64) -> Result<(), RtmpError> {
+        match message.type_id {
+            VIDEO | AUDIO => self.media(message),
+            AGGREGATE => {
+                // Aggregate messages wrap FLV tags; no encoder we know publishes them, so they
+                // are reported once rather than unpacked.
+                if !self.aggregate_warned {
+                    self.aggregate_warned = true;
+                    self.events.push_back(Event::Warning(
+                        "RTMP aggregate messages are not supported; their media is dropped"
+                            .to_owned(),
+                    ));
                 }
-                start = end;
+                Ok(())
             }
-            Ok(())
-        });
-        self.message_ends = ends;
-        result
+            // The reader applied it; `rml` keeps expecting our chunk size.
+            SET_CHUNK_SIZE => Ok(()),
+            WINDOW_ACK_SIZE => {
+                self.ack_window = be32(&message.payload).expect("the reader checked the length");
+                self.acked = at;
+                Ok(())
+            }
+            _ => self.hand_to_rml(message),
+        }
+    }
+
+    /// Audio or video: only the accepted publish's stream reaches the demuxer.
+    fn media(&mut self, message: Message) -> Result<(), RtmpError> {
+        if self.publish != Publish::Accepted || message.stream_id != self.publish_stream {
+            return Ok(());
+        }
+        let demuxer = &mut self.demuxer;
+        let Message {
+            timestamp, payload, ..
+        } = message;
+        let result = if message.type_id == VIDEO {
+            contain("video demux", || demuxer.handle_video(timestamp, payload))?
+        } else if self.audio_dropped {
+            return Ok(());
+        } else {
+            contain("audio demux", || demuxer.handle_audio(timestamp, payload))?
+        };
+        self.demuxed(result)
+    }
+
+    /// Hands a message to `rml` as one type 0 chunk.
+    fn hand_to_rml(&mut self, message: Message) -> Result<(), RtmpError> {
+        let payload = MessagePayload {
+            timestamp: RtmpTimestamp::new(message.timestamp),
+            type_id: message.type_id,
+            message_stream_id: message.stream_id,
+            data: message.payload,
+        };
+        let to_rml = &mut self.to_rml;
+        let packet =
+            contain("serialize", || to_rml.serialize(&payload, true, false))?.map_err(rml_error)?;
+        self.feeding_stream = message.stream_id;
+        let results = self.rml_call("input", |s| s.handle_input(&packet.bytes))?;
+        self.results(results)
+    }
+
+    /// Sends an Acknowledgement once a window of bytes arrived since the last one.
+    fn acknowledge(&mut self, now: Instant) -> Result<(), RtmpError> {
+        if self.ack_window == 0 || self.bytes_received - self.acked < u64::from(self.ack_window) {
+            return Ok(());
+        }
+        self.acked = self.bytes_received;
+        // §5.4.3: the number of bytes received so far; like every RTMP counter it wraps.
+        let sequence = self.bytes_received as u32;
+        let ack = MessagePayload {
+            timestamp: RtmpTimestamp::new(
+                now.saturating_duration_since(self.started).as_millis() as u32
+            ),
+            type_id: ACKNOWLEDGEMENT,
+            message_stream_id: 0,
+            data: Bytes::copy_from_slice(&sequence.to_be_bytes()),
+        };
+        let writer = &mut self.writer;
+        let packet =
+            contain("serialize", || writer.serialize(&ack, true, false))?.map_err(rml_error)?;
+        self.send(packet.bytes);
+        Ok(())
+    }
+
+    /// Re-chunks `rml`'s output with our serializer (see the module docs).
+    fn relay(&mut self, packet: Packet) -> Result<(), RtmpError> {
+        let mut input = &packet.bytes[..];
+        loop {
+            let from_rml = &mut self.from_rml;
+            let message =
+                contain("re-chunk", || from_rml.get_next_message(input))?.map_err(rml_error)?;
+            let Some(message) = message else {
+                return Ok(());
+            };
+            input = &[];
+            let writer = &mut self.writer;
+            let out = if message.type_id == SET_CHUNK_SIZE {
+                let size = be32(&message.data).ok_or(RtmpError::Protocol {
+                    reason: "rml_rtmp sent a short Set Chunk Size",
+                })?;
+                contain("re-chunk", || from_rml.set_max_chunk_size(size as usize))?
+                    .map_err(rml_error)?;
+                contain("re-chunk", || {
+                    writer.set_max_chunk_size(size, message.timestamp)
+                })?
+            } else {
+                contain("re-chunk", || writer.serialize(&message, true, false))?
+            };
+            self.send(out.map_err(rml_error)?.bytes);
+        }
     }
 
     fn rml_call<T>(
@@ -310,18 +466,9 @@ impl Session {
     fn results(&mut self, results: Vec<ServerSessionResult>) -> Result<(), RtmpError> {
         for result in results {
             match result {
-                ServerSessionResult::OutboundResponse(packet) => self.send(packet.bytes),
+                ServerSessionResult::OutboundResponse(packet) => self.relay(packet)?,
                 ServerSessionResult::RaisedEvent(event) => self.event(event)?,
                 ServerSessionResult::UnhandleableMessageReceived(payload) => {
-                    // Aggregate messages (type 22) wrap FLV tags; no encoder we know publishes
-                    // them, so they are reported once rather than unpacked.
-                    if payload.type_id == 22 && !self.aggregate_warned {
-                        self.aggregate_warned = true;
-                        self.events.push_back(Event::Warning(
-                            "RTMP aggregate messages are not supported; their media is dropped"
-                                .to_owned(),
-                        ));
-                    }
                     tracing::debug!(type_id = payload.type_id, "ignored RTMP message");
                 }
             }
@@ -356,6 +503,7 @@ impl Session {
                     });
                 }
                 self.publish = Publish::Pending(request_id);
+                self.publish_stream = self.feeding_stream;
                 let (stream_key, token) = split_stream_name(&stream_key);
                 self.events.push_back(Event::PublishRequested {
                     app: app_name,
@@ -369,28 +517,6 @@ impl Session {
                     let metadata = convert_metadata(metadata);
                     self.events
                         .push_back(Event::Media(MediaEvent::Metadata(metadata)));
-                }
-            }
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => {
-                if self.publish == Publish::Accepted {
-                    let demuxer = &mut self.demuxer;
-                    let result = contain("video demux", || {
-                        demuxer.handle_video(timestamp.value, data)
-                    })?;
-                    self.demuxed(result)?;
-                }
-            }
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => {
-                if self.publish == Publish::Accepted && !self.audio_dropped {
-                    let demuxer = &mut self.demuxer;
-                    let result = contain("audio demux", || {
-                        demuxer.handle_audio(timestamp.value, data)
-                    })?;
-                    self.demuxed(result)?;
                 }
             }
             ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
@@ -412,7 +538,10 @@ impl Session {
                 })?;
                 self.results(results)?;
             }
-            ServerSessionEvent::ClientChunkSizeChanged { .. }
+            // Media never reaches `rml` (see the module docs).
+            ServerSessionEvent::VideoDataReceived { .. }
+            | ServerSessionEvent::AudioDataReceived { .. }
+            | ServerSessionEvent::ClientChunkSizeChanged { .. }
             | ServerSessionEvent::ReleaseStreamRequested { .. }
             | ServerSessionEvent::PlayStreamFinished { .. }
             | ServerSessionEvent::AcknowledgementReceived { .. }
@@ -458,6 +587,10 @@ impl Session {
 }
 
 fn session_error(e: ServerSessionError) -> RtmpError {
+    rml_error(e)
+}
+
+fn rml_error(e: impl Display) -> RtmpError {
     RtmpError::Session {
         reason: e.to_string(),
     }

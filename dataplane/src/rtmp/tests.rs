@@ -763,17 +763,74 @@ fn interleaved() -> Vec<u8> {
     v
 }
 
+/// One message as a type 0 chunk and type 3 continuations, one `Vec` per chunk.
+fn chunk_list(
+    csid: u8,
+    type_id: u8,
+    timestamp: u32,
+    payload: &[u8],
+    chunk_size: usize,
+) -> Vec<Vec<u8>> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let ts = timestamp.to_be_bytes();
+    assert!(timestamp < 0xFF_FFFF);
+    let mut first = vec![csid, ts[1], ts[2], ts[3], len[1], len[2], len[3], type_id];
+    first.extend_from_slice(&STREAM_ID.to_le_bytes());
+    let mut out = vec![first];
+    for (i, piece) in payload.chunks(chunk_size).enumerate() {
+        if i > 0 {
+            out.push(vec![0xC0 | csid]);
+        }
+        out.last_mut().unwrap().extend_from_slice(piece);
+    }
+    out
+}
+
 #[test]
-fn interleaved_chunk_streams_crash_raw_rml_but_not_us() {
+fn interleaved_chunk_streams_crash_raw_rml_but_we_reassemble_them() {
     assert!(raw_rml_panics(&interleaved()));
-    hostile(
-        &interleaved(),
-        RtmpError::Interleaved {
-            csid: 5,
-            fmt: 0,
-            pending_csid: 4,
-        },
-    );
+    let (mut s, now) = after_handshake(Config::default());
+    assert_eq!(feed(&mut s, now, &interleaved()), Ok(()));
+
+    // A publisher that slips whole audio messages between the chunks of a keyframe.
+    let mut pair = Pair::publishing(Config::default(), Peer::new(4096, 2_500_000), "k");
+    let clip = test_clip();
+    let video_config = first_tag(TagKind::Video);
+    let audio_config = first_tag(TagKind::Audio);
+    let keyframe = clip
+        .tags
+        .iter()
+        .find(|t| t.kind == TagKind::Video && t.body.len() > 5 * 4096)
+        .unwrap();
+    let audio: Vec<&Tag> = clip
+        .tags
+        .iter()
+        .filter(|t| t.kind == TagKind::Audio)
+        .skip(1)
+        .take(5)
+        .collect();
+    let mut bytes = Vec::new();
+    for tag in [video_config, audio_config] {
+        let (csid, type_id) = if tag.kind == TagKind::Video {
+            (8, 9)
+        } else {
+            (9, 8)
+        };
+        bytes.extend(chunk_list(csid, type_id, tag.timestamp, &tag.body, 4096).concat());
+    }
+    let key_chunks = chunk_list(8, 9, keyframe.timestamp, &keyframe.body, 4096);
+    assert!(key_chunks.len() > audio.len());
+    for (i, chunk) in key_chunks.iter().enumerate() {
+        bytes.extend_from_slice(chunk);
+        if let Some(tag) = audio.get(i) {
+            bytes.extend(chunk_list(9, 8, tag.timestamp, &tag.body, 4096).concat());
+        }
+    }
+    pair.send_raw(&bytes).unwrap();
+    let mut order = vec![video_config, audio_config];
+    order.extend(audio.iter().copied());
+    order.push(keyframe);
+    assert_eq!(pair.media(), demux_directly(order));
 }
 
 #[test]
@@ -783,14 +840,7 @@ fn shorter_header_mid_message_crashes_raw_rml_but_not_us() {
     v.extend_from_slice(&[0x44, 0, 0, 0, 0, 0, 10, 9]); // type 1 header, length 10
     v.extend_from_slice(&[0; 10]);
     assert!(raw_rml_panics(&v));
-    hostile(
-        &v,
-        RtmpError::Interleaved {
-            csid: 4,
-            fmt: 1,
-            pending_csid: 4,
-        },
-    );
+    hostile(&v, RtmpError::Interrupted { csid: 4, fmt: 1 });
 }
 
 #[test]
@@ -1166,11 +1216,13 @@ async fn ffmpeg_publishes_the_clip() {
         let mut s = Session::new(Instant::now(), Config::default());
         let mut buf = BytesMut::with_capacity(64 << 10);
         let mut events = Vec::new();
+        let mut sent = Vec::new();
         loop {
             loop {
                 let mut progress = false;
                 while let Some(bytes) = s.poll_transmit() {
                     sock.write_all(&bytes).await.unwrap();
+                    sent.extend_from_slice(&bytes);
                     progress = true;
                 }
                 while let Some(event) = s.poll_event() {
@@ -1185,6 +1237,10 @@ async fn ffmpeg_publishes_the_clip() {
                 }
             }
             let deadline = s.poll_timeout().expect("a live session has a deadline");
+            // As the shell does: frames may keep the buffer's earlier bytes alive.
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 << 10);
+            }
             tokio::select! {
                 n = sock.read_buf(&mut buf) => {
                     if n.unwrap() == 0 {
@@ -1197,9 +1253,9 @@ async fn ffmpeg_publishes_the_clip() {
                 }
             }
         }
-        (events, s.dropped_frames())
+        (events, s.dropped_frames(), sent)
     };
-    let ((events, dropped), status) = tokio::time::timeout(Duration::from_secs(60), async {
+    let ((events, dropped, sent), status) = tokio::time::timeout(Duration::from_secs(60), async {
         let served = serve.await;
         (served, ffmpeg.wait().await.unwrap())
     })
@@ -1249,4 +1305,262 @@ async fn ffmpeg_publishes_the_clip() {
     assert_eq!(count(TrackKind::Audio), direct_audio);
     assert_eq!(dropped, 0);
     assert_eq!(events.last(), Some(&Event::PublishFinished));
+
+    // What we sent after S0+S1+S2 (rml_rtmp's messages, re-chunked by us) is a well-formed
+    // chunk stream. ffmpeg announces no Window Acknowledgement Size when it publishes (nor
+    // does librtmp, which OBS uses), so it gets no acknowledgements.
+    let mut reader = rml_rtmp::chunk_io::ChunkDeserializer::new();
+    let mut input = &sent[1 + 2 * 1536..];
+    let mut types = Vec::new();
+    while let Some(m) = reader.get_next_message(input).unwrap() {
+        input = &[];
+        if m.type_id == 1 {
+            let size = u32::from_be_bytes(m.data[..4].try_into().unwrap());
+            reader.set_max_chunk_size(size as usize).unwrap();
+        }
+        types.push(m.type_id);
+    }
+    assert_eq!(
+        types[..4],
+        [1, 5, 4, 6],
+        "chunk size, window, stream begin, bandwidth"
+    );
+    assert!(types.contains(&20), "command answers");
+    assert!(!types.contains(&3), "no acknowledgements");
+}
+
+/// Counts the current thread's allocations while [`allocations`] runs; otherwise the system
+/// allocator. For the tests that prove a payload is copied once.
+struct CountingAllocator;
+
+#[derive(Clone, Copy, Default)]
+struct Allocations {
+    count: usize,
+    sizes: [usize; 8],
+}
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<Option<Allocations>> = const {
+        std::cell::Cell::new(None)
+    };
+}
+
+fn record_allocation(size: usize) {
+    // A `const` thread local without a destructor: no allocation, usable during teardown.
+    let _ = ALLOCATIONS.try_with(|a| {
+        if let Some(mut x) = a.get() {
+            if let Some(slot) = x.sizes.get_mut(x.count) {
+                *slot = size;
+            }
+            x.count += 1;
+            a.set(Some(x));
+        }
+    });
+}
+
+// SAFETY: forwards to `System` unchanged; the counter has no effect on memory.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        record_allocation(layout.size());
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        record_allocation(new_size);
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: CountingAllocator = CountingAllocator;
+
+/// Runs `f` and returns the sizes of the heap allocations it made on this thread (the first
+/// eight; more are reported as zeros past them).
+fn allocations<T>(f: impl FnOnce() -> T) -> (T, Vec<usize>) {
+    ALLOCATIONS.set(Some(Allocations::default()));
+    let out = f();
+    let a = ALLOCATIONS.replace(None).expect("set above");
+    let mut sizes = a.sizes[..a.count.min(8)].to_vec();
+    sizes.resize(a.count, 0);
+    (out, sizes)
+}
+
+/// Delivers everything the peer has queued as ONE read; returns the read buffer's addresses.
+fn deliver_one_read(pair: &mut Pair) -> std::ops::Range<usize> {
+    let mut buf = BytesMut::from(&pair.peer.out[..]);
+    pair.peer.out.clear();
+    let start = buf.as_ptr() as usize;
+    let range = start..start + buf.len();
+    pair.server.handle_input(pair.now, &mut buf).unwrap();
+    assert!(buf.is_empty());
+    pair.step().unwrap();
+    range
+}
+
+fn frames(pair: &Pair) -> Vec<camstream_protocol::MediaFrame> {
+    pair.media()
+        .into_iter()
+        .filter_map(|m| match m {
+            MediaEvent::Frame(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_frame_that_arrived_whole_points_into_the_read_buffer() {
+    // Chunks of 64 KiB: every frame of the clip is one chunk.
+    let mut pair = Pair::publishing(Config::default(), Peer::new(65_536, 2_500_000), "k");
+    pair.peer.tag(first_tag(TagKind::Video));
+    pair.peer.tag(first_tag(TagKind::Audio));
+    pair.step().unwrap();
+    pair.events.clear();
+    let clip = test_clip();
+    let video = clip
+        .tags
+        .iter()
+        .find(|t| t.kind == TagKind::Video && t.body.len() > 4096)
+        .unwrap();
+    let audio = clip.tags.iter().filter(|t| t.kind == TagKind::Audio).nth(1);
+    pair.peer.tag(video);
+    pair.peer.tag(audio.unwrap());
+    let read = deliver_one_read(&mut pair);
+    let frames = frames(&pair);
+    assert_eq!(frames.len(), 2);
+    for f in &frames {
+        let at = f.data.as_ptr() as usize;
+        assert!(read.contains(&at), "{:?} frame was copied", f.track);
+    }
+    assert_eq!(frames[0].data, video.body.slice(5..));
+}
+
+#[test]
+fn a_frame_of_several_chunks_costs_one_allocation_of_its_size() {
+    let mut pair = Pair::publishing(Config::default(), Peer::new(4096, 2_500_000), "k");
+    let key = test_clip()
+        .tags
+        .iter()
+        .find(|t| t.kind == TagKind::Video && t.body.len() > 4 * 4096)
+        .unwrap();
+    pair.peer.tag(first_tag(TagKind::Video));
+    // One keyframe first, so the session's queues have grown as in a running stream.
+    pair.peer.tag(key);
+    pair.step().unwrap();
+    pair.events.clear();
+    for cut in [None, Some(1000), Some(4096 + 100)] {
+        pair.peer.tag(key);
+        let out = std::mem::take(&mut pair.peer.out);
+        let pieces = match cut {
+            None => vec![&out[..]],
+            Some(at) => vec![&out[..at], &out[at..]],
+        };
+        let mut bufs: Vec<BytesMut> = pieces.iter().map(|p| BytesMut::from(*p)).collect();
+        let (result, sizes) = allocations(|| {
+            bufs.iter_mut()
+                .try_for_each(|buf| pair.server.handle_input(pair.now, buf))
+        });
+        result.unwrap();
+        // The message buffer, and the reference count the bytes crate allocates when the
+        // demuxer takes the first slice of a buffer that started as a `Vec`.
+        assert_eq!(sizes, vec![key.body.len(), 24], "cut at {cut:?}");
+        pair.step().unwrap();
+        assert_eq!(frames(&pair).pop().unwrap().data, key.body.slice(5..));
+    }
+}
+
+#[test]
+fn set_chunk_size_in_the_same_read_as_a_large_video_message_is_honoured() {
+    let mut pair = Pair::publishing(Config::default(), Peer::new(4096, 2_500_000), "k");
+    pair.peer.tag(first_tag(TagKind::Video));
+    pair.step().unwrap();
+    let key = test_clip()
+        .tags
+        .iter()
+        .find(|t| t.kind == TagKind::Video && t.body.len() > 5 * 4096)
+        .unwrap();
+    for size in [128, 1 << 20, 4096, 7] {
+        pair.events.clear();
+        pair.peer.set_chunk_size(size);
+        pair.peer.raw(RAW_CSID, 9, STREAM_ID, &key.body);
+        let read = deliver_one_read(&mut pair);
+        assert_eq!(pair.server.peer_chunk_size(), size);
+        let [frame] = <[_; 1]>::try_from(frames(&pair)).unwrap();
+        assert_eq!(frame.data, key.body.slice(5..));
+        // One chunk under the new size: not copied at all.
+        let whole = size as usize >= key.body.len();
+        assert_eq!(read.contains(&(frame.data.as_ptr() as usize)), whole);
+    }
+}
+
+fn acks_received(pair: &Pair) -> Vec<u32> {
+    pair.peer
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientSessionEvent::AcknowledgementReceived { bytes_received } => Some(*bytes_received),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn acknowledgements_carry_the_total_byte_count() {
+    let window = 10_000;
+    let mut pair = Pair::publishing(Config::default(), Peer::new(4096, window), "k");
+    let mut last: Option<u32> = None;
+    for tag in test_clip().tags.iter().take(120) {
+        pair.peer.tag(tag);
+        // One read per tag: the peer answers nothing to an acknowledgement.
+        pair.step().unwrap();
+        let total = pair.server.bytes_received();
+        assert_eq!(total, pair.peer.transcript.len() as u64);
+        let acks = acks_received(&pair);
+        match acks.last().copied() {
+            Some(ack) if Some(ack) != last => {
+                // §5.4.3: all bytes so far, handshake included; not those since the last ack.
+                assert_eq!(u64::from(ack), total);
+                if let Some(prev) = last {
+                    assert!(ack - prev >= window);
+                }
+                last = Some(ack);
+            }
+            _ => {
+                if let Some(prev) = last {
+                    assert!(
+                        total - u64::from(prev) < u64::from(window),
+                        "an ack was due"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        acks_received(&pair).len() >= 3,
+        "{:?}",
+        acks_received(&pair)
+    );
+}
+
+#[test]
+fn acknowledgement_sequence_numbers_wrap() {
+    let window = 10_000;
+    let mut pair = Pair::publishing(Config::default(), Peer::new(4096, window), "k");
+    let skipped = u64::from(u32::MAX) - 5_000;
+    pair.server.skip_received_bytes(skipped);
+    for tag in test_clip().tags.iter().take(60) {
+        pair.peer.tag(tag);
+        pair.step().unwrap();
+        if let Some(&ack) = acks_received(&pair).first() {
+            let total = pair.peer.transcript.len() as u64 + skipped;
+            assert!(total > u64::from(u32::MAX));
+            assert_eq!(ack, total as u32);
+            return;
+        }
+    }
+    panic!("no acknowledgement");
 }
