@@ -460,11 +460,7 @@ fn recordings_service(
         })?;
     }
     let archive = match &config.archive_url {
-        Some(url) => {
-            // object_store talks HTTPS through reqwest built without a crypto provider.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            Some(Archive::from_url(url).map_err(|e| StartError::Config(e.to_string()))?)
-        }
+        Some(url) => Some(Archive::from_url(url).map_err(|e| StartError::Config(e.to_string()))?),
         None => None,
     };
     let tiers = Arc::new(Tiers::new(

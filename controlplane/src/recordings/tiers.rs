@@ -92,6 +92,9 @@ impl Archive {
         if bucket.is_empty() {
             return Err(TierError::Config(format!("no bucket in {url:?}")));
         }
+        // object_store talks HTTPS through reqwest built without a crypto provider; the
+        // client is built here, so the provider must be in place first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
             .iter()
