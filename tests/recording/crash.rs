@@ -7,6 +7,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::api::Api;
@@ -129,5 +131,47 @@ async fn kill_9_while_recording_loses_at_most_a_fragment() {
     )
     .await;
     decode_clean(&url).await;
+
+    // The timeline: one covered stretch per run (files of a run follow each other; each
+    // kill and restart leaves a hole), and a bookmark among the markers.
+    let at = rfc3339(from + 1_000);
+    api.ok(
+        Method::POST,
+        "/api/v1/recordings/bookmarks",
+        Some(json!({ "cameraId": id, "at": at, "label": "forklift" })),
+        StatusCode::CREATED,
+    )
+    .await;
+    let t = api
+        .ok(
+            Method::GET,
+            &format!(
+                "/api/v1/recordings/timeline/{id}?from={}&to={}",
+                rfc3339(from - 60_000),
+                rfc3339(to)
+            ),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let covered = t["covered"].as_array().expect("covered");
+    assert_eq!(covered.len(), 4, "three kills, four stretches: {t}");
+    let first = support::ms(covered[0]["start"].as_str().expect("start"));
+    assert!((first - from).abs() <= 50, "{t}");
+    let recorded: f64 = all.iter().map(|r| r.duration).sum();
+    let covered_s = t["coveredSeconds"].as_f64().expect("coveredSeconds");
+    assert!(
+        // Rows were read right after the publisher stopped; the last file's final
+        // fragments (progress comes every 10 s) may have been stored since.
+        covered_s >= recorded - 1.0 && covered_s <= recorded + 12.0,
+        "{covered_s}s covered, {recorded}s in rows"
+    );
+    let markers = t["markers"].as_array().expect("markers");
+    assert!(
+        markers
+            .iter()
+            .any(|m| m["type"] == "bookmark" && m["label"] == "forklift" && m["at"] == at.as_str()),
+        "{t}"
+    );
     println!("crash test took {:?}", began.elapsed());
 }

@@ -4,7 +4,9 @@
 //! process aborted between copy and row switch and between row switch and source removal
 //! (`--test-crash-at`): the next start finishes or undoes the move, nothing is lost and no
 //! file or object is left over. Signed URLs of archived files redirect to a presigned URL
-//! that downloads the same bytes; deletion empties the bucket.
+//! that downloads the same bytes; deletion empties the bucket. The store is a real
+//! PostgreSQL here (the other recording tests use SQLite), so both backends carry the
+//! recordings, their index, the journal and the audit log end to end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -17,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::api::Api;
+use crate::common::services::Postgres;
 use crate::common::{Server, eventually, http_client, testdata};
 use crate::support::{self, files_under, publish, recording_camera, rows, signed};
 
@@ -205,6 +208,7 @@ async fn retention_moves_through_every_tier_into_s3() {
     let _ = std::fs::remove_dir_all(&tiers);
     std::fs::create_dir_all(&tiers).expect("tiers dir");
     let moto = Moto::start(&tiers).await;
+    let pg = Postgres::start("rec-retention-pg").await;
     let r = http_client()
         .put(moto.url(&format!("/{BUCKET}")))
         .send()
@@ -231,6 +235,8 @@ async fn retention_moves_through_every_tier_into_s3() {
             cold.display().to_string(),
             "--archive-url".into(),
             format!("s3://{BUCKET}/archive"),
+            "--database-url".into(),
+            pg.url(),
         ],
         env,
     )
@@ -274,6 +280,27 @@ async fn retention_moves_through_every_tier_into_s3() {
     let report = run_pass(&api).await;
     assert_eq!(report["failed"], 0, "{report}");
     assert_tier(&api, &id, "warm", Some(&warm), &bytes).await;
+    let usage = api
+        .ok(
+            Method::GET,
+            "/api/v1/analytics/storage/usage",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let total: u64 = bytes.values().map(|b| b.len() as u64).sum();
+    let tier = |name: &str| {
+        usage["tiers"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["tier"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {usage}"))
+    };
+    assert_eq!(tier("warm")["files"], n, "{usage}");
+    assert_eq!(tier("warm")["bytes"], total, "{usage}");
+    assert_eq!(tier("hot")["files"], 0, "{usage}");
+    assert_eq!(usage["cameras"][0]["cameraId"], id.as_str(), "{usage}");
+    assert_eq!(usage["cameras"][0]["bytes"], total, "{usage}");
     assert!(
         files_under(&hot).is_empty(),
         "left on hot: {:?}",
@@ -339,6 +366,7 @@ async fn retention_moves_through_every_tier_into_s3() {
         })
         .collect();
     assert_eq!(keys, expected, "objects and rows differ");
+    assert_eq!(pg.query("SELECT count(*) FROM recording_jobs").await, "0");
 
     // Signed URLs of archived files: a redirect to a presigned URL with the same bytes.
     let no_redirect = reqwest::Client::builder()
