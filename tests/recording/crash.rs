@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::api::Api;
 use crate::common::eventually;
+use crate::common::services::Postgres;
 use crate::support::{
     self, check_file, decode_clean, files_under, now_ms, publish, recording_camera, rfc3339, rows,
     signed,
@@ -23,16 +24,29 @@ const SLACK_MS: i64 = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_recording_loses_at_most_a_fragment() {
+    crash_rounds("rec-crash", Vec::new()).await;
+}
+
+/// The same on PostgreSQL: the rows of files cut off are closed and re-indexed there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_recording_on_postgres() {
+    let pg = Postgres::start("rec-crash-pg-data").await;
+    crash_rounds("rec-crash-pg", vec!["--database-url".into(), pg.url()]).await;
+    assert_eq!(
+        pg.query("SELECT count(*) FROM recordings WHERE status <> 'complete'")
+            .await,
+        "0"
+    );
+}
+
+async fn crash_rounds(name: &str, extra: Vec<String>) {
     let began = Instant::now();
     let seed = now_ms() as u64 | 1;
-    println!("crash test seed {seed}");
+    println!("{name}: seed {seed}");
     let mut rng = crate::common::Junk::new(seed);
-    let mut server = support::start(
-        "rec-crash",
-        vec!["--record-chunk".into(), "10s".into()],
-        Vec::new(),
-    )
-    .await;
+    let mut args = vec!["--record-chunk".to_owned(), "10s".to_owned()];
+    args.extend(extra);
+    let mut server = support::start(name, args, Vec::new()).await;
     let mut api = Api::admin(&server).await;
     let (id, url) = recording_camera(&api, "Dock").await;
     // The stream key stays; the port changes with every start.
@@ -69,7 +83,7 @@ async fn kill_9_while_recording_loses_at_most_a_fragment() {
         let killed_at = now_ms();
         server.kill9().await;
         drop(publisher);
-        println!("round {round}: killed after {wait:?}");
+        println!("{name} round {round}: killed after {wait:?}");
 
         server = server.relaunch(&[], &[]).await;
         api = Api::admin(&server).await;
@@ -82,7 +96,7 @@ async fn kill_9_while_recording_loses_at_most_a_fragment() {
         let last = all.last().expect("rows");
         let lost = edge - last.end_ms;
         println!(
-            "round {round}: {lost} ms of the live edge lost (parts of {part_ms} ms; killed {} ms after the edge)",
+            "{name} round {round}: {lost} ms of the live edge lost (parts of {part_ms} ms; killed {} ms after the edge)",
             killed_at - edge
         );
         assert!(
@@ -177,5 +191,5 @@ async fn kill_9_while_recording_loses_at_most_a_fragment() {
             .any(|m| m["type"] == "bookmark" && m["label"] == "forklift" && m["at"] == at.as_str()),
         "{t}"
     );
-    println!("crash test took {:?}", began.elapsed());
+    println!("{name} took {:?}", began.elapsed());
 }
