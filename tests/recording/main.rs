@@ -1,14 +1,16 @@
 //! End-to-end tests of recording (issue 5): the real `camstream serve` recording cameras
 //! that ffmpeg publishes to, checked with ffprobe/ffmpeg and over `/api/v1`:
-//! - `record`: two minutes in 30 s chunks, contiguous files matching their index, a VOD
+//! - `chunks`: two minutes in 30 s chunks, contiguous files matching their index, a VOD
 //!   playlist across files that ffmpeg plays, signed downloads with Range, audit rows.
-//! - `crash`: `kill -9` at random moments, repair on restart, recording resumes.
+//! - `crash`: `kill -9` at random moments, repair on restart, recording resumes (on SQLite
+//!   and on PostgreSQL).
 //! - `disk_full`: a tiny tmpfs hot tier fills up; live HLS continues, STORAGE_FULL is
 //!   recorded, earlier files stay intact.
 //! - `retention`: hot → warm → cold → a real S3 server (moto), with crashes injected in the
-//!   middle of moves, and signed downloads of archived files.
+//!   middle of moves, and signed downloads of archived files (on PostgreSQL).
 //!
-//! Each test starts its own server with its own data directory, so they run in parallel.
+//! Each test starts its own server with its own data directory, so they run in parallel
+//! (`chunks`, the longest, sorts first so that it starts first).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,9 +19,9 @@ mod common;
 #[allow(dead_code)]
 mod api;
 
+mod chunks;
 mod crash;
 mod disk_full;
-mod record;
 mod retention;
 mod support;
 
