@@ -250,19 +250,22 @@ async fn retention_moves_through_every_tier_into_s3() {
     let (id, url) = recording_camera(&api, "Lot").await;
     let publisher = publish(&server, &url, "lot").await;
     support::wait_complete(&api, &id, 2, Duration::from_secs(60)).await;
-    api.ok(
-        Method::POST,
-        &format!("/api/v1/cameras/{id}/recording/stop"),
-        None,
-        StatusCode::OK,
-    )
-    .await;
-    drop(publisher);
+    // Recording off through the camera itself (PUT), while it still publishes.
+    let cam = api
+        .ok(
+            Method::PUT,
+            &format!("/api/v1/cameras/{id}"),
+            Some(json!({ "isRecording": false })),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(cam["isRecording"], false, "{cam}");
     let recorded = eventually("every file closed", Duration::from_secs(10), || async {
         let r = rows(&api, &id).await;
         r.iter().all(|r| r.status == "complete").then_some(r)
     })
     .await;
+    drop(publisher);
     let n = recorded.len();
     assert!(n >= 3, "{n} files");
     let bytes: BTreeMap<String, Vec<u8>> = recorded
