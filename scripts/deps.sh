@@ -27,6 +27,10 @@ if [ "$want" = test ]; then
   need redis-server redis-server
   need nginx nginx
   [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || packages+=(libnginx-mod-rtmp)
+  # The recording tests start moto (an S3-compatible server); they pip-install it into a
+  # venv under target/testdata when `python3 -m moto.server` is missing.
+  need python3 python3
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv python3-pip)
 fi
 
 if [ ${#packages[@]} -gt 0 ]; then

@@ -82,6 +82,34 @@ pub(crate) struct ServeArgs {
     /// fdatasync interval per recording file (0: after every write, "off": never). Default 2s.
     #[arg(long, env = "CAMSTREAM_RECORD_FSYNC")]
     pub(crate) record_fsync: Option<String>,
+    /// Below this much free space on the recordings file system, whole fragments are
+    /// dropped with a STORAGE_FULL alert (bytes, or with K/M/G suffix; 0: only when a write
+    /// fails with ENOSPC). Default 512M.
+    #[arg(long, env = "CAMSTREAM_RECORD_MIN_FREE")]
+    pub(crate) record_min_free: Option<String>,
+    /// Warm storage tier directory (retention moves recordings here). Default: none.
+    #[arg(long, env = "CAMSTREAM_STORAGE_WARM")]
+    pub(crate) storage_warm: Option<PathBuf>,
+    /// Cold storage tier directory. Default: none.
+    #[arg(long, env = "CAMSTREAM_STORAGE_COLD")]
+    pub(crate) storage_cold: Option<PathBuf>,
+    /// Archive in S3-compatible object storage: `s3://bucket/prefix`. Endpoint, region and
+    /// credentials come from the standard AWS_* variables (AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION). Default: none.
+    #[arg(long, env = "CAMSTREAM_ARCHIVE_URL")]
+    pub(crate) archive_url: Option<String>,
+    /// How often the retention policy runs (the first pass a minute after start, or one
+    /// interval if shorter). Default 1h.
+    #[arg(long, env = "CAMSTREAM_RETENTION_INTERVAL")]
+    pub(crate) retention_interval: Option<String>,
+    /// Lifetime of signed recording URLs (downloads, VOD playlists) when the request names
+    /// none. Default 15m.
+    #[arg(long, env = "CAMSTREAM_RECORDING_URL_TTL")]
+    pub(crate) recording_url_ttl: Option<String>,
+    /// Test hook: abort the process in the middle of a retention move (after-copy or
+    /// after-switch), to prove crash recovery. Never use in production.
+    #[arg(long, env = "CAMSTREAM_TEST_CRASH_AT", hide = true)]
+    pub(crate) test_crash_at: Option<String>,
     /// Log format: text or json. Default text.
     #[arg(long, env = "CAMSTREAM_LOG_FORMAT")]
     pub(crate) log_format: Option<String>,
@@ -133,6 +161,12 @@ struct File {
     recordings_dir: Option<PathBuf>,
     record_chunk: Option<String>,
     record_fsync: Option<String>,
+    record_min_free: Option<String>,
+    storage_warm: Option<PathBuf>,
+    storage_cold: Option<PathBuf>,
+    archive_url: Option<String>,
+    retention_interval: Option<String>,
+    recording_url_ttl: Option<String>,
     log_format: Option<String>,
     database_url: Option<String>,
     redis_url: Option<String>,
@@ -260,6 +294,41 @@ impl ServeArgs {
         if let Some(d) = dp.record_fsync {
             check_range("record-fsync", d, 0.0, 60.0)?;
         }
+        if let Some(b) = self.record_min_free.or(file.record_min_free) {
+            dp.record_min_free = bytes("record-min-free", &b)?;
+        }
+        let archive_url = self.archive_url.or(file.archive_url);
+        if let Some(url) = &archive_url {
+            let bucket = url
+                .strip_prefix("s3://")
+                .map(|r| r.split('/').next().unwrap_or(""));
+            if bucket.is_none_or(str::is_empty) {
+                bail!("archive-url: expected s3://bucket/prefix, got {url:?}");
+            }
+        }
+        let retention_interval = match self.retention_interval.or(file.retention_interval) {
+            Some(d) => {
+                let d = duration("retention-interval", &d)?;
+                check_range("retention-interval", d, 1.0, 7.0 * 86_400.0)?;
+                Some(d)
+            }
+            None => None,
+        };
+        let recording_url_ttl = match self.recording_url_ttl.or(file.recording_url_ttl) {
+            Some(d) => {
+                let d = duration("recording-url-ttl", &d)?;
+                check_range("recording-url-ttl", d, 10.0, 7.0 * 86_400.0)?;
+                Some(d)
+            }
+            None => None,
+        };
+        let test_crash_at = match &self.test_crash_at {
+            Some(p) => Some(
+                p.parse::<camstream_controlplane::recordings::CrashPoint>()
+                    .map_err(|e| anyhow::anyhow!("test-crash-at: {e}"))?,
+            ),
+            None => None,
+        };
         let log_format = match self.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -289,8 +358,19 @@ impl ServeArgs {
                 || file.require_publish_token.unwrap_or(false),
             rtmp_port: dp.rtmp_addr.port(),
             rtmps_port: dp.rtmps_addr.map_or(1936, |a| a.port()),
+            recordings_dir: Some(dp.recordings_dir()),
+            storage_warm: self.storage_warm.or(file.storage_warm),
+            storage_cold: self.storage_cold.or(file.storage_cold),
+            archive_url,
+            test_crash_at,
             ..Default::default()
         };
+        if let Some(d) = retention_interval {
+            cp.retention_interval = d;
+        }
+        if let Some(d) = recording_url_ttl {
+            cp.recording_url_ttl = d;
+        }
         if let Some(host) = self.public_host.or(file.public_host) {
             cp.public_host = host;
         }
@@ -346,6 +426,22 @@ pub(crate) fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)
         .with_context(|| format!("{flag}: expected a duration like 2s or 200ms, got {s:?}"))?;
     Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// Parses `1048576`, `512K`, `64M`, `2G` (powers of 1024).
+pub(crate) fn bytes(flag: &str, s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .with_context(|| format!("{flag}: expected a size like 512M or 1048576, got {s:?}"))
 }
 
 fn check_range(flag: &str, d: Duration, min: f64, max: f64) -> anyhow::Result<()> {
@@ -423,6 +519,73 @@ mod tests {
             record_fsync: Some("2m".into()),
             ..ServeArgs::default()
         }));
+    }
+
+    #[test]
+    fn storage_flags() {
+        let s = ServeArgs::default().resolve().unwrap();
+        assert_eq!(s.dataplane.record_min_free, 512 << 20);
+        assert_eq!(s.controlplane.storage_warm, None);
+        assert_eq!(s.controlplane.archive_url, None);
+        assert_eq!(
+            s.controlplane.recordings_dir,
+            Some(PathBuf::from("./data/recordings"))
+        );
+        let s = ServeArgs {
+            record_min_free: Some("8M".into()),
+            storage_warm: Some("/srv/warm".into()),
+            storage_cold: Some("/srv/cold".into()),
+            archive_url: Some("s3://bucket/rec".into()),
+            retention_interval: Some("30s".into()),
+            recording_url_ttl: Some("5m".into()),
+            test_crash_at: Some("after-copy".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.dataplane.record_min_free, 8 << 20);
+        assert_eq!(
+            s.controlplane.storage_warm,
+            Some(PathBuf::from("/srv/warm"))
+        );
+        assert_eq!(
+            s.controlplane.storage_cold,
+            Some(PathBuf::from("/srv/cold"))
+        );
+        assert_eq!(
+            s.controlplane.archive_url.as_deref(),
+            Some("s3://bucket/rec")
+        );
+        assert_eq!(s.controlplane.retention_interval, Duration::from_secs(30));
+        assert_eq!(s.controlplane.recording_url_ttl, Duration::from_secs(300));
+        assert!(s.controlplane.test_crash_at.is_some());
+        assert_eq!(bytes("x", "0").unwrap(), 0);
+        assert_eq!(bytes("x", "2G").unwrap(), 2 << 30);
+        assert_eq!(bytes("x", "512k").unwrap(), 512 << 10);
+        for bad in [
+            ServeArgs {
+                archive_url: Some("http://bucket".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                archive_url: Some("s3:///prefix".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                record_min_free: Some("lots".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                retention_interval: Some("0s".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                test_crash_at: Some("sometime".into()),
+                ..ServeArgs::default()
+            },
+        ] {
+            assert!(bad.resolve().is_err());
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `camstream` binary: parses the configuration, starts the planes, waits for a signal.
 
 mod config;
+mod recording;
 
 use std::sync::{Arc, OnceLock};
 
@@ -87,17 +88,27 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         };
         (authorizer, deferred.clone())
     };
-    let server = Server::bind(serve.dataplane.clone(), authorizer, guard)
+    let mut server = Server::bind(serve.dataplane.clone(), authorizer, guard)
         .await
         .context("cannot start the data plane")?;
-    let cp = ControlPlane::start_with_cancel(
-        serve.controlplane_config(server.addrs()),
-        shutdown.child_token(),
-    )
-    .await
-    .context("cannot start the control plane")?;
+    let mut cp_config = serve.controlplane_config(server.addrs());
+    // The recorder reports absolute (canonical) paths; the hot tier must be spelled alike.
+    cp_config.recordings_dir = Some(server.data_plane().recordings_dir());
+    let cp = ControlPlane::start_with_cancel(cp_config, shutdown.child_token())
+        .await
+        .context("cannot start the control plane")?;
     deferred.fill(&cp);
     cp.attach_live(Arc::new(server.data_plane()));
+    // Recording: the recorder has repaired the hot tier during bind; the control plane now
+    // finishes interrupted tier moves, reconciles the hot tier with its rows, and turns
+    // recording on for the cameras stored with isRecording. Nothing records before
+    // `server.run`, so no file is growing yet.
+    let events = server.take_recording_events();
+    let sink = cp
+        .start_recordings(Arc::new(recording::Host(server.data_plane())))
+        .await
+        .context("cannot start the recordings service")?;
+    let pump = events.map(|rx| tokio::spawn(recording::pump(rx, sink, shutdown.clone())));
     match server.cert_source() {
         CertSource::Generated(p) => {
             info!(path = %p.display(), "generated a self-signed TLS certificate (use --tls-cert/--tls-key for a real one)")
@@ -125,6 +136,9 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
     ));
     server.run(cp.router(), shutdown).await;
     let _ = health.await;
+    if let Some(pump) = pump {
+        let _ = pump.await;
+    }
     cp.shutdown().await;
     info!("stopped");
     Ok(())

@@ -75,6 +75,33 @@ pub struct ControlPlaneConfig {
     pub max_body_bytes: usize,
     /// How long after the last health report a camera still counts as online. Default 30 s.
     pub health_timeout: Duration,
+    /// The hot tier: where the recorder writes (the binary passes the data plane's absolute
+    /// recordings directory). Default `None`: `{data_dir}/recordings`.
+    pub recordings_dir: Option<PathBuf>,
+    /// The warm tier directory (`--storage-warm`). Default `None`: no warm tier.
+    pub storage_warm: Option<PathBuf>,
+    /// The cold tier directory (`--storage-cold`). Default `None`: no cold tier.
+    pub storage_cold: Option<PathBuf>,
+    /// The archive (`--archive-url s3://bucket/prefix`; endpoint and credentials from the
+    /// `AWS_*` environment). Default `None`: no archive.
+    pub archive_url: Option<String>,
+    /// How often retention runs (the first pass a minute after start). Default 1 h.
+    pub retention_interval: Duration,
+    /// Lifetime of signed recording URLs (downloads, VOD playlists) when the request names
+    /// none. Default 15 min.
+    pub recording_url_ttl: Duration,
+    /// Test hook: stop the process in the middle of a tier move
+    /// (`--test-crash-at after-copy|after-switch`). Default `None`.
+    pub test_crash_at: Option<crate::recordings::CrashPoint>,
+}
+
+impl ControlPlaneConfig {
+    /// The hot tier directory.
+    pub fn hot_dir(&self) -> PathBuf {
+        self.recordings_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
 }
 
 impl Default for ControlPlaneConfig {
@@ -108,6 +135,13 @@ impl Default for ControlPlaneConfig {
             login_window: Duration::from_secs(15 * 60),
             max_body_bytes: 64 * 1024,
             health_timeout: Duration::from_secs(30),
+            recordings_dir: None,
+            storage_warm: None,
+            storage_cold: None,
+            archive_url: None,
+            retention_interval: Duration::from_secs(3600),
+            recording_url_ttl: Duration::from_secs(15 * 60),
+            test_crash_at: None,
         }
     }
 }

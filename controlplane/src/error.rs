@@ -57,6 +57,18 @@ pub enum ErrorCode {
     UsernameDuplicate,
     /// No API token with this id is visible to the caller.
     TokenNotFound,
+    /// No recording with this id is visible to the caller (or nothing recorded in the range).
+    RecordingNotFound,
+    /// The recording is still being written.
+    RecordingInProgress,
+    /// The recording is being moved between tiers or deleted.
+    RecordingBusy,
+    /// A signed URL's signature is missing or does not match.
+    UrlSignatureInvalid,
+    /// A signed URL's lifetime is over.
+    UrlExpired,
+    /// The `Range` header asks for bytes the file does not have.
+    RangeNotSatisfiable,
     /// Too many requests in the current window.
     RateLimitExceeded,
     /// The database or cache cannot be reached.
@@ -74,7 +86,13 @@ impl ErrorCode {
             | Self::AuthTokenExpired
             | Self::AuthTokenRevoked
             | Self::AuthCredentialsInvalid => StatusCode::UNAUTHORIZED,
-            Self::AuthInsufficientPermissions | Self::AuthRoleRestricted => StatusCode::FORBIDDEN,
+            Self::AuthInsufficientPermissions
+            | Self::AuthRoleRestricted
+            | Self::UrlSignatureInvalid
+            | Self::UrlExpired => StatusCode::FORBIDDEN,
+            Self::RecordingNotFound => StatusCode::NOT_FOUND,
+            Self::RecordingInProgress | Self::RecordingBusy => StatusCode::CONFLICT,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::ValidationFailed => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound | Self::CameraNotFound | Self::UserNotFound | Self::TokenNotFound => {
@@ -110,6 +128,12 @@ impl ErrorCode {
             Self::UserNotFound => "USER_NOT_FOUND",
             Self::UsernameDuplicate => "USERNAME_DUPLICATE",
             Self::TokenNotFound => "TOKEN_NOT_FOUND",
+            Self::RecordingNotFound => "RECORDING_NOT_FOUND",
+            Self::RecordingInProgress => "RECORDING_IN_PROGRESS",
+            Self::RecordingBusy => "RECORDING_BUSY",
+            Self::UrlSignatureInvalid => "URL_SIGNATURE_INVALID",
+            Self::UrlExpired => "URL_EXPIRED",
+            Self::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
             Self::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::InternalError => "INTERNAL_ERROR",

@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod health;
 pub mod rbac;
+pub mod recordings;
 mod state;
 pub mod store;
 
@@ -43,13 +44,17 @@ pub use health::{DayAnalytics, HealthError, LiveStatus};
 
 use auth::keys::Keys;
 use cache::{Cache, CacheError, MemoryCache, RedisCache};
+use recordings::{Archive, RecorderHost, RecordingSink, Recordings, Retention, Tiers};
 use state::Shared;
-use store::{NewUser, Store, StoreError};
+use store::{CameraFilter, NewUser, Store, StoreError};
 
 /// How often the background tasks sweep expired cache entries and stale streams.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Expired refresh tokens are deleted every this many sweeps (about an hour).
 const PURGE_EVERY_SWEEPS: u64 = 720;
+/// The first retention pass runs this long after the recordings service starts (or after
+/// one interval, if shorter).
+const FIRST_RETENTION: Duration = Duration::from_secs(60);
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +264,7 @@ impl ControlPlane {
             }
         };
         ensure_admin(&*store, &config).await?;
+        let recordings = recordings_service(&config, store.clone())?;
         let reset = store.reset_node_streams(&config.node_id).await?;
         if reset > 0 {
             tracing::info!(
@@ -280,6 +286,7 @@ impl ControlPlane {
             metrics,
             health: health::Tracker::default(),
             live: std::sync::OnceLock::new(),
+            recordings,
         });
         let cp = Self {
             shared,
@@ -342,6 +349,67 @@ impl ControlPlane {
         }
     }
 
+    /// Starts the recordings service over the recorder `host`: finishes or undoes journaled
+    /// tier moves and deletes, reconciles the hot tier with the store (files it does not
+    /// know are indexed from the file, rows of files cut off by a crash are closed), turns
+    /// recording on for every camera stored with `isRecording`, and schedules retention.
+    /// Returns the sink to feed the recorder's events to, in order.
+    ///
+    /// Call once, after the data plane's recorder repaired the hot tier and before anything
+    /// records (a file being written would look like one cut off by a crash).
+    ///
+    /// # Errors
+    /// The store failed, or a recorder was attached already.
+    pub async fn start_recordings(
+        &self,
+        host: Arc<dyn RecorderHost>,
+    ) -> Result<RecordingSink, StartError> {
+        let s = &self.shared;
+        if !s.recordings.attach(host.clone()) {
+            return Err(StartError::Config(
+                "the recordings service was started twice".into(),
+            ));
+        }
+        let retention = s.recordings.retention.clone();
+        let recovered = retention
+            .recover()
+            .await
+            .map_err(|e| StartError::Config(format!("recording journal: {e}")))?;
+        if recovered > 0 {
+            tracing::info!(
+                jobs = recovered,
+                "finished the tier moves and deletes of the previous run"
+            );
+        }
+        let mut sink = RecordingSink::new(s.store.clone(), host.clone(), s.config.hot_dir());
+        sink.reconcile().await?;
+        let mut recorded = Vec::new();
+        let mut filter = CameraFilter {
+            limit: 500,
+            ..CameraFilter::default()
+        };
+        loop {
+            let (page, _) = s.store.list_cameras(&filter).await?;
+            let n = page.len() as i64;
+            recorded.extend(page.into_iter().filter(|c| c.is_recording).map(|c| c.id));
+            if n < filter.limit {
+                break;
+            }
+            filter.offset += n;
+        }
+        tracing::info!(
+            cameras = recorded.len(),
+            "recording cameras stored with isRecording"
+        );
+        host.set_recorded_cameras(recorded);
+        self.tasks.lock().await.spawn(retention_schedule(
+            retention,
+            s.config.retention_interval,
+            self.cancel.clone(),
+        ));
+        Ok(sink)
+    }
+
     /// The store (for the binary's own tools and tests).
     pub fn store(&self) -> Arc<dyn Store> {
         self.shared.store.clone()
@@ -379,6 +447,64 @@ impl ControlPlane {
             Ok(0) => {}
             Ok(n) => tracing::info!(cameras = n, "marked this node's streams offline"),
             Err(e) => tracing::warn!(error = %e, "could not mark this node's streams offline"),
+        }
+    }
+}
+
+/// Builds the tiers (creating their directories, connecting the archive) and the
+/// retention runner.
+fn recordings_service(
+    config: &ControlPlaneConfig,
+    store: Arc<dyn Store>,
+) -> Result<Recordings, StartError> {
+    let hot = config.hot_dir();
+    for dir in std::iter::once(&hot)
+        .chain(config.storage_warm.iter())
+        .chain(config.storage_cold.iter())
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::Io {
+            what: "creating the storage tier",
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let archive = match &config.archive_url {
+        Some(url) => Some(Archive::from_url(url).map_err(|e| StartError::Config(e.to_string()))?),
+        None => None,
+    };
+    let tiers = Arc::new(Tiers::new(
+        hot,
+        config.storage_warm.clone(),
+        config.storage_cold.clone(),
+        archive,
+    ));
+    Ok(Recordings::new(Arc::new(Retention::new(
+        store,
+        tiers,
+        config.test_crash_at,
+    ))))
+}
+
+/// Runs retention every `interval` until cancelled.
+async fn retention_schedule(
+    retention: Arc<Retention>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    let first = tokio::time::Instant::now() + interval.min(FIRST_RETENTION);
+    let mut tick = tokio::time::interval_at(first, interval.max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let run = retention.run(clock::now_ms());
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            r = run => if let Err(e) = r {
+                tracing::warn!(error = %e, "retention pass failed");
+            },
         }
     }
 }

@@ -48,6 +48,9 @@ impl Role {
                 AnalyticsRead,
                 UsersManage,
                 TokensManage,
+                RecordingsRead,
+                RecordingsDelete,
+                AuditRead,
             ],
             Role::Operator => &[
                 CamerasRead,
@@ -55,8 +58,10 @@ impl Role {
                 StreamsPlay,
                 AnalyticsRead,
                 TokensManage,
+                RecordingsRead,
+                RecordingsDelete,
             ],
-            Role::Viewer => &[CamerasRead, StreamsPlay],
+            Role::Viewer => &[CamerasRead, StreamsPlay, RecordingsRead],
             Role::ApiOnly => &[TokensManage],
         }
     }
@@ -71,11 +76,19 @@ impl Role {
                 StreamsPlay,
                 AnalyticsRead,
                 UsersManage,
+                RecordingsRead,
+                RecordingsDelete,
+                AuditRead,
             ],
-            Role::Operator | Role::ApiOnly => {
-                &[CamerasRead, CamerasWrite, StreamsPlay, AnalyticsRead]
-            }
-            Role::Viewer => &[CamerasRead, StreamsPlay],
+            Role::Operator | Role::ApiOnly => &[
+                CamerasRead,
+                CamerasWrite,
+                StreamsPlay,
+                AnalyticsRead,
+                RecordingsRead,
+                RecordingsDelete,
+            ],
+            Role::Viewer => &[CamerasRead, StreamsPlay, RecordingsRead],
         }
     }
 }
@@ -129,17 +142,30 @@ pub enum Permission {
     /// Manage one's own API tokens (sessions only).
     #[serde(rename = "tokens:manage")]
     TokensManage,
+    /// List recordings, their timeline, signed download and VOD URLs; add bookmarks; read
+    /// the retention policy.
+    #[serde(rename = "recordings:read")]
+    RecordingsRead,
+    /// Delete recordings; change the retention policy and run it.
+    #[serde(rename = "recordings:delete")]
+    RecordingsDelete,
+    /// Read the audit log of recording access.
+    #[serde(rename = "audit:read")]
+    AuditRead,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 9] = [
         Permission::CamerasRead,
         Permission::CamerasWrite,
         Permission::StreamsPlay,
         Permission::AnalyticsRead,
         Permission::UsersManage,
         Permission::TokensManage,
+        Permission::RecordingsRead,
+        Permission::RecordingsDelete,
+        Permission::AuditRead,
     ];
 
     /// The name stored and sent (`cameras:read`).
@@ -151,6 +177,9 @@ impl Permission {
             Permission::AnalyticsRead => "analytics:read",
             Permission::UsersManage => "users:manage",
             Permission::TokensManage => "tokens:manage",
+            Permission::RecordingsRead => "recordings:read",
+            Permission::RecordingsDelete => "recordings:delete",
+            Permission::AuditRead => "audit:read",
         }
     }
 }

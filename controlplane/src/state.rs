@@ -11,6 +11,7 @@ use crate::auth::keys::Keys;
 use crate::cache::{Cache, MemoryCache};
 use crate::config::ControlPlaneConfig;
 use crate::health::Tracker;
+use crate::recordings::Recordings;
 use crate::store::Store;
 
 /// The shared state (behind an `Arc`, cloned into the router).
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) keys: Arc<Keys>,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) health: Tracker,
+    /// Tiers, retention and the recorder handle.
+    pub(crate) recordings: Recordings,
     /// The live streams of this node, once the binary attached them.
     pub(crate) live: OnceLock<Arc<dyn LiveControl>>,
 }

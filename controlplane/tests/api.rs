@@ -124,6 +124,8 @@ fn expected(cred: &str, access: Access) -> Option<(StatusCode, &'static str)> {
     let role_perms = |role: Role, p: Permission| role.permissions().contains(&p);
     match (cred, access) {
         (_, Access::Public | Access::Authenticated) => None,
+        // A bearer credential is no URL signature.
+        (_, Access::Signed) => Some((forbidden, "URL_SIGNATURE_INVALID")),
         ("token_read", Access::Session) => Some((forbidden, "AUTH_ROLE_RESTRICTED")),
         (_, Access::Session) => None,
         ("token_read", Access::SessionPerm(_)) => Some((forbidden, "AUTH_ROLE_RESTRICTED")),
@@ -203,6 +205,7 @@ async fn auth_matrix_covers_every_route() {
     ];
 
     let mut checked = 0;
+    let mut signed = 0;
     for spec in ROUTES {
         let path = spec
             .path
@@ -219,6 +222,26 @@ async fn auth_matrix_covers_every_route() {
                 "{}",
                 what("public")
             );
+            continue;
+        }
+        if spec.access == Access::Signed {
+            // No signature, a forged one, or a bearer credential instead: all refused.
+            for (q, token) in [
+                ("", None),
+                ("?token=9999999999.AAAAAAAAAAAAAAAAAAAAAA", None),
+                ("", Some(admin.as_str())),
+            ] {
+                let r = app
+                    .call(spec.method, &format!("{path}{q}"), token, None)
+                    .await;
+                assert_error(
+                    &r,
+                    StatusCode::FORBIDDEN,
+                    "URL_SIGNATURE_INVALID",
+                    &what("signed"),
+                );
+            }
+            signed += 1;
             continue;
         }
         let r = app.call(spec.method, &path, None, body.clone()).await;
@@ -300,9 +323,13 @@ async fn auth_matrix_covers_every_route() {
         }
         checked += 1;
     }
-    let protected = ROUTES.iter().filter(|r| r.access != Access::Public).count();
+    let protected = ROUTES
+        .iter()
+        .filter(|r| r.access != Access::Public && r.access != Access::Signed)
+        .count();
     assert_eq!(checked, protected);
-    assert!(checked >= 23, "checked {checked} protected routes");
+    assert!(checked >= 38, "checked {checked} protected routes");
+    assert_eq!(signed, 3, "signed routes");
 }
 
 #[tokio::test]
@@ -316,7 +343,7 @@ async fn sessions_refresh_rotation_and_logout() {
     assert_eq!(me.json["data"]["user"]["username"], "admin");
     assert_eq!(me.json["data"]["credential"], "session");
     assert!(me.json["data"]["user"].get("passwordHash").is_none());
-    assert_eq!(me.json["data"]["permissions"].as_array().unwrap().len(), 6);
+    assert_eq!(me.json["data"]["permissions"].as_array().unwrap().len(), 9);
 
     let r = app
         .call(

@@ -6,6 +6,10 @@ mod support;
 use std::sync::Arc;
 
 use camstream_controlplane::rbac::{Permission, Permissions, Role};
+use camstream_controlplane::store::recordings::{
+    AuditFilter, JobKind, JobState, NewAudit, NewBookmark, NewRecording, Recording,
+    RecordingFilter, RecordingGrowth, RecordingJob, RecordingStatus, RetentionPolicy, Tier,
+};
 use camstream_controlplane::store::{
     self, ApiToken, CameraFilter, CameraUpdate, NewAlert, NewCamera, NewUser, RefreshToken, Store,
     StreamStatus, UserUpdate,
@@ -495,16 +499,333 @@ async fn conformance(s: Arc<dyn Store>) {
     assert_eq!(s.get_camera(&c1.id).await.unwrap().unwrap().owner_id, None);
 }
 
+fn new_recording(camera: &str, path: &str, start: i64) -> NewRecording {
+    NewRecording {
+        camera_id: camera.into(),
+        filename: path.rsplit('/').next().unwrap().into(),
+        file_path: path.into(),
+        init_size: 1200,
+        start_time: start,
+        end_time: start,
+        duration_ms: 0,
+        file_size: 1200,
+        status: RecordingStatus::Recording,
+    }
+}
+
+/// The recordings part: rows growing with index chunks, authoritative re-indexing, time
+/// windows, retention candidates, the journal, policies, bookmarks, alerts and audit.
+async fn recordings_conformance(s: Arc<dyn Store>) {
+    let cam = s
+        .create_camera(new_camera("REC-1", None, "recprefix01"))
+        .await
+        .unwrap();
+    let c = cam.id.as_str();
+    let t0 = 1_800_000_000_000_i64;
+    let a = s
+        .open_recording(new_recording(c, "/hot/c/d/a.mp4", t0))
+        .await
+        .unwrap();
+    assert_eq!(a.segment_number, 1);
+    assert_eq!(a.status, RecordingStatus::Recording);
+    assert_eq!(a.storage_tier, Tier::Hot);
+    assert!(!a.is_archived);
+    let grow = |end: i64, complete| RecordingGrowth {
+        duration_ms: end - t0,
+        file_size: 5000,
+        end_time: end,
+        complete,
+    };
+    assert_eq!(
+        s.grow_recording("/hot/c/d/a.mp4", grow(t0 + 10_000, false), Some(vec![1, 2]))
+            .await
+            .unwrap(),
+        Some(a.id.clone())
+    );
+    s.grow_recording("/hot/c/d/a.mp4", grow(t0 + 30_000, true), Some(vec![3]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.grow_recording("/hot/c/d/none.mp4", grow(t0, false), None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.recording_index(&a.id).await.unwrap(),
+        vec![vec![1, 2], vec![3]]
+    );
+    let a = s.get_recording(&a.id).await.unwrap().unwrap();
+    assert_eq!(a.status, RecordingStatus::Complete);
+    assert_eq!(
+        (a.duration_ms, a.file_size, a.end_time),
+        (30_000, 5000, t0 + 30_000)
+    );
+    // The next file of the camera, open; indexing it from the file replaces its chunks.
+    let b = s
+        .open_recording(new_recording(c, "/hot/c/d/b.mp4", t0 + 30_000))
+        .await
+        .unwrap();
+    assert_eq!(b.segment_number, 2);
+    s.grow_recording("/hot/c/d/b.mp4", grow(t0 + 40_000, false), Some(vec![9]))
+        .await
+        .unwrap();
+    assert_eq!(s.open_recordings().await.unwrap().len(), 1);
+    let mut whole = new_recording(c, "/hot/c/d/b.mp4", t0 + 30_000);
+    whole.end_time = t0 + 45_000;
+    whole.duration_ms = 15_000;
+    whole.file_size = 7000;
+    whole.status = RecordingStatus::Complete;
+    let b2 = s.index_recording(whole, vec![7, 7]).await.unwrap();
+    assert_eq!(b2.id, b.id, "re-indexing keeps the row");
+    assert_eq!(b2.status, RecordingStatus::Complete);
+    assert_eq!(s.recording_index(&b.id).await.unwrap(), vec![vec![7, 7]]);
+    assert!(s.open_recordings().await.unwrap().is_empty());
+    assert_eq!(
+        s.get_recording_by_path("/hot/c/d/b.mp4")
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some(b.id.clone())
+    );
+
+    // Windows and lists.
+    let ids = |v: Vec<Recording>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s
+            .recordings_between(c, t0 + 20_000, t0 + 35_000, 10)
+            .await
+            .unwrap()),
+        vec![a.id.clone(), b.id.clone()]
+    );
+    assert_eq!(
+        ids(s
+            .recordings_between(c, t0 + 30_000, t0 + 35_000, 10)
+            .await
+            .unwrap()),
+        vec![b.id.clone()],
+        "a file ending at `from` is outside"
+    );
+    let (page, total) = s
+        .list_recordings(&RecordingFilter {
+            camera_id: Some(c.into()),
+            limit: 1,
+            ..RecordingFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((ids(page), total), (vec![b.id.clone()], 2), "newest first");
+    let (page, total) = s
+        .list_recordings(&RecordingFilter {
+            tier: Some(Tier::Warm),
+            limit: 10,
+            ..RecordingFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.is_empty() && total == 0);
+
+    // Retention: candidates page by (end_time, id); a move is journaled and switched.
+    let cands = s.retention_candidates(t0 + 60_000, None, 1).await.unwrap();
+    assert_eq!(ids(cands.clone()), vec![a.id.clone()]);
+    let next = s
+        .retention_candidates(
+            t0 + 60_000,
+            Some((cands[0].end_time, cands[0].id.clone())),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(next), vec![b.id.clone()]);
+    assert!(
+        s.retention_candidates(t0 + 30_000, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let job = RecordingJob {
+        recording_id: a.id.clone(),
+        kind: JobKind::Move,
+        state: JobState::Copying,
+        from_tier: Tier::Hot,
+        to_tier: Some("archived".into()),
+        src_path: a.file_path.clone(),
+        dst_path: Some("archive/c/d/a.mp4".into()),
+        checksum: None,
+        created_at: t0,
+        updated_at: t0,
+    };
+    s.create_job(&job).await.unwrap();
+    s.set_job_state(&a.id, JobState::Copied, Some("abc123"))
+        .await
+        .unwrap();
+    let j = s.get_job(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (j.state, j.checksum.as_deref()),
+        (JobState::Copied, Some("abc123"))
+    );
+    assert!(
+        s.switch_tier(
+            &a.id,
+            Tier::Archived,
+            "archive/c/d/a.mp4",
+            Some("s3://b/archive/c/d/a.mp4"),
+            "abc123"
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        s.get_job(&a.id).await.unwrap().unwrap().state,
+        JobState::Switched
+    );
+    let a = s.get_recording(&a.id).await.unwrap().unwrap();
+    assert_eq!(a.storage_tier, Tier::Archived);
+    assert!(a.is_archived);
+    assert_eq!(a.cloud_url.as_deref(), Some("s3://b/archive/c/d/a.mp4"));
+    assert_eq!(a.checksum.as_deref(), Some("abc123"));
+    assert_eq!(s.list_jobs().await.unwrap().len(), 1);
+    s.delete_job(&a.id).await.unwrap();
+    assert!(s.list_jobs().await.unwrap().is_empty());
+    let usage = s.recording_usage().await.unwrap();
+    let of = |t: Tier| {
+        usage
+            .iter()
+            .find(|u| u.tier == t)
+            .map(|u| (u.bytes, u.files))
+    };
+    assert_eq!(of(Tier::Archived), Some((5000, 1)));
+    assert_eq!(of(Tier::Hot), Some((7000, 1)));
+    s.set_signed_url_expiry(&b.id, t0 + 900_000).await.unwrap();
+    assert_eq!(
+        s.get_recording(&b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .signed_url_expires_at,
+        Some(t0 + 900_000)
+    );
+    // A journaled delete removes the row and leaves a job saying which file to remove.
+    let gone = s.delete_recording_journaled(&b.id).await.unwrap().unwrap();
+    assert_eq!(gone.file_path, "/hot/c/d/b.mp4");
+    assert!(s.get_recording(&b.id).await.unwrap().is_none());
+    assert!(s.recording_index(&b.id).await.unwrap().is_empty());
+    let j = s.get_job(&b.id).await.unwrap().unwrap();
+    assert_eq!((j.kind, j.state), (JobKind::Delete, JobState::Deleting));
+    assert_eq!(j.src_path, "/hot/c/d/b.mp4");
+    s.delete_job(&b.id).await.unwrap();
+    assert!(s.delete_recording_journaled(&b.id).await.unwrap().is_none());
+    assert!(
+        s.delete_recording_by_path("archive/c/d/a.mp4")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_recording_by_path("archive/c/d/a.mp4")
+            .await
+            .unwrap()
+    );
+
+    // Policies.
+    let policy = RetentionPolicy {
+        scope: "*".into(),
+        warm_after_s: Some(86_400),
+        cold_after_s: None,
+        archive_after_s: Some(30 * 86_400),
+        delete_after_s: None,
+        updated_at: t0,
+    };
+    s.put_policy(&policy).await.unwrap();
+    let mut own = policy.clone();
+    own.scope = c.into();
+    own.delete_after_s = Some(90 * 86_400);
+    s.put_policy(&own).await.unwrap();
+    own.warm_after_s = Some(3600);
+    s.put_policy(&own).await.unwrap();
+    let mut listed = s.list_policies().await.unwrap();
+    listed.sort_by(|x, y| x.scope.cmp(&y.scope));
+    assert_eq!(listed, vec![policy, own]);
+    assert!(s.delete_policy(c).await.unwrap());
+    assert!(!s.delete_policy(c).await.unwrap());
+
+    // Bookmarks and alerts on the timeline window.
+    let bm = s
+        .create_bookmark(NewBookmark {
+            camera_id: c.into(),
+            at: t0 + 5_000,
+            label: "gate opened".into(),
+            user_id: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_bookmarks(c, t0, t0 + 10_000, 10).await.unwrap(),
+        vec![bm]
+    );
+    assert!(
+        s.list_bookmarks(c, t0 + 6_000, t0 + 10_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.create_alert(NewAlert {
+        kind: "STORAGE_FULL".into(),
+        severity: "critical".into(),
+        camera_id: Some(c.into()),
+        user_id: None,
+        token_id: None,
+        message: "full".into(),
+    })
+    .await
+    .unwrap();
+    let alerts = s.camera_alerts(c, 0, i64::MAX, 10).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].kind, "STORAGE_FULL");
+
+    // Audit, newest first, filtered.
+    for action in ["recording.url_issued", "recording.playlist"] {
+        s.add_audit(NewAudit {
+            action: action.into(),
+            camera_id: Some(c.into()),
+            ip: Some("10.0.0.1".into()),
+            ..NewAudit::default()
+        })
+        .await
+        .unwrap();
+    }
+    let (all, total) = s
+        .list_audit(&AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(all[0].ip.as_deref(), Some("10.0.0.1"));
+    let (some, total) = s
+        .list_audit(&AuditFilter {
+            action: Some("recording.playlist".into()),
+            camera_id: Some(c.into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((some.len(), total), (1, 1));
+    assert_eq!(some[0].action, "recording.playlist");
+}
+
 #[tokio::test]
 async fn conformance_sqlite() {
     let dir = support::temp_dir("store");
     let s = store::connect(None, &dir).await.unwrap();
     assert_eq!(s.backend(), "sqlite");
-    conformance(s).await;
+    conformance(s.clone()).await;
+    recordings_conformance(s).await;
     // Reopening runs migrations again without harm and keeps the data.
     let s = store::connect(None, &dir).await.unwrap();
     assert_eq!(s.count_users().await.unwrap(), 0);
-    assert_eq!(s.camera_counts(None).await.unwrap().total, 2);
+    assert_eq!(s.camera_counts(None).await.unwrap().total, 3);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -515,9 +836,10 @@ async fn conformance_postgres() {
     let dir = support::temp_dir("store-pg");
     let s = store::connect(Some(&url), &dir).await.unwrap();
     assert_eq!(s.backend(), "postgres");
-    conformance(s).await;
+    conformance(s.clone()).await;
+    recordings_conformance(s).await;
     let s = store::connect(Some(&url), &dir).await.unwrap();
-    assert_eq!(s.camera_counts(None).await.unwrap().total, 2);
+    assert_eq!(s.camera_counts(None).await.unwrap().total, 3);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -23,6 +23,8 @@ pub(crate) struct ServerOptions {
     pub(crate) streams: Vec<(&'static str, &'static str)>,
     /// More flags, e.g. `--reconnect-window 3s`.
     pub(crate) args: Vec<&'static str>,
+    /// Environment variables for the process (kept across restarts).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -31,6 +33,7 @@ impl Default for ServerOptions {
             allow_any_key: true,
             streams: Vec::new(),
             args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -48,6 +51,8 @@ pub(crate) struct Server {
     client: reqwest::Client,
     /// The command line (for [`Server::restart`]).
     args: Vec<String>,
+    /// The environment added (for [`Server::restart`]).
+    env: Vec<(String, String)>,
     /// How many times this data directory was restarted.
     generation: u32,
 }
@@ -86,7 +91,7 @@ impl Server {
         }
         args.extend(opts.args.iter().map(|a| (*a).to_owned()));
         args.extend(extra);
-        Self::launch(dir, 0, args).await
+        Self::launch(dir, 0, args, opts.env).await
     }
 
     /// Stops the server with SIGTERM (a graceful shutdown) and starts the same command
@@ -107,7 +112,62 @@ impl Server {
                 None => args.extend([(*flag).to_owned(), (*value).to_owned()]),
             }
         }
-        Self::launch(self.dir.clone(), self.generation + 1, args).await
+        Self::launch(
+            self.dir.clone(),
+            self.generation + 1,
+            args,
+            self.env.clone(),
+        )
+        .await
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and waits until it is gone.
+    pub(crate) async fn kill9(&self) {
+        let pid = self.child.lock().expect("child lock").id();
+        if let Some(pid) = pid {
+            let ok = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .expect("run kill")
+                .success();
+            assert!(ok, "kill -KILL {pid} failed");
+        }
+        self.wait_exit(Duration::from_secs(10)).await;
+    }
+
+    /// Waits for the process to exit by itself (panics after `timeout`).
+    pub(crate) async fn wait_exit(&self, timeout: Duration) -> std::process::ExitStatus {
+        eventually("camstream to exit", timeout, || {
+            let exited = self.child.lock().expect("child lock").try_wait();
+            async move { exited.expect("try_wait") }
+        })
+        .await
+    }
+
+    /// Starts the same command again on the same data directory once the process has
+    /// exited (killed or crashed), with `replace` swapping flag values as in
+    /// [`Server::restart`] and the flags in `remove` (with their values) dropped.
+    pub(crate) async fn relaunch(self, replace: &[(&str, &str)], remove: &[&str]) -> Server {
+        assert!(!self.alive(), "relaunch of a running server");
+        let mut args = self.args.clone();
+        for flag in remove {
+            if let Some(i) = args.iter().position(|a| a == flag) {
+                args.drain(i..i + 2);
+            }
+        }
+        for (flag, value) in replace {
+            match args.iter().position(|a| a == flag) {
+                Some(i) => args[i + 1] = (*value).to_owned(),
+                None => args.extend([(*flag).to_owned(), (*value).to_owned()]),
+            }
+        }
+        Self::launch(
+            self.dir.clone(),
+            self.generation + 1,
+            args,
+            self.env.clone(),
+        )
+        .await
     }
 
     /// Sends SIGTERM and waits for the process to exit (panics after `timeout`).
@@ -129,7 +189,12 @@ impl Server {
     }
 
     /// Runs `camstream args` in `dir` and waits until it is ready.
-    async fn launch(dir: PathBuf, generation: u32, args: Vec<String>) -> Server {
+    async fn launch(
+        dir: PathBuf,
+        generation: u32,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Server {
         let log = if generation == 0 {
             dir.join("camstream.log")
         } else {
@@ -142,6 +207,7 @@ impl Server {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("CAMSTREAM_ALLOW_ANY_KEY")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -204,6 +270,7 @@ impl Server {
             log,
             client,
             args,
+            env,
             generation,
         }
     }

@@ -308,6 +308,7 @@ async fn config_keys_map_to_cameras_and_unknown_keys_are_refused() {
             // Cameras from the config file are not in the store, so the store cannot sign
             // playback tokens for them: play them publicly.
             args: vec!["--public-playback"],
+            ..ServerOptions::default()
         },
     )
     .await;

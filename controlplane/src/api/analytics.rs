@@ -1,5 +1,6 @@
 //! `/api/v1/analytics/*`: fleet figures from what the data plane reports (live statuses in
-//! the cache, counts in the store) and the data directory's disk usage.
+//! the cache, counts in the store), the data directory's disk usage, and recordings per
+//! storage tier and per camera (from the store's rows, which retention keeps current).
 
 use std::path::{Path as FsPath, PathBuf};
 
@@ -14,6 +15,7 @@ use super::guard::Principal;
 use crate::error::ApiError;
 use crate::health::{self, DayAnalytics, LiveStatus};
 use crate::state::AppState;
+use crate::store::recordings::{Tier, TierUsage};
 use crate::store::{CameraFilter, StreamStatus};
 
 /// Online cameras summed into the dashboard's live figures (one cache read each).
@@ -55,7 +57,7 @@ pub(crate) struct DirUsage {
     files: u64,
 }
 
-/// Disk use of the data directory.
+/// Disk use of the data directory, and recordings per tier and camera.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StorageUsage {
@@ -66,6 +68,68 @@ pub(crate) struct StorageUsage {
     entries: Vec<DirUsage>,
     /// Whether the walk stopped at its entry limit (figures are then lower bounds).
     truncated: bool,
+    /// Recording files and bytes per tier (every tier listed, configured or not).
+    tiers: Vec<TierTotal>,
+    /// Recording files and bytes per camera, largest first.
+    cameras: Vec<CameraUsage>,
+}
+
+/// Recordings on one tier.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TierTotal {
+    tier: Option<Tier>,
+    bytes: i64,
+    files: i64,
+}
+
+/// One camera's recordings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CameraUsage {
+    camera_id: String,
+    bytes: i64,
+    files: i64,
+    /// Per tier the camera has files on.
+    tiers: Vec<TierTotal>,
+}
+
+fn recording_usage(rows: Vec<TierUsage>) -> (Vec<TierTotal>, Vec<CameraUsage>) {
+    let mut tiers: Vec<TierTotal> = Tier::ALL
+        .into_iter()
+        .map(|t| TierTotal {
+            tier: Some(t),
+            ..TierTotal::default()
+        })
+        .collect();
+    let mut cameras: Vec<CameraUsage> = Vec::new();
+    for r in rows {
+        if let Some(t) = tiers.iter_mut().find(|t| t.tier == Some(r.tier)) {
+            t.bytes += r.bytes;
+            t.files += r.files;
+        }
+        let cam = match cameras.iter_mut().position(|c| c.camera_id == r.camera_id) {
+            Some(i) => &mut cameras[i],
+            None => {
+                cameras.push(CameraUsage {
+                    camera_id: r.camera_id.clone(),
+                    bytes: 0,
+                    files: 0,
+                    tiers: Vec::new(),
+                });
+                cameras.last_mut().expect("just pushed")
+            }
+        };
+        cam.bytes += r.bytes;
+        cam.files += r.files;
+        cam.tiers.push(TierTotal {
+            tier: Some(r.tier),
+            bytes: r.bytes,
+            files: r.files,
+        });
+    }
+    cameras.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.camera_id.cmp(&b.camera_id)));
+    (tiers, cameras)
 }
 
 /// Fleet overview.
@@ -125,14 +189,15 @@ pub(crate) async fn camera_metrics(
     Ok(ok(CameraMetrics { live, day }).into_response())
 }
 
-/// Disk use of the data directory.
+/// Disk use of the data directory; recordings per tier and per camera.
 #[utoipa::path(get, path = "/api/v1/analytics/storage/usage", tag = "analytics", security(("bearer" = [])),
     responses((status = 200, description = "Usage", body = Envelope<StorageUsage>)))]
 pub(crate) async fn storage_usage(State(state): State<AppState>) -> Result<Response, ApiError> {
     let dir = state.config.data_dir.clone();
-    let usage = tokio::task::spawn_blocking(move || walk(&dir))
+    let mut usage = tokio::task::spawn_blocking(move || walk(&dir))
         .await
         .map_err(ApiError::internal)?;
+    (usage.tiers, usage.cameras) = recording_usage(state.store.recording_usage().await?);
     Ok(ok(usage).into_response())
 }
 
@@ -160,6 +225,8 @@ fn walk(root: &FsPath) -> StorageUsage {
         files,
         entries,
         truncated: budget == 0,
+        tiers: Vec::new(),
+        cameras: Vec::new(),
     }
 }
 
@@ -204,5 +271,30 @@ mod tests {
         assert_eq!(u.entries[0].bytes, 1500);
         assert!(!u.truncated);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn recording_usage_sums_tiers_and_cameras() {
+        let row = |c: &str, t: Tier, bytes: i64, files: i64| TierUsage {
+            camera_id: c.into(),
+            tier: t,
+            bytes,
+            files,
+        };
+        let (tiers, cams) = recording_usage(vec![
+            row("a", Tier::Hot, 100, 2),
+            row("a", Tier::Archived, 1000, 3),
+            row("b", Tier::Hot, 50, 1),
+        ]);
+        assert_eq!(tiers.len(), 4);
+        assert_eq!((tiers[0].bytes, tiers[0].files), (150, 3));
+        assert_eq!((tiers[1].bytes, tiers[1].files), (0, 0));
+        assert_eq!((tiers[3].bytes, tiers[3].files), (1000, 3));
+        assert_eq!(cams[0].camera_id, "a");
+        assert_eq!(
+            (cams[0].bytes, cams[0].files, cams[0].tiers.len()),
+            (1100, 5, 2)
+        );
+        assert_eq!(cams[1].camera_id, "b");
     }
 }

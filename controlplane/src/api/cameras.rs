@@ -325,6 +325,9 @@ pub(crate) async fn create(
         })
         .await
         .map_err(conflict)?;
+    if camera.is_recording {
+        state.recordings.set_recording(&camera.id, true);
+    }
     tracing::info!(camera_id = %camera.id, "camera created");
     Ok((
         StatusCode::CREATED,
@@ -403,7 +406,63 @@ pub(crate) async fn update(
     if !c.is_active {
         state.disconnect_publisher(&id, "camera disabled");
     }
+    if let Some(on) = req.is_recording {
+        state.recordings.set_recording(&c.id, on);
+    }
     Ok(ok(view(&state, &c, None)?).into_response())
+}
+
+async fn set_recording(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    on: bool,
+) -> Result<Response, ApiError> {
+    visible(state, p, id).await?;
+    let c = state
+        .store
+        .update_camera(
+            id,
+            CameraUpdate {
+                is_recording: Some(on),
+                ..CameraUpdate::default()
+            },
+        )
+        .await?
+        .ok_or_else(not_found)?;
+    state.recordings.set_recording(&c.id, on);
+    tracing::info!(camera_id = %c.id, recording = on, "camera recording switched");
+    Ok(ok(view(state, &c, None)?).into_response())
+}
+
+/// Start recording a camera (`isRecording` on; the file starts at its next keyframe).
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/start", tag = "cameras", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    responses(
+        (status = 200, description = "The camera", body = Envelope<CameraView>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn recording_start(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_recording(&state, &principal, &id, true).await
+}
+
+/// Stop recording a camera (`isRecording` off; its file is closed).
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/stop", tag = "cameras", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    responses(
+        (status = 200, description = "The camera", body = Envelope<CameraView>),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn recording_stop(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_recording(&state, &principal, &id, false).await
 }
 
 /// Delete a camera.
@@ -422,6 +481,8 @@ pub(crate) async fn delete(
     if !state.store.delete_camera(&id).await? {
         return Err(not_found());
     }
+    // Its recordings stay (retention removes them); the recorder stops.
+    state.recordings.set_recording(&id, false);
     tracing::info!(camera_id = %id, "camera deleted");
     state.disconnect_publisher(&id, "camera deleted");
     Ok(ok(serde_json::json!({ "deleted": true })).into_response())

@@ -19,7 +19,7 @@ use crate::state::AppState;
     info(
         title = "camstream control plane",
         version = "1",
-        description = "Cameras, stream keys, signed playback, users, API tokens and analytics. \
+        description = "Cameras, stream keys, signed playback, recordings, users, API tokens and analytics. \
             Authenticate with `Authorization: Bearer <access JWT or API token>`. Errors use \
             `{\"success\":false,\"error\":{\"code\",\"message\",\"details\",\"timestamp\",\"requestId\"}}`."
     ),
@@ -31,6 +31,7 @@ use crate::state::AppState;
         (name = "cameras", description = "Camera fleet"),
         (name = "streams", description = "Playback and live status"),
         (name = "analytics", description = "Figures from the data plane"),
+        (name = "recordings", description = "Recordings, timelines, signed downloads, VOD playback, retention, audit"),
     )
 )]
 pub(crate) struct ApiDoc;

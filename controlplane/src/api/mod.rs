@@ -4,15 +4,19 @@
 //! file per resource.
 
 mod analytics;
+mod audit;
 mod auth;
 mod cameras;
 mod docs;
 mod extract;
 pub mod guard;
 mod observe;
+mod recordings;
+mod retention;
 pub mod routes;
 mod tokens;
 mod users;
+mod vod;
 
 use std::sync::Arc;
 
@@ -50,6 +54,21 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cameras::stream_hls))
         .routes(routes!(cameras::status))
         .routes(routes!(cameras::analytics))
+        .routes(routes!(cameras::recording_start))
+        .routes(routes!(cameras::recording_stop))
+        .routes(routes!(recordings::list))
+        .routes(routes!(recordings::get, recordings::delete))
+        .routes(routes!(recordings::signed_url))
+        .routes(routes!(vod::download))
+        .routes(routes!(recordings::timeline))
+        .routes(routes!(recordings::playback))
+        .routes(routes!(recordings::create_bookmark))
+        .routes(routes!(retention::get, retention::put_default))
+        .routes(routes!(retention::put_camera, retention::delete_camera))
+        .routes(routes!(retention::run))
+        .routes(routes!(audit::list))
+        .routes(routes!(vod::playlist))
+        .routes(routes!(vod::media))
         .routes(routes!(analytics::dashboard))
         .routes(routes!(analytics::camera_metrics))
         .routes(routes!(analytics::storage_usage))

@@ -20,6 +20,10 @@ pub enum Access {
     Perm(Permission),
     /// A login session (not an API token) holding this permission.
     SessionPerm(Permission),
+    /// No bearer credential: the URL carries a signature (`token=`) that the handler checks
+    /// (recording downloads, VOD playlists and their media). Missing, tampered or expired
+    /// signatures are refused with 403.
+    Signed,
 }
 
 /// One route.
@@ -53,9 +57,10 @@ const fn undocumented(method: &'static str, path: &'static str) -> RouteSpec {
     }
 }
 
-use Access::{Authenticated, Perm, Public, Session, SessionPerm};
+use Access::{Authenticated, Perm, Public, Session, SessionPerm, Signed};
 use Permission::{
-    AnalyticsRead, CamerasRead, CamerasWrite, StreamsPlay, TokensManage, UsersManage,
+    AnalyticsRead, AuditRead, CamerasRead, CamerasWrite, RecordingsDelete, RecordingsRead,
+    StreamsPlay, TokensManage, UsersManage,
 };
 
 /// Every route.
@@ -90,6 +95,52 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/api/v1/cameras/{id}/stream/hls", Perm(StreamsPlay)),
     r("GET", "/api/v1/cameras/{id}/status", Perm(CamerasRead)),
     r("GET", "/api/v1/cameras/{id}/analytics", Perm(AnalyticsRead)),
+    r(
+        "POST",
+        "/api/v1/cameras/{id}/recording/start",
+        Perm(CamerasWrite),
+    ),
+    r(
+        "POST",
+        "/api/v1/cameras/{id}/recording/stop",
+        Perm(CamerasWrite),
+    ),
+    r("GET", "/api/v1/recordings", Perm(RecordingsRead)),
+    r("GET", "/api/v1/recordings/{id}", Perm(RecordingsRead)),
+    r("DELETE", "/api/v1/recordings/{id}", Perm(RecordingsDelete)),
+    r(
+        "GET",
+        "/api/v1/recordings/{id}/signed-url",
+        Perm(RecordingsRead),
+    ),
+    r("GET", "/api/v1/recordings/{id}/download", Signed),
+    r(
+        "GET",
+        "/api/v1/recordings/timeline/{id}",
+        Perm(RecordingsRead),
+    ),
+    r(
+        "GET",
+        "/api/v1/recordings/playback/{id}",
+        Perm(RecordingsRead),
+    ),
+    r("POST", "/api/v1/recordings/bookmarks", Perm(RecordingsRead)),
+    r("GET", "/api/v1/retention", Perm(RecordingsRead)),
+    r("PUT", "/api/v1/retention", Perm(RecordingsDelete)),
+    r(
+        "PUT",
+        "/api/v1/retention/cameras/{id}",
+        Perm(RecordingsDelete),
+    ),
+    r(
+        "DELETE",
+        "/api/v1/retention/cameras/{id}",
+        Perm(RecordingsDelete),
+    ),
+    r("POST", "/api/v1/retention/run", Perm(RecordingsDelete)),
+    r("GET", "/api/v1/audit", Perm(AuditRead)),
+    r("GET", "/vod/{id}/playlist.m3u8", Signed),
+    r("GET", "/vod/{id}/{file}", Signed),
     r("GET", "/api/v1/analytics/dashboard", Perm(AnalyticsRead)),
     r(
         "GET",

@@ -1,7 +1,8 @@
-//! Signing keys and the three kinds of signed tokens: access JWTs (HS256, 15 min), publish
-//! JWTs (HS256, scoped to one camera, carried as `?token=` in the RTMP URL) and playback
+//! Signing keys and the four kinds of signed tokens: access JWTs (HS256, 15 min), publish
+//! JWTs (HS256, scoped to one camera, carried as `?token=` in the RTMP URL), playback
 //! tokens (a compact HMAC-SHA256 over camera id and expiry, checked on every HLS request, so
-//! it must cost microseconds and no I/O). Each kind has its own key derived from one master
+//! it must cost microseconds and no I/O) and recording URL tokens (the same compact form over
+//! what a download or VOD URL grants). Each kind has its own key derived from one master
 //! secret (HMAC with a label), so a token of one kind never verifies as another.
 
 use base64::Engine;
@@ -67,6 +68,7 @@ pub struct Keys {
     publish_enc: EncodingKey,
     publish_dec: DecodingKey,
     playback: [u8; 32],
+    recording: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -108,6 +110,7 @@ impl Keys {
             publish_enc: EncodingKey::from_secret(&p).map_err(bad)?,
             publish_dec: DecodingKey::from_secret(&p).map_err(bad)?,
             playback: derive(master, "camstream playback hmac v1"),
+            recording: derive(master, "camstream recording url v1"),
         })
     }
 
@@ -181,39 +184,65 @@ impl Keys {
         camera_id: &str,
         now: i64,
     ) -> Result<(), TokenError> {
-        let (exp, sig) = token
-            .split_once('.')
-            .ok_or_else(|| TokenError::Invalid("malformed".into()))?;
-        let exp: i64 = exp
-            .parse()
-            .map_err(|_| TokenError::Invalid("malformed expiry".into()))?;
-        // 22 base64 characters encode the 16 signature bytes; anything else is not ours.
-        if sig.len() != 22 {
-            return Err(TokenError::Invalid("malformed signature".into()));
-        }
-        let given = URL_SAFE_NO_PAD
-            .decode(sig)
-            .map_err(|_| TokenError::Invalid("malformed signature".into()))?;
-        let want = self.playback_sig(camera_id, exp);
-        if !constant_time_eq(&given, &want) {
-            return Err(TokenError::Invalid("bad signature".into()));
-        }
-        if exp <= now {
-            return Err(TokenError::Expired);
-        }
-        Ok(())
+        verify_compact(&self.playback, token, camera_id, now)
+    }
+
+    /// A recording URL token granting `scope` (what the URL may do, e.g. one file's
+    /// download for one user) until `exp` (Unix seconds): `{exp}.{base64url(hmac[..16])}`.
+    pub fn sign_url(&self, scope: &str, exp: i64) -> String {
+        let sig = compact_sig(&self.recording, scope, exp);
+        format!("{exp}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// Checks a recording URL token for `scope` at `now` (Unix seconds).
+    ///
+    /// # Errors
+    /// [`TokenError::Expired`] or [`TokenError::Invalid`] (also for any other scope).
+    pub fn verify_url(&self, token: &str, scope: &str, now: i64) -> Result<(), TokenError> {
+        verify_compact(&self.recording, token, scope, now)
     }
 
     fn playback_sig(&self, camera_id: &str, exp: i64) -> [u8; PLAYBACK_SIG_LEN] {
-        let mut mac = HmacSha256::new_from_slice(&self.playback).expect("any key length");
-        mac.update(camera_id.as_bytes());
-        mac.update(b"\n");
-        mac.update(exp.to_string().as_bytes());
-        let full: [u8; 32] = mac.finalize().into_bytes().into();
-        let mut out = [0u8; PLAYBACK_SIG_LEN];
-        out.copy_from_slice(&full[..PLAYBACK_SIG_LEN]);
-        out
+        compact_sig(&self.playback, camera_id, exp)
     }
+}
+
+/// HMAC-SHA256 of `subject` and `exp` under `key`, truncated.
+fn compact_sig(key: &[u8; 32], subject: &str, exp: i64) -> [u8; PLAYBACK_SIG_LEN] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+    mac.update(subject.as_bytes());
+    mac.update(b"\n");
+    mac.update(exp.to_string().as_bytes());
+    let full: [u8; 32] = mac.finalize().into_bytes().into();
+    let mut out = [0u8; PLAYBACK_SIG_LEN];
+    out.copy_from_slice(&full[..PLAYBACK_SIG_LEN]);
+    out
+}
+
+/// Checks `{exp}.{sig}` for `subject` at `now`; the signature before the expiry, so a
+/// forged token never learns whether it was expired.
+fn verify_compact(key: &[u8; 32], token: &str, subject: &str, now: i64) -> Result<(), TokenError> {
+    let (exp, sig) = token
+        .split_once('.')
+        .ok_or_else(|| TokenError::Invalid("malformed".into()))?;
+    let exp: i64 = exp
+        .parse()
+        .map_err(|_| TokenError::Invalid("malformed expiry".into()))?;
+    // 22 base64 characters encode the 16 signature bytes; anything else is not ours.
+    if sig.len() != 22 {
+        return Err(TokenError::Invalid("malformed signature".into()));
+    }
+    let given = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| TokenError::Invalid("malformed signature".into()))?;
+    let want = compact_sig(key, subject, exp);
+    if !constant_time_eq(&given, &want) {
+        return Err(TokenError::Invalid("bad signature".into()));
+    }
+    if exp <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
 }
 
 fn jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
@@ -277,6 +306,27 @@ mod tests {
         ));
         let old = k.issue_publish("cam-a", now - 20, now - 10).unwrap();
         assert_eq!(k.verify_publish(&old, "cam-a"), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn recording_url_tokens() {
+        let k = keys();
+        let t = k.sign_url("dl\nrec-1\nuser-1", 1000);
+        assert_eq!(k.verify_url(&t, "dl\nrec-1\nuser-1", 999), Ok(()));
+        assert_eq!(
+            k.verify_url(&t, "dl\nrec-1\nuser-1", 1000),
+            Err(TokenError::Expired)
+        );
+        assert!(matches!(
+            k.verify_url(&t, "dl\nrec-2\nuser-1", 999),
+            Err(TokenError::Invalid(_))
+        ));
+        // A playback token for the same text is signed with another key.
+        let p = k.sign_playback("dl\nrec-1\nuser-1", 1000);
+        assert!(matches!(
+            k.verify_url(&p, "dl\nrec-1\nuser-1", 999),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]

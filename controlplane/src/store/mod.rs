@@ -1,18 +1,21 @@
 //! The repository: every durable record (users, cameras, API tokens, refresh tokens, alerts,
-//! recordings) behind one [`Store`] trait with two implementations over typed sqlx pools,
-//! [`SqliteStore`] (embedded default) and [`PgStore`]. Both run the same hand-written SQL with
-//! `$N` placeholders (SQLite accepts them) over the same schema (`migrations/sqlite`,
-//! `migrations/postgres`); the conformance suite in `tests/store.rs` runs against both.
+//! recordings: see [`recordings`]) behind one [`Store`] trait with two implementations over
+//! typed sqlx pools, [`SqliteStore`] (embedded default) and [`PgStore`]. Both run the same
+//! hand-written SQL with `$N` placeholders (SQLite accepts them) over the same schema
+//! (`migrations/sqlite`, `migrations/postgres`); the conformance suite in `tests/store.rs`
+//! runs against both.
 //!
 //! Times are Unix milliseconds, ids are UUID strings, secrets are stored as SHA-256 digests
 //! with a short public prefix to find the row (the caller compares digests in constant time).
 //! Business rules (who may see what, password strength) live in the API layer, not here.
 
+pub mod recordings;
 mod sql;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use recordings::RecordingStore;
 pub use sql::{PgStore, SqliteStore, connect};
 
 use crate::rbac::{Permissions, Role};
@@ -405,7 +408,7 @@ pub struct NewAlert {
 /// # Cancel safety
 /// Dropping a future may leave its statement executed or not, never half-applied.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RecordingStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Checks the connection.

@@ -723,6 +723,8 @@ macro_rules! sql_store {
 sql_store!(SqliteStore, "sqlite");
 sql_store!(PgStore, "postgres");
 
+mod recordings;
+
 #[cfg(test)]
 mod tests {
     use super::*;

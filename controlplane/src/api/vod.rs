@@ -1,0 +1,359 @@
+//! The signed recording routes: downloads (`/api/v1/recordings/{id}/download`), HLS VOD
+//! playlists (`/vod/{camera}/playlist.m3u8`) and their media (`/vod/{camera}/{id}.mp4`).
+//! None takes a bearer credential: the URL carries `token={exp}.{hmac}` over what it grants
+//! (one file for one user, one camera's range for one user, one file's bytes), checked here
+//! with no I/O before anything is read.
+//!
+//! Files on a local tier are served from disk with `Range` support (206 + `Content-Range`,
+//! 416 for ranges the file cannot satisfy); archived files redirect (307) to a presigned
+//! object-store URL that expires with the token. Playlist fetches are audited.
+
+use std::path::Path as FsPath;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use utoipa::IntoParams;
+
+use super::extract::{Path, Query};
+use super::guard::ClientAddr;
+use super::recordings::{MAX_FILES, entries, not_found, parse_actor, system_time};
+use crate::auth::keys::TokenError;
+use crate::clock::{now_ms, rfc3339};
+use crate::error::{ApiError, ErrorCode};
+use crate::recordings::playlist::{self, VodFile};
+use crate::recordings::range::{self, ByteRange};
+use crate::state::AppState;
+use crate::store::recordings::{NewAudit, Recording, Tier};
+
+/// Target duration of VOD segments (consecutive fragments are merged up to it).
+const VOD_SEGMENT: std::time::Duration = std::time::Duration::from_secs(4);
+/// Shortest lifetime given to a presigned archive URL.
+const MIN_PRESIGN_S: i64 = 60;
+/// Read buffer when streaming a file.
+const STREAM_BUF: usize = 256 << 10;
+
+/// What a download URL grants.
+pub(crate) fn download_scope(recording: &str, by: &str) -> String {
+    format!("dl\n{recording}\n{by}")
+}
+
+/// What a playlist URL grants.
+pub(crate) fn playlist_scope(camera: &str, from: i64, to: i64, by: &str) -> String {
+    format!("vod\n{camera}\n{from}\n{to}\n{by}")
+}
+
+/// What a playlist's media URL grants.
+fn media_scope(recording: &str) -> String {
+    format!("seg\n{recording}")
+}
+
+/// Checks a token for `scope`; its expiry (Unix seconds).
+fn check(state: &AppState, token: Option<&str>, scope: &str) -> Result<i64, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            ErrorCode::UrlSignatureInvalid,
+            "missing or invalid URL signature",
+        )
+    };
+    let token = token.ok_or_else(invalid)?;
+    match state.keys.verify_url(token, scope, now_ms() / 1000) {
+        Ok(()) => token
+            .split_once('.')
+            .and_then(|(e, _)| e.parse().ok())
+            .ok_or_else(invalid),
+        Err(TokenError::Expired) => {
+            Err(ApiError::new(ErrorCode::UrlExpired, "the URL has expired"))
+        }
+        Err(TokenError::Invalid(_)) => Err(invalid()),
+    }
+}
+
+/// Download parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DownloadQuery {
+    /// Who the URL was issued to.
+    by: Option<String>,
+    /// `{exp}.{signature}`.
+    token: Option<String>,
+}
+
+/// Download a recording file through a signed URL (Range supported; archived files
+/// redirect to the object store).
+#[utoipa::path(get, path = "/api/v1/recordings/{id}/download", tag = "recordings",
+    params(("id" = String, Path, description = "Recording id"), DownloadQuery),
+    responses(
+        (status = 200, description = "The file", content_type = "video/mp4"),
+        (status = 206, description = "A byte range of the file", content_type = "video/mp4"),
+        (status = 307, description = "Archived: presigned object-store URL in Location"),
+        (status = 403, description = "URL_SIGNATURE_INVALID or URL_EXPIRED", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "RECORDING_NOT_FOUND", body = crate::error::ErrorEnvelope),
+        (status = 416, description = "RANGE_NOT_SATISFIABLE", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn download(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<DownloadQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let by = q.by.as_deref().unwrap_or("");
+    let exp = check(&state, q.token.as_deref(), &download_scope(&id, by))?;
+    let r = state
+        .store
+        .get_recording(&id)
+        .await?
+        .ok_or_else(not_found)?;
+    let name = r.filename.clone();
+    serve(&state, &r, exp, &headers, Some(&name)).await
+}
+
+/// Playlist parameters (all part of the signature).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PlaylistQuery {
+    /// Start, Unix ms.
+    from: Option<i64>,
+    /// End, Unix ms.
+    to: Option<i64>,
+    /// Who the URL was issued to.
+    by: Option<String>,
+    /// `{exp}.{signature}`.
+    token: Option<String>,
+}
+
+/// An HLS VOD playlist of a camera's recordings over a time range (signed URL from
+/// `/api/v1/recordings/playback/{id}`; audited).
+#[utoipa::path(get, path = "/vod/{id}/playlist.m3u8", tag = "recordings",
+    params(("id" = String, Path, description = "Camera id"), PlaylistQuery),
+    responses(
+        (status = 200, description = "The playlist", content_type = "application/vnd.apple.mpegurl"),
+        (status = 403, description = "URL_SIGNATURE_INVALID or URL_EXPIRED", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "RECORDING_NOT_FOUND: nothing recorded in the range", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn playlist(
+    State(state): State<AppState>,
+    ip: ClientAddr,
+    Path(camera): Path<String>,
+    Query(q): Query<PlaylistQuery>,
+) -> Result<Response, ApiError> {
+    let (from, to, by) = (
+        q.from.unwrap_or(0),
+        q.to.unwrap_or(0),
+        q.by.unwrap_or_default(),
+    );
+    let exp = check(
+        &state,
+        q.token.as_deref(),
+        &playlist_scope(&camera, from, to, &by),
+    )?;
+    let recs = state
+        .store
+        .recordings_between(&camera, from, to, MAX_FILES)
+        .await?;
+    let mut loaded: Vec<(Recording, Vec<crate::recordings::IndexEntry>)> = Vec::new();
+    for r in recs {
+        let e = entries(&state, &r).await?;
+        loaded.push((r, e));
+    }
+    let files: Vec<VodFile<'_>> = loaded
+        .iter()
+        .map(|(r, e)| VodFile {
+            id: &r.id,
+            init_size: u64::try_from(r.init_size).unwrap_or(0),
+            entries: e,
+        })
+        .collect();
+    let keys = state.keys.clone();
+    let uri = move |id: &str| format!("{id}.mp4?token={}", keys.sign_url(&media_scope(id), exp));
+    let vod = playlist::build(
+        &files,
+        system_time(from),
+        system_time(to),
+        VOD_SEGMENT,
+        &uri,
+    )
+    .ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::RecordingNotFound,
+            "nothing recorded in this range",
+        )
+    })?;
+    let (user_id, token_id) = parse_actor(&by).unzip();
+    state
+        .store
+        .add_audit(NewAudit {
+            action: "recording.playlist".into(),
+            user_id,
+            token_id: token_id.flatten(),
+            camera_id: Some(camera.clone()),
+            ip: ip.0.map(|a| a.to_string()),
+            detail: Some(format!(
+                "{} to {}, {} files, {} segments",
+                rfc3339(from),
+                rfc3339(to),
+                vod.files,
+                vod.segments
+            )),
+            ..NewAudit::default()
+        })
+        .await?;
+    let mut resp = (StatusCode::OK, vod.text).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.apple.mpegurl"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Ok(resp)
+}
+
+/// Media parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct MediaQuery {
+    /// `{exp}.{signature}` from the playlist.
+    token: Option<String>,
+}
+
+/// A recording file's bytes for a VOD playlist (`{recording id}.mp4`; Range supported).
+#[utoipa::path(get, path = "/vod/{id}/{file}", tag = "recordings",
+    params(("id" = String, Path, description = "Camera id"), ("file" = String, Path, description = "`{recording id}.mp4`"), MediaQuery),
+    responses(
+        (status = 200, description = "The file", content_type = "video/mp4"),
+        (status = 206, description = "A byte range", content_type = "video/mp4"),
+        (status = 307, description = "Archived: presigned object-store URL in Location"),
+        (status = 403, description = "URL_SIGNATURE_INVALID or URL_EXPIRED", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "RECORDING_NOT_FOUND", body = crate::error::ErrorEnvelope),
+        (status = 416, description = "RANGE_NOT_SATISFIABLE", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn media(
+    State(state): State<AppState>,
+    Path((camera, file)): Path<(String, String)>,
+    Query(q): Query<MediaQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = file.strip_suffix(".mp4").unwrap_or("");
+    let exp = check(&state, q.token.as_deref(), &media_scope(id))?;
+    let r = state
+        .store
+        .get_recording(id)
+        .await?
+        .filter(|r| r.camera_id == camera)
+        .ok_or_else(not_found)?;
+    let mut resp = serve(&state, &r, exp, &headers, None).await?;
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Ok(resp)
+}
+
+/// Sends a recording's bytes (local tier) or a redirect (archive).
+async fn serve(
+    state: &AppState,
+    r: &Recording,
+    exp: i64,
+    headers: &HeaderMap,
+    attachment: Option<&str>,
+) -> Result<Response, ApiError> {
+    if r.storage_tier == Tier::Archived {
+        let archive = state.recordings.tiers().archive().ok_or_else(|| {
+            ApiError::internal("an archived recording but no archive is configured")
+        })?;
+        let left = (exp - now_ms() / 1000).max(MIN_PRESIGN_S);
+        let url = archive
+            .presign(
+                &r.file_path,
+                std::time::Duration::from_secs(left.unsigned_abs()),
+            )
+            .await
+            .map_err(ApiError::internal)?;
+        let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+        resp.headers_mut().insert(header::LOCATION, location);
+        return Ok(resp);
+    }
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    file_response(FsPath::new(&r.file_path), range, attachment).await
+}
+
+/// A file (or one byte range of it) as a streamed response.
+async fn file_response(
+    path: &FsPath,
+    range: Option<&str>,
+    attachment: Option<&str>,
+) -> Result<Response, ApiError> {
+    let mut f = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::new(
+                ErrorCode::RecordingNotFound,
+                "recording file missing",
+            ));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let len = f.metadata().await.map_err(ApiError::internal)?.len();
+    let r = range::parse(range, len);
+    let Some((start, end)) = r.span(len) else {
+        return Err(ApiError::new(
+            ErrorCode::RangeNotSatisfiable,
+            format!("the file has {len} bytes"),
+        )
+        .with_details(serde_json::json!({ "size": len }))
+        .with_header(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes */{len}")).map_err(ApiError::internal)?,
+        ));
+    };
+    if start > 0 {
+        f.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let n = end - start;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        f.take(n),
+        STREAM_BUF,
+    ));
+    let status = match r {
+        ByteRange::Partial { .. } => StatusCode::PARTIAL_CONTENT,
+        _ => StatusCode::OK,
+    };
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=300"),
+    );
+    if let ByteRange::Partial { start, end } = r {
+        let v = format!("bytes {start}-{end}/{len}");
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&v).map_err(ApiError::internal)?,
+        );
+    }
+    if let Some(name) = attachment
+        && let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}

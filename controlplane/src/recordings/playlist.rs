@@ -1,0 +1,321 @@
+//! HLS VOD playlists over recording files (RFC 8216bis): any wall-clock range of a camera,
+//! spanning files, as `EXT-X-BYTERANGE` segments of the fMP4 files on disk.
+//!
+//! Pure: the caller hands over the files' indexes (from the store, never from the files)
+//! and a function naming each file's URI. Consecutive fragments of a file are merged into
+//! segments of about `target`, each starting on an independent fragment, so a 1-hour file
+//! of 200 ms fragments is a playlist of ~1800 lines rather than 18000. Every file starts
+//! with `EXT-X-MAP` (its own init segment); a file after another, and a break inside a
+//! file, get `EXT-X-DISCONTINUITY` (each file's media time starts at 0). Every segment
+//! carries `EXT-X-PROGRAM-DATE-TIME` so players and the dashboard map it to wall time.
+
+use std::fmt::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::index::IndexEntry;
+
+/// One file of the range, in time order.
+#[derive(Debug, Clone, Copy)]
+pub struct VodFile<'a> {
+    /// Recording id (handed to the URI function).
+    pub id: &'a str,
+    /// Init segment bytes at the start of the file.
+    pub init_size: u64,
+    /// Its fragments, in file order.
+    pub entries: &'a [IndexEntry],
+}
+
+/// A built playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vod {
+    /// The `.m3u8` text.
+    pub text: String,
+    /// Media segments in it.
+    pub segments: usize,
+    /// Files it spans.
+    pub files: usize,
+    /// Sum of the segment durations.
+    pub duration: Duration,
+}
+
+struct Segment {
+    file: usize,
+    offset: u64,
+    size: u64,
+    duration: Duration,
+    wall: SystemTime,
+    /// `EXT-X-DISCONTINUITY` before it.
+    discontinuity: bool,
+    /// `EXT-X-MAP` before it.
+    map: bool,
+}
+
+/// The fragments of `entries` overlapping `[from, to)`, widened back to an independent
+/// fragment so decoding can start; `None` when nothing playable overlaps.
+fn select(entries: &[IndexEntry], from: SystemTime, to: SystemTime) -> Option<(usize, usize)> {
+    let first = entries.iter().position(|e| e.wall_end() > from)?;
+    let last = entries.iter().rposition(|e| e.wall_time < to)?;
+    if last < first {
+        return None;
+    }
+    let start = match entries[..=first].iter().rposition(|e| e.independent) {
+        Some(s) => s,
+        // Nothing to start decoding from before the range: start at its first keyframe.
+        None => first + entries[first..=last].iter().position(|e| e.independent)?,
+    };
+    Some((start, last))
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+fn date(t: SystemTime) -> String {
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    crate::clock::rfc3339(ms)
+}
+
+/// Builds the playlist of `[from, to)` over `files`; `None` when no fragment overlaps.
+/// `uri(id)` names a file's media URI (relative to the playlist, token included).
+pub fn build(
+    files: &[VodFile<'_>],
+    from: SystemTime,
+    to: SystemTime,
+    target: Duration,
+    uri: &dyn Fn(&str) -> String,
+) -> Option<Vod> {
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut used_files = 0;
+    for (fi, f) in files.iter().enumerate() {
+        let Some((start, last)) = select(f.entries, from, to) else {
+            continue;
+        };
+        used_files += 1;
+        let mut file_start = true;
+        let mut end = 0u64;
+        for e in &f.entries[start..=last] {
+            let segment_full =
+                e.independent && segments.last().is_some_and(|s| s.duration >= target);
+            let breaks = file_start || e.discontinuity || e.offset != end || segment_full;
+            let continues = !breaks;
+            if continues && let Some(s) = segments.last_mut() {
+                s.size += e.size;
+                s.duration += e.duration;
+            } else {
+                segments.push(Segment {
+                    file: fi,
+                    offset: e.offset,
+                    size: e.size,
+                    duration: e.duration,
+                    wall: e.wall_time,
+                    discontinuity: (file_start && !segments.is_empty())
+                        || (!file_start && (e.discontinuity || e.offset != end)),
+                    map: file_start,
+                });
+            }
+            end = e.offset + e.size;
+            file_start = false;
+        }
+    }
+    if segments.is_empty() {
+        return None;
+    }
+    let longest = segments
+        .iter()
+        .map(|s| s.duration)
+        .max()
+        .unwrap_or_default();
+    let target_s = longest.as_secs() + u64::from(longest.subsec_nanos() > 0);
+    let mut text = String::with_capacity(128 + segments.len() * 160);
+    let _ = write!(
+        text,
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:0\n\
+         #EXT-X-PLAYLIST-TYPE:VOD\n",
+        target_s.max(1)
+    );
+    let mut total = Duration::ZERO;
+    for s in &segments {
+        let f = &files[s.file];
+        let u = uri(f.id);
+        if s.discontinuity {
+            text.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if s.map {
+            let _ = writeln!(
+                text,
+                "#EXT-X-MAP:URI=\"{u}\",BYTERANGE=\"{}@0\"",
+                f.init_size
+            );
+        }
+        let _ = write!(
+            text,
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{},\n#EXT-X-BYTERANGE:{}@{}\n{u}\n",
+            date(s.wall),
+            seconds(s.duration),
+            s.size,
+            s.offset
+        );
+        total += s.duration;
+    }
+    text.push_str("#EXT-X-ENDLIST\n");
+    Some(Vod {
+        text,
+        segments: segments.len(),
+        files: used_files,
+        duration: total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_796_047_200_000;
+
+    /// A file of `n` 200 ms fragments starting at `wall_ms`, keyframe every 2 s, 1000 bytes
+    /// each after a 700-byte init.
+    fn file(n: usize, wall_ms: u64) -> Vec<IndexEntry> {
+        (0..n)
+            .map(|i| IndexEntry {
+                offset: 700 + i as u64 * 1000,
+                size: 1000,
+                media_time: Duration::from_millis(i as u64 * 200),
+                duration: Duration::from_millis(200),
+                wall_time: UNIX_EPOCH + Duration::from_millis(wall_ms + i as u64 * 200),
+                independent: i.is_multiple_of(10),
+                discontinuity: false,
+            })
+            .collect()
+    }
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn lines(v: &Vod) -> Vec<&str> {
+        v.text.lines().collect()
+    }
+
+    #[test]
+    fn spans_two_files_with_discontinuity_and_maps() {
+        let a = file(50, T0); // 10 s
+        let b = file(50, T0 + 10_000);
+        let files = [
+            VodFile {
+                id: "a",
+                init_size: 700,
+                entries: &a,
+            },
+            VodFile {
+                id: "b",
+                init_size: 700,
+                entries: &b,
+            },
+        ];
+        let v = build(
+            &files,
+            at(T0 + 5_000),
+            at(T0 + 15_000),
+            Duration::from_secs(2),
+            &|id| format!("{id}.mp4?token=t"),
+        )
+        .unwrap();
+        assert_eq!(v.files, 2);
+        assert_eq!(v.segments, 6, "{}", v.text);
+        assert_eq!(v.duration, Duration::from_secs(11));
+        let l = lines(&v);
+        assert_eq!(l[0], "#EXTM3U");
+        assert!(l.contains(&"#EXT-X-TARGETDURATION:2"));
+        assert_eq!(l.last(), Some(&"#EXT-X-ENDLIST"));
+        let maps: Vec<_> = l.iter().filter(|x| x.starts_with("#EXT-X-MAP")).collect();
+        assert_eq!(
+            maps,
+            [
+                &"#EXT-X-MAP:URI=\"a.mp4?token=t\",BYTERANGE=\"700@0\"",
+                &"#EXT-X-MAP:URI=\"b.mp4?token=t\",BYTERANGE=\"700@0\""
+            ]
+        );
+        assert_eq!(
+            l.iter().filter(|x| **x == "#EXT-X-DISCONTINUITY").count(),
+            1
+        );
+        // The range starts at the keyframe at 4 s of file a: fragment 20, 10 fragments.
+        let first = l
+            .iter()
+            .position(|x| x.starts_with("#EXT-X-BYTERANGE"))
+            .unwrap();
+        assert_eq!(l[first], "#EXT-X-BYTERANGE:10000@20700");
+        assert_eq!(l[first - 1], "#EXTINF:2.000,");
+        assert_eq!(
+            l[first - 2],
+            "#EXT-X-PROGRAM-DATE-TIME:2026-11-30T14:00:04Z"
+        );
+        // The discontinuity comes right before b's map.
+        let d = l.iter().position(|x| *x == "#EXT-X-DISCONTINUITY").unwrap();
+        assert!(l[d + 1].starts_with("#EXT-X-MAP:URI=\"b.mp4"));
+    }
+
+    #[test]
+    fn breaks_inside_a_file_and_empty_ranges() {
+        let mut a = file(20, T0);
+        // A reconnect at fragment 10: the wall clock jumps, the bytes continue.
+        for e in &mut a[10..] {
+            e.wall_time += Duration::from_secs(30);
+        }
+        a[10].discontinuity = true;
+        let files = [VodFile {
+            id: "a",
+            init_size: 700,
+            entries: &a,
+        }];
+        let v = build(
+            &files,
+            at(0),
+            at(u64::MAX / 4),
+            Duration::from_secs(6),
+            &|id| id.into(),
+        )
+        .unwrap();
+        assert_eq!(v.segments, 2);
+        assert_eq!(v.text.matches("#EXT-X-DISCONTINUITY").count(), 1);
+        assert_eq!(v.text.matches("#EXT-X-MAP").count(), 1);
+        assert!(
+            build(
+                &files,
+                at(T0 + 100_000),
+                at(T0 + 200_000),
+                Duration::from_secs(6),
+                &|id| id.into()
+            )
+            .is_none()
+        );
+        assert!(build(&[], at(0), at(1), Duration::from_secs(6), &|id| id.into()).is_none());
+    }
+
+    #[test]
+    fn without_a_keyframe_before_the_range_it_starts_at_the_next() {
+        let mut a = file(30, T0);
+        a[0].independent = false;
+        let files = [VodFile {
+            id: "a",
+            init_size: 700,
+            entries: &a,
+        }];
+        let v = build(
+            &files,
+            at(T0 + 500),
+            at(T0 + 6_000),
+            Duration::from_secs(2),
+            &|id| id.into(),
+        )
+        .unwrap();
+        assert!(
+            v.text.contains("#EXT-X-BYTERANGE:10000@10700"),
+            "{}",
+            v.text
+        );
+    }
+}
