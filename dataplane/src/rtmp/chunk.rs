@@ -8,10 +8,13 @@
 //! `rml_rtmp` when [`super::session`] hands it a command or data message (checked with
 //! [`super::amf0`]). Leaves to [`super::session`] what a message means.
 //!
-//! Copies: a message that arrives as one chunk lying entirely in the current input is split off
-//! the input buffer (`split_to(..).freeze()`), no copy. Any other message (several chunks, or a
-//! chunk cut by a read boundary) is copied once, into one buffer sized to the message length at
-//! its first payload byte.
+//! Copies: a large message (at least [`SPLIT_MIN`]) that arrives as one chunk lying entirely in
+//! the current input is split off the input buffer (`split_to(..).freeze()`), no copy. Any other
+//! message (several chunks, a chunk cut by a read boundary, or a small one) is copied once, into
+//! one buffer sized to the message length at its first payload byte. Small messages are copied
+//! because a slice keeps its whole read block alive for as long as the frame sits in the HLS
+//! window: an audio frame of a few hundred bytes would pin a 64 KiB block whose other bytes
+//! (chunks already copied out) are dead, which doubled the memory a camera costs.
 //!
 //! Timestamps are computed as `rml_rtmp` 0.8 and ffmpeg compute them: a format 3 chunk that
 //! starts a message adds the chunk stream's last timestamp field (so after a format 0 header it
@@ -25,6 +28,11 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::RtmpError;
 use super::amf0;
+
+/// Smallest one-chunk message split off the input instead of copied (see the module docs).
+/// Only encoders that raise the chunk size above it send such messages; their read blocks
+/// then hold mostly frames that stay alive together.
+pub(crate) const SPLIT_MIN: u32 = 16 << 10;
 
 /// A timestamp field of this value means "see the extended timestamp".
 const EXTENDED_TIMESTAMP: u32 = 0x00FF_FFFF;
@@ -164,15 +172,11 @@ impl ChunkReader {
                 let stream = &self.streams[cur.index];
                 (stream.header.length, stream.partial.is_some())
             };
-            if !started && cur.left == len && input.len() >= len as usize {
-                // The whole message is one chunk, all in this input: no copy.
+            if !started && cur.left == len && input.len() >= len as usize && len >= SPLIT_MIN {
+                // The whole message is one large chunk, all in this input: no copy.
                 self.current = None;
                 self.consume(len as usize)?;
-                let payload = if len == 0 {
-                    Bytes::new()
-                } else {
-                    input.split_to(len as usize).freeze()
-                };
+                let payload = input.split_to(len as usize).freeze();
                 return self.complete(cur.index, payload).map(Some);
             }
             if input.is_empty() {
@@ -563,10 +567,10 @@ mod tests {
     }
 
     #[test]
-    fn a_message_in_one_chunk_of_one_input_is_split_off_the_input() {
-        let payload = vec![0x27; 3000];
+    fn a_large_message_in_one_chunk_of_one_input_is_split_off_the_input() {
+        let payload = vec![0x27; SPLIT_MIN as usize + 3000];
         let mut v = full_header(2, 0, 4, SET_CHUNK_SIZE, 0);
-        v.extend_from_slice(&4096u32.to_be_bytes());
+        v.extend_from_slice(&65_536u32.to_be_bytes());
         v.extend(full_header(4, 0, payload.len(), VIDEO, 1));
         v.extend_from_slice(&payload);
         v.extend(full_header(4, 33, 2, VIDEO, 1));
@@ -576,12 +580,15 @@ mod tests {
         let range = start..start + v.len();
         let got = read_all(&mut reader(), &mut input).unwrap();
         assert_eq!(got.len(), 3);
-        for m in &got {
-            let at = m.payload.as_ptr() as usize;
-            assert!(range.contains(&at), "payload points into the input");
-        }
+        let inside = |m: &Message| range.contains(&(m.payload.as_ptr() as usize));
+        assert!(inside(&got[1]), "the large frame points into the input");
         assert_eq!(&got[1].payload[..], &payload[..]);
         assert_eq!(got[2].timestamp, 33);
+        // Small messages get buffers of their own: a retained audio frame must not keep the
+        // read block alive.
+        for m in [&got[0], &got[2]] {
+            assert!(!inside(m), "a small message is copied");
+        }
     }
 
     #[test]
