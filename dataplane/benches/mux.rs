@@ -7,11 +7,9 @@
 //! bench prints heap allocations per frame of each path, counted by a wrapping allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use camstream_dataplane::bench::{self, Tag};
+use camstream_dataplane::bench;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// Counts allocations; everything else is the system allocator.
@@ -40,60 +38,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn clip() -> Vec<Tag> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testdata");
-    std::fs::create_dir_all(&dir).expect("create target/testdata");
-    let path = dir.join("bench-720p30-bframes-aac-6s.flv");
-    if !path.exists() {
-        let status = Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=1280x720:rate=30",
-            ])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                "6",
-            ])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-profile:v",
-                "high",
-                "-bf",
-                "2",
-            ])
-            .args([
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-                "-b:v",
-                "2M",
-            ])
-            .args([
-                "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv",
-            ])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg must be installed to make the bench clip");
-        assert!(status.success(), "ffmpeg failed");
-    }
-    bench::read_flv(&std::fs::read(&path).expect("read clip")).expect("valid FLV")
-}
-
 fn allocations_per_frame(name: &str, frames: usize, f: impl Fn() -> usize) {
     f(); // warm up lazily grown buffers as a running stream would
     let before = ALLOCATIONS.load(Ordering::Relaxed);
@@ -106,7 +50,7 @@ fn allocations_per_frame(name: &str, frames: usize, f: impl Fn() -> usize) {
 }
 
 fn frame_path(c: &mut Criterion) {
-    let tags = clip();
+    let tags = bench::clip();
     let frames = bench::frames(&bench::demux(&tags));
     allocations_per_frame("demux", frames, || bench::frames(&bench::demux(&tags)));
     allocations_per_frame("demux+ts", frames, || bench::demux_ts(&tags));

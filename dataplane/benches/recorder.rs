@@ -16,7 +16,6 @@
 //! `target/tmp/recorder-bench`; put it on the disk you care about).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use camstream_dataplane::bench::{self, RecordBackend, RecordingInput};
@@ -26,47 +25,6 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The mux bench's clip: 6 s, 1280x720 at 30 fps, H.264 high with B-frames at 2 Mbit/s,
-/// AAC 128 kbit/s, made once by ffmpeg.
-fn clip() -> Vec<bench::Tag> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testdata");
-    std::fs::create_dir_all(&dir).expect("create target/testdata");
-    let path = dir.join("bench-720p30-bframes-aac-6s.flv");
-    if !path.exists() {
-        let status = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi"])
-            .args(["-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi"])
-            .args(["-i", "sine=frequency=440:sample_rate=48000", "-t", "6"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-profile:v",
-                "high",
-            ])
-            .args([
-                "-bf",
-                "2",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-            ])
-            .args([
-                "-b:v", "2M", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k",
-            ])
-            .args(["-f", "flv"])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg must be installed to make the bench clip");
-        assert!(status.success(), "ffmpeg failed");
-    }
-    bench::read_flv(&std::fs::read(&path).expect("read clip")).expect("valid FLV")
 }
 
 /// CPU time (user + system) of the whole process so far.
@@ -124,7 +82,7 @@ fn main() {
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tmp/recorder-bench"),
         PathBuf::from,
     );
-    let input = RecordingInput::from_tags(&clip());
+    let input = RecordingInput::from_tags(&bench::clip());
     let passes = (seconds / input.seconds()).ceil().max(1.0) as u32;
     println!(
         "recorder bench: {cameras} cameras x {:.0} s of media ({} parts of {:.0} ms, {:.2} Mbit/s), {threads} writer thread(s), in {}",

@@ -19,12 +19,10 @@
 //! `GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use camstream_dataplane::bench::{self, RtmpPublish, Tag};
+use camstream_dataplane::bench::{self, RtmpPublish};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Counts allocations; everything else is the system allocator.
@@ -53,46 +51,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// The same clip as `benches/mux.rs` (same file, made once).
-fn clip() -> Vec<Tag> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testdata");
-    std::fs::create_dir_all(&dir).expect("create target/testdata");
-    let path = dir.join("bench-720p30-bframes-aac-6s.flv");
-    if !path.exists() {
-        let status = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi"])
-            .args(["-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi"])
-            .args(["-i", "sine=frequency=440:sample_rate=48000", "-t", "6"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-profile:v",
-                "high",
-            ])
-            .args([
-                "-bf",
-                "2",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-            ])
-            .args([
-                "-b:v", "2M", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k",
-            ])
-            .args(["-f", "flv"])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg must be installed to make the bench clip");
-        assert!(status.success(), "ffmpeg failed");
-    }
-    bench::read_flv(&std::fs::read(&path).expect("read clip")).expect("valid FLV")
-}
-
 fn allocations_per_frame(name: &str, publish: &RtmpPublish, reads: &[Bytes]) {
     let frames = publish.frames();
     let mut ingest = publish.start();
@@ -110,7 +68,7 @@ fn allocations_per_frame(name: &str, publish: &RtmpPublish, reads: &[Bytes]) {
 }
 
 fn rtmp_ingest(c: &mut Criterion) {
-    let tags = clip();
+    let tags = bench::clip();
     let publish = bench::record_rtmp_publish(&tags, 4096);
     let per_write = publish.media_reads(None);
     let bulk = publish.media_reads(Some(64 << 10));

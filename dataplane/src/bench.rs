@@ -24,6 +24,65 @@ pub struct Tag {
     pub body: Bytes,
 }
 
+/// The benches' clip: 6 s, 1280x720 at 30 fps, H.264 high with B-frames at 2 Mbit/s, AAC
+/// 128 kbit/s, made once by ffmpeg into `target/testdata` and read from there after.
+///
+/// # Panics
+/// Without ffmpeg, or on an unreadable clip: benches have no other input.
+pub fn clip() -> Vec<Tag> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testdata");
+    std::fs::create_dir_all(&dir).expect("create target/testdata");
+    let path = dir.join("bench-720p30-bframes-aac-6s.flv");
+    if !path.exists() {
+        let status = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "6",
+            ])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-profile:v",
+                "high",
+                "-bf",
+                "2",
+            ])
+            .args([
+                "-g",
+                "60",
+                "-keyint_min",
+                "60",
+                "-sc_threshold",
+                "0",
+                "-b:v",
+                "2M",
+            ])
+            .args([
+                "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv",
+            ])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg must be installed to make the bench clip");
+        assert!(status.success(), "ffmpeg failed");
+    }
+    read_flv(&std::fs::read(&path).expect("read clip")).expect("valid FLV")
+}
+
 /// Reads the tags of an FLV file.
 ///
 /// # Errors
