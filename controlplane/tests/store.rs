@@ -32,6 +32,20 @@ fn new_camera(serial: &str, company: Option<&str>, prefix: &str) -> NewCamera {
     }
 }
 
+/// Returns once the wall clock's millisecond differs from the one it was called in.
+async fn next_ms() {
+    let ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis()
+    };
+    let start = ms();
+    while ms() == start {
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    }
+}
+
 async fn conformance(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 
@@ -121,10 +135,14 @@ async fn conformance(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(c1.stream_status, StreamStatus::Offline);
     assert_eq!(c1.owner_id.as_deref(), Some(u.id.as_str()));
+    // Lists are in creation order, ties (same millisecond) by id: a random UUID. The
+    // checks below expect c1 < c2 < c3, so each is created in a later millisecond.
+    next_ms().await;
     let c2 = s
         .create_camera(new_camera("SN-2", Some("globex"), "prefix000002"))
         .await
         .unwrap();
+    next_ms().await;
     let c3 = s
         .create_camera(NewCamera {
             name: "Lobby 100%_done".into(),

@@ -141,8 +141,15 @@ pub fn decide(ages: &Ages, age_s: i64, current: Tier, configured: impl Fn(Tier) 
     }
 }
 
+/// Most skipped or failed recordings a report names one by one (all are counted).
+const LISTED: usize = 100;
+
 /// What a pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+///
+/// Every recording the policy says is due is either moved, deleted, or counted in
+/// `skipped`/`failed` with a reason in `skips` (the first 100 are named): nothing due is
+/// left behind without a word.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// Journal entries finished or undone.
@@ -155,6 +162,74 @@ pub struct Report {
     pub deleted: u64,
     /// Moves or deletes that failed (retried next pass).
     pub failed: u64,
+    /// Recordings that are due but were left where they are, for a reason that is not a
+    /// failure (still being written, tier not configured, busy, changed meanwhile).
+    pub skipped: u64,
+    /// The skipped and failed recordings, each with why (at most 100 listed).
+    pub skips: Vec<Skip>,
+}
+
+impl Report {
+    fn skip(&mut self, r: &Recording, reason: SkipReason, error: Option<String>) {
+        if reason == SkipReason::Failed {
+            self.failed += 1;
+        } else {
+            self.skipped += 1;
+        }
+        if self.skips.len() < LISTED {
+            self.skips.push(Skip {
+                recording_id: r.id.clone(),
+                camera_id: r.camera_id.clone(),
+                tier: r.storage_tier,
+                reason,
+                error,
+            });
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self == &Report::default()
+    }
+}
+
+/// A due recording a pass left where it is, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Skip {
+    /// The recording.
+    pub recording_id: String,
+    /// Its camera.
+    pub camera_id: String,
+    /// The tier it stays on.
+    #[schema(value_type = String, example = "hot")]
+    #[serde(serialize_with = "tier_name")]
+    pub tier: Tier,
+    /// Why it was not moved or deleted.
+    pub reason: SkipReason,
+    /// The error, for `failed`.
+    pub error: Option<String>,
+}
+
+fn tier_name<S: serde::Serializer>(t: &Tier, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.as_str())
+}
+
+/// Why a due recording was not moved or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The file is still being written; it is moved by the first pass after it closes.
+    StillRecording,
+    /// The policy asks for a tier this node has no storage for (`--storage-warm`,
+    /// `--storage-cold`, `--archive-url`); the file waits until a later configured tier is due.
+    TierNotConfigured,
+    /// Another move or delete of it is in progress.
+    Busy,
+    /// The row changed or went away while it was copied; the copy was dropped.
+    Changed,
+    /// The move or delete failed; the next pass retries.
+    Failed,
 }
 
 /// Why a pass or a delete failed as a whole.
@@ -293,49 +368,88 @@ impl Retention {
         else {
             return Ok(report);
         };
+        let ages_of = |r: &Recording| *cameras.get(r.camera_id.as_str()).unwrap_or(&default);
+        let configured = |t: Tier| self.tiers.configured(t);
+        // A file being written is not touched; say so when the policy would act on it.
+        for r in self.store.open_recordings().await? {
+            let wanted = decide(&ages_of(&r), age_s(now, &r), r.storage_tier, |_| true);
+            if wanted != Action::Stay {
+                report.skip(&r, SkipReason::StillRecording, None);
+            }
+        }
+        // `end_time` is the camera's media clock carried onto the wall clock at the start of
+        // its session, so a file closed a moment ago can end a few tens of milliseconds
+        // "in the future" on ours (the encoder sent its first frames late, then caught up).
+        // Such a file has ended: its age is 0, never negative, and a policy of 0 days takes
+        // every complete file whatever its end time says.
+        let ended_before = if smallest == 0 {
+            i64::MAX
+        } else {
+            now.saturating_sub(smallest.saturating_mul(1000))
+                .saturating_add(1)
+        };
         let mut after = None;
         loop {
             let page = self
                 .store
-                .retention_candidates(
-                    now.saturating_sub(smallest.saturating_mul(1000)),
-                    after.clone(),
-                    PAGE,
-                )
+                .retention_candidates(ended_before, after.clone(), PAGE)
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some((last.end_time, last.id.clone()));
             for r in &page {
-                let ages = cameras.get(r.camera_id.as_str()).unwrap_or(&default);
-                let age_s = (now - r.end_time) / 1000;
-                let action = decide(ages, age_s, r.storage_tier, |t| self.tiers.configured(t));
+                let ages = ages_of(r);
+                let age = age_s(now, r);
+                let action = decide(&ages, age, r.storage_tier, configured);
                 let outcome = match action {
-                    Action::Stay => continue,
-                    Action::Move(to) => self.move_one(r, to).await.map(|()| {
-                        report.moved += 1;
-                        report.bytes_moved += u64::try_from(r.file_size).unwrap_or(0);
+                    Action::Stay => {
+                        if decide(&ages, age, r.storage_tier, |_| true) != Action::Stay {
+                            report.skip(r, SkipReason::TierNotConfigured, None);
+                        }
+                        continue;
+                    }
+                    Action::Move(to) => self.move_one(r, to).await.map(|moved| {
+                        if moved {
+                            report.moved += 1;
+                            report.bytes_moved += u64::try_from(r.file_size).unwrap_or(0);
+                        } else {
+                            report.skip(r, SkipReason::Changed, None);
+                        }
                     }),
-                    Action::Delete => self.delete_unlocked(&r.id).await.map(|_| {
-                        report.deleted += 1;
+                    Action::Delete => self.delete_unlocked(&r.id).await.map(|row| {
+                        if row.is_some() {
+                            report.deleted += 1;
+                        } else {
+                            report.skip(r, SkipReason::Changed, None);
+                        }
                     }),
                 };
-                if let Err(e) = outcome {
-                    report.failed += 1;
-                    tracing::warn!(recording_id = %r.id, error = %e, ?action, "retention step failed");
+                match outcome {
+                    Ok(()) => {}
+                    Err(RetentionError::Busy(_)) => report.skip(r, SkipReason::Busy, None),
+                    Err(e) => {
+                        tracing::warn!(recording_id = %r.id, error = %e, ?action, "retention step failed");
+                        report.skip(r, SkipReason::Failed, Some(e.to_string()));
+                    }
                 }
             }
         }
-        if report != Report::default() {
-            tracing::info!(?report, "retention pass");
+        if !report.is_empty() {
+            tracing::info!(
+                recovered = report.recovered,
+                moved = report.moved,
+                bytes_moved = report.bytes_moved,
+                deleted = report.deleted,
+                failed = report.failed,
+                skipped = report.skipped,
+                "retention pass"
+            );
         }
         Ok(report)
     }
 
-    /// Moves one recording (copy, verify, switch, remove the source).
-    async fn move_one(&self, r: &Recording, to: Tier) -> Result<(), RetentionError> {
-        if r.storage_tier == Tier::Archived {
-            return Ok(());
-        }
+    /// Moves one recording (copy, verify, switch, remove the source); `false` when the row
+    /// changed meanwhile and the copy was dropped.
+    async fn move_one(&self, r: &Recording, to: Tier) -> Result<bool, RetentionError> {
         let dst = self.tiers.destination(to, &relative_name(r))?;
         let now = now_ms();
         let job = RecordingJob {
@@ -386,13 +500,13 @@ impl Retention {
         if !switched {
             self.tiers.remove(to, &dst).await?;
             self.store.delete_job(&r.id).await?;
-            return Ok(());
+            return Ok(false);
         }
         self.crash_if(CrashPoint::AfterSwitch, &r.id);
         self.tiers.remove(r.storage_tier, &r.file_path).await?;
         self.store.delete_job(&r.id).await?;
         tracing::info!(recording_id = %r.id, from = r.storage_tier.as_str(), to = to.as_str(), bytes = r.file_size, "recording moved");
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes a recording: the row (journaled), then the file on whatever tier holds it.
@@ -423,6 +537,12 @@ impl Retention {
         tracing::info!(recording_id = %id, tier = row.storage_tier.as_str(), "recording deleted");
         Ok(Some(row))
     }
+}
+
+/// Seconds since `r` ended, never negative (see [`Retention::run`] on media clocks ahead of
+/// ours).
+fn age_s(now: i64, r: &Recording) -> i64 {
+    now.saturating_sub(r.end_time).max(0) / 1000
 }
 
 fn busy_or(e: StoreError, id: &str) -> RetentionError {

@@ -949,6 +949,51 @@ fn files_are_cut_on_new_init_timeline_restart_stop_and_idle() {
     }
 }
 
+/// A part handed over just before recording went off that reaches the writer after it
+/// closed the file starts no file of its own (issue 15: no fragment-sized file behind).
+#[test]
+fn a_part_arriving_after_recording_went_off_starts_no_file() {
+    let dir = TempDir::new("rec-late-part");
+    let mut rig = start(config(&dir.0));
+    rig.rec.set_recording("cam", true);
+    let tap = rig.rec.tap(&CameraId::from("cam"));
+    let clip = clip_fragments(t0());
+    let last = clip.last().unwrap();
+    let span = last.media_start + last.duration - clip[0].media_start;
+    for f in &clip {
+        tap.submit_waiting(f.clone());
+    }
+    let mut seen = Vec::new();
+    wait_drained(&mut rig, &mut seen, "cam");
+    rig.rec.set_recording("cam", false);
+    wait_until(&mut rig, &mut seen, "the stopped file to close", |s| {
+        count(
+            s,
+            |e| matches!(e, RecordingEvent::Closed(c) if c.reason == CloseReason::Stopped),
+        ) == 1
+    });
+    // The late part: the next keyframe part of the same session.
+    let late = shifted(&clip, span, Duration::from_secs(6))
+        .into_iter()
+        .find(|f| f.independent)
+        .expect("a keyframe part");
+    tap.submit_waiting(late);
+    wait_drained(&mut rig, &mut seen, "cam");
+    seen.extend(rig.finish());
+    let logs = file_logs(&seen);
+    assert_eq!(
+        logs.len(),
+        1,
+        "files: {:?}",
+        logs.iter().map(|l| &l.opened.path).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        logs[0].closed.as_ref().unwrap().reason,
+        CloseReason::Stopped
+    );
+    check_file(&logs[0]);
+}
+
 /// Only cameras in the recorded set reach the recorder; a camera turned on while it
 /// publishes starts at its next keyframe.
 #[test]

@@ -371,6 +371,12 @@ impl Writer {
             cam.need_key = true;
             return Ok(None);
         }
+        // The publisher looks at the recorded set when a part completes, so a part handed
+        // over just before recording went off can reach us after the tick that closed the
+        // file: it must not start a file of its own (a one-part file nobody asked for).
+        if !self.recording.load().contains(camera) {
+            return Ok(None);
+        }
         self.open(now, camera, frag, io).map(Some)
     }
 
