@@ -61,7 +61,6 @@ fn well_formed(camera: &str, by: Option<&str>) -> bool {
         && by.is_none_or(|b| parse_actor(b).is_some())
 }
 
-/// Checks a token for `scope`; its expiry (Unix seconds).
 fn signature_invalid() -> ApiError {
     ApiError::new(
         ErrorCode::UrlSignatureInvalid,
@@ -69,6 +68,7 @@ fn signature_invalid() -> ApiError {
     )
 }
 
+/// Checks a token for `scope`; its expiry (Unix seconds).
 fn check(state: &AppState, token: Option<&str>, scope: &str) -> Result<i64, ApiError> {
     let invalid = signature_invalid;
     let token = token.ok_or_else(invalid)?;
