@@ -140,6 +140,11 @@ pub(crate) struct ServeArgs {
     /// Base URL of playback links the API hands out. Default http://<public-host>:<http port>.
     #[arg(long, env = "CAMSTREAM_PUBLIC_BASE_URL")]
     pub(crate) public_base_url: Option<String>,
+    /// Highest rate limit (requests per hour) an API token may have; a token's limit is
+    /// also never above its creator's own. Stored tokens above it are held to it.
+    /// Default 10000.
+    #[arg(long, env = "CAMSTREAM_MAX_TOKEN_RATE_LIMIT")]
+    pub(crate) max_token_rate_limit: Option<u32>,
 }
 
 /// The config file's shape: the flags in kebab-case plus `[streams]`.
@@ -176,6 +181,7 @@ struct File {
     require_publish_token: Option<bool>,
     public_host: Option<String>,
     public_base_url: Option<String>,
+    max_token_rate_limit: Option<u32>,
     #[serde(default)]
     streams: HashMap<String, String>,
 }
@@ -373,6 +379,12 @@ impl ServeArgs {
         }
         if let Some(host) = self.public_host.or(file.public_host) {
             cp.public_host = host;
+        }
+        if let Some(n) = self.max_token_rate_limit.or(file.max_token_rate_limit) {
+            if n == 0 {
+                bail!("max-token-rate-limit must be at least 1 request per hour");
+            }
+            cp.max_token_rate_limit = n;
         }
         let public_base_url = self.public_base_url.or(file.public_base_url);
         Ok(Serve {
@@ -678,5 +690,40 @@ mod tests {
             part_target: Some("600ms".into()),
             ..ServeArgs::default()
         }));
+    }
+
+    #[test]
+    fn max_token_rate_limit() {
+        let s = ServeArgs::default().resolve().unwrap();
+        assert_eq!(s.controlplane.max_token_rate_limit, 10_000);
+        let s = ServeArgs {
+            max_token_rate_limit: Some(50),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.controlplane.max_token_rate_limit, 50);
+        let dir = std::env::temp_dir().join(format!("camstream-cfg-rl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "max-token-rate-limit = 70\n").unwrap();
+        let s = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.controlplane.max_token_rate_limit, 70);
+        let err = ServeArgs {
+            max_token_rate_limit: Some(0),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("max-token-rate-limit"),
+            "{err:#}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -63,8 +63,13 @@ pub struct ControlPlaneConfig {
     pub node_id: String,
     /// Requests per hour per user session (API tokens carry their own limit). Default 10000.
     pub user_rate_limit: u32,
-    /// Requests per hour for a new API token when the request names none. Default 1000.
+    /// Requests per hour for a new API token when the request names none (capped like any
+    /// other). Default 1000.
     pub default_token_rate_limit: u32,
+    /// Highest rate limit an API token may have, requests per hour (`--max-token-rate-limit`).
+    /// A token's limit is also never above its creator's (`user_rate_limit`); tokens stored
+    /// with more are held to the cap. Default 10000.
+    pub max_token_rate_limit: u32,
     /// Failed logins per username within `login_window` before throttling. Default 5.
     pub login_max_failures_per_user: u32,
     /// Failed logins per client address within `login_window`. Default 20.
@@ -102,6 +107,12 @@ impl ControlPlaneConfig {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("recordings"))
     }
+
+    /// The highest rate limit an API token may have: the configured cap, and never more
+    /// than its creator's own limit.
+    pub fn token_rate_cap(&self) -> i64 {
+        i64::from(self.max_token_rate_limit.min(self.user_rate_limit))
+    }
 }
 
 impl Default for ControlPlaneConfig {
@@ -130,6 +141,7 @@ impl Default for ControlPlaneConfig {
             node_id: "local".into(),
             user_rate_limit: 10_000,
             default_token_rate_limit: 1_000,
+            max_token_rate_limit: 10_000,
             login_max_failures_per_user: 5,
             login_max_failures_per_ip: 20,
             login_window: Duration::from_secs(15 * 60),

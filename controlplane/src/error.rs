@@ -59,6 +59,8 @@ pub enum ErrorCode {
     TokenNotFound,
     /// No recording with this id is visible to the caller (or nothing recorded in the range).
     RecordingNotFound,
+    /// The company is not the caller's (only admins reach every company).
+    CompanyNotFound,
     /// The recording is still being written.
     RecordingInProgress,
     /// The recording is being moved between tiers or deleted.
@@ -90,7 +92,7 @@ impl ErrorCode {
             | Self::AuthRoleRestricted
             | Self::UrlSignatureInvalid
             | Self::UrlExpired => StatusCode::FORBIDDEN,
-            Self::RecordingNotFound => StatusCode::NOT_FOUND,
+            Self::RecordingNotFound | Self::CompanyNotFound => StatusCode::NOT_FOUND,
             Self::RecordingInProgress | Self::RecordingBusy => StatusCode::CONFLICT,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::ValidationFailed => StatusCode::BAD_REQUEST,
@@ -129,6 +131,7 @@ impl ErrorCode {
             Self::UsernameDuplicate => "USERNAME_DUPLICATE",
             Self::TokenNotFound => "TOKEN_NOT_FOUND",
             Self::RecordingNotFound => "RECORDING_NOT_FOUND",
+            Self::CompanyNotFound => "COMPANY_NOT_FOUND",
             Self::RecordingInProgress => "RECORDING_IN_PROGRESS",
             Self::RecordingBusy => "RECORDING_BUSY",
             Self::UrlSignatureInvalid => "URL_SIGNATURE_INVALID",

@@ -51,6 +51,7 @@ impl Role {
                 RecordingsRead,
                 RecordingsDelete,
                 AuditRead,
+                RetentionManage,
             ],
             Role::Operator => &[
                 CamerasRead,
@@ -79,6 +80,7 @@ impl Role {
                 RecordingsRead,
                 RecordingsDelete,
                 AuditRead,
+                RetentionManage,
             ],
             Role::Operator | Role::ApiOnly => &[
                 CamerasRead,
@@ -146,17 +148,21 @@ pub enum Permission {
     /// the retention policy.
     #[serde(rename = "recordings:read")]
     RecordingsRead,
-    /// Delete recordings; change the retention policy and run it.
+    /// Delete recordings; change the retention policy of one's company and its cameras.
     #[serde(rename = "recordings:delete")]
     RecordingsDelete,
     /// Read the audit log of recording access.
     #[serde(rename = "audit:read")]
     AuditRead,
+    /// Change the default retention policy (every company's fallback) and run retention
+    /// passes: admins only.
+    #[serde(rename = "retention:manage")]
+    RetentionManage,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::CamerasRead,
         Permission::CamerasWrite,
         Permission::StreamsPlay,
@@ -166,6 +172,7 @@ impl Permission {
         Permission::RecordingsRead,
         Permission::RecordingsDelete,
         Permission::AuditRead,
+        Permission::RetentionManage,
     ];
 
     /// The name stored and sent (`cameras:read`).
@@ -180,6 +187,7 @@ impl Permission {
             Permission::RecordingsRead => "recordings:read",
             Permission::RecordingsDelete => "recordings:delete",
             Permission::AuditRead => "audit:read",
+            Permission::RetentionManage => "retention:manage",
         }
     }
 }

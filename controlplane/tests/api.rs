@@ -343,7 +343,7 @@ async fn sessions_refresh_rotation_and_logout() {
     assert_eq!(me.json["data"]["user"]["username"], "admin");
     assert_eq!(me.json["data"]["credential"], "session");
     assert!(me.json["data"]["user"].get("passwordHash").is_none());
-    assert_eq!(me.json["data"]["permissions"].as_array().unwrap().len(), 9);
+    assert_eq!(me.json["data"]["permissions"].as_array().unwrap().len(), 10);
 
     let r = app
         .call(

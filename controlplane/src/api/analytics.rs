@@ -1,6 +1,9 @@
 //! `/api/v1/analytics/*`: fleet figures from what the data plane reports (live statuses in
 //! the cache, counts in the store), the data directory's disk usage, and recordings per
 //! storage tier and per camera (from the store's rows, which retention keeps current).
+//! Everything is within the caller's reach: admins see the fleet and the data directory;
+//! a company sees its cameras' figures and no server path; a non-admin without a company
+//! sees zeros.
 
 use std::path::{Path as FsPath, PathBuf};
 
@@ -11,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::cameras::{DayQuery, parse_day, visible};
 use super::extract::{Envelope, Path, Query, ok};
-use super::guard::Principal;
+use super::guard::{Principal, Reach};
 use crate::error::ApiError;
 use crate::health::{self, DayAnalytics, LiveStatus};
 use crate::state::AppState;
@@ -61,10 +64,13 @@ pub(crate) struct DirUsage {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StorageUsage {
-    data_dir: String,
+    /// The data directory (admins only; `null` for others).
+    data_dir: Option<String>,
+    /// Admins: every file under the data directory. Others: their recordings.
     total_bytes: u64,
+    /// Same rule as `totalBytes`.
     files: u64,
-    /// Per top-level entry, largest first.
+    /// Per top-level entry of the data directory, largest first (admins only).
     entries: Vec<DirUsage>,
     /// Whether the walk stopped at its entry limit (figures are then lower bounds).
     truncated: bool,
@@ -139,7 +145,19 @@ pub(crate) async fn dashboard(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Response, ApiError> {
-    let tenant = principal.tenant_filter();
+    let Some(tenant) = principal.reach().filter() else {
+        return Ok(ok(Dashboard {
+            total_cameras: 0,
+            active_cameras: 0,
+            online_cameras: 0,
+            error_cameras: 0,
+            recording_cameras: 0,
+            total_viewers: 0,
+            total_ingest_bitrate: 0,
+            total_dropped_frames: 0,
+        })
+        .into_response());
+    };
     let counts = state.store.camera_counts(tenant).await?;
     let (online, _) = state
         .store
@@ -192,13 +210,40 @@ pub(crate) async fn camera_metrics(
 /// Disk use of the data directory; recordings per tier and per camera.
 #[utoipa::path(get, path = "/api/v1/analytics/storage/usage", tag = "analytics", security(("bearer" = [])),
     responses((status = 200, description = "Usage", body = Envelope<StorageUsage>)))]
-pub(crate) async fn storage_usage(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let dir = state.config.data_dir.clone();
-    let mut usage = tokio::task::spawn_blocking(move || walk(&dir))
-        .await
-        .map_err(ApiError::internal)?;
-    (usage.tiers, usage.cameras) = recording_usage(state.store.recording_usage().await?);
+pub(crate) async fn storage_usage(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    let usage = match principal.reach() {
+        Reach::All => {
+            let dir = state.config.data_dir.clone();
+            let mut usage = tokio::task::spawn_blocking(move || walk(&dir))
+                .await
+                .map_err(ApiError::internal)?;
+            (usage.tiers, usage.cameras) =
+                recording_usage(state.store.recording_usage(None).await?);
+            usage
+        }
+        Reach::Company(t) => tenant_usage(state.store.recording_usage(Some(t)).await?),
+        Reach::Nothing => tenant_usage(Vec::new()),
+    };
     Ok(ok(usage).into_response())
+}
+
+/// A company's usage: its recordings only, no server paths.
+fn tenant_usage(rows: Vec<TierUsage>) -> StorageUsage {
+    let (tiers, cameras) = recording_usage(rows);
+    let total_bytes = tiers.iter().map(|t| t.bytes).sum::<i64>();
+    let files = tiers.iter().map(|t| t.files).sum::<i64>();
+    StorageUsage {
+        data_dir: None,
+        total_bytes: u64::try_from(total_bytes).unwrap_or(0),
+        files: u64::try_from(files).unwrap_or(0),
+        entries: Vec::new(),
+        truncated: false,
+        tiers,
+        cameras,
+    }
 }
 
 /// Sums file sizes under `root` without following symlinks.
@@ -220,7 +265,7 @@ fn walk(root: &FsPath) -> StorageUsage {
     }
     entries.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)));
     StorageUsage {
-        data_dir: root.display().to_string(),
+        data_dir: Some(root.display().to_string()),
         total_bytes: total,
         files,
         entries,

@@ -82,8 +82,12 @@ fn throttled(retry: Duration) -> ApiError {
     .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
 
-/// Refuses the attempt when the username or the address has too many recent failures.
-async fn check_throttle(
+/// Counts this attempt against the username and the client address, and refuses it when
+/// either is over its limit. The count is one atomic increment per key made before the
+/// password hash is checked: reading the count first and adding a failure after the hash
+/// (seconds later under load) let every concurrent guess through. A successful login takes
+/// its attempt back, so the limits count failures in effect.
+async fn count_attempt(
     state: &AppState,
     user_key: &str,
     ip_key: Option<&str>,
@@ -93,20 +97,18 @@ async fn check_throttle(
         (Some(user_key), c.login_max_failures_per_user),
         (ip_key, c.login_max_failures_per_ip),
     ];
+    let mut retry: Option<Duration> = None;
     for (key, max) in checks {
         let Some(key) = key else { continue };
-        let n: i64 = state
-            .cache
-            .get(key)
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if n >= i64::from(max) {
-            let retry = state.cache.ttl(key).await?.unwrap_or(c.login_window);
-            return Err(throttled(retry));
+        let n = state.cache.incr(key, 1, c.login_window).await?;
+        if n.value > i64::from(max) {
+            retry = Some(retry.map_or(n.ttl, |r| r.max(n.ttl)));
         }
     }
-    Ok(())
+    match retry {
+        Some(r) => Err(throttled(r)),
+        None => Ok(()),
+    }
 }
 
 /// Creates a session for `user` and returns its first tokens.
@@ -183,7 +185,7 @@ pub(crate) async fn login(
     }
     let user_key = keys::login_fail(&format!("user:{}", req.username.to_lowercase()));
     let ip_key = ip.map(|ip| keys::login_fail(&format!("ip:{ip}")));
-    check_throttle(&state, &user_key, ip_key.as_deref()).await?;
+    count_attempt(&state, &user_key, ip_key.as_deref()).await?;
 
     let user = state.store.get_user_by_username(&req.username).await?;
     // Verify against a dummy hash for unknown users so both failures cost the same.
@@ -195,11 +197,7 @@ pub(crate) async fn login(
     let user = match user {
         Some(u) if verified && u.is_active => u,
         _ => {
-            let window = state.config.login_window;
-            state.cache.incr(&user_key, 1, window).await?;
-            if let Some(k) = &ip_key {
-                state.cache.incr(k, 1, window).await?;
-            }
+            // The attempt was counted before the hash check.
             tracing::info!(username = %req.username, ip = ?ip, "login failed");
             return Err(ApiError::new(
                 ErrorCode::AuthCredentialsInvalid,
@@ -208,6 +206,9 @@ pub(crate) async fn login(
         }
     };
     state.cache.del(&user_key).await?;
+    if let Some(k) = &ip_key {
+        state.cache.incr(k, -1, state.config.login_window).await?;
+    }
     state.store.touch_login(&user.id, now_ms()).await?;
     let pair = open_session(&state, &user).await?;
     tracing::info!(user_id = %user.id, "login");

@@ -1,7 +1,8 @@
 //! `/api/v1/cameras`: the camera fleet, stream keys, signed playback URLs, live status and
-//! per-camera analytics. Tenancy is enforced here: a caller with a tenant sees only that
-//! company's cameras (others answer 404, so ids do not leak) and cannot create or move
-//! cameras into another company.
+//! per-camera analytics. Tenancy is enforced here: admins see every camera; anyone else
+//! sees only their company's cameras (others answer 404, so ids do not leak) and cannot
+//! create or move cameras into another company; a non-admin without a company sees none
+//! and creates none.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Envelope, Json, PageParams, Path, Query, ok, paged, text};
-use super::guard::Principal;
+use super::guard::{Principal, Reach};
 use super::users::nullable;
 use crate::auth::secret::{self, Kind};
 use crate::clock::{date, now_ms, rfc3339};
@@ -234,14 +235,23 @@ pub(crate) async fn visible(state: &AppState, p: &Principal, id: &str) -> Result
 
 /// The company a tenant-scoped caller may write: theirs, whatever they asked.
 fn tenant_company(p: &Principal, asked: Option<&str>) -> Result<(), ApiError> {
-    match p.tenant_filter() {
-        Some(t) if asked != Some(t) => Err(ApiError::new(
+    match p.reach() {
+        Reach::Company(t) if asked != Some(t) => Err(ApiError::new(
             ErrorCode::AuthInsufficientPermissions,
             "cameras can only belong to your company",
         )
         .with_details(serde_json::json!({ "field": "company" }))),
+        Reach::Nothing => Err(no_company()),
         _ => Ok(()),
     }
+}
+
+/// The refusal for a non-admin without a company (they reach no camera).
+pub(crate) fn no_company() -> ApiError {
+    ApiError::new(
+        ErrorCode::AuthInsufficientPermissions,
+        "your account belongs to no company; ask an admin to assign one",
+    )
 }
 
 /// List cameras.
@@ -260,13 +270,16 @@ pub(crate) async fn list(
     check_opt("company", q.company.as_deref(), FIELD_MAX)?;
     check_opt("location", q.location.as_deref(), FIELD_MAX)?;
     check_opt("search", q.search.as_deref(), FIELD_MAX)?;
+    let Some(tenant) = principal.reach().filter() else {
+        return Ok(paged(Vec::<CameraView>::new(), page.page, page.limit, 0));
+    };
     let filter = CameraFilter {
         status: q.status,
         is_active: q.is_active,
         company: q.company,
         location: q.location,
         search: q.search,
-        tenant: principal.tenant_filter().map(str::to_owned),
+        tenant: tenant.map(str::to_owned),
         offset: page.offset(),
         limit: page.limit,
     };
@@ -298,12 +311,13 @@ pub(crate) async fn create(
     check_opt("model", req.model.as_deref(), FIELD_MAX)?;
     check_opt("location", req.location.as_deref(), FIELD_MAX)?;
     check_opt("place", req.place.as_deref(), FIELD_MAX)?;
-    let company = match principal.tenant_filter() {
-        Some(t) => {
+    let company = match principal.reach() {
+        Reach::Company(t) => {
             tenant_company(&principal, Some(req.company.as_deref().unwrap_or(t)))?;
             Some(t.to_owned())
         }
-        None => req.company,
+        Reach::Nothing => return Err(no_company()),
+        Reach::All => req.company,
     };
     let key = secret::generate(Kind::StreamKey);
     let (rtmp_base, _) = ingest_bases(&state);

@@ -54,7 +54,8 @@ pub struct Principal {
     pub user_id: String,
     /// The user's role.
     pub role: Role,
-    /// The user's tenant (company); `None` sees every company.
+    /// The user's tenant (company). Admins see every company whatever it says; any other
+    /// role without one sees nothing.
     pub tenant: Option<String>,
     /// Session or token.
     pub credential: Credential,
@@ -72,20 +73,50 @@ impl Principal {
         }
     }
 
-    /// The tenant filter to apply: `None` for admins and tenant-less users.
-    pub fn tenant_filter(&self) -> Option<&str> {
-        if self.role == Role::Admin {
-            None
-        } else {
-            self.tenant.as_deref()
+    /// How much of the fleet the caller reaches: admins everything, everyone else their
+    /// company, and a non-admin without a company nothing (fail closed).
+    pub fn reach(&self) -> Reach<'_> {
+        match (self.role, self.tenant.as_deref()) {
+            (Role::Admin, _) => Reach::All,
+            (_, Some(t)) => Reach::Company(t),
+            (_, None) => Reach::Nothing,
         }
+    }
+
+    /// Whether the caller is an admin (global scope).
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
     }
 
     /// Whether a resource of `company` is visible to the caller.
     pub fn sees(&self, company: Option<&str>) -> bool {
-        match self.tenant_filter() {
-            None => true,
-            Some(t) => company == Some(t),
+        match self.reach() {
+            Reach::All => true,
+            Reach::Company(t) => company == Some(t),
+            Reach::Nothing => false,
+        }
+    }
+}
+
+/// What part of the fleet a caller reaches (see [`Principal::reach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    /// Every company and the objects of none (admins).
+    All,
+    /// One company's objects.
+    Company(&'a str),
+    /// Nothing: a non-admin without a company.
+    Nothing,
+}
+
+impl<'a> Reach<'a> {
+    /// The store's tenant filter: `Some(None)` for every company, `Some(Some(company))`
+    /// for one, and `None` when the answer is empty without asking the store.
+    pub fn filter(self) -> Option<Option<&'a str>> {
+        match self {
+            Reach::All => Some(None),
+            Reach::Company(t) => Some(Some(t)),
+            Reach::Nothing => None,
         }
     }
 }
@@ -276,9 +307,12 @@ async fn rate_limit(state: &AppState, p: &Principal) -> Result<Quota, ApiError> 
     let window = now_s / WINDOW_SECS;
     let reset = (window + 1) * WINDOW_SECS;
     let (subject, limit, token_id) = match &p.credential {
-        Credential::ApiToken { id, rate_limit, .. } => {
-            (format!("tok:{id}"), *rate_limit, Some(id.as_str()))
-        }
+        // Tokens stored before the cap was lowered are held to it.
+        Credential::ApiToken { id, rate_limit, .. } => (
+            format!("tok:{id}"),
+            (*rate_limit).min(state.config.token_rate_cap()),
+            Some(id.as_str()),
+        ),
         Credential::Session { .. } => (
             format!("usr:{}", p.user_id),
             i64::from(state.config.user_rate_limit),
@@ -410,6 +444,14 @@ mod tests {
         assert!(!scoped.sees(None));
         let admin = session(Role::Admin, Some("acme"));
         assert!(admin.sees(Some("other")));
+        assert!(session(Role::Admin, None).sees(None));
+        // Fail closed: a non-admin without a company sees nothing, not everything.
+        for role in [Role::Operator, Role::Viewer, Role::ApiOnly] {
+            let nobody = session(role, None);
+            assert_eq!(nobody.reach(), Reach::Nothing);
+            assert!(!nobody.sees(None));
+            assert!(!nobody.sees(Some("acme")));
+        }
     }
 
     #[test]

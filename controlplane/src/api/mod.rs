@@ -65,6 +65,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(recordings::create_bookmark))
         .routes(routes!(retention::get, retention::put_default))
         .routes(routes!(retention::put_camera, retention::delete_camera))
+        .routes(routes!(retention::put_company, retention::delete_company))
         .routes(routes!(retention::run))
         .routes(routes!(audit::list))
         .routes(routes!(vod::playlist))

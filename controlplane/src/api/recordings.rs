@@ -110,7 +110,7 @@ pub(crate) fn parse_actor(by: &str) -> Option<(String, Option<String>)> {
     }
 }
 
-fn principal_audit(p: &Principal, ip: ClientAddr) -> NewAudit {
+pub(crate) fn principal_audit(p: &Principal, ip: ClientAddr) -> NewAudit {
     NewAudit {
         user_id: Some(p.user_id.clone()),
         token_id: match &p.credential {
@@ -123,7 +123,7 @@ fn principal_audit(p: &Principal, ip: ClientAddr) -> NewAudit {
 }
 
 /// Whether the caller may see recordings of `camera_id`: cameras in the store by tenant;
-/// cameras the store does not know (config file, `--allow-any-key`) only without a tenant.
+/// cameras the store does not know (config file, `--allow-any-key`) only by admins.
 pub(crate) async fn camera_visible(
     state: &AppState,
     p: &Principal,
@@ -134,7 +134,7 @@ pub(crate) async fn camera_visible(
     }
     match state.store.get_camera(camera_id).await? {
         Some(c) if p.sees(c.company.as_deref()) => Ok(()),
-        None if p.tenant_filter().is_none() => Ok(()),
+        None if p.is_admin() => Ok(()),
         _ => Err(cameras::not_found()),
     }
 }
@@ -224,11 +224,16 @@ pub(crate) async fn list(
     if let Some(c) = &q.camera_id {
         text("cameraId", c, 128)?;
     }
+    let from = time_param("from", q.from.as_deref())?;
+    let to = time_param("to", q.to.as_deref())?;
+    let Some(tenant) = principal.reach().filter() else {
+        return Ok(paged(Vec::<RecordingView>::new(), page.page, page.limit, 0));
+    };
     let filter = RecordingFilter {
         camera_id: q.camera_id,
-        tenant: principal.tenant_filter().map(str::to_owned),
-        from: time_param("from", q.from.as_deref())?,
-        to: time_param("to", q.to.as_deref())?,
+        tenant: tenant.map(str::to_owned),
+        from,
+        to,
         tier: q.tier,
         offset: page.offset(),
         limit: page.limit,

@@ -1,21 +1,28 @@
-//! `/api/v1/retention`: the retention policy (a default and per-camera overrides, each in
-//! days after a recording ended: to warm, to cold, to the archive, deleted), the configured
-//! tiers, and running a pass now. The pass itself is `recordings::retention`.
+//! `/api/v1/retention`: the retention policies (days after a recording ended: to warm, to
+//! cold, to the archive, deleted), the configured tiers, and running a pass now. The pass
+//! itself is `recordings::retention`; which policy applies is `recordings::policy`.
+//!
+//! Tenancy: the default policy (every company's fallback) and running a pass are for
+//! admins (`retention:manage`). A company has its own policy, which its operators
+//! (`recordings:delete`) may change, and per-camera overrides for its cameras; another
+//! company's answer 404. Non-admins see only their company's policies and cameras and no
+//! server paths. Every change is written to the audit log.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Envelope, Json, Path, ok};
-use super::guard::Principal;
-use super::recordings::camera_visible;
+use super::extract::{Envelope, Json, Path, ok, text};
+use super::guard::{ClientAddr, Principal, Reach};
+use super::recordings::{camera_visible, principal_audit};
 use crate::clock::{now_ms, rfc3339};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::recordings::Report;
+use crate::recordings::policy::{company_scope, scope_company};
 use crate::recordings::retention::{Ages, DEFAULT_SCOPE};
 use crate::state::AppState;
-use crate::store::recordings::{RetentionPolicy, Tier};
+use crate::store::recordings::{NewAudit, RetentionPolicy, Tier};
 
 const DAY_S: f64 = 86_400.0;
 /// Largest age accepted (100 years).
@@ -91,7 +98,17 @@ pub(crate) struct CameraPolicy {
     updated_at: String,
 }
 
-/// Where files can go.
+/// A company's policy.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CompanyPolicy {
+    company: String,
+    #[serde(flatten)]
+    policy: Policy,
+    updated_at: String,
+}
+
+/// Where files can go (server paths: admins only).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TierConfig {
@@ -102,44 +119,87 @@ pub(crate) struct TierConfig {
     archive: Option<String>,
 }
 
-/// The policies in force.
+/// The policies in force, within the caller's reach.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RetentionView {
-    /// Applies to cameras without their own policy.
+    /// Applies to cameras of companies without their own policy.
     default: Policy,
-    /// Cameras with their own policy (it replaces the default as a whole).
+    /// The caller's company's policy (replaces the default for its cameras); `null` when it
+    /// has none, and for admins and users without a company.
+    company: Option<Policy>,
+    /// Company policies: every company's for admins, the caller's own for others.
+    companies: Vec<CompanyPolicy>,
+    /// Cameras with their own policy (it replaces the company's or the default as a
+    /// whole): only the caller's cameras.
     cameras: Vec<CameraPolicy>,
-    tiers: TierConfig,
+    /// Tier directories and the archive URL: admins only (`null` for others).
+    tiers: Option<TierConfig>,
+    /// Tiers configured on this server.
+    available_tiers: Vec<Tier>,
     /// Seconds between scheduled passes.
     interval_seconds: u64,
 }
 
-/// The retention policies and tiers.
+/// The retention policies and tiers within the caller's reach.
 #[utoipa::path(get, path = "/api/v1/retention", tag = "recordings", security(("bearer" = [])),
     responses((status = 200, description = "Policies", body = Envelope<RetentionView>)))]
-pub(crate) async fn get(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     let policies = state.store.list_policies().await?;
-    let default = policies
-        .iter()
-        .find(|p| p.scope == DEFAULT_SCOPE)
-        .map(Policy::of)
-        .unwrap_or_default();
-    let cameras = policies
-        .iter()
-        .filter(|p| p.scope != DEFAULT_SCOPE)
-        .map(|p| CameraPolicy {
-            camera_id: p.scope.clone(),
-            policy: Policy::of(p),
-            updated_at: rfc3339(p.updated_at),
-        })
-        .collect();
-    let c = &state.config;
-    let tiers = state.recordings.tiers();
-    Ok(ok(RetentionView {
-        default,
-        cameras,
-        tiers: TierConfig {
+    let reach = principal.reach();
+    let mut view = RetentionView {
+        default: Policy::default(),
+        company: None,
+        companies: Vec::new(),
+        cameras: Vec::new(),
+        tiers: None,
+        available_tiers: Tier::ALL
+            .into_iter()
+            .filter(|t| state.recordings.tiers().configured(*t))
+            .collect(),
+        interval_seconds: state.config.retention_interval.as_secs(),
+    };
+    for p in &policies {
+        if p.scope == DEFAULT_SCOPE {
+            view.default = Policy::of(p);
+        } else if let Some(c) = scope_company(&p.scope) {
+            let mine = reach == Reach::Company(c);
+            if mine {
+                view.company = Some(Policy::of(p));
+            }
+            if mine || reach == Reach::All {
+                view.companies.push(CompanyPolicy {
+                    company: c.to_owned(),
+                    policy: Policy::of(p),
+                    updated_at: rfc3339(p.updated_at),
+                });
+            }
+        } else {
+            let visible = match reach {
+                Reach::All => true,
+                Reach::Nothing => false,
+                Reach::Company(_) => state
+                    .store
+                    .get_camera(&p.scope)
+                    .await?
+                    .is_some_and(|c| principal.sees(c.company.as_deref())),
+            };
+            if visible {
+                view.cameras.push(CameraPolicy {
+                    camera_id: p.scope.clone(),
+                    policy: Policy::of(p),
+                    updated_at: rfc3339(p.updated_at),
+                });
+            }
+        }
+    }
+    if reach == Reach::All {
+        let c = &state.config;
+        let tiers = state.recordings.tiers();
+        view.tiers = Some(TierConfig {
             hot: tiers.hot().display().to_string(),
             warm: tiers
                 .configured(Tier::Warm)
@@ -150,13 +210,37 @@ pub(crate) async fn get(State(state): State<AppState>) -> Result<Response, ApiEr
                 .then(|| c.storage_cold.as_ref().map(|p| p.display().to_string()))
                 .flatten(),
             archive: c.archive_url.clone(),
-        },
-        interval_seconds: c.retention_interval.as_secs(),
-    })
-    .into_response())
+        });
+    }
+    Ok(ok(view).into_response())
 }
 
-/// Replace the default policy.
+/// Writes a policy change to the audit log: `detail` names the scope and the new ages.
+async fn audit(
+    state: &AppState,
+    p: &Principal,
+    ip: ClientAddr,
+    action: &str,
+    camera_id: Option<&str>,
+    detail: String,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .add_audit(NewAudit {
+            action: action.into(),
+            camera_id: camera_id.map(str::to_owned),
+            detail: Some(detail),
+            ..principal_audit(p, ip)
+        })
+        .await?;
+    Ok(())
+}
+
+fn describe(p: &Policy) -> String {
+    serde_json::to_string(p).unwrap_or_default()
+}
+
+/// Replace the default policy (admins: `retention:manage`; audited).
 #[utoipa::path(put, path = "/api/v1/retention", tag = "recordings", security(("bearer" = [])),
     request_body = Policy,
     responses(
@@ -165,15 +249,26 @@ pub(crate) async fn get(State(state): State<AppState>) -> Result<Response, ApiEr
     ))]
 pub(crate) async fn put_default(
     State(state): State<AppState>,
+    principal: Principal,
+    ip: ClientAddr,
     Json(req): Json<Policy>,
 ) -> Result<Response, ApiError> {
     let p = req.to_store(DEFAULT_SCOPE)?;
     state.store.put_policy(&p).await?;
     tracing::info!(policy = ?p, "default retention policy changed");
+    audit(
+        &state,
+        &principal,
+        ip,
+        "retention.policy_changed",
+        None,
+        format!("default: {}", describe(&req)),
+    )
+    .await?;
     Ok(ok(req).into_response())
 }
 
-/// Give a camera its own policy.
+/// Give a camera its own policy (audited).
 #[utoipa::path(put, path = "/api/v1/retention/cameras/{id}", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     request_body = Policy,
@@ -185,6 +280,7 @@ pub(crate) async fn put_default(
 pub(crate) async fn put_camera(
     State(state): State<AppState>,
     principal: Principal,
+    ip: ClientAddr,
     Path(id): Path<String>,
     Json(req): Json<Policy>,
 ) -> Result<Response, ApiError> {
@@ -195,10 +291,19 @@ pub(crate) async fn put_camera(
     let p = req.to_store(&id)?;
     state.store.put_policy(&p).await?;
     tracing::info!(camera_id = %id, policy = ?p, "camera retention policy changed");
+    audit(
+        &state,
+        &principal,
+        ip,
+        "retention.policy_changed",
+        Some(&id),
+        format!("camera {id}: {}", describe(&req)),
+    )
+    .await?;
     Ok(ok(req).into_response())
 }
 
-/// Remove a camera's own policy (it follows the default again).
+/// Remove a camera's own policy (it follows its company's or the default again; audited).
 #[utoipa::path(delete, path = "/api/v1/retention/cameras/{id}", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
@@ -208,14 +313,102 @@ pub(crate) async fn put_camera(
 pub(crate) async fn delete_camera(
     State(state): State<AppState>,
     principal: Principal,
+    ip: ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     camera_visible(&state, &principal, &id).await?;
     let deleted = state.store.delete_policy(&id).await?;
+    if deleted {
+        audit(
+            &state,
+            &principal,
+            ip,
+            "retention.policy_removed",
+            Some(&id),
+            format!("camera {id}"),
+        )
+        .await?;
+    }
     Ok(ok(serde_json::json!({ "deleted": deleted })).into_response())
 }
 
-/// Run a retention pass now (finishing any interrupted move first); what it did.
+/// The company a caller may address: any for admins, only their own for others.
+fn company_in_reach(p: &Principal, company: &str) -> Result<(), ApiError> {
+    text("company", company, 256)?;
+    match p.reach() {
+        Reach::All => Ok(()),
+        Reach::Company(t) if t == company => Ok(()),
+        _ => Err(ApiError::new(
+            ErrorCode::CompanyNotFound,
+            "company not found",
+        )),
+    }
+}
+
+/// Give a company its own policy: it replaces the default for the company's cameras that
+/// have none of their own (operators of the company, or admins; audited).
+#[utoipa::path(put, path = "/api/v1/retention/companies/{company}", tag = "recordings", security(("bearer" = [])),
+    params(("company" = String, Path, description = "Company")),
+    request_body = Policy,
+    responses(
+        (status = 200, description = "Stored", body = Envelope<Policy>),
+        (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "COMPANY_NOT_FOUND: not the caller's company", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn put_company(
+    State(state): State<AppState>,
+    principal: Principal,
+    ip: ClientAddr,
+    Path(company): Path<String>,
+    Json(req): Json<Policy>,
+) -> Result<Response, ApiError> {
+    company_in_reach(&principal, &company)?;
+    let p = req.to_store(&company_scope(&company))?;
+    state.store.put_policy(&p).await?;
+    tracing::info!(company = %company, policy = ?p, "company retention policy changed");
+    audit(
+        &state,
+        &principal,
+        ip,
+        "retention.policy_changed",
+        None,
+        format!("company {company}: {}", describe(&req)),
+    )
+    .await?;
+    Ok(ok(req).into_response())
+}
+
+/// Remove a company's policy (its cameras follow the default again; audited).
+#[utoipa::path(delete, path = "/api/v1/retention/companies/{company}", tag = "recordings", security(("bearer" = [])),
+    params(("company" = String, Path, description = "Company")),
+    responses(
+        (status = 200, description = "Removed", body = Envelope<serde_json::Value>),
+        (status = 404, description = "COMPANY_NOT_FOUND: not the caller's company", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn delete_company(
+    State(state): State<AppState>,
+    principal: Principal,
+    ip: ClientAddr,
+    Path(company): Path<String>,
+) -> Result<Response, ApiError> {
+    company_in_reach(&principal, &company)?;
+    let deleted = state.store.delete_policy(&company_scope(&company)).await?;
+    if deleted {
+        audit(
+            &state,
+            &principal,
+            ip,
+            "retention.policy_removed",
+            None,
+            format!("company {company}"),
+        )
+        .await?;
+    }
+    Ok(ok(serde_json::json!({ "deleted": deleted })).into_response())
+}
+
+/// Run a retention pass now over every company (finishing any interrupted move first);
+/// what it did. Admins only (`retention:manage`).
 #[utoipa::path(post, path = "/api/v1/retention/run", tag = "recordings", security(("bearer" = [])),
     responses((status = 200, description = "What the pass did", body = Envelope<Report>)))]
 pub(crate) async fn run(State(state): State<AppState>) -> Result<Response, ApiError> {

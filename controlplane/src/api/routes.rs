@@ -60,7 +60,7 @@ const fn undocumented(method: &'static str, path: &'static str) -> RouteSpec {
 use Access::{Authenticated, Perm, Public, Session, SessionPerm, Signed};
 use Permission::{
     AnalyticsRead, AuditRead, CamerasRead, CamerasWrite, RecordingsDelete, RecordingsRead,
-    StreamsPlay, TokensManage, UsersManage,
+    RetentionManage, StreamsPlay, TokensManage, UsersManage,
 };
 
 /// Every route.
@@ -126,7 +126,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     r("POST", "/api/v1/recordings/bookmarks", Perm(RecordingsRead)),
     r("GET", "/api/v1/retention", Perm(RecordingsRead)),
-    r("PUT", "/api/v1/retention", Perm(RecordingsDelete)),
+    r("PUT", "/api/v1/retention", Perm(RetentionManage)),
     r(
         "PUT",
         "/api/v1/retention/cameras/{id}",
@@ -137,7 +137,17 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/retention/cameras/{id}",
         Perm(RecordingsDelete),
     ),
-    r("POST", "/api/v1/retention/run", Perm(RecordingsDelete)),
+    r(
+        "PUT",
+        "/api/v1/retention/companies/{company}",
+        Perm(RecordingsDelete),
+    ),
+    r(
+        "DELETE",
+        "/api/v1/retention/companies/{company}",
+        Perm(RecordingsDelete),
+    ),
+    r("POST", "/api/v1/retention/run", Perm(RetentionManage)),
     r("GET", "/api/v1/audit", Perm(AuditRead)),
     r("GET", "/vod/{id}/playlist.m3u8", Signed),
     r("GET", "/vod/{id}/{file}", Signed),

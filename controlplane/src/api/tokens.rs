@@ -1,6 +1,7 @@
 //! `/api/v1/tokens`: API tokens of the calling user (admins see and revoke everyone's). The
 //! secret is returned once at creation and stored as a digest; permissions must be ones the
-//! owner's role may grant.
+//! owner's role may grant, and its rate limit at most the owner's own limit and the
+//! server's `--max-token-rate-limit`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,8 +18,6 @@ use crate::rbac::{Permission, Permissions, Role};
 use crate::state::AppState;
 use crate::store::ApiToken;
 
-/// Highest accepted per-token limit (requests per hour).
-const MAX_RATE_LIMIT: i64 = 1_000_000;
 /// Tokens per user.
 const MAX_TOKENS_PER_USER: usize = 100;
 
@@ -76,7 +75,8 @@ pub(crate) struct CreateToken {
     name: String,
     remark: Option<String>,
     permissions: Vec<Permission>,
-    /// Requests per hour (default from the server config).
+    /// Requests per hour (default from the server config). At most the creator's own limit
+    /// and the server's `--max-token-rate-limit`.
     rate_limit: Option<i64>,
     /// RFC 3339 expiry; none = never.
     expires_at: Option<String>,
@@ -160,13 +160,16 @@ pub(crate) async fn create(
         text("remark", r, 1024)?;
     }
     let permissions = check_permissions(principal.role, &req.permissions)?;
+    // A token works for its creator: it may not be faster than they are, nor than the
+    // server allows any token to be.
+    let cap = state.config.token_rate_cap();
     let rate_limit = req
         .rate_limit
-        .unwrap_or(i64::from(state.config.default_token_rate_limit));
-    if !(1..=MAX_RATE_LIMIT).contains(&rate_limit) {
+        .unwrap_or_else(|| i64::from(state.config.default_token_rate_limit).min(cap));
+    if !(1..=cap).contains(&rate_limit) {
         return Err(ApiError::validation(
             "rateLimit",
-            format!("must be between 1 and {MAX_RATE_LIMIT}"),
+            format!("must be between 1 and {cap} (your own limit and the server's token cap)"),
         ));
     }
     let now = now_ms();

@@ -1,8 +1,9 @@
 //! The signed recording routes: downloads (`/api/v1/recordings/{id}/download`), HLS VOD
 //! playlists (`/vod/{camera}/playlist.m3u8`) and their media (`/vod/{camera}/{id}.mp4`).
 //! None takes a bearer credential: the URL carries `token={exp}.{hmac}` over what it grants
-//! (one file for one user, one camera's range for one user, one file's bytes), checked here
-//! with no I/O before anything is read.
+//! (one file for one user, one camera's range for one user, one file of that camera), checked
+//! here with no I/O before anything is read. Every field of the URL is under the signature
+//! (ids, range, user, expiry): editing any of them yields 403 `URL_SIGNATURE_INVALID`.
 //!
 //! Files on a local tier are served from disk with `Range` support (206 + `Content-Range`,
 //! 416 for ranges the file cannot satisfy); archived files redirect (307) to a presigned
@@ -46,19 +47,30 @@ pub(crate) fn playlist_scope(camera: &str, from: i64, to: i64, by: &str) -> Stri
     format!("vod\n{camera}\n{from}\n{to}\n{by}")
 }
 
-/// What a playlist's media URL grants.
-fn media_scope(recording: &str) -> String {
-    format!("seg\n{recording}")
+/// What a playlist's media URL grants: one recording of one camera (the path names both;
+/// a media URL moved to another camera's path no longer verifies).
+fn media_scope(camera: &str, recording: &str) -> String {
+    format!("seg\n{camera}\n{recording}")
+}
+
+/// Whether the parts of a scope that come from the URL are well-formed. Scopes join their
+/// parts with newlines; a camera id or actor holding one could shift the fields, so they are
+/// checked before any signature is.
+fn well_formed(camera: &str, by: Option<&str>) -> bool {
+    camstream_protocol::auth::is_valid_camera_id(camera)
+        && by.is_none_or(|b| parse_actor(b).is_some())
+}
+
+fn signature_invalid() -> ApiError {
+    ApiError::new(
+        ErrorCode::UrlSignatureInvalid,
+        "missing or invalid URL signature",
+    )
 }
 
 /// Checks a token for `scope`; its expiry (Unix seconds).
 fn check(state: &AppState, token: Option<&str>, scope: &str) -> Result<i64, ApiError> {
-    let invalid = || {
-        ApiError::new(
-            ErrorCode::UrlSignatureInvalid,
-            "missing or invalid URL signature",
-        )
-    };
+    let invalid = signature_invalid;
     let token = token.ok_or_else(invalid)?;
     match state.keys.verify_url(token, scope, now_ms() / 1000) {
         Ok(()) => token
@@ -102,6 +114,9 @@ pub(crate) async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let by = q.by.as_deref().unwrap_or("");
+    if !well_formed(&id, Some(by)) {
+        return Err(signature_invalid());
+    }
     let exp = check(&state, q.token.as_deref(), &download_scope(&id, by))?;
     let r = state
         .store
@@ -147,6 +162,9 @@ pub(crate) async fn playlist(
         q.to.unwrap_or(0),
         q.by.unwrap_or_default(),
     );
+    if !well_formed(&camera, Some(&by)) {
+        return Err(signature_invalid());
+    }
     let exp = check(
         &state,
         q.token.as_deref(),
@@ -170,7 +188,13 @@ pub(crate) async fn playlist(
         })
         .collect();
     let keys = state.keys.clone();
-    let uri = move |id: &str| format!("{id}.mp4?token={}", keys.sign_url(&media_scope(id), exp));
+    let camera_for_uri = camera.clone();
+    let uri = move |id: &str| {
+        format!(
+            "{id}.mp4?token={}",
+            keys.sign_url(&media_scope(&camera_for_uri, id), exp)
+        )
+    };
     let vod = playlist::build(
         &files,
         system_time(from),
@@ -247,7 +271,10 @@ pub(crate) async fn media(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = file.strip_suffix(".mp4").unwrap_or("");
-    let exp = check(&state, q.token.as_deref(), &media_scope(id))?;
+    if !well_formed(&camera, None) || !well_formed(id, None) {
+        return Err(signature_invalid());
+    }
+    let exp = check(&state, q.token.as_deref(), &media_scope(&camera, id))?;
     let r = state
         .store
         .get_recording(id)

@@ -13,6 +13,7 @@
 
 pub mod index;
 pub mod playlist;
+pub mod policy;
 pub mod range;
 pub mod retention;
 pub mod sink;

@@ -2,8 +2,8 @@
 //! deletes that put it there.
 //!
 //! A policy gives ages (since the recording ended) at which a file leaves hot for warm,
-//! for cold, for the archive, and is deleted; a camera's own policy replaces the default
-//! as a whole. Tiers that are not configured are skipped (the file waits on the tier it is
+//! for cold, for the archive, and is deleted; a camera's own policy, else its company's,
+//! replaces the default as a whole ([`super::policy`]). Tiers that are not configured are skipped (the file waits on the tier it is
 //! on until a later one applies) and files only move forward.
 //!
 //! Crash safety (every step is journaled in `recording_jobs` before it is taken):
@@ -15,10 +15,10 @@
 //! source) and finishes the rest (removes the source, or the deleted file). So a crash at
 //! any moment loses nothing and leaves no file that the next run does not finish or remove.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::policy::Policies;
 use super::tiers::{TierError, Tiers};
 use crate::clock::now_ms;
 use crate::store::recordings::{JobKind, JobState, Recording, RecordingJob, RetentionPolicy, Tier};
@@ -100,7 +100,7 @@ impl Ages {
         Ok(())
     }
 
-    fn smallest(&self) -> Option<i64> {
+    pub(crate) fn smallest(&self) -> Option<i64> {
         [self.warm, self.cold, self.archive, self.delete]
             .into_iter()
             .flatten()
@@ -350,29 +350,15 @@ impl Retention {
             recovered: self.recover_locked().await?,
             ..Report::default()
         };
-        let policies = self.store.list_policies().await?;
-        let default = policies
-            .iter()
-            .find(|p| p.scope == DEFAULT_SCOPE)
-            .map(Ages::of)
-            .unwrap_or_default();
-        let cameras: HashMap<&str, Ages> = policies
-            .iter()
-            .filter(|p| p.scope != DEFAULT_SCOPE)
-            .map(|p| (p.scope.as_str(), Ages::of(p)))
-            .collect();
-        let Some(smallest) = std::iter::once(&default)
-            .chain(cameras.values())
-            .filter_map(Ages::smallest)
-            .min()
-        else {
+        let mut policies = Policies::new(&self.store.list_policies().await?);
+        let Some(smallest) = policies.smallest() else {
             return Ok(report);
         };
-        let ages_of = |r: &Recording| *cameras.get(r.camera_id.as_str()).unwrap_or(&default);
         let configured = |t: Tier| self.tiers.configured(t);
         // A file being written is not touched; say so when the policy would act on it.
         for r in self.store.open_recordings().await? {
-            let wanted = decide(&ages_of(&r), age_s(now, &r), r.storage_tier, |_| true);
+            let ages = policies.ages(&*self.store, &r.camera_id).await?;
+            let wanted = decide(&ages, age_s(now, &r), r.storage_tier, |_| true);
             if wanted != Action::Stay {
                 report.skip(&r, SkipReason::StillRecording, None);
             }
@@ -397,7 +383,7 @@ impl Retention {
             let Some(last) = page.last() else { break };
             after = Some((last.end_time, last.id.clone()));
             for r in &page {
-                let ages = ages_of(r);
+                let ages = policies.ages(&*self.store, &r.camera_id).await?;
                 let age = age_s(now, r);
                 let action = decide(&ages, age, r.storage_tier, configured);
                 let outcome = match action {

@@ -481,8 +481,8 @@ pub trait RecordingStore: Send + Sync + 'static {
     async fn delete_recording_by_path(&self, path: &str) -> Result<bool, StoreError>;
     /// Records when the last signed download URL expires.
     async fn set_signed_url_expiry(&self, id: &str, expires_at: i64) -> Result<(), StoreError>;
-    /// Bytes and files per camera and tier.
-    async fn recording_usage(&self) -> Result<Vec<TierUsage>, StoreError>;
+    /// Bytes and files per camera and tier; with `tenant`, only that company's cameras.
+    async fn recording_usage(&self, tenant: Option<&str>) -> Result<Vec<TierUsage>, StoreError>;
 
     /// Journals a new job; [`StoreError::Conflict`] when the recording already has one.
     async fn create_job(&self, job: &RecordingJob) -> Result<(), StoreError>;

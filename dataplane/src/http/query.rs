@@ -9,7 +9,9 @@ pub(crate) struct Directives<'a> {
     pub(crate) part: Option<usize>,
     /// `_HLS_skip=YES` (or `v2`).
     pub(crate) skip: bool,
-    /// `token`, raw (tokens are URL-safe; it is passed on to media URIs verbatim).
+    /// `token`, raw: checked to be of the token alphabet (base64url and `.`, as compact
+    /// playback tokens and JWTs are) and at most [`MAX_TOKEN_LEN`] long, since it is
+    /// passed on to playlist URIs verbatim.
     pub(crate) token: Option<&'a str>,
 }
 
@@ -27,7 +29,14 @@ pub(crate) enum QueryError {
     /// `_HLS_part` without `_HLS_msn` (RFC 8216bis §6.2.5.2).
     #[error("_HLS_part requires _HLS_msn")]
     PartWithoutMsn,
+    /// A token with characters outside `A-Z a-z 0-9 - _ .`, or too long. Its text is not
+    /// repeated in the error (it is what the check keeps out of responses).
+    #[error("token: expected at most {MAX_TOKEN_LEN} characters of A-Z a-z 0-9 - _ .")]
+    BadToken,
 }
+
+/// Longest accepted token (a publish JWT is about 200 characters).
+pub(crate) const MAX_TOKEN_LEN: usize = 1024;
 
 /// Parses a raw query string. Unknown parameters are ignored (players add cache busters).
 ///
@@ -41,7 +50,7 @@ pub(crate) fn parse(query: Option<&str>) -> Result<Directives<'_>, QueryError> {
             "_HLS_msn" => d.msn = Some(number("_HLS_msn", v)?),
             "_HLS_part" => d.part = Some(number("_HLS_part", v)? as usize),
             "_HLS_skip" => d.skip = v == "YES" || v == "v2",
-            "token" if !v.is_empty() => d.token = Some(v),
+            "token" if !v.is_empty() => d.token = Some(token(v)?),
             _ => {}
         }
     }
@@ -49,6 +58,15 @@ pub(crate) fn parse(query: Option<&str>) -> Result<Directives<'_>, QueryError> {
         return Err(QueryError::PartWithoutMsn);
     }
     Ok(d)
+}
+
+/// A token echoed into playlist URIs must not be able to break out of them (`"`, `,`,
+/// newlines, percent-escapes of either): only the base64url alphabet and `.` pass.
+fn token(v: &str) -> Result<&str, QueryError> {
+    let ok = v.len() <= MAX_TOKEN_LEN
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok { Ok(v) } else { Err(QueryError::BadToken) }
 }
 
 fn number(name: &'static str, v: &str) -> Result<u64, QueryError> {
@@ -96,5 +114,16 @@ mod tests {
             Err(QueryError::NotANumber { .. })
         ));
         assert_eq!(parse(Some("_HLS_part=1")), Err(QueryError::PartWithoutMsn));
+        for bad in ["a%22b", "a\"b", "a,b", "a b", "a+b", "a/b", "a=b"] {
+            assert_eq!(
+                parse(Some(&format!("token={bad}"))),
+                Err(QueryError::BadToken),
+                "{bad}"
+            );
+        }
+        let long = format!("token={}", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(parse(Some(&long)), Err(QueryError::BadToken));
+        let ok = format!("token={}", "a".repeat(MAX_TOKEN_LEN));
+        assert!(parse(Some(&ok)).is_ok());
     }
 }

@@ -284,3 +284,44 @@ async fn the_guard_decides_and_tokens_propagate() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn tokens_outside_their_alphabet_are_refused_and_never_echoed() {
+    // Public playback: the guard lets every token through, so only the alphabet check
+    // stands between a crafted token and the playlist text.
+    let f = fixture(2.5, Arc::new(PublicPlayback));
+    // (Raw `"`, `<` or a newline cannot even be sent in a request line; their
+    // percent-escapes can, and would be echoed as they came.)
+    for bad in [
+        "a%22%0A%23EXT-X-ENDLIST",
+        "a%22,BYTERANGE=%22",
+        "a,b",
+        "a%20b",
+        "x=y",
+        "a'b",
+    ] {
+        for path in ["/hls/cam/playlist.m3u8", "/hls/cam/ts/playlist.m3u8"] {
+            let (status, _, body) = get(&f.app, &format!("{path}?token={bad}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} token {bad:?}");
+            let text = String::from_utf8_lossy(&body);
+            assert!(!text.contains(bad), "{path}: echoed {bad:?}: {text}");
+            assert!(
+                !text.contains("#EXT"),
+                "{path}: a playlist was sent: {text}"
+            );
+        }
+    }
+    let long = "a".repeat(1025);
+    let (status, _, _) = get(&f.app, &format!("/hls/cam/playlist.m3u8?token={long}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "overlong token");
+    // Compact playback tokens and JWTs pass and propagate.
+    for good in [
+        "1767225600.AbC-_0123456789abcdefgh",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYW0ifQ.c2lnbmF0dXJl-_",
+    ] {
+        let (status, _, body) = get(&f.app, &format!("/hls/cam/playlist.m3u8?token={good}")).await;
+        assert_eq!(status, StatusCode::OK, "{good}");
+        let p = media_playlist(&body);
+        assert!(p.segments[0].uri.ends_with(&format!("?token={good}")));
+    }
+}

@@ -291,13 +291,18 @@ macro_rules! sql_recording_store {
                 Ok(())
             }
 
-            async fn recording_usage(&self) -> Result<Vec<TierUsage>, StoreError> {
+            async fn recording_usage(
+                &self,
+                tenant: Option<&str>,
+            ) -> Result<Vec<TierUsage>, StoreError> {
                 Ok(sqlx::query_as(
                     "SELECT camera_id, storage_tier AS tier, \
                      CAST(COALESCE(SUM(file_size), 0) AS BIGINT) AS bytes, COUNT(*) AS files \
-                     FROM recordings GROUP BY camera_id, storage_tier \
-                     ORDER BY camera_id, storage_tier",
+                     FROM recordings WHERE $1 IS NULL OR camera_id IN \
+                     (SELECT id FROM cameras WHERE company = $1) \
+                     GROUP BY camera_id, storage_tier ORDER BY camera_id, storage_tier",
                 )
+                .bind(tenant)
                 .fetch_all(&self.pool)
                 .await?)
             }
