@@ -1449,12 +1449,7 @@ async fn users_crud_and_token_management() {
             None,
         )
         .await;
-    assert_error(
-        &r,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_FAILED",
-        "self delete",
-    );
+    assert_error(&r, StatusCode::CONFLICT, "USER_SELF_LOCKOUT", "self delete");
     let r = app
         .call(
             "DELETE",

@@ -50,7 +50,9 @@ pub(crate) struct CameraView {
     owner_id: Option<String>,
     /// Playback path of the HLS (MPEG-TS) playlist, without token.
     hls_path: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -119,14 +121,31 @@ pub(crate) struct ListCameras {
     /// Active or not.
     is_active: Option<bool>,
     /// Company (exact).
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     company: Option<String>,
     /// Location (exact).
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     location: Option<String>,
     /// Case-insensitive text in name, serial number, location or place.
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     search: Option<String>,
     /// 1-based page (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
     /// Page size 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
@@ -134,11 +153,41 @@ pub(crate) struct ListCameras {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateCamera {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     name: String,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     company: Option<String>,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     model: Option<String>,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 64
+    )]
     serial_number: String,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     location: Option<String>,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     place: Option<String>,
     /// Default true.
     is_active: Option<bool>,
@@ -150,19 +199,49 @@ pub(crate) struct CreateCamera {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct UpdateCamera {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     company: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     model: Option<Option<String>>,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 64
+    )]
     serial_number: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     location: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     place: Option<Option<String>>,
     is_active: Option<bool>,
     is_recording: Option<bool>,
@@ -180,6 +259,7 @@ pub(crate) struct PlaybackUrls {
     /// The token alone (`?token=`).
     token: String,
     /// When the URLs stop working (RFC 3339).
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
@@ -189,6 +269,7 @@ pub(crate) struct PlaybackUrls {
 #[into_params(parameter_in = Query)]
 pub(crate) struct DayQuery {
     /// `YYYY-MM-DD` (UTC); default today.
+    #[param(format = Date)]
     pub(crate) date: Option<String>,
 }
 
@@ -245,7 +326,7 @@ fn tenant_company(p: &Principal, asked: Option<&str>) -> Result<(), ApiError> {
 }
 
 /// List cameras.
-#[utoipa::path(get, path = "/api/v1/cameras", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras", operation_id = "listCameras", tag = "cameras", security(("bearer" = [])),
     params(ListCameras),
     responses(
         (status = 200, description = "A page of cameras", body = super::extract::Paged<CameraView>),
@@ -279,7 +360,7 @@ pub(crate) async fn list(
 }
 
 /// Create a camera; the response carries its stream key and ingest URLs (shown once).
-#[utoipa::path(post, path = "/api/v1/cameras", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cameras", operation_id = "createCamera", tag = "cameras", security(("bearer" = [])),
     request_body = CreateCamera,
     responses(
         (status = 201, description = "Created", body = Envelope<CameraView>),
@@ -337,7 +418,7 @@ pub(crate) async fn create(
 }
 
 /// One camera.
-#[utoipa::path(get, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras/{id}", operation_id = "getCamera", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "The camera", body = Envelope<CameraView>),
@@ -353,7 +434,7 @@ pub(crate) async fn get(
 }
 
 /// Change a camera.
-#[utoipa::path(put, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/cameras/{id}", operation_id = "updateCamera", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     request_body = UpdateCamera,
     responses(
@@ -436,7 +517,7 @@ async fn set_recording(
 }
 
 /// Start recording a camera (`isRecording` on; the file starts at its next keyframe).
-#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/start", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/start", operation_id = "startCameraRecording", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "The camera", body = Envelope<CameraView>),
@@ -451,7 +532,7 @@ pub(crate) async fn recording_start(
 }
 
 /// Stop recording a camera (`isRecording` off; its file is closed).
-#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/stop", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/stop", operation_id = "stopCameraRecording", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "The camera", body = Envelope<CameraView>),
@@ -466,7 +547,7 @@ pub(crate) async fn recording_stop(
 }
 
 /// Delete a camera.
-#[utoipa::path(delete, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/cameras/{id}", operation_id = "deleteCamera", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "Deleted", body = Envelope<serde_json::Value>),
@@ -489,7 +570,7 @@ pub(crate) async fn delete(
 }
 
 /// Replace the stream key (the old one stops working for new publishes).
-#[utoipa::path(post, path = "/api/v1/cameras/{id}/rotate-key", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/rotate-key", operation_id = "rotateCameraKey", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "New key and URLs", body = Envelope<CameraView>),
@@ -513,7 +594,7 @@ pub(crate) async fn rotate_key(
 }
 
 /// Signed, expiring playback URLs.
-#[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/hls", tag = "streams", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/hls", operation_id = "getCameraPlayback", tag = "streams", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "Signed URLs", body = Envelope<PlaybackUrls>),
@@ -548,7 +629,7 @@ pub(crate) async fn stream_hls(
 }
 
 /// Live stream status.
-#[utoipa::path(get, path = "/api/v1/cameras/{id}/status", tag = "streams", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/status", operation_id = "getCameraStatus", tag = "streams", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "Live status", body = Envelope<LiveStatus>),
@@ -565,7 +646,7 @@ pub(crate) async fn status(
 }
 
 /// One day's counters for a camera.
-#[utoipa::path(get, path = "/api/v1/cameras/{id}/analytics", tag = "analytics", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/analytics", operation_id = "getCameraAnalytics", tag = "analytics", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id"), DayQuery),
     responses(
         (status = 200, description = "Counters", body = Envelope<DayAnalytics>),

@@ -7,7 +7,12 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::Modify;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response as DocResponse, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Type};
 
 use super::extract::Path;
 use crate::error::{ApiError, ErrorCode};
@@ -52,6 +57,177 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Completes the generated document so it says everything the server does, which the
+/// handler annotations alone do not: the failures every route shares (the guard's 401, 403
+/// and 429, the extractors' 400 and 413, and 503 when the store or cache is down) derived
+/// from the route table and the operation's shape, the rate-limit headers, and the links
+/// from a created resource to the operations on it (clients and the stateful contract test
+/// follow them). Handlers document only what is particular to them.
+pub(crate) fn complete(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in &mut doc.paths.paths {
+        for (method, op) in [
+            ("GET", item.get.as_mut()),
+            ("PUT", item.put.as_mut()),
+            ("POST", item.post.as_mut()),
+            ("DELETE", item.delete.as_mut()),
+        ] {
+            let Some(op) = op else { continue };
+            let access = super::routes::lookup(method, path).map_or(Access::Public, |r| r.access);
+            shared_failures(op, access);
+            if let Some(links) = links_of(method, path) {
+                add_links(op, links);
+            }
+        }
+    }
+}
+
+use super::routes::Access;
+
+fn error(description: &str) -> DocResponse {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                .build(),
+        )
+        .build()
+}
+
+fn integer_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(
+            utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer),
+        ))
+        .description(Some(description))
+        .build()
+}
+
+/// Adds `status` unless the handler documented it; a documented one gets the shared codes
+/// appended to its description.
+fn add(op: &mut Operation, status: &str, description: &str) {
+    match op.responses.responses.get_mut(status) {
+        Some(RefOr::T(r)) => {
+            if !r.description.contains(description) {
+                r.description = format!("{}; {description}", r.description);
+            }
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            op.responses
+                .responses
+                .insert(status.to_owned(), RefOr::T(error(description)));
+        }
+    }
+}
+
+fn shared_failures(op: &mut Operation, access: Access) {
+    let has_body = op.request_body.is_some();
+    if has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+        add(
+            op,
+            "400",
+            "VALIDATION_FAILED: a parameter or the body breaks the schema; `details.fields` names it",
+        );
+    }
+    if has_body {
+        add(
+            op,
+            "413",
+            "PAYLOAD_TOO_LARGE: the body is over the server's limit",
+        );
+    }
+    let authenticated = !matches!(access, Access::Public | Access::Signed);
+    if authenticated {
+        add(
+            op,
+            "401",
+            "AUTH_TOKEN_MISSING, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED or AUTH_TOKEN_REVOKED",
+        );
+        add(
+            op,
+            "429",
+            "RATE_LIMIT_EXCEEDED: the credential's hourly limit is used up",
+        );
+    }
+    if matches!(
+        access,
+        Access::Session | Access::Perm(_) | Access::SessionPerm(_)
+    ) {
+        add(
+            op,
+            "403",
+            "AUTH_INSUFFICIENT_PERMISSIONS or AUTH_ROLE_RESTRICTED",
+        );
+    }
+    add(
+        op,
+        "503",
+        "SERVICE_UNAVAILABLE: the database or the cache cannot be reached",
+    );
+    for (status, response) in &mut op.responses.responses {
+        let RefOr::T(r) = response else { continue };
+        if status == "429" {
+            r.headers.insert(
+                "Retry-After".to_owned(),
+                RefOr::T(integer_header("Seconds until a request may succeed")),
+            );
+        } else if authenticated && status != "401" {
+            for (name, what) in [
+                ("X-RateLimit-Limit", "Requests allowed per hour"),
+                ("X-RateLimit-Remaining", "Requests left in this hour"),
+                ("X-RateLimit-Reset", "Unix time when the window resets"),
+            ] {
+                r.headers
+                    .insert(name.to_owned(), RefOr::T(integer_header(what)));
+            }
+        }
+    }
+}
+
+/// The operations a created resource leads to: (method, path, status, targets).
+type Links = (&'static str, &'static [&'static str]);
+
+fn links_of(method: &str, path: &str) -> Option<Links> {
+    const CAMERA: &[&str] = &[
+        "getCamera",
+        "updateCamera",
+        "deleteCamera",
+        "rotateCameraKey",
+        "getCameraPlayback",
+        "getCameraStatus",
+        "getCameraAnalytics",
+        "startCameraRecording",
+        "stopCameraRecording",
+        "getCameraMetrics",
+        "getRecordingTimeline",
+        "getRecordingPlayback",
+        "setCameraRetention",
+        "deleteCameraRetention",
+    ];
+    match (method, path) {
+        ("POST", "/api/v1/cameras") => Some(("201", CAMERA)),
+        ("POST", "/api/v1/users") => Some(("201", &["getUser", "updateUser", "deleteUser"])),
+        ("POST", "/api/v1/tokens") => Some(("201", &["revokeToken", "setTokenPermissions"])),
+        _ => None,
+    }
+}
+
+fn add_links(op: &mut Operation, (status, targets): Links) {
+    let Some(RefOr::T(r)) = op.responses.responses.get_mut(status) else {
+        return;
+    };
+    for target in targets {
+        let link = LinkBuilder::new()
+            .operation_id(*target)
+            .parameter("id", "$response.body#/data/id")
+            .description(format!("`{target}` of the created resource"))
+            .build();
+        r.links.insert((*target).to_owned(), RefOr::T(link));
     }
 }
 

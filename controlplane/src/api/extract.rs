@@ -64,6 +64,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                     ApiError::validation("body", rejection.body_text())
                 }
             })?;
+        // Every request body is a JSON object; serde would also build a struct from an
+        // array (`[1, 2]` fills the fields in order), which the schema does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::validation("body", "expected a JSON object"));
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(de) {
             Ok(v) => Ok(Json(v)),

@@ -38,7 +38,7 @@ pub(crate) use observe::HTTP_DURATION;
 
 /// The documented routes and their OpenAPI document.
 fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+    let parts = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
@@ -72,7 +72,10 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(analytics::dashboard))
         .routes(routes!(analytics::camera_metrics))
         .routes(routes!(analytics::storage_usage))
-        .split_for_parts()
+        .split_for_parts();
+    let (router, mut doc) = parts;
+    docs::complete(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document (3.1).

@@ -27,15 +27,19 @@ const MAX_DAYS: f64 = 36_500.0;
 pub(crate) struct Policy {
     /// hot → warm (fractions allowed).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36_500)]
     warm_after_days: Option<f64>,
     /// → cold.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36_500)]
     cold_after_days: Option<f64>,
     /// → the archive bucket.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36_500)]
     archive_after_days: Option<f64>,
     /// Deleted from whatever tier holds it.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36_500)]
     delete_after_days: Option<f64>,
 }
 
@@ -81,13 +85,32 @@ impl Policy {
     }
 }
 
+/// The ages of [`Policy`] as a camera policy shows them: the schema of the flattened part of
+/// [`CameraPolicy`]. `Policy` itself refuses unknown fields (`additionalProperties: false`),
+/// which, flattened, would forbid the camera's own fields in the document.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "a schema only; `Policy` is what is sent")]
+pub(crate) struct PolicyAges {
+    #[schema(minimum = 0, maximum = 36_500)]
+    warm_after_days: Option<f64>,
+    #[schema(minimum = 0, maximum = 36_500)]
+    cold_after_days: Option<f64>,
+    #[schema(minimum = 0, maximum = 36_500)]
+    archive_after_days: Option<f64>,
+    #[schema(minimum = 0, maximum = 36_500)]
+    delete_after_days: Option<f64>,
+}
+
 /// A camera's own policy.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CameraPolicy {
     camera_id: String,
     #[serde(flatten)]
+    #[schema(value_type = PolicyAges)]
     policy: Policy,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -116,7 +139,7 @@ pub(crate) struct RetentionView {
 }
 
 /// The retention policies and tiers.
-#[utoipa::path(get, path = "/api/v1/retention", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/retention", operation_id = "getRetention", tag = "recordings", security(("bearer" = [])),
     responses((status = 200, description = "Policies", body = Envelope<RetentionView>)))]
 pub(crate) async fn get(State(state): State<AppState>) -> Result<Response, ApiError> {
     let policies = state.store.list_policies().await?;
@@ -157,7 +180,7 @@ pub(crate) async fn get(State(state): State<AppState>) -> Result<Response, ApiEr
 }
 
 /// Replace the default policy.
-#[utoipa::path(put, path = "/api/v1/retention", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/retention", operation_id = "setDefaultRetention", tag = "recordings", security(("bearer" = [])),
     request_body = Policy,
     responses(
         (status = 200, description = "Stored", body = Envelope<Policy>),
@@ -174,7 +197,7 @@ pub(crate) async fn put_default(
 }
 
 /// Give a camera its own policy.
-#[utoipa::path(put, path = "/api/v1/retention/cameras/{id}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/retention/cameras/{id}", operation_id = "setCameraRetention", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     request_body = Policy,
     responses(
@@ -199,7 +222,7 @@ pub(crate) async fn put_camera(
 }
 
 /// Remove a camera's own policy (it follows the default again).
-#[utoipa::path(delete, path = "/api/v1/retention/cameras/{id}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/retention/cameras/{id}", operation_id = "deleteCameraRetention", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "Removed", body = Envelope<serde_json::Value>),
@@ -216,7 +239,7 @@ pub(crate) async fn delete_camera(
 }
 
 /// Run a retention pass now (finishing any interrupted move first); what it did.
-#[utoipa::path(post, path = "/api/v1/retention/run", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/retention/run", operation_id = "runRetention", tag = "recordings", security(("bearer" = [])),
     responses((status = 200, description = "What the pass did", body = Envelope<Report>)))]
 pub(crate) async fn run(State(state): State<AppState>) -> Result<Response, ApiError> {
     let report = state
