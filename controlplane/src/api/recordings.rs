@@ -391,10 +391,11 @@ pub(crate) async fn signed_url(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RangeQuery {
-    /// Start (RFC 3339).
+    /// Start (RFC 3339); default: `to` minus 1 h (playback) or 24 h (timeline).
     #[param(format = DateTime)]
     from: Option<String>,
-    /// End (RFC 3339).
+    /// End (RFC 3339), after `from` and at most 24 h (playback) or 7 days (timeline) after
+    /// it (400 otherwise); default: now.
     #[param(format = DateTime)]
     to: Option<String>,
     /// Seconds a signed URL works (playback only; default 15 min).

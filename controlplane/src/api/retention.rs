@@ -21,7 +21,8 @@ const DAY_S: f64 = 86_400.0;
 /// Largest age accepted (100 years).
 const MAX_DAYS: f64 = 36_500.0;
 
-/// A policy: days after a recording ended; `null`: never.
+/// A policy: days after a recording ended; `null`: never. The ages must not decrease
+/// (warm ≤ cold ≤ archive ≤ delete; 400 otherwise).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Policy {

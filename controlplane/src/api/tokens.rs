@@ -94,7 +94,7 @@ pub(crate) struct CreateToken {
     /// Requests per hour (default from the server config).
     #[schema(minimum = 1, maximum = 1_000_000)]
     rate_limit: Option<i64>,
-    /// RFC 3339 expiry; none = never.
+    /// RFC 3339 expiry, in the future (400 otherwise); none = never.
     #[schema(format = DateTime)]
     expires_at: Option<String>,
 }

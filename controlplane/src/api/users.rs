@@ -58,7 +58,8 @@ pub(crate) struct CreateUser {
     /// 3–64 characters of `[A-Za-z0-9_.@-]`.
     #[schema(pattern = r"^[A-Za-z0-9_.@-]{3,64}$", min_length = 3, max_length = 64)]
     username: String,
-    /// Must pass the strength rule.
+    /// 12–128 characters mixing at least three of lowercase, uppercase, digits and symbols,
+    /// and not containing the username (answered with 400 otherwise).
     #[schema(min_length = 12, max_length = 128)]
     password: String,
     #[schema(
@@ -94,6 +95,8 @@ pub(crate) struct UpdateUser {
         max_length = 254
     )]
     email: Option<Option<String>>,
+    /// 12–128 characters mixing at least three of lowercase, uppercase, digits and symbols,
+    /// and not containing the username (answered with 400 otherwise).
     #[schema(min_length = 12, max_length = 128)]
     password: Option<String>,
     role: Option<Role>,
