@@ -175,7 +175,11 @@ pub(crate) async fn login(
     ClientAddr(ip): ClientAddr,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if req.username.len() > 64 || req.password.len() > password::MAX_LEN * 4 {
+    // No username has more than 64 bytes or a NUL (which PostgreSQL cannot compare).
+    if req.username.len() > 64
+        || req.username.contains('\0')
+        || req.password.len() > password::MAX_LEN * 4
+    {
         return Err(ApiError::new(
             ErrorCode::AuthCredentialsInvalid,
             "invalid username or password",

@@ -75,6 +75,7 @@ pub(crate) fn complete(doc: &mut utoipa::openapi::OpenApi) {
             ("DELETE", item.delete.as_mut()),
         ] {
             let Some(op) = op else { continue };
+            path_params(path, op);
             let access = super::routes::lookup(method, path).map_or(Access::Public, |r| r.access);
             shared_failures(op, access);
             if let Some(links) = links_of(method, path) {
@@ -186,6 +187,43 @@ fn shared_failures(op: &mut Operation, access: Access) {
                     .insert(name.to_owned(), RefOr::T(integer_header(what)));
             }
         }
+    }
+}
+
+/// Camera ids of the recording routes: any camera the data plane knows (`[streams]` ids
+/// too, and cameras deleted since), `camstream_protocol::auth::is_valid_camera_id`.
+const CAMERA_ID: &str = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$";
+/// `{recording id}.mp4`.
+const MEDIA_FILE: &str = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.mp4$";
+
+/// The form of the path parameters: an `{id}` is a server-made UUID, except where it names a
+/// camera of the recording routes; of another form it does not exist (404). A control
+/// character in any of them is refused with 400 (`extract::Path`).
+fn path_params(path: &str, op: &mut Operation) {
+    use utoipa::openapi::path::{Parameter, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat};
+    for p in op.parameters.iter_mut().flatten() {
+        let RefOr::T(Parameter {
+            name,
+            parameter_in: ParameterIn::Path,
+            schema,
+            ..
+        }) = p
+        else {
+            continue;
+        };
+        let camera = path.starts_with("/vod/")
+            || path.starts_with("/api/v1/recordings/timeline/")
+            || path.starts_with("/api/v1/recordings/playback/")
+            || path.starts_with("/api/v1/retention/cameras/");
+        let string = ObjectBuilder::new().schema_type(Type::String);
+        let string = match name.as_str() {
+            "id" if camera => string.pattern(Some(CAMERA_ID)),
+            "id" => string.format(Some(SchemaFormat::Custom("uuid".to_owned()))),
+            "file" => string.pattern(Some(MEDIA_FILE)),
+            _ => continue,
+        };
+        *schema = Some(string.into());
     }
 }
 

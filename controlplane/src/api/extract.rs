@@ -107,7 +107,8 @@ fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
 }
 
 /// One path parameter (an id). Ids that cannot exist are refused by the handlers as "not
-/// found", so this only surfaces routing-level failures.
+/// found"; a parameter with a control character (which no id or file name has, and which
+/// PostgreSQL cannot even compare: NUL) is refused here with 400.
 #[derive(Debug)]
 pub(crate) struct Path<T>(pub(crate) T);
 
@@ -115,6 +116,16 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await
+            && let Some((name, _)) = raw
+                .iter()
+                .find(|(_, value)| value.chars().any(char::is_control))
+        {
+            return Err(ApiError::validation(
+                name,
+                "must not contain control characters",
+            ));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))

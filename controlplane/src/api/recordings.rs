@@ -638,6 +638,7 @@ pub(crate) async fn timeline(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateBookmark {
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     camera_id: String,
     /// RFC 3339.
     #[schema(format = DateTime)]
