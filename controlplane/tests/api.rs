@@ -741,6 +741,25 @@ async fn bad_input_is_rejected_cleanly() {
     app.camera(&admin, "Robert'); DROP TABLE cameras;--", "SQL-1", None)
         .await;
 
+    // Issue 9: a control character in a path parameter is refused before any lookup
+    // (PostgreSQL cannot compare a NUL: it answered 500), and a body must be a JSON object
+    // (serde filled a struct from `[null, null]`).
+    let r = app
+        .call("GET", "/api/v1/users/a%00b", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["error"]["details"]["fields"][0]["field"], "id");
+    let r = app
+        .call(
+            "PUT",
+            "/api/v1/retention",
+            Some(&admin),
+            Some(json!([null, null])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["error"]["details"]["fields"][0]["field"], "body");
+
     // Injection in query and path stays text.
     let r = app
         .call(

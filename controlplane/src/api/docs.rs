@@ -317,3 +317,167 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::super::routes::{Access, ROUTES};
+
+    fn doc() -> Value {
+        serde_json::to_value(super::super::openapi()).unwrap()
+    }
+
+    #[test]
+    fn every_route_lists_the_shared_failures() {
+        let doc = doc();
+        for r in ROUTES.iter().filter(|r| r.documented) {
+            let op = &doc["paths"][r.path][r.method.to_lowercase()];
+            let responses = op["responses"].as_object().unwrap();
+            let has = |s: &str| responses.contains_key(s);
+            let what = format!("{} {}", r.method, r.path);
+            let authenticated = !matches!(r.access, Access::Public | Access::Signed);
+            assert_eq!(
+                has("401"),
+                authenticated || r.path.contains("/auth/"),
+                "{what}"
+            );
+            assert_eq!(
+                has("429"),
+                authenticated || r.path.ends_with("/login"),
+                "{what}"
+            );
+            if matches!(
+                r.access,
+                Access::Session | Access::Perm(_) | Access::SessionPerm(_) | Access::Signed
+            ) {
+                assert!(has("403"), "{what}");
+            }
+            let body = op["requestBody"].is_object();
+            assert_eq!(has("413"), body, "{what}");
+            if body || op["parameters"].as_array().is_some_and(|p| !p.is_empty()) {
+                assert!(has("400"), "{what}");
+            }
+            assert!(has("503"), "{what}");
+            if has("429") {
+                assert!(
+                    responses["429"]["headers"]["Retry-After"].is_object(),
+                    "{what}"
+                );
+            }
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorEnvelope",
+                        "{what} {status}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_links_resolve() {
+        let doc = doc();
+        let mut ids = BTreeSet::new();
+        let mut targets = Vec::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                let id = op["operationId"].as_str().expect("an operationId");
+                assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+                for response in op["responses"].as_object().unwrap().values() {
+                    for link in response["links"].as_object().into_iter().flatten() {
+                        targets.push(link.1["operationId"].as_str().unwrap().to_owned());
+                        assert_eq!(link.1["parameters"]["id"], "$response.body#/data/id");
+                    }
+                }
+            }
+        }
+        for t in &targets {
+            assert!(ids.contains(t), "a link to unknown operation {t}");
+        }
+        for t in [
+            "getCamera",
+            "updateCamera",
+            "deleteCamera",
+            "getUser",
+            "revokeToken",
+        ] {
+            assert!(targets.iter().any(|x| x == t), "no link to {t}");
+        }
+    }
+
+    #[test]
+    fn nullable_and_constrained_fields() {
+        let doc = doc();
+        let s = &doc["components"]["schemas"];
+        assert_eq!(
+            s["ErrorBody"]["properties"]["details"]["type"],
+            serde_json::json!(["object", "null"])
+        );
+        assert_eq!(
+            s["ErrorBody"]["properties"]["timestamp"]["format"],
+            "date-time"
+        );
+        let name = &s["CreateCamera"]["properties"]["name"];
+        assert_eq!(
+            (name["minLength"].clone(), name["maxLength"].clone()),
+            (1.into(), 128.into())
+        );
+        assert!(name["pattern"].is_string());
+        assert_eq!(
+            s["CameraView"]["properties"]["createdAt"]["format"],
+            "date-time"
+        );
+        let page = doc["paths"]["/api/v1/cameras"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (
+                page["schema"]["minimum"].clone(),
+                page["schema"]["maximum"].clone()
+            ),
+            (1.into(), 100.into())
+        );
+        let id = &doc["paths"]["/api/v1/cameras/{id}"]["get"]["parameters"][0]["schema"];
+        assert_eq!(id["format"], "uuid");
+    }
+
+    /// The text pattern says what `extract::text` enforces: not blank, no control character.
+    #[test]
+    fn text_pattern_matches_the_check() {
+        let doc = doc();
+        let pattern = doc["components"]["schemas"]["CreateCamera"]["properties"]["name"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let re = regex::Regex::new(&pattern).unwrap();
+        for s in [
+            "a",
+            " a ",
+            "Lobby 2",
+            "é",
+            "\u{feff}",
+            " \u{3000}x",
+            "",
+            " ",
+            "\u{3000}",
+            "\t",
+            "a\nb",
+            "a\u{0}",
+            "\u{85}",
+            "\u{a0}",
+            "x\u{9f}",
+        ] {
+            let server = super::super::extract::text("f", s, 128).is_ok();
+            assert_eq!(re.is_match(s), server, "{s:?}");
+        }
+    }
+}

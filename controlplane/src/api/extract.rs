@@ -285,4 +285,29 @@ mod tests {
             assert_eq!(field_of(e.path(), &e.inner().to_string()), want, "{json}");
         }
     }
+
+    /// serde builds a struct from an array too; the schema says object, so does the server.
+    #[tokio::test]
+    async fn body_must_be_an_object() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            a: Option<u32>,
+            b: Option<u32>,
+        }
+        let req = |body: &'static str| {
+            Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        for bad in ["[null, null]", " [1]", "null", "1", "\"a\""] {
+            let e = Json::<Body>::from_request(req(bad), &()).await.unwrap_err();
+            assert_eq!(e.code, ErrorCode::ValidationFailed, "{bad}");
+        }
+        let ok = Json::<Body>::from_request(req(" {\"a\": 1}"), &())
+            .await
+            .unwrap();
+        assert_eq!(ok.0.a, Some(1));
+    }
 }
