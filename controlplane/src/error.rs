@@ -60,6 +60,8 @@ pub enum ErrorCode {
     UserSelfLockout,
     /// No API token with this id is visible to the caller.
     TokenNotFound,
+    /// The user already has the most live API tokens allowed; revoke one first.
+    TokenLimitReached,
     /// No recording with this id is visible to the caller (or nothing recorded in the range).
     RecordingNotFound,
     /// The recording is still being written.
@@ -105,6 +107,7 @@ impl ErrorCode {
             Self::CameraSerialDuplicate
             | Self::UsernameDuplicate
             | Self::UserSelfLockout
+            | Self::TokenLimitReached
             | Self::CameraInactive => StatusCode::CONFLICT,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -133,6 +136,7 @@ impl ErrorCode {
             Self::UsernameDuplicate => "USERNAME_DUPLICATE",
             Self::UserSelfLockout => "USER_SELF_LOCKOUT",
             Self::TokenNotFound => "TOKEN_NOT_FOUND",
+            Self::TokenLimitReached => "TOKEN_LIMIT_REACHED",
             Self::RecordingNotFound => "RECORDING_NOT_FOUND",
             Self::RecordingInProgress => "RECORDING_IN_PROGRESS",
             Self::RecordingBusy => "RECORDING_BUSY",

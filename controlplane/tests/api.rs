@@ -1566,3 +1566,27 @@ async fn users_crud_and_token_management() {
         "token logout",
     );
 }
+
+/// Issue 9: the token quota is a state of the account, not a bad field: 409, not 400.
+#[tokio::test]
+async fn token_quota_is_a_conflict() {
+    let app = TestApp::start(|_| {}).await;
+    let admin = app.admin().await;
+    let body = json!({ "name": "quota", "permissions": ["cameras:read"] });
+    for i in 0..100 {
+        let r = app
+            .call("POST", "/api/v1/tokens", Some(&admin), Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "token {i}: {}", r.json);
+    }
+    let r = app
+        .call("POST", "/api/v1/tokens", Some(&admin), Some(body))
+        .await;
+    assert_error(
+        &r,
+        StatusCode::CONFLICT,
+        "TOKEN_LIMIT_REACHED",
+        "101st token",
+    );
+    assert_eq!(r.json["error"]["details"]["limit"], 100);
+}

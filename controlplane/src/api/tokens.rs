@@ -167,6 +167,7 @@ pub(crate) async fn list(
         (status = 201, description = "Created; the secret is in tokenSecret", body = Envelope<CreatedToken>),
         (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "TOKEN_LIMIT_REACHED: the user has 100 live tokens", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -204,10 +205,12 @@ pub(crate) async fn create(
         .list_api_tokens(Some(&principal.user_id))
         .await?;
     if existing.iter().filter(|t| t.revoked_at.is_none()).count() >= MAX_TOKENS_PER_USER {
-        return Err(ApiError::validation(
-            "name",
+        // A state of the account, not a field of the request: 409.
+        return Err(ApiError::new(
+            ErrorCode::TokenLimitReached,
             format!("at most {MAX_TOKENS_PER_USER} live tokens per user"),
-        ));
+        )
+        .with_details(serde_json::json!({ "limit": MAX_TOKENS_PER_USER })));
     }
     let g = secret::generate(Kind::ApiToken);
     let token = ApiToken {
