@@ -172,6 +172,20 @@ fn shared_failures(op: &mut Operation, access: Access) {
     );
     for (status, response) in &mut op.responses.responses {
         let RefOr::T(r) = response else { continue };
+        r.headers.insert(
+            "X-Request-Id".to_owned(),
+            RefOr::T(
+                HeaderBuilder::new()
+                    .schema(Some(
+                        utoipa::openapi::ObjectBuilder::new().schema_type(Type::String),
+                    ))
+                    .description(Some(
+                        "The request's id (the caller's `X-Request-Id` when it is 1-64 of \
+                         `[A-Za-z0-9._-]`, else a new UUID); also `error.requestId`",
+                    ))
+                    .build(),
+            ),
+        );
         if status == "429" {
             r.headers.insert(
                 "Retry-After".to_owned(),
@@ -361,6 +375,12 @@ mod tests {
                 assert!(has("400"), "{what}");
             }
             assert!(has("503"), "{what}");
+            for (status, response) in responses {
+                assert!(
+                    response["headers"]["X-Request-Id"].is_object(),
+                    "{what} {status}"
+                );
+            }
             if has("429") {
                 assert!(
                     responses["429"]["headers"]["Retry-After"].is_object(),
