@@ -14,6 +14,7 @@ mod observe;
 mod recordings;
 mod retention;
 pub mod routes;
+mod spec;
 mod tokens;
 mod users;
 mod vod;
@@ -74,7 +75,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(analytics::storage_usage))
         .split_for_parts();
     let (router, mut doc) = parts;
-    docs::complete(&mut doc);
+    spec::complete(&mut doc);
     (router, doc)
 }
 
