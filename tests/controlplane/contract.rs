@@ -8,13 +8,16 @@
 //! It runs on SQLite with the in-process cache, and on PostgreSQL with Redis.
 //!
 //! A fuzzer holding an admin credential can saw off the branch it sits on, so the API is
-//! split over three runs whose credential the run cannot end:
-//! - everything but `/api/v1/tokens*` with an admin API token (API tokens survive a password
-//!   change of their owner, which `PUT /users/{id}` may do to the admin whose id the
-//!   fuzzer learns from `/auth/me`; logout answers 403 to a token);
+//! split over runs whose credential the run cannot end, each checked to work afterwards:
 //! - `/api/v1/tokens*` (which need a login session) with an admin session; nothing in that
-//!   run ends a session;
-//! - `POST /auth/logout` alone with a session of its own, since its first success ends it.
+//!   run ends a session. It runs first: it revokes whatever token ids it sees listed;
+//! - `POST /auth/logout` alone with a session of its own, since its first success ends it
+//!   (the session must be refused afterwards);
+//! - everything but `/api/v1/tokens*` with an admin API token made after the tokens run (API
+//!   tokens survive a password change of their owner, which `PUT /users/{id}` may do to the
+//!   admin whose id the fuzzer learns from `/auth/me`; logout answers 403 to a token);
+//! - the stateful phase over the camera routes alone, which must have read, updated and
+//!   deleted a camera it created through the links.
 //!
 //! The few rules JSON Schema cannot state (cross-field and time rules) are listed with their
 //! reason in `schemathesis.toml` beside this file.
@@ -229,7 +232,46 @@ async fn admin_session(server: &Server) -> String {
 
 async fn contract(name: &str, extra: Vec<String>, backend: &str) {
     let server = start(name, extra).await;
+    // Both sessions before any run: the fuzzer's failed logins from this address throttle
+    // the login afterwards.
     let session = Api::with_token(&server, admin_session(&server).await);
+    let logout_session = Api::with_token(&server, admin_session(&server).await);
+    let t0 = Instant::now();
+    let mut outcomes = Vec::new();
+
+    // The tokens run first: it can revoke any token it sees listed, so the API token of the
+    // main run is made after it. Its session must still work afterwards.
+    outcomes.push(
+        run(
+            &server,
+            "tokens",
+            &session.token,
+            &["--include-path-regex", "^/api/v1/tokens"],
+            ALL_PHASES,
+        )
+        .await,
+    );
+    session
+        .ok(Method::GET, "/api/v1/auth/me", None, StatusCode::OK)
+        .await;
+
+    // Logout: its first success ends the session, which must then be refused.
+    outcomes.push(
+        run(
+            &server,
+            "logout",
+            &logout_session.token,
+            &["--include-operation-id", "logout"],
+            // One operation has no links to follow.
+            "examples,coverage,fuzzing",
+        )
+        .await,
+    );
+    let r = logout_session
+        .call(Method::GET, "/api/v1/auth/me", None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "logout never succeeded");
+
     // Every permission an admin may grant, and the highest limit: the run sends thousands
     // of requests and a 429 would hide what the routes answer.
     let me = session
@@ -242,39 +284,26 @@ async fn contract(name: &str, extra: Vec<String>, backend: &str) {
         .filter_map(|p| p.as_str())
         .filter(|p| *p != "tokens:manage")
         .collect();
-    let token = session
-        .ok(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(json!({ "name": "contract", "permissions": perms, "rateLimit": 1_000_000 })),
-            StatusCode::CREATED,
-        )
-        .await["tokenSecret"]
-        .as_str()
-        .expect("tokenSecret")
-        .to_owned();
-
-    // Logged in before the fuzzer's failed logins from this address throttle the login.
-    let logout_session = admin_session(&server).await;
-
-    let t0 = Instant::now();
-    let mut outcomes = Vec::new();
-    outcomes.push(
-        run(
-            &server,
-            "api",
-            &token,
-            &["--exclude-path-regex", "^/api/v1/tokens"],
-            ALL_PHASES,
-        )
-        .await,
+    let token = Api::with_token(
+        &server,
+        session
+            .ok(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(json!({ "name": "contract", "permissions": perms, "rateLimit": 1_000_000 })),
+                StatusCode::CREATED,
+            )
+            .await["tokenSecret"]
+            .as_str()
+            .expect("tokenSecret")
+            .to_owned(),
     );
     outcomes.push(
         run(
             &server,
-            "tokens",
-            &session.token,
-            &["--include-path-regex", "^/api/v1/tokens"],
+            "api",
+            &token.token,
+            &["--exclude-path-regex", "^/api/v1/tokens"],
             ALL_PHASES,
         )
         .await,
@@ -285,7 +314,7 @@ async fn contract(name: &str, extra: Vec<String>, backend: &str) {
     let flow = run(
         &server,
         "camera-flow",
-        &token,
+        &token.token,
         &["--include-path-regex", "^/api/v1/cameras"],
         "stateful",
     )
@@ -303,17 +332,10 @@ async fn contract(name: &str, extra: Vec<String>, backend: &str) {
         );
     }
     outcomes.push(flow);
-    outcomes.push(
-        run(
-            &server,
-            "logout",
-            &logout_session,
-            &["--include-operation-id", "logout"],
-            // One operation has no links to follow.
-            "examples,coverage,fuzzing",
-        )
-        .await,
-    );
+    // The runs did not saw off their own credential.
+    token
+        .ok(Method::GET, "/api/v1/auth/me", None, StatusCode::OK)
+        .await;
     let total = t0.elapsed();
 
     for o in &outcomes {
@@ -335,7 +357,7 @@ async fn contract(name: &str, extra: Vec<String>, backend: &str) {
         outcomes.len(),
         total.as_secs_f64()
     );
-    let api = &outcomes[0];
+    let api = &outcomes[2];
     assert!(
         api.stateful_scenarios.is_some_and(|n| n > 0) && api.links_covered.is_some_and(|n| n > 0),
         "the stateful phase followed no link"
