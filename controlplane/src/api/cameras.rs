@@ -670,9 +670,36 @@ pub(crate) fn parse_day(d: Option<String>) -> Result<String, ApiError> {
         None => Ok(date(now_ms())),
         Some(d) => {
             let format = time::macros::format_description!("[year]-[month]-[day]");
-            time::Date::parse(&d, &format)
-                .map(|_| d)
-                .map_err(|_| ApiError::validation("date", "expected YYYY-MM-DD"))
+            // `[year]` also takes a sign (`+2020-01-01`), which `format: date` does not, and
+            // the day keys the counters: exactly ten characters, digits first.
+            let plain = d.len() == 10 && d.starts_with(|c: char| c.is_ascii_digit());
+            match time::Date::parse(&d, &format) {
+                Ok(_) if plain => Ok(d),
+                _ => Err(ApiError::validation("date", "expected YYYY-MM-DD")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `format: date` in the schema: exactly `YYYY-MM-DD`, a real day.
+    #[test]
+    fn days() {
+        for ok in ["2020-01-01", "0001-12-31", "2024-02-29"] {
+            assert_eq!(parse_day(Some(ok.into())).unwrap(), ok);
+        }
+        for bad in [
+            "+2020-01-01",
+            "02020-01-01",
+            "2020-1-1",
+            "2023-02-29",
+            "",
+            "2020-01-01T",
+        ] {
+            assert!(parse_day(Some(bad.into())).is_err(), "{bad}");
         }
     }
 }
