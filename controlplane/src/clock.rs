@@ -34,6 +34,11 @@ pub(crate) fn rfc3339_now() -> String {
 
 /// Parses an RFC 3339 time into Unix milliseconds.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
+    // The `date-time` of RFC 3339 §5.6 (and of JSON Schema) has a `T`; the parser also takes
+    // the space its prose allows, which the API's schema does not.
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
@@ -59,6 +64,11 @@ mod tests {
         let s = rfc3339(1_764_480_000_123);
         assert_eq!(s, "2025-11-30T05:20:00.123Z");
         assert_eq!(parse_rfc3339(&s), Some(1_764_480_000_123));
+        assert_eq!(parse_rfc3339("2025-11-30 05:20:00.123Z"), None);
+        assert_eq!(
+            parse_rfc3339("2025-11-30t05:20:00.123z"),
+            Some(1_764_480_000_123)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(date(1_764_480_000_123), "2025-11-30");
     }

@@ -55,8 +55,13 @@ pub enum ErrorCode {
     UserNotFound,
     /// Another user already has this username.
     UsernameDuplicate,
+    /// An admin tried to delete, disable or demote their own account (which would lock them
+    /// out); another admin has to do it.
+    UserSelfLockout,
     /// No API token with this id is visible to the caller.
     TokenNotFound,
+    /// The user already has the most live API tokens allowed; revoke one first.
+    TokenLimitReached,
     /// No recording with this id is visible to the caller (or nothing recorded in the range).
     RecordingNotFound,
     /// The company is not the caller's (only admins reach every company).
@@ -101,9 +106,11 @@ impl ErrorCode {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::CameraSerialDuplicate | Self::UsernameDuplicate | Self::CameraInactive => {
-                StatusCode::CONFLICT
-            }
+            Self::CameraSerialDuplicate
+            | Self::UsernameDuplicate
+            | Self::UserSelfLockout
+            | Self::TokenLimitReached
+            | Self::CameraInactive => StatusCode::CONFLICT,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -129,7 +136,9 @@ impl ErrorCode {
             Self::CameraInactive => "CAMERA_INACTIVE",
             Self::UserNotFound => "USER_NOT_FOUND",
             Self::UsernameDuplicate => "USERNAME_DUPLICATE",
+            Self::UserSelfLockout => "USER_SELF_LOCKOUT",
             Self::TokenNotFound => "TOKEN_NOT_FOUND",
+            Self::TokenLimitReached => "TOKEN_LIMIT_REACHED",
             Self::RecordingNotFound => "RECORDING_NOT_FOUND",
             Self::CompanyNotFound => "COMPANY_NOT_FOUND",
             Self::RecordingInProgress => "RECORDING_IN_PROGRESS",
@@ -232,10 +241,15 @@ pub(crate) struct ErrorEnvelope {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ErrorBody {
     code: ErrorCode,
+    /// Human-readable text.
     message: String,
-    #[schema(value_type = Object)]
+    /// Structured details (`fields` naming the invalid fields, limits, ...), or `null`.
+    #[schema(value_type = Option<Object>)]
     details: serde_json::Value,
+    /// When the error happened (UTC, RFC 3339).
+    #[schema(format = DateTime)]
     timestamp: String,
+    /// The request id (also in the `x-request-id` response header).
     request_id: String,
 }
 

@@ -741,6 +741,25 @@ async fn bad_input_is_rejected_cleanly() {
     app.camera(&admin, "Robert'); DROP TABLE cameras;--", "SQL-1", None)
         .await;
 
+    // Issue 9: a control character in a path parameter is refused before any lookup
+    // (PostgreSQL cannot compare a NUL: it answered 500), and a body must be a JSON object
+    // (serde filled a struct from `[null, null]`).
+    let r = app
+        .call("GET", "/api/v1/users/a%00b", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["error"]["details"]["fields"][0]["field"], "id");
+    let r = app
+        .call(
+            "PUT",
+            "/api/v1/retention",
+            Some(&admin),
+            Some(json!([null, null])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["error"]["details"]["fields"][0]["field"], "body");
+
     // Injection in query and path stays text.
     let r = app
         .call(
@@ -1449,12 +1468,7 @@ async fn users_crud_and_token_management() {
             None,
         )
         .await;
-    assert_error(
-        &r,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_FAILED",
-        "self delete",
-    );
+    assert_error(&r, StatusCode::CONFLICT, "USER_SELF_LOCKOUT", "self delete");
     let r = app
         .call(
             "DELETE",
@@ -1551,4 +1565,28 @@ async fn users_crud_and_token_management() {
         "AUTH_ROLE_RESTRICTED",
         "token logout",
     );
+}
+
+/// Issue 9: the token quota is a state of the account, not a bad field: 409, not 400.
+#[tokio::test]
+async fn token_quota_is_a_conflict() {
+    let app = TestApp::start(|_| {}).await;
+    let admin = app.admin().await;
+    let body = json!({ "name": "quota", "permissions": ["cameras:read"] });
+    for i in 0..100 {
+        let r = app
+            .call("POST", "/api/v1/tokens", Some(&admin), Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "token {i}: {}", r.json);
+    }
+    let r = app
+        .call("POST", "/api/v1/tokens", Some(&admin), Some(body))
+        .await;
+    assert_error(
+        &r,
+        StatusCode::CONFLICT,
+        "TOKEN_LIMIT_REACHED",
+        "101st token",
+    );
+    assert_eq!(r.json["error"]["details"]["limit"], 100);
 }

@@ -12,6 +12,7 @@
 mod common;
 
 mod api;
+mod contract;
 mod docs;
 mod lifecycle;
 mod publish_token;

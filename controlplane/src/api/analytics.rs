@@ -139,7 +139,7 @@ fn recording_usage(rows: Vec<TierUsage>) -> (Vec<TierTotal>, Vec<CameraUsage>) {
 }
 
 /// Fleet overview.
-#[utoipa::path(get, path = "/api/v1/analytics/dashboard", tag = "analytics", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/analytics/dashboard", operation_id = "getDashboard", tag = "analytics", security(("bearer" = [])),
     responses((status = 200, description = "Overview", body = Envelope<Dashboard>)))]
 pub(crate) async fn dashboard(
     State(state): State<AppState>,
@@ -188,7 +188,7 @@ pub(crate) async fn dashboard(
 }
 
 /// One camera's live metrics and day counters.
-#[utoipa::path(get, path = "/api/v1/analytics/cameras/{id}/metrics", tag = "analytics", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/analytics/cameras/{id}/metrics", operation_id = "getCameraMetrics", tag = "analytics", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id"), DayQuery),
     responses(
         (status = 200, description = "Metrics", body = Envelope<CameraMetrics>),
@@ -208,7 +208,7 @@ pub(crate) async fn camera_metrics(
 }
 
 /// Disk use of the data directory; recordings per tier and per camera.
-#[utoipa::path(get, path = "/api/v1/analytics/storage/usage", tag = "analytics", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/analytics/storage/usage", operation_id = "getStorageUsage", tag = "analytics", security(("bearer" = [])),
     responses((status = 200, description = "Usage", body = Envelope<StorageUsage>)))]
 pub(crate) async fn storage_usage(
     State(state): State<AppState>,

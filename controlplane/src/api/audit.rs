@@ -29,6 +29,7 @@ pub(crate) struct AuditView {
     /// Client address.
     ip: Option<String>,
     detail: Option<String>,
+    #[schema(format = DateTime)]
     at: String,
 }
 
@@ -52,23 +53,42 @@ fn view(e: AuditEntry) -> AuditView {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListAudit {
     /// One action.
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     action: Option<String>,
     /// One user.
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     user_id: Option<String>,
     /// One camera.
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     camera_id: Option<String>,
     /// From (RFC 3339, inclusive).
+    #[param(format = DateTime)]
     from: Option<String>,
     /// To (RFC 3339, exclusive).
+    #[param(format = DateTime)]
     to: Option<String>,
     /// 1-based page (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
     /// Page size 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
 /// The audit log, newest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "listAudit", tag = "recordings", security(("bearer" = [])),
     params(ListAudit),
     responses(
         (status = 200, description = "A page of entries", body = super::extract::Paged<AuditView>),

@@ -165,7 +165,7 @@ async fn issue_tokens(state: &AppState, user: &User, sid: &str) -> Result<TokenP
 }
 
 /// Log in.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/login", operation_id = "login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = Envelope<TokenPair>),
@@ -177,7 +177,11 @@ pub(crate) async fn login(
     ClientAddr(ip): ClientAddr,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if req.username.len() > 64 || req.password.len() > password::MAX_LEN * 4 {
+    // No username has more than 64 bytes or a NUL (which PostgreSQL cannot compare).
+    if req.username.len() > 64
+        || req.username.contains('\0')
+        || req.password.len() > password::MAX_LEN * 4
+    {
         return Err(ApiError::new(
             ErrorCode::AuthCredentialsInvalid,
             "invalid username or password",
@@ -216,7 +220,7 @@ pub(crate) async fn login(
 }
 
 /// Exchange a refresh token for new tokens (the old one stops working).
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/refresh", operation_id = "refreshSession", tag = "auth",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens", body = Envelope<TokenPair>),
@@ -291,7 +295,7 @@ pub(crate) async fn refresh(
 }
 
 /// End the current session (its access and refresh tokens stop working).
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/logout", operation_id = "logout", tag = "auth",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Logged out", body = Envelope<serde_json::Value>),
@@ -311,7 +315,7 @@ pub(crate) async fn logout(
 }
 
 /// The authenticated caller.
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+#[utoipa::path(get, path = "/api/v1/auth/me", operation_id = "getMe", tag = "auth",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Envelope<Me>),

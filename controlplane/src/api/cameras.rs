@@ -51,7 +51,9 @@ pub(crate) struct CameraView {
     owner_id: Option<String>,
     /// Playback path of the HLS (MPEG-TS) playlist, without token.
     hls_path: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -120,14 +122,31 @@ pub(crate) struct ListCameras {
     /// Active or not.
     is_active: Option<bool>,
     /// Company (exact).
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     company: Option<String>,
     /// Location (exact).
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     location: Option<String>,
     /// Case-insensitive text in name, serial number, location or place.
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     search: Option<String>,
     /// 1-based page (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
     /// Page size 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
@@ -135,11 +154,41 @@ pub(crate) struct ListCameras {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateCamera {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     name: String,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     company: Option<String>,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     model: Option<String>,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 64
+    )]
     serial_number: String,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     location: Option<String>,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     place: Option<String>,
     /// Default true.
     is_active: Option<bool>,
@@ -151,19 +200,49 @@ pub(crate) struct CreateCamera {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct UpdateCamera {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     company: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     model: Option<Option<String>>,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 64
+    )]
     serial_number: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     location: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     place: Option<Option<String>>,
     is_active: Option<bool>,
     is_recording: Option<bool>,
@@ -181,6 +260,7 @@ pub(crate) struct PlaybackUrls {
     /// The token alone (`?token=`).
     token: String,
     /// When the URLs stop working (RFC 3339).
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
@@ -190,6 +270,7 @@ pub(crate) struct PlaybackUrls {
 #[into_params(parameter_in = Query)]
 pub(crate) struct DayQuery {
     /// `YYYY-MM-DD` (UTC); default today.
+    #[param(format = Date)]
     pub(crate) date: Option<String>,
 }
 
@@ -255,7 +336,7 @@ pub(crate) fn no_company() -> ApiError {
 }
 
 /// List cameras.
-#[utoipa::path(get, path = "/api/v1/cameras", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras", operation_id = "listCameras", tag = "cameras", security(("bearer" = [])),
     params(ListCameras),
     responses(
         (status = 200, description = "A page of cameras", body = super::extract::Paged<CameraView>),
@@ -292,7 +373,7 @@ pub(crate) async fn list(
 }
 
 /// Create a camera; the response carries its stream key and ingest URLs (shown once).
-#[utoipa::path(post, path = "/api/v1/cameras", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cameras", operation_id = "createCamera", tag = "cameras", security(("bearer" = [])),
     request_body = CreateCamera,
     responses(
         (status = 201, description = "Created", body = Envelope<CameraView>),
@@ -351,7 +432,7 @@ pub(crate) async fn create(
 }
 
 /// One camera.
-#[utoipa::path(get, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras/{id}", operation_id = "getCamera", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "The camera", body = Envelope<CameraView>),
@@ -367,7 +448,7 @@ pub(crate) async fn get(
 }
 
 /// Change a camera.
-#[utoipa::path(put, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/cameras/{id}", operation_id = "updateCamera", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     request_body = UpdateCamera,
     responses(
@@ -450,7 +531,7 @@ async fn set_recording(
 }
 
 /// Start recording a camera (`isRecording` on; the file starts at its next keyframe).
-#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/start", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/start", operation_id = "startCameraRecording", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "The camera", body = Envelope<CameraView>),
@@ -465,7 +546,7 @@ pub(crate) async fn recording_start(
 }
 
 /// Stop recording a camera (`isRecording` off; its file is closed).
-#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/stop", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/recording/stop", operation_id = "stopCameraRecording", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "The camera", body = Envelope<CameraView>),
@@ -480,7 +561,7 @@ pub(crate) async fn recording_stop(
 }
 
 /// Delete a camera.
-#[utoipa::path(delete, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/cameras/{id}", operation_id = "deleteCamera", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "Deleted", body = Envelope<serde_json::Value>),
@@ -503,7 +584,7 @@ pub(crate) async fn delete(
 }
 
 /// Replace the stream key (the old one stops working for new publishes).
-#[utoipa::path(post, path = "/api/v1/cameras/{id}/rotate-key", tag = "cameras", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/rotate-key", operation_id = "rotateCameraKey", tag = "cameras", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "New key and URLs", body = Envelope<CameraView>),
@@ -527,7 +608,7 @@ pub(crate) async fn rotate_key(
 }
 
 /// Signed, expiring playback URLs.
-#[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/hls", tag = "streams", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/hls", operation_id = "getCameraPlayback", tag = "streams", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "Signed URLs", body = Envelope<PlaybackUrls>),
@@ -562,7 +643,7 @@ pub(crate) async fn stream_hls(
 }
 
 /// Live stream status.
-#[utoipa::path(get, path = "/api/v1/cameras/{id}/status", tag = "streams", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/status", operation_id = "getCameraStatus", tag = "streams", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "Live status", body = Envelope<LiveStatus>),
@@ -579,7 +660,7 @@ pub(crate) async fn status(
 }
 
 /// One day's counters for a camera.
-#[utoipa::path(get, path = "/api/v1/cameras/{id}/analytics", tag = "analytics", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/analytics", operation_id = "getCameraAnalytics", tag = "analytics", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id"), DayQuery),
     responses(
         (status = 200, description = "Counters", body = Envelope<DayAnalytics>),
@@ -603,9 +684,36 @@ pub(crate) fn parse_day(d: Option<String>) -> Result<String, ApiError> {
         None => Ok(date(now_ms())),
         Some(d) => {
             let format = time::macros::format_description!("[year]-[month]-[day]");
-            time::Date::parse(&d, &format)
-                .map(|_| d)
-                .map_err(|_| ApiError::validation("date", "expected YYYY-MM-DD"))
+            // `[year]` also takes a sign (`+2020-01-01`), which `format: date` does not, and
+            // the day keys the counters: exactly ten characters, digits first.
+            let plain = d.len() == 10 && d.starts_with(|c: char| c.is_ascii_digit());
+            match time::Date::parse(&d, &format) {
+                Ok(_) if plain => Ok(d),
+                _ => Err(ApiError::validation("date", "expected YYYY-MM-DD")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `format: date` in the schema: exactly `YYYY-MM-DD`, a real day.
+    #[test]
+    fn days() {
+        for ok in ["2020-01-01", "0001-12-31", "2024-02-29"] {
+            assert_eq!(parse_day(Some(ok.into())).unwrap(), ok);
+        }
+        for bad in [
+            "+2020-01-01",
+            "02020-01-01",
+            "2020-1-1",
+            "2023-02-29",
+            "",
+            "2020-01-01T",
+        ] {
+            assert!(parse_day(Some(bad.into())).is_err(), "{bad}");
         }
     }
 }

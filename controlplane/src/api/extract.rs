@@ -64,6 +64,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                     ApiError::validation("body", rejection.body_text())
                 }
             })?;
+        // Every request body is a JSON object; serde would also build a struct from an
+        // array (`[1, 2]` fills the fields in order), which the schema does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::validation("body", "expected a JSON object"));
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(de) {
             Ok(v) => Ok(Json(v)),
@@ -102,7 +107,8 @@ fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
 }
 
 /// One path parameter (an id). Ids that cannot exist are refused by the handlers as "not
-/// found", so this only surfaces routing-level failures.
+/// found"; a parameter with a control character (which no id or file name has, and which
+/// PostgreSQL cannot even compare: NUL) is refused here with 400.
 #[derive(Debug)]
 pub(crate) struct Path<T>(pub(crate) T);
 
@@ -110,6 +116,16 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await
+            && let Some((name, _)) = raw
+                .iter()
+                .find(|(_, value)| value.chars().any(char::is_control))
+        {
+            return Err(ApiError::validation(
+                name,
+                "must not contain control characters",
+            ));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
@@ -268,5 +284,30 @@ mod tests {
             let e = serde_path_to_error::deserialize::<_, Outer>(de).unwrap_err();
             assert_eq!(field_of(e.path(), &e.inner().to_string()), want, "{json}");
         }
+    }
+
+    /// serde builds a struct from an array too; the schema says object, so does the server.
+    #[tokio::test]
+    async fn body_must_be_an_object() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            a: Option<u32>,
+            b: Option<u32>,
+        }
+        let req = |body: &'static str| {
+            Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        for bad in ["[null, null]", " [1]", "null", "1", "\"a\""] {
+            let e = Json::<Body>::from_request(req(bad), &()).await.unwrap_err();
+            assert_eq!(e.code, ErrorCode::ValidationFailed, "{bad}");
+        }
+        let ok = Json::<Body>::from_request(req(" {\"a\": 1}"), &())
+            .await
+            .unwrap();
+        assert_eq!(ok.0.a, Some(1));
     }
 }

@@ -14,6 +14,7 @@ mod observe;
 mod recordings;
 mod retention;
 pub mod routes;
+mod spec;
 mod tokens;
 mod users;
 mod vod;
@@ -38,7 +39,7 @@ pub(crate) use observe::HTTP_DURATION;
 
 /// The documented routes and their OpenAPI document.
 fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+    let parts = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
@@ -73,7 +74,10 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(analytics::dashboard))
         .routes(routes!(analytics::camera_metrics))
         .routes(routes!(analytics::storage_usage))
-        .split_for_parts()
+        .split_for_parts();
+    let (router, mut doc) = parts;
+    spec::complete(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document (3.1).
@@ -84,8 +88,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Builds the router over shared state.
 pub(crate) fn router(state: AppState) -> Router {
     let (api, openapi) = api_routes();
-    let json: Arc<str> = openapi
-        .to_pretty_json()
+    let mut doc = serde_json::to_value(&openapi).unwrap_or_default();
+    spec::serve_limits(&mut doc, state.config.token_rate_cap());
+    let json: Arc<str> = serde_json::to_string_pretty(&doc)
         .unwrap_or_else(|_| "{}".to_owned())
         .into();
     let openapi_json = move || {

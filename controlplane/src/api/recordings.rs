@@ -49,17 +49,22 @@ pub(crate) struct RecordingView {
     /// Seconds of media.
     duration: f64,
     file_size: i64,
+    #[schema(format = DateTime)]
     start_time: String,
+    #[schema(format = DateTime)]
     end_time: String,
     /// `recording` while the recorder writes it, then `complete`.
     status: RecordingStatus,
     storage_tier: Tier,
     is_archived: bool,
     cloud_url: Option<String>,
+    #[schema(format = DateTime)]
     signed_url_expires_at: Option<String>,
     /// SHA-256, known once the file has been moved (each move verifies it).
     checksum: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -195,21 +200,30 @@ pub(crate) async fn entries(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListRecordings {
     /// One camera.
+    #[param(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     camera_id: Option<String>,
     /// Files ending after this (RFC 3339).
+    #[param(format = DateTime)]
     from: Option<String>,
     /// Files starting before this (RFC 3339).
+    #[param(format = DateTime)]
     to: Option<String>,
     /// `hot`, `warm`, `cold` or `archived`.
     tier: Option<Tier>,
     /// 1-based page (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
     /// Page size 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
 /// List recordings, newest first.
-#[utoipa::path(get, path = "/api/v1/recordings", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/recordings", operation_id = "listRecordings", tag = "recordings", security(("bearer" = [])),
     params(ListRecordings),
     responses(
         (status = 200, description = "A page of recordings", body = super::extract::Paged<RecordingView>),
@@ -248,7 +262,7 @@ pub(crate) async fn list(
 }
 
 /// One recording.
-#[utoipa::path(get, path = "/api/v1/recordings/{id}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/recordings/{id}", operation_id = "getRecording", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Recording id")),
     responses(
         (status = 200, description = "The recording", body = Envelope<RecordingView>),
@@ -264,7 +278,7 @@ pub(crate) async fn get(
 }
 
 /// Delete a recording: its row, then its file on whatever tier holds it (audited).
-#[utoipa::path(delete, path = "/api/v1/recordings/{id}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/recordings/{id}", operation_id = "deleteRecording", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Recording id")),
     responses(
         (status = 200, description = "Deleted", body = Envelope<serde_json::Value>),
@@ -317,6 +331,7 @@ pub(crate) async fn delete(
 #[into_params(parameter_in = Query)]
 pub(crate) struct UrlQuery {
     /// Seconds the URL works (10 s – 7 days; default 15 min).
+    #[param(minimum = 10, maximum = 604_800)]
     expires_in: Option<i64>,
 }
 
@@ -328,11 +343,12 @@ pub(crate) struct SignedUrl {
     /// Downloads the file (Range requests supported) with no other credential; an archived
     /// file redirects to a presigned object-store URL.
     url: String,
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
 /// Issue a time-limited download URL (audited).
-#[utoipa::path(get, path = "/api/v1/recordings/{id}/signed-url", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/recordings/{id}/signed-url", operation_id = "getRecordingSignedUrl", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Recording id"), UrlQuery),
     responses(
         (status = 200, description = "The URL", body = Envelope<SignedUrl>),
@@ -380,15 +396,29 @@ pub(crate) async fn signed_url(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RangeQuery {
-    /// Start (RFC 3339).
+    /// Start (RFC 3339); default: `to` minus 1 h (playback) or 24 h (timeline).
+    #[param(format = DateTime)]
     from: Option<String>,
-    /// End (RFC 3339).
+    /// End (RFC 3339), after `from` and at most 24 h (playback) or 7 days (timeline) after
+    /// it (400 otherwise); default: now.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// Seconds a signed URL works (playback only; default 15 min).
+    #[param(minimum = 10, maximum = 604_800)]
     expires_in: Option<i64>,
 }
 
 fn window(q: &RangeQuery, default_ms: i64, max_ms: i64) -> Result<(i64, i64), ApiError> {
+    // Checked on every route that takes the parameter, so the documented range holds even
+    // where the value is not used (the timeline).
+    if let Some(s) = q.expires_in
+        && !(MIN_TTL_S..=MAX_TTL_S).contains(&s)
+    {
+        return Err(ApiError::validation(
+            "expiresIn",
+            format!("must be between {MIN_TTL_S} and {MAX_TTL_S} seconds"),
+        ));
+    }
     let now = now_ms();
     let to = time_param("to", q.to.as_deref())?.unwrap_or(now);
     let from = time_param("from", q.from.as_deref())?.unwrap_or(to - default_ms);
@@ -411,14 +441,17 @@ pub(crate) struct PlaybackUrl {
     camera_id: String,
     /// HLS VOD playlist of the range over the recorded fMP4 files (no other credential).
     url: String,
+    #[schema(format = DateTime)]
     from: String,
+    #[schema(format = DateTime)]
     to: String,
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
 /// A signed HLS VOD playlist URL for a time range of a camera (at most 24 h; default the
 /// last hour). Fetching it is audited.
-#[utoipa::path(get, path = "/api/v1/recordings/playback/{id}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/recordings/playback/{id}", operation_id = "getRecordingPlayback", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id"), RangeQuery),
     responses(
         (status = 200, description = "The URL", body = Envelope<PlaybackUrl>),
@@ -452,7 +485,9 @@ pub(crate) async fn playback(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Interval {
+    #[schema(format = DateTime)]
     start: String,
+    #[schema(format = DateTime)]
     end: String,
 }
 
@@ -461,7 +496,9 @@ pub(crate) struct Interval {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TimelineFile {
     id: String,
+    #[schema(format = DateTime)]
     start: String,
+    #[schema(format = DateTime)]
     end: String,
     storage_tier: Tier,
     status: RecordingStatus,
@@ -475,6 +512,7 @@ pub(crate) struct Marker {
     #[serde(rename = "type")]
     kind: &'static str,
     id: String,
+    #[schema(format = DateTime)]
     at: String,
     /// The alert code or the bookmark's label.
     label: String,
@@ -491,7 +529,9 @@ pub(crate) struct Marker {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Timeline {
     camera_id: String,
+    #[schema(format = DateTime)]
     from: String,
+    #[schema(format = DateTime)]
     to: String,
     /// Intervals with recorded media, merged (holes under 0.5 s ignored).
     covered: Vec<Interval>,
@@ -516,7 +556,7 @@ fn intervals(spans: &[timeline::Span]) -> Vec<Interval> {
 
 /// A camera's timeline: covered intervals, gaps and markers (default: the last 24 h; at
 /// most 7 days).
-#[utoipa::path(get, path = "/api/v1/recordings/timeline/{id}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/recordings/timeline/{id}", operation_id = "getRecordingTimeline", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id"), RangeQuery),
     responses(
         (status = 200, description = "The timeline", body = Envelope<Timeline>),
@@ -603,9 +643,16 @@ pub(crate) async fn timeline(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateBookmark {
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")]
     camera_id: String,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     at: String,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     label: String,
 }
 
@@ -615,14 +662,16 @@ pub(crate) struct CreateBookmark {
 pub(crate) struct BookmarkView {
     id: String,
     camera_id: String,
+    #[schema(format = DateTime)]
     at: String,
     label: String,
     user_id: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
 /// Bookmark a moment of a camera (shown on its timeline).
-#[utoipa::path(post, path = "/api/v1/recordings/bookmarks", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/recordings/bookmarks", operation_id = "createBookmark", tag = "recordings", security(("bearer" = [])),
     request_body = CreateBookmark,
     responses(
         (status = 201, description = "Created", body = Envelope<BookmarkView>),

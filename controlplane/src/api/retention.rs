@@ -28,21 +28,26 @@ const DAY_S: f64 = 86_400.0;
 /// Largest age accepted (100 years).
 const MAX_DAYS: f64 = 36_500.0;
 
-/// A policy: days after a recording ended; `null`: never.
+/// A policy: days after a recording ended; `null`: never. The ages must not decrease
+/// (warm ≤ cold ≤ archive ≤ delete; 400 otherwise).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Policy {
     /// hot → warm (fractions allowed).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36_500)]
     warm_after_days: Option<f64>,
     /// → cold.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36_500)]
     cold_after_days: Option<f64>,
     /// → the archive bucket.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36_500)]
     archive_after_days: Option<f64>,
     /// Deleted from whatever tier holds it.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 36_500)]
     delete_after_days: Option<f64>,
 }
 
@@ -88,13 +93,32 @@ impl Policy {
     }
 }
 
+/// The ages of [`Policy`] as a camera policy shows them: the schema of the flattened part of
+/// [`CameraPolicy`]. `Policy` itself refuses unknown fields (`additionalProperties: false`),
+/// which, flattened, would forbid the camera's own fields in the document.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "a schema only; `Policy` is what is sent")]
+pub(crate) struct PolicyAges {
+    #[schema(minimum = 0, maximum = 36_500)]
+    warm_after_days: Option<f64>,
+    #[schema(minimum = 0, maximum = 36_500)]
+    cold_after_days: Option<f64>,
+    #[schema(minimum = 0, maximum = 36_500)]
+    archive_after_days: Option<f64>,
+    #[schema(minimum = 0, maximum = 36_500)]
+    delete_after_days: Option<f64>,
+}
+
 /// A camera's own policy.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CameraPolicy {
     camera_id: String,
     #[serde(flatten)]
+    #[schema(value_type = PolicyAges)]
     policy: Policy,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -142,7 +166,7 @@ pub(crate) struct RetentionView {
 }
 
 /// The retention policies and tiers within the caller's reach.
-#[utoipa::path(get, path = "/api/v1/retention", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/retention", operation_id = "getRetention", tag = "recordings", security(("bearer" = [])),
     responses((status = 200, description = "Policies", body = Envelope<RetentionView>)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -241,7 +265,7 @@ fn describe(p: &Policy) -> String {
 }
 
 /// Replace the default policy (admins: `retention:manage`; audited).
-#[utoipa::path(put, path = "/api/v1/retention", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/retention", operation_id = "setDefaultRetention", tag = "recordings", security(("bearer" = [])),
     request_body = Policy,
     responses(
         (status = 200, description = "Stored", body = Envelope<Policy>),
@@ -269,7 +293,7 @@ pub(crate) async fn put_default(
 }
 
 /// Give a camera its own policy (audited).
-#[utoipa::path(put, path = "/api/v1/retention/cameras/{id}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/retention/cameras/{id}", operation_id = "setCameraRetention", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     request_body = Policy,
     responses(
@@ -304,7 +328,7 @@ pub(crate) async fn put_camera(
 }
 
 /// Remove a camera's own policy (it follows its company's or the default again; audited).
-#[utoipa::path(delete, path = "/api/v1/retention/cameras/{id}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/retention/cameras/{id}", operation_id = "deleteCameraRetention", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
     responses(
         (status = 200, description = "Removed", body = Envelope<serde_json::Value>),
@@ -347,7 +371,7 @@ fn company_in_reach(p: &Principal, company: &str) -> Result<(), ApiError> {
 
 /// Give a company its own policy: it replaces the default for the company's cameras that
 /// have none of their own (operators of the company, or admins; audited).
-#[utoipa::path(put, path = "/api/v1/retention/companies/{company}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/retention/companies/{company}", operation_id = "setCompanyRetention", tag = "recordings", security(("bearer" = [])),
     params(("company" = String, Path, description = "Company")),
     request_body = Policy,
     responses(
@@ -379,7 +403,7 @@ pub(crate) async fn put_company(
 }
 
 /// Remove a company's policy (its cameras follow the default again; audited).
-#[utoipa::path(delete, path = "/api/v1/retention/companies/{company}", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/retention/companies/{company}", operation_id = "deleteCompanyRetention", tag = "recordings", security(("bearer" = [])),
     params(("company" = String, Path, description = "Company")),
     responses(
         (status = 200, description = "Removed", body = Envelope<serde_json::Value>),
@@ -409,7 +433,7 @@ pub(crate) async fn delete_company(
 
 /// Run a retention pass now over every company (finishing any interrupted move first);
 /// what it did. Admins only (`retention:manage`).
-#[utoipa::path(post, path = "/api/v1/retention/run", tag = "recordings", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/retention/run", operation_id = "runRetention", tag = "recordings", security(("bearer" = [])),
     responses((status = 200, description = "What the pass did", body = Envelope<Report>)))]
 pub(crate) async fn run(State(state): State<AppState>) -> Result<Response, ApiError> {
     let report = state

@@ -34,9 +34,13 @@ pub(crate) struct TokenView {
     permissions: Vec<Permission>,
     /// Requests per hour.
     rate_limit: i64,
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
+    #[schema(format = DateTime)]
     last_used_at: Option<String>,
+    #[schema(format = DateTime)]
     revoked_at: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
@@ -72,13 +76,27 @@ pub(crate) struct CreatedToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateToken {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     name: String,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 1024
+    )]
     remark: Option<String>,
+    #[schema(min_items = 1)]
     permissions: Vec<Permission>,
     /// Requests per hour (default from the server config). At most the creator's own limit
-    /// and the server's `--max-token-rate-limit`.
+    /// and the server's `--max-token-rate-limit` (400 `VALIDATION_FAILED` above it); the
+    /// served document's `maximum` is this server's cap.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     rate_limit: Option<i64>,
-    /// RFC 3339 expiry; none = never.
+    /// RFC 3339 expiry, in the future (400 otherwise); none = never.
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
 }
 
@@ -86,6 +104,7 @@ pub(crate) struct CreateToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct SetPermissions {
+    #[schema(min_items = 1)]
     permissions: Vec<Permission>,
 }
 
@@ -130,7 +149,7 @@ async fn visible(state: &AppState, p: &Principal, id: &str) -> Result<ApiToken, 
 }
 
 /// List API tokens.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/tokens", operation_id = "listTokens", tag = "tokens", security(("bearer" = [])),
     responses((status = 200, description = "Tokens", body = Envelope<Vec<TokenView>>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -143,12 +162,13 @@ pub(crate) async fn list(
 }
 
 /// Create an API token.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/tokens", operation_id = "createToken", tag = "tokens", security(("bearer" = [])),
     request_body = CreateToken,
     responses(
         (status = 201, description = "Created; the secret is in tokenSecret", body = Envelope<CreatedToken>),
         (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "TOKEN_LIMIT_REACHED: the user has 100 live tokens", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -189,10 +209,12 @@ pub(crate) async fn create(
         .list_api_tokens(Some(&principal.user_id))
         .await?;
     if existing.iter().filter(|t| t.revoked_at.is_none()).count() >= MAX_TOKENS_PER_USER {
-        return Err(ApiError::validation(
-            "name",
+        // A state of the account, not a field of the request: 409.
+        return Err(ApiError::new(
+            ErrorCode::TokenLimitReached,
             format!("at most {MAX_TOKENS_PER_USER} live tokens per user"),
-        ));
+        )
+        .with_details(serde_json::json!({ "limit": MAX_TOKENS_PER_USER })));
     }
     let g = secret::generate(Kind::ApiToken);
     let token = ApiToken {
@@ -221,7 +243,7 @@ pub(crate) async fn create(
 }
 
 /// Revoke an API token.
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", operation_id = "revokeToken", tag = "tokens", security(("bearer" = [])),
     params(("id" = String, Path, description = "Token id")),
     responses(
         (status = 200, description = "Revoked", body = Envelope<TokenView>),
@@ -243,7 +265,7 @@ pub(crate) async fn revoke(
 }
 
 /// Replace an API token's permissions.
-#[utoipa::path(put, path = "/api/v1/tokens/{id}/permissions", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/tokens/{id}/permissions", operation_id = "setTokenPermissions", tag = "tokens", security(("bearer" = [])),
     params(("id" = String, Path, description = "Token id")),
     request_body = SetPermissions,
     responses(

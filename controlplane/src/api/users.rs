@@ -27,8 +27,11 @@ pub(crate) struct UserView {
     role: Role,
     company: Option<String>,
     is_active: bool,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
+    #[schema(format = DateTime)]
     last_login_at: Option<String>,
 }
 
@@ -53,12 +56,24 @@ impl From<&User> for UserView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateUser {
     /// 3–64 characters of `[A-Za-z0-9_.@-]`.
+    #[schema(pattern = r"^[A-Za-z0-9_.@-]{3,64}$", min_length = 3, max_length = 64)]
     username: String,
-    /// Must pass the strength rule.
+    /// 12–128 characters mixing at least three of lowercase, uppercase, digits and symbols,
+    /// and not containing the username (answered with 400 otherwise).
+    #[schema(min_length = 12, max_length = 128)]
     password: String,
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 254
+    )]
     email: Option<String>,
     role: Role,
     /// Tenant.
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     company: Option<String>,
 }
 
@@ -75,11 +90,23 @@ pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 pub(crate) struct UpdateUser {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 254
+    )]
     email: Option<Option<String>>,
+    /// 12–128 characters mixing at least three of lowercase, uppercase, digits and symbols,
+    /// and not containing the username (answered with 400 otherwise).
+    #[schema(min_length = 12, max_length = 128)]
     password: Option<String>,
     role: Option<Role>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     company: Option<Option<String>>,
     is_active: Option<bool>,
 }
@@ -90,8 +117,10 @@ pub(crate) struct UpdateUser {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListUsers {
     /// 1-based page (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
@@ -145,7 +174,7 @@ pub(crate) async fn end_sessions(state: &AppState, user_id: &str) -> Result<(), 
 }
 
 /// List users.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users", operation_id = "listUsers", tag = "users", security(("bearer" = [])),
     params(ListUsers),
     responses((status = 200, description = "A page of users", body = super::extract::Paged<UserView>)))]
 pub(crate) async fn list(
@@ -159,7 +188,7 @@ pub(crate) async fn list(
 }
 
 /// Create a user.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/users", operation_id = "createUser", tag = "users", security(("bearer" = [])),
     request_body = CreateUser,
     responses(
         (status = 201, description = "Created", body = Envelope<UserView>),
@@ -193,7 +222,7 @@ pub(crate) async fn create(
 }
 
 /// One user.
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "getUser", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "The user", body = Envelope<UserView>),
@@ -208,12 +237,13 @@ pub(crate) async fn get(
 }
 
 /// Change a user.
-#[utoipa::path(put, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/users/{id}", operation_id = "updateUser", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id")),
     request_body = UpdateUser,
     responses(
         (status = 200, description = "Updated", body = Envelope<UserView>),
         (status = 404, description = "USER_NOT_FOUND", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "USER_SELF_LOCKOUT: an admin demoting or disabling themselves", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn update(
     State(state): State<AppState>,
@@ -227,8 +257,8 @@ pub(crate) async fn update(
     if id == principal.user_id
         && (req.role.is_some_and(|r| r != Role::Admin) || req.is_active == Some(false))
     {
-        return Err(ApiError::validation(
-            "role",
+        return Err(ApiError::new(
+            ErrorCode::UserSelfLockout,
             "admins cannot demote or disable themselves",
         ));
     }
@@ -265,11 +295,12 @@ pub(crate) async fn update(
 }
 
 /// Delete a user (their API tokens go too).
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "deleteUser", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Deleted", body = Envelope<serde_json::Value>),
         (status = 404, description = "USER_NOT_FOUND", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "USER_SELF_LOCKOUT: an admin deleting themselves", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -277,8 +308,8 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if id == principal.user_id {
-        return Err(ApiError::validation(
-            "id",
+        return Err(ApiError::new(
+            ErrorCode::UserSelfLockout,
             "admins cannot delete themselves",
         ));
     }

@@ -97,7 +97,7 @@ pub(crate) struct DownloadQuery {
 
 /// Download a recording file through a signed URL (Range supported; archived files
 /// redirect to the object store).
-#[utoipa::path(get, path = "/api/v1/recordings/{id}/download", tag = "recordings",
+#[utoipa::path(get, path = "/api/v1/recordings/{id}/download", operation_id = "downloadRecording", tag = "recordings",
     params(("id" = String, Path, description = "Recording id"), DownloadQuery),
     responses(
         (status = 200, description = "The file", content_type = "video/mp4"),
@@ -144,7 +144,7 @@ pub(crate) struct PlaylistQuery {
 
 /// An HLS VOD playlist of a camera's recordings over a time range (signed URL from
 /// `/api/v1/recordings/playback/{id}`; audited).
-#[utoipa::path(get, path = "/vod/{id}/playlist.m3u8", tag = "recordings",
+#[utoipa::path(get, path = "/vod/{id}/playlist.m3u8", operation_id = "getVodPlaylist", tag = "recordings",
     params(("id" = String, Path, description = "Camera id"), PlaylistQuery),
     responses(
         (status = 200, description = "The playlist", content_type = "application/vnd.apple.mpegurl"),
@@ -254,7 +254,7 @@ pub(crate) struct MediaQuery {
 }
 
 /// A recording file's bytes for a VOD playlist (`{recording id}.mp4`; Range supported).
-#[utoipa::path(get, path = "/vod/{id}/{file}", tag = "recordings",
+#[utoipa::path(get, path = "/vod/{id}/{file}", operation_id = "getVodMedia", tag = "recordings",
     params(("id" = String, Path, description = "Camera id"), ("file" = String, Path, description = "`{recording id}.mp4`"), MediaQuery),
     responses(
         (status = 200, description = "The file", content_type = "video/mp4"),
