@@ -230,10 +230,23 @@ pub struct Server {
     recording_events: Option<mpsc::Receiver<RecordingEvent>>,
 }
 
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+/// tokio's default of 1024 overflows when a few thousand clients (re)connect at once, and
+/// an overflowing queue silently drops handshakes that clients then retry seconds later.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { what, addr, source })
+    let err = |source| ServerError::Bind { what, addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    // As std's and tokio's `bind` do: restart without waiting for TIME_WAIT to clear.
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(err)
 }
 
 fn local(l: &TcpListener) -> SocketAddr {
@@ -561,7 +574,7 @@ pub fn raise_open_files_limit() -> Option<(u64, u64)> {
             lim.rlim_cur = lim.rlim_max;
         }
     }
-    Some((before as u64, lim.rlim_cur as u64))
+    Some((before, lim.rlim_cur))
 }
 
 /// Logs the listeners, for `camstream serve` start-up.
