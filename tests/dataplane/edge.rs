@@ -375,16 +375,17 @@ async fn idle_and_slow_loris_floods_do_not_stall_viewers() {
             limit,
         ));
     }
-    let peak = Arc::new(Mutex::new(rss_before));
+    // RSS every 200 ms: (seconds into the flood, KiB).
+    let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
-        let peak = peak.clone();
+        let samples = samples.clone();
         tokio::spawn(async move {
             loop {
                 let r = rss_kib(pid);
-                {
-                    let mut p = peak.lock().expect("peak");
-                    *p = (*p).max(r);
-                }
+                samples
+                    .lock()
+                    .expect("samples")
+                    .push((start.elapsed().as_secs_f64(), r));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
@@ -405,7 +406,8 @@ async fn idle_and_slow_loris_floods_do_not_stall_viewers() {
     while let Some(c) = slow.join_next().await {
         slow_closed.extend(c.expect("slow-loris client panicked"));
     }
-    let during = *peak.lock().expect("peak");
+    let samples = samples.lock().expect("samples").clone();
+    let during = samples.iter().map(|s| s.1).max().unwrap_or(rss_before);
     // Every hostile socket is closed now; give the allocator a moment.
     tokio::time::sleep(Duration::from_secs(2)).await;
     sampler.abort();
@@ -455,10 +457,15 @@ async fn idle_and_slow_loris_floods_do_not_stall_viewers() {
         slow_closed.iter().map(|c| c.sent).max().unwrap_or(0)
     );
     println!(
-        "server RSS: before {} MiB, peak during {} MiB, after {} MiB",
+        "server RSS: before {} MiB, peak during {} MiB, after {} MiB; during, each second: {:?} MiB",
         rss_before / 1024,
         during / 1024,
-        rss_after / 1024
+        rss_after / 1024,
+        samples
+            .iter()
+            .step_by(5)
+            .map(|(_, kib)| kib / 1024)
+            .collect::<Vec<_>>()
     );
 
     // No stall: every viewer ends within PART-HOLD-BACK (3 parts) of the live edge, so it
@@ -871,6 +878,7 @@ async fn slow_readers_are_cut_and_release_segments() {
     let rss_before = rss_kib(pid);
     let mut last = p.last_msn().expect("msn");
     let mut readers = JoinSet::new();
+    let mut h2_reader = None;
     let mut asked = 0usize;
     for _ in 0..ROUNDS {
         // Each round asks for the newest segment: a different one each time.
@@ -919,6 +927,23 @@ async fn slow_readers_are_cut_and_release_segments() {
             .get_bytes(&format!("/hls/heavy/ts/{uri}"))
             .await
             .len();
+        if h2_reader.is_none() {
+            // An h2 client that never consumes the body: its socket is read (the
+            // connection task runs), only the stream's flow-control window stays shut.
+            crate::common::install_crypto();
+            let client = reqwest::Client::builder()
+                .tls_danger_accept_invalid_certs(true)
+                .http2_initial_stream_window_size(256 * 1024)
+                .build()
+                .expect("h2 client");
+            let r = client
+                .get(server.https_url(&format!("/hls/heavy/ts/{uri}")))
+                .send()
+                .await
+                .expect("h2 request");
+            assert_eq!(r.version(), reqwest::Version::HTTP_2);
+            h2_reader = Some((client, r, Instant::now()));
+        }
     }
     let rss_during = rss_kib(pid);
     // Each reader is cut about `write_timeout` after its request, with a reset (so the
@@ -939,11 +964,26 @@ async fn slow_readers_are_cut_and_release_segments() {
         ms(cut_max),
         ms(write_timeout)
     );
+    // The h2 stream that nobody drains is cut the same way: its body ends in an error
+    // after what the window let through.
+    let (_client, r, h2_asked_at) = h2_reader.expect("h2 reader");
+    let len = r.content_length().expect("content-length");
+    tokio::time::sleep_until(h2_asked_at + write_timeout + LATE).await;
+    let got = r.bytes().await;
+    println!(
+        "h2 reader with a 256 KiB stream window, read {} after the request: {:?} of {len} bytes",
+        ms(h2_asked_at.elapsed()),
+        got.as_ref().map(|b| b.len()).map_err(|e| e.to_string())
+    );
+    assert!(
+        got.is_err() || (got.expect("body").len() as u64) < len,
+        "the undrained h2 stream got its whole body"
+    );
     let metrics = server.get_text("/metrics").await;
     let write_cuts = metric(&metrics, "camstream_http_timeouts_total{kind=\"write\"}");
     assert_eq!(
         write_cuts,
-        (ROUNDS * PER_ROUND) as f64,
+        (ROUNDS * PER_ROUND + 1) as f64,
         "write timeouts counted"
     );
     // Once the window (3 segments) has moved past the last segment asked for, nothing may
