@@ -73,7 +73,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CAMSTREAM_RECONNECT_WINDOW")]
     pub(crate) reconnect_window: Option<String>,
     /// A request head must arrive within this (from the accept for a connection's first
-    /// request, TLS handshake included; from its first byte for later ones). Default 10s.
+    /// request, TLS handshake included; from its first byte for later ones); a request body
+    /// at 64 KiB per this time at least. Default 10s.
     #[arg(long, env = "CAMSTREAM_HTTP_HEADER_TIMEOUT")]
     pub(crate) http_header_timeout: Option<String>,
     /// A keep-alive HTTP connection with no request in progress is closed after this.

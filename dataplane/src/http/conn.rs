@@ -2,7 +2,7 @@
 //! keep-alive and write timeouts for HTTP/1.1 and h2 alike.
 //!
 //! Owns: what counts as a request in progress, an idle connection, a request head under
-//! way and a stalled write, and the next instant worth checking. The socket wrapper and
+//! way, a stalled request body (slow POST) and a stalled write, and the next instant worth checking. The socket wrapper and
 //! the service/body wrappers (`watch`) feed it events; the connection's driver (`serve`)
 //! asks [`Conn::check`] at the instants it returns and drops the connection on
 //! [`Check::Cut`]. Nothing here reads a socket or sleeps.
@@ -30,6 +30,8 @@ pub(crate) enum Timeout {
     Idle,
     /// The client did not take a response.
     Write,
+    /// A request body stopped arriving (slow POST).
+    Body,
 }
 
 impl Timeout {
@@ -38,6 +40,7 @@ impl Timeout {
             Timeout::Header => "header",
             Timeout::Idle => "idle",
             Timeout::Write => "write",
+            Timeout::Body => "body",
         }
     }
 }
@@ -77,6 +80,8 @@ pub(crate) struct Conn {
     idle_since: AtomicU64,
     /// Clocks of response bodies alive on this connection.
     bodies: Mutex<Vec<Weak<BodyClock>>>,
+    /// Clocks of request bodies being read.
+    uploads: Mutex<Vec<Weak<UploadClock>>>,
     /// Blocking playlist reloads that may wait at once.
     pub(crate) reloads: Arc<Semaphore>,
 }
@@ -97,6 +102,7 @@ impl Conn {
             served: AtomicU64::new(0),
             idle_since: AtomicU64::new(NONE),
             bodies: Mutex::new(Vec::new()),
+            uploads: Mutex::new(Vec::new()),
             reloads: Arc::new(Semaphore::new(limits.max_blocking_reloads)),
         }
     }
@@ -165,6 +171,18 @@ impl Conn {
         clock
     }
 
+    /// A request body will be read; its clock is watched until the body is dropped.
+    pub(crate) fn watch_upload(&self) -> Arc<UploadClock> {
+        let clock = Arc::new(UploadClock {
+            since: AtomicU64::new(NONE),
+            taken: AtomicU64::new(0),
+        });
+        let mut uploads = self.uploads.lock().expect("uploads lock");
+        uploads.retain(|w| w.strong_count() > 0);
+        uploads.push(Arc::downgrade(&clock));
+        clock
+    }
+
     /// Whether the connection must be cut at `now`, else when to ask again.
     pub(crate) fn check(&self, now: Instant) -> Check {
         let shortest = self
@@ -194,6 +212,17 @@ impl Conn {
                 let since = clock.waiting.load(Ordering::Relaxed);
                 if since != NONE
                     && let Some(t) = due(since, self.write_timeout, Timeout::Write)
+                {
+                    return Check::Cut(t);
+                }
+            }
+        }
+        {
+            let uploads = self.uploads.lock().expect("uploads lock");
+            for clock in uploads.iter().filter_map(Weak::upgrade) {
+                let since = clock.since.load(Ordering::Relaxed);
+                if since != NONE
+                    && let Some(t) = due(since, self.header_timeout, Timeout::Body)
                 {
                     return Check::Cut(t);
                 }
@@ -262,6 +291,36 @@ impl BodyClock {
     /// The body is pending on its own source or finished: not the client's fault.
     pub(crate) fn rests(&self) {
         self.waiting.store(NONE, Ordering::Relaxed);
+    }
+}
+
+/// Whether a request body is being waited for: the handler asked for bytes the client has
+/// not sent. Like a head, a body must arrive at [`MIN_PROGRESS`] bytes per header timeout
+/// at least, so one byte now and then (slow POST) is cut like a slow-loris head.
+#[derive(Debug)]
+pub(crate) struct UploadClock {
+    /// Stamp of the first unanswered ask since the client last sent enough; [`NONE`] while
+    /// the body is not waited for.
+    since: AtomicU64,
+    taken: AtomicU64,
+}
+
+impl UploadClock {
+    /// The handler asked for more and the client has not sent it yet.
+    pub(crate) fn waiting(&self, conn: &Conn, now: Instant) {
+        if self.since.load(Ordering::Relaxed) == NONE {
+            self.taken.store(0, Ordering::Relaxed);
+            self.since.store(conn.stamp(now), Ordering::Relaxed);
+        }
+    }
+
+    /// `n` bytes of the body arrived; `done` when it is complete.
+    pub(crate) fn got(&self, n: usize, done: bool) {
+        let taken = self.taken.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if done || taken >= MIN_PROGRESS {
+            self.taken.store(0, Ordering::Relaxed);
+            self.since.store(NONE, Ordering::Relaxed);
+        }
     }
 }
 
@@ -350,6 +409,30 @@ mod tests {
         c.on_write_blocked(t0 + 3 * S);
         c.on_written(10, true);
         assert!(matches!(c.check(t0 + 10 * S), Check::At(_)));
+    }
+
+    #[test]
+    fn a_request_body_must_keep_arriving() {
+        let t0 = Instant::now();
+        let c = conn(t0);
+        let _g = c.begin_request();
+        let up = c.watch_upload();
+        // Not waited for yet (the handler has not asked): nothing runs.
+        assert!(matches!(c.check(t0 + 60 * S), Check::At(_)));
+        up.waiting(&c, t0);
+        up.got(10, false);
+        up.waiting(&c, t0 + S);
+        // A trickle does not restart the header timeout (2 s here).
+        assert_eq!(c.check(t0 + S), Check::At(t0 + 2 * S));
+        assert_eq!(c.check(t0 + 2 * S), Check::Cut(Timeout::Body));
+        // Enough bytes, or the end of the body, do.
+        up.got(MIN_PROGRESS as usize, false);
+        assert!(matches!(c.check(t0 + 2 * S), Check::At(_)));
+        up.waiting(&c, t0 + 2 * S);
+        up.got(1, true);
+        assert!(matches!(c.check(t0 + 60 * S), Check::At(_)));
+        drop(up);
+        assert!(matches!(c.check(t0 + 60 * S), Check::At(_)));
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub struct HttpLimits {
     /// A request head (line and headers) must arrive within this, counted from the accept
     /// for a connection's first request (TLS handshake included) and from the first byte of
     /// each later one. Default 10 s: a real client sends its head in one packet; this only
-    /// has to cover a slow mobile link's round trips. Slow-loris clients are cut here.
+    /// has to cover a slow mobile link's round trips. Slow-loris clients are cut here. A
+    /// request body the handler waits for must come at [`MIN_PROGRESS`] bytes per this
+    /// time too (slow POST).
     pub header_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed after this. Default
     /// 60 s: players reload every part or segment (0.2–2 s) and browsers keep idle

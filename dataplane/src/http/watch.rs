@@ -1,6 +1,7 @@
 //! The probes that feed a connection's clocks ([`Conn`]): a socket wrapper that sees reads
-//! and blocked writes, a service wrapper that sees requests start, and a body wrapper that
-//! sees whether hyper still asks a response for bytes.
+//! and blocked writes, a service wrapper that sees requests start, a request body wrapper
+//! that sees the handler wait for the client, and a response body wrapper that sees
+//! whether hyper still asks a response for bytes.
 //!
 //! Owns: translating I/O and hyper's body polling into [`Conn`] events, the request
 //! extensions every handler on the edge gets (`ConnectInfo`, [`ReloadSlots`]), resetting a
@@ -28,7 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use super::conn::{ActiveGuard, BodyClock, Conn};
+use super::conn::{ActiveGuard, BodyClock, Conn, UploadClock};
 
 /// The blocking-reload slots of the connection a request came on (a request extension).
 #[derive(Debug, Clone)]
@@ -184,8 +185,16 @@ impl Service<Request<Incoming>> for Track {
         req.extensions_mut()
             .insert(ReloadSlots(self.conn.reloads.clone()));
         let router = self.router.clone();
+        // Requests without a body (every HLS GET) pass as they are.
+        let req = if http_body::Body::is_end_stream(req.body()) {
+            req.map(Body::new)
+        } else {
+            let clock = self.conn.watch_upload();
+            let conn = self.conn.clone();
+            req.map(|inner| Body::new(WatchedUpload { inner, clock, conn }))
+        };
         Box::pin(async move {
-            let response = router.oneshot(req.map(Body::new)).await?;
+            let response = router.oneshot(req).await?;
             let clock = guard.conn().watch_body(Instant::now());
             Ok(response.map(|inner| WatchedBody {
                 inner,
@@ -193,6 +202,43 @@ impl Service<Request<Incoming>> for Track {
                 guard,
             }))
         })
+    }
+}
+
+/// A request body that tells its clock when the handler waits for the client.
+struct WatchedUpload {
+    inner: Incoming,
+    clock: Arc<UploadClock>,
+    conn: Arc<Conn>,
+}
+
+impl http_body::Body for WatchedUpload {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Pending => self.clock.waiting(&self.conn, Instant::now()),
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, Bytes::len);
+                let done = self.inner.is_end_stream();
+                self.clock.got(n, done);
+            }
+            Poll::Ready(_) => self.clock.got(0, true),
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

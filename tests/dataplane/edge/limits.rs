@@ -167,6 +167,49 @@ async fn keep_alive_idle_and_blocking_reload_limits() {
         "silent HTTPS socket closed after {} (header timeout 1 s)",
         ms(after)
     );
+    // A slow POST: the head at once, the body one byte per 300 ms; the body must come at
+    // 64 KiB per header timeout, so it is closed about 1 s after the server began to wait.
+    let mut s = connect_from(IpAddr::from([127, 0, 4, 4]), server.http).await;
+    s.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: camstream\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{",
+    )
+    .await
+    .expect("slow POST head");
+    let t = Instant::now();
+    let (mut r, mut w) = s.into_split();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if w.write_all(b" ").await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let closed = async {
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(5), r.read(&mut buf)).await {
+            Err(_) => panic!("a slow POST is still open after 5 s"),
+            Ok(Ok(n)) => assert_eq!(n, 0, "the server answered a slow POST"),
+            Ok(Err(_)) => {}
+        }
+        t.elapsed()
+    };
+    let after = tokio::select! {
+        after = closed => after,
+        () = trickle => unreachable!("the trickle never ends"),
+    };
+    println!("slow POST closed after {}", ms(after));
+    assert!(
+        after >= Duration::from_millis(800) && after <= Duration::from_millis(1000) + LATE,
+        "slow POST closed after {} (header timeout 1 s)",
+        ms(after)
+    );
+    let metrics = server.get_text("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "camstream_http_timeouts_total{kind=\"body\"}"),
+        1.0,
+        "the slow POST was cut by the body rule:\n{metrics}"
+    );
     // Keep-alive: open past the header timeout, closed at the idle timeout.
     let mut s = connect_from(IpAddr::from([127, 0, 4, 1]), server.http).await;
     let (status, _) = raw_get(&mut s, "/healthz").await;
