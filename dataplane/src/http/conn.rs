@@ -2,10 +2,13 @@
 //! keep-alive and write timeouts for HTTP/1.1 and h2 alike.
 //!
 //! Owns: what counts as a request in progress, an idle connection, a request head under
-//! way, a stalled request body (slow POST) and a stalled write, and the next instant worth checking. The socket wrapper and
-//! the service/body wrappers (`watch`) feed it events; the connection's driver (`serve`)
-//! asks [`Conn::check`] at the instants it returns and drops the connection on
-//! [`Check::Cut`]. Nothing here reads a socket or sleeps.
+//! way, a stalled request body (slow POST) and a stalled write, and the next instant worth
+//! checking. The socket wrapper and the service/body wrappers (`watch`) feed it events;
+//! the connection's driver (`serve`) asks [`Conn::check`] at the instants it returns and
+//! drops the connection on [`Check::Cut`]. Nothing here reads a socket or sleeps.
+//!
+//! Known gap: with HTTP/1.1 pipelining, bytes of the next head that arrive while a request
+//! is in progress do not start its header clock; such a head gets the idle timeout.
 //!
 //! Why not hyper's own `header_read_timeout`: hyper 1.x starts that timer as soon as an
 //! HTTP/1.1 connection waits for its next request, so it also cuts idle keep-alive
