@@ -72,6 +72,29 @@ pub(crate) struct ServeArgs {
     /// How long a camera may be away and continue the same playlists. Default 30s.
     #[arg(long, env = "CAMSTREAM_RECONNECT_WINDOW")]
     pub(crate) reconnect_window: Option<String>,
+    /// A request head must arrive within this (from the accept for a connection's first
+    /// request, TLS handshake included; from its first byte for later ones); a request body
+    /// at 64 KiB per this time at least. Default 10s.
+    #[arg(long, env = "CAMSTREAM_HTTP_HEADER_TIMEOUT")]
+    pub(crate) http_header_timeout: Option<String>,
+    /// A keep-alive HTTP connection with no request in progress is closed after this.
+    /// Default 60s.
+    #[arg(long, env = "CAMSTREAM_HTTP_IDLE_TIMEOUT")]
+    pub(crate) http_idle_timeout: Option<String>,
+    /// A response the client stops taking (less than 64 KiB taken in this time) is cut.
+    /// Default 30s.
+    #[arg(long, env = "CAMSTREAM_HTTP_WRITE_TIMEOUT")]
+    pub(crate) http_write_timeout: Option<String>,
+    /// Open HTTP + HTTPS connections; more are closed at once. Default 20000.
+    #[arg(long, env = "CAMSTREAM_HTTP_MAX_CONNECTIONS")]
+    pub(crate) http_max_connections: Option<usize>,
+    /// Open HTTP + HTTPS connections per client address (IPv6: per /64). Default 512.
+    #[arg(long, env = "CAMSTREAM_HTTP_MAX_CONNECTIONS_PER_IP")]
+    pub(crate) http_max_connections_per_ip: Option<usize>,
+    /// LL-HLS blocking playlist reloads waiting at once per connection; more get 429.
+    /// Default 16.
+    #[arg(long, env = "CAMSTREAM_HTTP_MAX_BLOCKING_RELOADS")]
+    pub(crate) http_max_blocking_reloads: Option<usize>,
     /// Recordings root. Default <data-dir>/recordings.
     #[arg(long, env = "CAMSTREAM_RECORDINGS_DIR")]
     pub(crate) recordings_dir: Option<PathBuf>,
@@ -163,6 +186,12 @@ struct File {
     part_target: Option<String>,
     hls_window: Option<usize>,
     reconnect_window: Option<String>,
+    http_header_timeout: Option<String>,
+    http_idle_timeout: Option<String>,
+    http_write_timeout: Option<String>,
+    http_max_connections: Option<usize>,
+    http_max_connections_per_ip: Option<usize>,
+    http_max_blocking_reloads: Option<usize>,
     recordings_dir: Option<PathBuf>,
     record_chunk: Option<String>,
     record_fsync: Option<String>,
@@ -285,6 +314,47 @@ impl ServeArgs {
             );
         }
         check_range("reconnect-window", dp.reconnect_window, 0.0, 3600.0)?;
+        let http = &mut dp.http;
+        if let Some(d) = self.http_header_timeout.or(file.http_header_timeout) {
+            http.header_timeout = duration("http-header-timeout", &d)?;
+        }
+        if let Some(d) = self.http_idle_timeout.or(file.http_idle_timeout) {
+            http.idle_timeout = duration("http-idle-timeout", &d)?;
+        }
+        if let Some(d) = self.http_write_timeout.or(file.http_write_timeout) {
+            http.write_timeout = duration("http-write-timeout", &d)?;
+        }
+        check_range("http-header-timeout", http.header_timeout, 0.5, 300.0)?;
+        check_range("http-idle-timeout", http.idle_timeout, 1.0, 3600.0)?;
+        check_range("http-write-timeout", http.write_timeout, 1.0, 3600.0)?;
+        if let Some(n) = self.http_max_connections.or(file.http_max_connections) {
+            http.max_connections = n;
+        }
+        if let Some(n) = self
+            .http_max_connections_per_ip
+            .or(file.http_max_connections_per_ip)
+        {
+            http.max_connections_per_ip = n;
+        }
+        if let Some(n) = self
+            .http_max_blocking_reloads
+            .or(file.http_max_blocking_reloads)
+        {
+            http.max_blocking_reloads = n;
+        }
+        check_count("http-max-connections", http.max_connections, 1, 1_000_000)?;
+        check_count(
+            "http-max-connections-per-ip",
+            http.max_connections_per_ip,
+            1,
+            http.max_connections,
+        )?;
+        check_count(
+            "http-max-blocking-reloads",
+            http.max_blocking_reloads,
+            1,
+            1000,
+        )?;
         dp.recordings_dir = self.recordings_dir.or(file.recordings_dir);
         if let Some(d) = self.record_chunk.or(file.record_chunk) {
             dp.record_chunk = duration("record-chunk", &d)?;
@@ -454,6 +524,13 @@ pub(crate) fn bytes(flag: &str, s: &str) -> anyhow::Result<u64> {
         .ok()
         .and_then(|n| n.checked_mul(1 << shift))
         .with_context(|| format!("{flag}: expected a size like 512M or 1048576, got {s:?}"))
+}
+
+fn check_count(flag: &str, n: usize, min: usize, max: usize) -> anyhow::Result<()> {
+    if n < min || n > max {
+        bail!("{flag} must be between {min} and {max}, got {n}");
+    }
+    Ok(())
 }
 
 fn check_range(flag: &str, d: Duration, min: f64, max: f64) -> anyhow::Result<()> {
@@ -664,6 +741,80 @@ mod tests {
             given.controlplane_config(&bound).public_base_url,
             "https://cdn.example"
         );
+    }
+
+    #[test]
+    fn http_limit_flags() {
+        let s = ServeArgs::default().resolve().unwrap();
+        assert_eq!(s.dataplane.http, camstream_dataplane::HttpLimits::default());
+        assert_eq!(s.dataplane.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.dataplane.http.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.dataplane.http.write_timeout, Duration::from_secs(30));
+        assert_eq!(s.dataplane.http.max_connections, 20_000);
+        assert_eq!(s.dataplane.http.max_connections_per_ip, 512);
+        assert_eq!(s.dataplane.http.max_blocking_reloads, 16);
+        let s = ServeArgs {
+            http_header_timeout: Some("2s".into()),
+            http_idle_timeout: Some("5s".into()),
+            http_write_timeout: Some("1500ms".into()),
+            http_max_connections: Some(100),
+            http_max_connections_per_ip: Some(10),
+            http_max_blocking_reloads: Some(2),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let h = &s.dataplane.http;
+        assert_eq!(h.header_timeout, Duration::from_secs(2));
+        assert_eq!(h.idle_timeout, Duration::from_secs(5));
+        assert_eq!(h.write_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            (
+                h.max_connections,
+                h.max_connections_per_ip,
+                h.max_blocking_reloads
+            ),
+            (100, 10, 2)
+        );
+        let dir = std::env::temp_dir().join(format!("camstream-http-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "http-idle-timeout = \"90s\"\nhttp-max-connections-per-ip = 64\n",
+        )
+        .unwrap();
+        let s = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.dataplane.http.idle_timeout, Duration::from_secs(90));
+        assert_eq!(s.dataplane.http.max_connections_per_ip, 64);
+        let _ = std::fs::remove_dir_all(dir);
+        let bad = |a: ServeArgs| a.resolve().is_err();
+        assert!(bad(ServeArgs {
+            http_header_timeout: Some("0s".into()),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            http_write_timeout: Some("soon".into()),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            http_max_connections: Some(0),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            http_max_connections: Some(10),
+            http_max_connections_per_ip: Some(11),
+            ..ServeArgs::default()
+        }));
+        assert!(bad(ServeArgs {
+            http_max_blocking_reloads: Some(0),
+            ..ServeArgs::default()
+        }));
     }
 
     #[test]

@@ -26,12 +26,35 @@ fn main() -> anyhow::Result<()> {
     };
     let serve = args.resolve()?;
     init_logging(serve.log_format);
+    raise_open_files_limit(&serve);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("camstream")
         .build()
         .context("cannot start the async runtime")?
         .block_on(run(serve))
+}
+
+/// Every connection is a file: lift the soft limit to the hard one, and say so when even
+/// that is below what the connection caps allow.
+fn raise_open_files_limit(serve: &config::Serve) {
+    let Some((before, now)) = camstream_dataplane::raise_open_files_limit() else {
+        warn!("cannot read the open files limit (RLIMIT_NOFILE)");
+        return;
+    };
+    if now > before {
+        info!(from = before, to = now, "raised the open files limit");
+    }
+    let dp = &serve.dataplane;
+    // Listeners, recordings, the database and a margin.
+    let wanted = (dp.http.max_connections + dp.max_ingest_connections + 256) as u64;
+    if now < wanted {
+        warn!(
+            limit = now,
+            wanted,
+            "the open files limit is below --http-max-connections + the ingest cap; raise the hard limit (LimitNOFILE=) or lower the caps"
+        );
+    }
 }
 
 impl ServeArgs {

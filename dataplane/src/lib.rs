@@ -36,6 +36,9 @@ mod testing;
 mod tls;
 mod ts;
 
+pub use http::{HttpLimits, MIN_PROGRESS};
 pub use record::{RecorderError, RepairError, read_index, repair};
-pub use server::{BoundAddrs, Config, DataPlane, Server, ServerError, log_listeners};
+pub use server::{
+    BoundAddrs, Config, DataPlane, Server, ServerError, log_listeners, raise_open_files_limit,
+};
 pub use tls::{CertSource, TlsError};

@@ -2,6 +2,9 @@
 //! HTTP/1.1) serving `/hls`, `/healthz`, `/readyz` and whatever routes the caller adds
 //! (the control plane's API), and the reconnect-window reaper.
 //!
+//! The HTTP listeners apply the edge's limits ([`HttpLimits`]) to every connection, HLS
+//! and API alike: admission (total and per-address caps) here, timeouts in `http::serve`.
+//!
 //! [`Server::bind`] binds every listener first, so a port conflict fails start-up with a
 //! clear error before anything is served; [`Server::run`] then serves until the
 //! cancellation token fires. Every task belongs to one `JoinSet`.
@@ -12,25 +15,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
 use camstream_protocol::StreamHealth;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use tower_http::cors::CorsLayer;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::auth::{Authorizer, CameraId, PlaybackGuard};
 use crate::hls::segmenter::Settings;
-use crate::http::{self, HlsState, Waits};
+use crate::http::{self, Gate, HlsState, HttpLimits, Waits};
 use crate::ingest::Ingest;
 use crate::record::{Recorder, RecorderConfig, RecorderError, RecordingEvent};
 use crate::registry::{Registry, RegistryConfig};
@@ -63,6 +61,8 @@ pub struct Config {
     pub reconnect_window: Duration,
     /// Most concurrent RTMP(S) connections.
     pub max_ingest_connections: usize,
+    /// Timeouts and caps of the HTTP and HTTPS listeners (HLS and the API).
+    pub http: HttpLimits,
     /// Recordings root; `None`: `<data_dir>/recordings`.
     pub recordings_dir: Option<PathBuf>,
     /// Recording files are cut at the first keyframe this long after their start. Default 1 h.
@@ -94,6 +94,7 @@ impl Config {
             hls_window: 8,
             reconnect_window: Duration::from_secs(30),
             max_ingest_connections: 10_000,
+            http: HttpLimits::default(),
             recordings_dir: None,
             record_chunk: Duration::from_secs(3600),
             record_fsync: Some(Duration::from_secs(2)),
@@ -224,14 +225,28 @@ pub struct Server {
     ingest: Arc<Ingest>,
     hls: HlsState,
     max_ingest: usize,
+    http_limits: HttpLimits,
     recorder: Arc<Recorder>,
     recording_events: Option<mpsc::Receiver<RecordingEvent>>,
 }
 
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+/// tokio's default of 1024 overflows when a few thousand clients (re)connect at once, and
+/// an overflowing queue silently drops handshakes that clients then retry seconds later.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { what, addr, source })
+    let err = |source| ServerError::Bind { what, addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    // As std's and tokio's `bind` do: restart without waiting for TIME_WAIT to clear.
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(err)
 }
 
 fn local(l: &TcpListener) -> SocketAddr {
@@ -307,6 +322,7 @@ impl Server {
             ingest,
             hls,
             max_ingest: config.max_ingest_connections,
+            http_limits: config.http.clone(),
             recorder,
             recording_events: Some(events_rx),
         })
@@ -396,15 +412,27 @@ impl Server {
                 shutdown.clone(),
             ));
         }
+        // One admission gate for both listeners: the caps bound the process's sockets.
+        let limits = Arc::new(self.http_limits.clone());
+        let gate = Gate::new(&limits);
         tasks.spawn(accept_http(
             self.http,
             None,
             router.clone(),
+            limits.clone(),
+            gate.clone(),
             shutdown.clone(),
         ));
         if let Some(l) = self.https {
             let acceptor = TlsAcceptor::from(self.tls.https.clone());
-            tasks.spawn(accept_http(l, Some(acceptor), router, shutdown.clone()));
+            tasks.spawn(accept_http(
+                l,
+                Some(acceptor),
+                router,
+                limits,
+                gate,
+                shutdown.clone(),
+            ));
         }
         let registry = self.registry.clone();
         let reaper_stop = shutdown.clone();
@@ -487,6 +515,8 @@ async fn accept_http(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
+    limits: Arc<HttpLimits>,
+    gate: Arc<Gate>,
     shutdown: CancellationToken,
 ) {
     let mut conns = JoinSet::new();
@@ -503,49 +533,48 @@ async fn accept_http(
             () = shutdown.cancelled() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
+        let Ok(admission) = gate.admit(peer.ip()) else {
+            // Closed at once with a reset: no TIME_WAIT, nothing kept for the client.
+            let _ = sock.set_zero_linger();
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let router = router.clone();
         let tls = tls.clone();
         let stop = shutdown.clone();
+        let limits = limits.clone();
         conns.spawn(async move {
-            match tls {
-                None => serve_http(sock, peer, router, stop).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-                        Ok(Ok(s)) => serve_http(s, peer, router, stop).await,
-                        Ok(Err(e)) => debug!(%peer, error = %e, "https TLS handshake failed"),
-                        Err(_) => debug!(%peer, "https TLS handshake timed out"),
-                    }
-                }
-            }
+            let _admission = admission;
+            http::serve_socket(sock, peer, tls, router, &limits, stop).await;
         });
     }
     conns.abort_all();
 }
 
-async fn serve_http<S>(io: S, peer: SocketAddr, router: Router, shutdown: CancellationToken)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        req
-    });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn =
-        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                debug!(%peer, error = %e, "http connection ended with an error");
-            }
-        }
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+/// Raises the soft limit on open files to the hard limit: every connection is a file, and
+/// distributions often start services with a soft limit of 1024. Returns (before, after)
+/// soft limits; `None` when the limits cannot be read.
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
         }
     }
+    Some((before, lim.rlim_cur))
 }
 
 /// Logs the listeners, for `camstream serve` start-up.

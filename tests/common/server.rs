@@ -418,6 +418,15 @@ impl Server {
         })
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .expect("child lock")
+            .id()
+            .expect("camstream is running")
+    }
+
     /// Whether the process is still running.
     pub(crate) fn alive(&self) -> bool {
         self.child

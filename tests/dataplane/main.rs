@@ -9,6 +9,7 @@
 mod common;
 
 mod browser;
+mod edge;
 mod http;
 mod llhls;
 mod malformed;

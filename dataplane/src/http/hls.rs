@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Extension, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::body::ChunksBody;
 use super::query::{self, Directives};
+use super::watch::ReloadSlots;
 use crate::auth::{PlaybackDenied, PlaybackGuard};
 use crate::chunks::Chunks;
 use crate::hls::playlist::{self, Render, names};
@@ -139,9 +140,11 @@ async fn ll_playlist(
     State(state): State<HlsState>,
     Path(camera): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    slots: Option<Extension<ReloadSlots>>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    playlist(state, &camera, peer.ip(), &raw, Flavor::Fmp4).await
+    let slots = slots.map(|Extension(s)| s);
+    playlist(state, &camera, peer.ip(), &raw, Flavor::Fmp4, slots).await
 }
 
 async fn ts_playlist(
@@ -150,7 +153,7 @@ async fn ts_playlist(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    playlist(state, &camera, peer.ip(), &raw, Flavor::Ts).await
+    playlist(state, &camera, peer.ip(), &raw, Flavor::Ts, None).await
 }
 
 async fn playlist(
@@ -159,6 +162,7 @@ async fn playlist(
     ip: IpAddr,
     raw: &Option<String>,
     flavor: Flavor,
+    slots: Option<ReloadSlots>,
 ) -> Response {
     let d = match directives(raw) {
         Ok(d) => d,
@@ -167,6 +171,24 @@ async fn playlist(
     let stream = match admit(&state, camera, &d) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
+    };
+    // A blocking reload holds one of its connection's slots while it waits (h2 can
+    // multiplex many on one connection). `None` in-process, where there is no connection.
+    let _slot = match (&d.msn, flavor, slots) {
+        (Some(_), Flavor::Fmp4, Some(ReloadSlots(slots))) => match slots.try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                metrics::counter!("camstream_http_blocking_reloads_refused_total").increment(1);
+                let mut r = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many blocking playlist reloads waiting on this connection",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        },
+        _ => None,
     };
     stream.saw_viewer(ip, std::time::Instant::now());
     let mut rx = match flavor {

@@ -183,6 +183,50 @@ async fn blocking_reload_answers_when_the_part_appears() {
 }
 
 #[tokio::test]
+async fn blocking_reloads_beyond_the_connection_cap_get_429_at_once() {
+    let mut f = fixture(2.5, Arc::new(PublicPlayback));
+    let (msn, part) = f.registry.get("cam").unwrap().ll().borrow().next_part();
+    let slots = super::watch::ReloadSlots(Arc::new(tokio::sync::Semaphore::new(1)));
+    let on_conn = move |uri: &str| {
+        let mut req = Request::get(uri).body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5555))));
+        req.extensions_mut().insert(slots.clone());
+        req
+    };
+    let blocking = format!("/hls/cam/playlist.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+    let waiter = tokio::spawn(f.app.clone().oneshot(on_conn(&blocking)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the first takes the one slot and waits"
+    );
+    let second = f.app.clone().oneshot(on_conn(&blocking)).await.unwrap();
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(second.headers()[header::RETRY_AFTER], "1");
+    // Plain reloads and media do not need a slot.
+    let plain = f
+        .app
+        .clone()
+        .oneshot(on_conn("/hls/cam/playlist.m3u8"))
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    f.feed(0.3);
+    let first = waiter.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    // The slot is free again once the first is answered.
+    let (msn, part) = f.registry.get("cam").unwrap().ll().borrow().next_part();
+    let again = tokio::spawn(f.app.clone().oneshot(on_conn(&format!(
+        "/hls/cam/playlist.m3u8?_HLS_msn={msn}&_HLS_part={part}"
+    ))));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!again.is_finished());
+    f.feed(0.3);
+    assert_eq!(again.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn preload_hint_part_waits_for_its_bytes() {
     let mut f = fixture(2.5, Arc::new(PublicPlayback));
     let w = f.registry.get("cam").unwrap().ll().borrow().clone();
