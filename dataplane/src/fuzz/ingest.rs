@@ -261,3 +261,45 @@ fn resolves(w: &Window, uri: &str) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed seeds (made by `examples/fuzz_seeds.rs`) still go where they were made
+    /// to go: the publishes all the way to segments in both windows, the hostile ones through
+    /// without a failed check.
+    #[test]
+    fn seed_corpus_reaches_the_playlists() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/ingest");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/ingest") {
+            let path = entry.expect("corpus entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let stats = ingest(&std::fs::read(&path).expect("read seed"));
+            seen += 1;
+            assert!(stats.publishes >= 1, "{name}: {stats:?}");
+            if name.starts_with("hostile") {
+                continue;
+            }
+            assert!(
+                stats.ll_segments >= 2 && stats.ts_segments >= 2,
+                "{name}: {stats:?}"
+            );
+            if name == "reconnect" {
+                assert_eq!(stats.publishes, 2, "{name}");
+            }
+        }
+        assert!(seen >= 10, "{seen} seeds in {}", dir.display());
+    }
+
+    #[test]
+    fn empty_and_garbage_inputs_end_quietly() {
+        assert_eq!(ingest(&[]), IngestStats::default());
+        for mode in [0u8, 3, 0x1f] {
+            let stats = ingest(&[mode, 0xff, 0x00, 0x13, 0x37]);
+            assert_eq!(stats.publishes, 1 + usize::from(mode & 16 != 0));
+            assert_eq!(stats.ll_segments, 0);
+        }
+    }
+}
