@@ -44,8 +44,8 @@ pub struct IngestStats {
 /// the publish; the connection stays).
 ///
 /// After every change it checks what players and the HTTP router rely on: MSNs continuous,
-/// the partial segment at `next_msn`, every init segment a segment names still held, every
-/// TS segment whole 0x47-synced packets, segment durations finite and within
+/// the partial segment at `next_msn`, every init segment a segment names still held, each
+/// new part one `moof` + `mdat`, every TS segment whole 0x47-synced packets, segment durations finite and within
 /// `EXT-X-TARGETDURATION`, and every URI of the full and the delta playlist resolving to
 /// media the window holds (the preload hint excepted).
 ///
@@ -167,6 +167,16 @@ impl Run {
         if changed.ll {
             let w = self.segmenter.ll();
             self.stats.ll_segments = w.next_msn;
+            let newest = match &w.partial {
+                Some(p) => p.parts.last(),
+                None => w.segments.last().and_then(|s| s.parts.last()),
+            };
+            if let Some(part) = newest {
+                check_fragment(&part.data.to_bytes());
+            }
+            if let Some((_, init)) = w.inits.last().filter(|(_, b)| !b.is_empty()) {
+                assert_eq!(init.get(4..8), Some(&b"ftyp"[..]), "init starts with ftyp");
+            }
             self.stats.playlists += check(w);
         }
         if changed.ts {
@@ -250,6 +260,18 @@ fn check(w: &Window) -> usize {
         }
     }
     rendered
+}
+
+/// A part is exactly one `moof` and one `mdat`, their sizes adding up to the part's.
+fn check_fragment(data: &[u8]) {
+    let size_at = |at: usize, kind: &[u8; 4]| -> usize {
+        let header = data.get(at..at + 8).expect("a box header");
+        assert_eq!(&header[4..], kind, "box at {at}");
+        u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize
+    };
+    let moof = size_at(0, b"moof");
+    let mdat = size_at(moof, b"mdat");
+    assert_eq!(moof + mdat, data.len(), "moof + mdat make the part");
 }
 
 /// Whether the HTTP side would find `uri` in `w`.
