@@ -18,6 +18,8 @@ need pkg-config pkg-config
 need curl curl
 if [ "$want" = test ]; then
   need ffmpeg ffmpeg
+  # libFuzzer (the fuzz smoke run) is C++.
+  need c++ g++
   need ffprobe ffmpeg
   need node nodejs
   need npm npm

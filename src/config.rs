@@ -129,10 +129,10 @@ pub(crate) struct ServeArgs {
     /// none. Default 15m.
     #[arg(long, env = "CAMSTREAM_RECORDING_URL_TTL")]
     pub(crate) recording_url_ttl: Option<String>,
-    /// Test hook: abort the process in the middle of a retention move (after-copy or
-    /// after-switch), to prove crash recovery. Never use in production.
-    #[arg(long, env = "CAMSTREAM_TEST_CRASH_AT", hide = true)]
-    pub(crate) test_crash_at: Option<String>,
+    /// Test hooks (`--test-crash-at`): present only in builds with the control plane's
+    /// `test-hooks` feature, which tests turn on and release builds do not.
+    #[command(flatten)]
+    pub(crate) test_hooks: camstream_controlplane::TestHookArgs,
     /// Log format: text or json. Default text.
     #[arg(long, env = "CAMSTREAM_LOG_FORMAT")]
     pub(crate) log_format: Option<String>,
@@ -398,13 +398,6 @@ impl ServeArgs {
             }
             None => None,
         };
-        let test_crash_at = match &self.test_crash_at {
-            Some(p) => Some(
-                p.parse::<camstream_controlplane::recordings::CrashPoint>()
-                    .map_err(|e| anyhow::anyhow!("test-crash-at: {e}"))?,
-            ),
-            None => None,
-        };
         let log_format = match self.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -438,9 +431,9 @@ impl ServeArgs {
             storage_warm: self.storage_warm.or(file.storage_warm),
             storage_cold: self.storage_cold.or(file.storage_cold),
             archive_url,
-            test_crash_at,
             ..Default::default()
         };
+        self.test_hooks.apply(&mut cp).map_err(anyhow::Error::msg)?;
         if let Some(d) = retention_interval {
             cp.retention_interval = d;
         }
@@ -627,7 +620,9 @@ mod tests {
             archive_url: Some("s3://bucket/rec".into()),
             retention_interval: Some("30s".into()),
             recording_url_ttl: Some("5m".into()),
-            test_crash_at: Some("after-copy".into()),
+            test_hooks: camstream_controlplane::TestHookArgs {
+                test_crash_at: Some("after-copy".into()),
+            },
             ..ServeArgs::default()
         }
         .resolve()
@@ -669,12 +664,76 @@ mod tests {
                 ..ServeArgs::default()
             },
             ServeArgs {
-                test_crash_at: Some("sometime".into()),
+                test_hooks: camstream_controlplane::TestHookArgs {
+                    test_crash_at: Some("sometime".into()),
+                },
                 ..ServeArgs::default()
             },
         ] {
             assert!(bad.resolve().is_err());
         }
+    }
+
+    /// What `make run` builds (`cargo build --release --bin camstream`, no dev-dependencies)
+    /// has no test hooks and none of the data plane's `bench`/`fuzz` entry points. Asks
+    /// cargo's feature resolver about that build instead of making a second release build;
+    /// the same question with dev-dependencies (what `cargo test` builds) must show the hook,
+    /// so the check can fail.
+    #[test]
+    fn release_build_has_no_test_features() {
+        let features = |edges: &str| -> Vec<(String, String)> {
+            let out = std::process::Command::new(env!("CARGO"))
+                .args([
+                    "tree",
+                    "--locked",
+                    "--offline",
+                    "-p",
+                    "camstream",
+                    "-e",
+                    edges,
+                ])
+                .args(["--prefix", "none", "-f", "{p}|{f}"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("run cargo tree");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout)
+                .expect("UTF-8")
+                .lines()
+                .filter(|l| l.starts_with("camstream"))
+                .filter_map(|l| l.split_once('|'))
+                .map(|(p, f)| (p.to_owned(), f.to_owned()))
+                .collect()
+        };
+        let release = features("normal,build");
+        assert!(
+            release
+                .iter()
+                .any(|(p, _)| p.starts_with("camstream-dataplane")),
+            "{release:?}"
+        );
+        for (package, f) in &release {
+            for test_only in ["test-hooks", "bench", "fuzz"] {
+                assert!(
+                    !f.split(',')
+                        .any(|x| x.trim_end_matches(" (*)") == test_only),
+                    "{package} has `{test_only}` in a release build"
+                );
+            }
+        }
+        let tests = features("normal,build,dev");
+        assert!(
+            tests
+                .iter()
+                .any(|(p, f)| p.starts_with("camstream-controlplane")
+                    && f.split(',')
+                        .any(|x| x.trim_end_matches(" (*)") == "test-hooks")),
+            "tests build the binary with the hook: {tests:?}"
+        );
     }
 
     #[test]

@@ -96,7 +96,9 @@ pub struct ControlPlaneConfig {
     /// none. Default 15 min.
     pub recording_url_ttl: Duration,
     /// Test hook: stop the process in the middle of a tier move
-    /// (`--test-crash-at after-copy|after-switch`). Default `None`.
+    /// (`--test-crash-at after-copy|after-switch`). Default `None`. Only with the
+    /// `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub test_crash_at: Option<crate::recordings::CrashPoint>,
 }
 
@@ -153,6 +155,7 @@ impl Default for ControlPlaneConfig {
             archive_url: None,
             retention_interval: Duration::from_secs(3600),
             recording_url_ttl: Duration::from_secs(15 * 60),
+            #[cfg(feature = "test-hooks")]
             test_crash_at: None,
         }
     }

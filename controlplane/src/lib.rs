@@ -27,6 +27,7 @@ pub mod rbac;
 pub mod recordings;
 mod state;
 pub mod store;
+pub mod test_hooks;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -41,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::ControlPlaneConfig;
 pub use error::{ApiError, ErrorCode};
 pub use health::{DayAnalytics, HealthError, LiveStatus};
+pub use test_hooks::TestHookArgs;
 
 use auth::keys::Keys;
 use cache::{Cache, CacheError, MemoryCache, RedisCache};
@@ -478,11 +480,10 @@ fn recordings_service(
         config.storage_cold.clone(),
         archive,
     ));
-    Ok(Recordings::new(Arc::new(Retention::new(
-        store,
-        tiers,
-        config.test_crash_at,
-    ))))
+    let retention = Retention::new(store, tiers);
+    #[cfg(feature = "test-hooks")]
+    let retention = retention.with_crash_at(config.test_crash_at);
+    Ok(Recordings::new(Arc::new(retention)))
 }
 
 /// Runs retention every `interval` until cancelled.

@@ -122,7 +122,7 @@ impl Fixture {
 
     fn retention(&self) -> Retention {
         let tiers = Tiers::new(self.hot.clone(), Some(self.warm.clone()), None, None);
-        Retention::new(self.store.clone(), Arc::new(tiers), None)
+        Retention::new(self.store.clone(), Arc::new(tiers))
     }
 
     async fn tier_of(&self, id: &str) -> (Tier, PathBuf) {

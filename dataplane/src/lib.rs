@@ -14,15 +14,14 @@
 //! [`record`] (fMP4 recordings through io_uring writer threads), [`server`] (wires
 //! listeners, TLS, the camera registry and the recorder together).
 
-// Modules are built in parallel and wired by `server`; until then parts are unused outside tests.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 pub mod auth;
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
 pub mod chunks;
 mod flv;
 mod fmp4;
+#[cfg(feature = "fuzz")]
 pub mod fuzz;
 mod hls;
 mod http;

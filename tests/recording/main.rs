@@ -15,6 +15,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+// The API client of the control plane's e2e tests, shared rather than copied; this binary
+// uses only part of it, and the dead-code lint judges one binary at a time.
 #[path = "../controlplane/api.rs"]
 #[allow(dead_code)]
 mod api;

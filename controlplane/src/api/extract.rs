@@ -259,12 +259,18 @@ mod tests {
     #[test]
     fn field_names_from_serde_errors() {
         #[derive(serde::Deserialize, Debug)]
-        #[allow(dead_code)]
+        #[expect(
+            dead_code,
+            reason = "only deserialized: the fields shape the errors under test"
+        )]
         struct Inner {
             n: u32,
         }
         #[derive(serde::Deserialize, Debug)]
-        #[allow(dead_code)]
+        #[expect(
+            dead_code,
+            reason = "only deserialized: the fields shape the errors under test"
+        )]
         #[serde(deny_unknown_fields)]
         struct Outer {
             name: String,

@@ -29,7 +29,8 @@ pub const DEFAULT_SCOPE: &str = "*";
 /// Candidates read per page.
 const PAGE: i64 = 200;
 
-/// Test hook: where a move stops the process (`--test-crash-at`), to prove recovery.
+/// Test hook: where a move stops the process (`--test-crash-at`), to prove recovery. Without
+/// the `test-hooks` feature nothing can ask for it and nothing stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// After the copy is verified and journaled, before the row switches.
@@ -38,6 +39,7 @@ pub enum CrashPoint {
     AfterSwitch,
 }
 
+#[cfg(feature = "test-hooks")]
 impl std::str::FromStr for CrashPoint {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -261,6 +263,7 @@ pub fn relative_name(r: &Recording) -> String {
 pub struct Retention {
     store: Arc<dyn Store>,
     tiers: Arc<Tiers>,
+    #[cfg(feature = "test-hooks")]
     crash: Option<CrashPoint>,
     pass: tokio::sync::Mutex<()>,
 }
@@ -275,13 +278,22 @@ impl std::fmt::Debug for Retention {
 
 impl Retention {
     /// A runner over `tiers`.
-    pub fn new(store: Arc<dyn Store>, tiers: Arc<Tiers>, crash: Option<CrashPoint>) -> Self {
+    pub fn new(store: Arc<dyn Store>, tiers: Arc<Tiers>) -> Self {
         Self {
             store,
             tiers,
-            crash,
+            #[cfg(feature = "test-hooks")]
+            crash: None,
             pass: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Test hook: abort the process at `point` of the next move.
+    #[cfg(feature = "test-hooks")]
+    #[must_use]
+    pub fn with_crash_at(mut self, point: Option<CrashPoint>) -> Self {
+        self.crash = point;
+        self
     }
 
     /// The tiers.
@@ -289,12 +301,18 @@ impl Retention {
         &self.tiers
     }
 
+    #[cfg(feature = "test-hooks")]
     fn crash_if(&self, point: CrashPoint, id: &str) {
         if self.crash == Some(point) {
             tracing::error!(recording_id = %id, ?point, "test hook: crashing in the middle of a move");
             std::process::abort();
         }
     }
+
+    /// Without the `test-hooks` feature there is no hook: nothing to check, nothing in the
+    /// binary.
+    #[cfg(not(feature = "test-hooks"))]
+    fn crash_if(&self, _point: CrashPoint, _id: &str) {}
 
     /// Finishes or undoes every journaled job (see the module docs).
     ///

@@ -66,11 +66,13 @@ impl Demuxer {
     }
 
     /// The current video configuration, if a sequence header arrived.
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn video_config(&self) -> Option<&AvcConfig> {
         self.avc.as_ref()
     }
 
     /// The current audio configuration, if a sequence header arrived.
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn audio_config(&self) -> Option<&AacConfig> {
         self.aac.as_ref()
     }

@@ -60,10 +60,12 @@ pub use event::{
 };
 pub use repair::{RepairError, read_index, repair};
 
+#[cfg(feature = "bench")]
 pub(crate) use mp4::shift_header;
 
 /// The recorder's fragment header (`prft` + rebased `moof` + `mdat` header) for the
 /// `tokio::fs` comparison in the benchmark.
+#[cfg(feature = "bench")]
 pub(crate) fn write_header_for_bench(
     out: &mut bytes::BytesMut,
     header: &[u8],
@@ -125,6 +127,7 @@ pub(crate) enum Backend {
     /// io_uring, falling back to `std::fs` (logged once) when a ring cannot be set up.
     Auto,
     /// `std::fs` only.
+    #[cfg(any(test, feature = "bench"))]
     Std,
 }
 
@@ -201,6 +204,8 @@ pub(crate) struct Recorder {
     writers: Vec<SyncSender<Msg>>,
     queues: Mutex<HashMap<CameraId, Arc<CameraQueue>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Which I/O the writer threads ended up with (tests and the bench check it).
+    #[cfg(any(test, feature = "bench"))]
     backend: Arc<OnceLock<&'static str>>,
 }
 
@@ -272,6 +277,7 @@ impl Recorder {
             writers,
             queues: Mutex::new(HashMap::new()),
             threads: Mutex::new(threads),
+            #[cfg(any(test, feature = "bench"))]
             backend,
         }))
     }
@@ -282,6 +288,7 @@ impl Recorder {
     }
 
     /// The I/O backend the writer threads use, once one has started.
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn backend(&self) -> Option<&'static str> {
         self.backend.get().copied()
     }
@@ -318,11 +325,13 @@ impl Recorder {
     }
 
     /// Changes the free-space floor at run time.
+    #[cfg(test)]
     pub(crate) fn set_min_free(&self, bytes: u64) {
         self.settings.min_free.store(bytes, Ordering::Relaxed);
     }
 
     /// Fragments of a camera queued or being written (0 once the writer caught up).
+    #[cfg(test)]
     pub(crate) fn queued(&self, camera: &str) -> usize {
         self.queues
             .lock()
@@ -395,6 +404,7 @@ impl Tap {
     }
 
     /// Queues a part, waiting for room instead of dropping (benchmarks, tests).
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn submit_waiting(&self, frag: RecordedFragment) {
         let bytes = frag.data.len();
         let budget = loop {

@@ -294,6 +294,7 @@ fn patch_traf(
 ///
 /// # Errors
 /// [`Mp4Error`] when `header` is not a fragment header.
+#[cfg(any(test, feature = "bench"))]
 pub(crate) fn shift_header(header: &[u8], video: u64, audio: u64) -> Result<Vec<u8>, Mp4Error> {
     let mut out = header.to_vec();
     patch(&mut out, None, |is_video, t| {

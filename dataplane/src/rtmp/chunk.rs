@@ -141,6 +141,7 @@ impl ChunkReader {
     }
 
     /// The chunk size the peer announced last.
+    #[cfg(test)]
     pub(crate) fn chunk_size(&self) -> u32 {
         self.chunk_size
     }

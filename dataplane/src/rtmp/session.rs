@@ -226,12 +226,14 @@ impl Session {
         self.fatal(result)
     }
 
-    /// Bytes received so far, handshake included (for bitrate).
+    /// Bytes received so far, handshake included.
+    #[cfg(test)]
     pub(crate) fn bytes_received(&self) -> u64 {
         self.bytes_received
     }
 
     /// Media tags dropped: malformed ones and frames before their track's sequence header.
+    #[cfg(test)]
     pub(crate) fn dropped_frames(&self) -> u64 {
         self.malformed + self.demuxer.frames_before_config
     }

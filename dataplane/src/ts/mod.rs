@@ -24,4 +24,6 @@ mod psi;
 #[cfg(test)]
 mod inspect;
 
-pub(crate) use muxer::{AUDIO_PID, MuxStats, Muxer, PCR_DELAY, PMT_PID, VIDEO_PID};
+pub(crate) use muxer::Muxer;
+#[cfg(test)]
+pub(crate) use muxer::{AUDIO_PID, MuxStats, PCR_DELAY, PMT_PID, VIDEO_PID};

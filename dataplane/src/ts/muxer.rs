@@ -103,6 +103,7 @@ impl Muxer {
     }
 
     /// What was skipped so far.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> MuxStats {
         self.stats
     }

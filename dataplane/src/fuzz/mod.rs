@@ -1,7 +1,18 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/`, which cannot reach `pub(crate)` items.
-//! Not an API: hidden from the docs and changed together with the targets.
+//! Not an API: hidden from the docs, changed together with the targets, and only built with
+//! the `fuzz` feature (the fuzz crate and this crate's tests turn it on; a release build has
+//! none of it).
+//!
+//! - [`rtmp_session`]: raw bytes into the RTMP session alone.
+//! - [`flv_tags`]: FLV tag bodies into the demuxer alone.
+//! - [`ingest`]: RTMP bytes through the session, the segmenter, both muxers and both
+//!   playlists, the way a publishing camera goes.
 
 #![doc(hidden)]
+
+mod ingest;
+
+pub use ingest::{IngestStats, ingest};
 
 use std::time::{Duration, Instant};
 
