@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod browser;
 pub(crate) mod ffmpeg;
 pub(crate) mod hls;
 pub(crate) mod mp4;
