@@ -250,14 +250,14 @@ pub(crate) async fn wait_complete(
     .await
 }
 
-/// Presentation times (start, duration) of every video packet of `input` (a file or URL),
-/// by ffprobe; any stderr output fails.
+/// Decode times (start, duration) of every video packet of `input` (a file or URL), by
+/// ffprobe; any stderr output fails.
 pub(crate) async fn video_packets(input: &str) -> Vec<(f64, f64)> {
     let out = Command::new("ffprobe")
         .args(["-hide_banner", "-v", "error", "-select_streams", "v:0"])
         .args([
             "-show_entries",
-            "packet=pts_time,duration_time",
+            "packet=dts_time,duration_time",
             "-of",
             "csv=p=0",
         ])
@@ -284,11 +284,12 @@ pub(crate) async fn video_packets(input: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// `ffprobe` of a file: (its video from the first frame's presentation to the end of the
+/// `ffprobe` of a file: (its video from the first packet's decode time to the end of the
 /// last, ffprobe's `start_time` of the file). Any stderr output fails. (ffprobe's stream
 /// `duration` would not do: ffmpeg takes a fragmented track's duration to be its end on the
 /// media timeline, which for a file continuing its recording session counts from the
-/// session's start.)
+/// session's start. Decode times, as the index's: presentation times of a file cut inside
+/// a GOP, after a crash, lack the B-frames that were still to come.)
 pub(crate) async fn video_duration(path: &Path) -> (f64, f64) {
     let packets = video_packets(&path.display().to_string()).await;
     assert!(!packets.is_empty(), "no video in {}", path.display());

@@ -318,11 +318,12 @@ fn check_file(log: &FileLog) {
     decode_clean(path);
 }
 
-/// Seconds from the first video frame's presentation to the end of the last, by ffprobe.
+/// Seconds from the first video packet's decode time to the end of the last, by ffprobe
+/// (decode times, as the index's: a file cut inside a GOP lacks B-frames still to come).
 fn video_span(path: &Path) -> f64 {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=pts_time,duration_time"])
+        .args(["-show_entries", "packet=dts_time,duration_time"])
         .args(["-of", "csv=p=0"])
         .arg(path)
         .output()
@@ -335,9 +336,9 @@ fn video_span(path: &Path) -> f64 {
     let (mut first, mut end) = (f64::INFINITY, f64::NEG_INFINITY);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let mut v = line.split(',').map(|x| x.parse::<f64>().expect("a number"));
-        let (pts, dur) = (v.next().unwrap(), v.next().unwrap());
-        first = first.min(pts);
-        end = end.max(pts + dur);
+        let (dts, dur) = (v.next().unwrap(), v.next().unwrap());
+        first = first.min(dts);
+        end = end.max(dts + dur);
     }
     end - first
 }

@@ -615,8 +615,8 @@ impl Writer {
             duration: ticks(frag.duration),
             wall_time: frag.wall_start,
             independent: frag.independent,
-            // A file's first fragment starts a timeline: breaks between files show in their
-            // start and end times (and the gap event), not in the index.
+            // Never on a file's first fragment: whether a file continues the one before
+            // shows in its first media time (and a hole in the gap event).
             discontinuity: f.queued_end > f.init_end
                 && (frag.discontinuity || after_drop || gap.is_some()),
         };
