@@ -288,6 +288,7 @@ fn check_file(log: &FileLog) {
     assert_eq!(idx.init_size, log.opened.init_size);
     assert_eq!(idx.start, log.opened.start);
     assert_eq!(idx.entries, *e);
+    assert_eq!(idx.duration, closed.duration);
     // Real peers.
     let (streams, format) = probe(path);
     assert_eq!(streams.len(), 2, "{streams:?}");
