@@ -1,5 +1,6 @@
-// Plays an LL-HLS playlist with hls.js in headless Debian Chromium and prints one JSON line:
-// how far playback advanced, hls.js's live latency samples and every hls.js error.
+// Plays an HLS playlist (LL-HLS live, or VOD) with hls.js in headless Debian Chromium and
+// prints one JSON line: how far playback advanced, hls.js's live latency samples, every
+// hls.js error, and where playback waited for data once started (a VOD stops at its end).
 //
 // Usage: node play.mjs <playlist URL> <seconds of playback wanted> <timeout seconds>
 // The page is served from its own origin (a small HTTP server here) so that playback
@@ -88,6 +89,7 @@ try {
         targetLatency: h ? h.targetLatency : null,
         liveSyncPosition: h ? h.liveSyncPosition : null,
         buffered: v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime : 0,
+        ranges: Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)]),
       };
     });
     const t = (Date.now() - started) / 1000;
@@ -104,6 +106,7 @@ try {
         liveSyncPosition: s.liveSyncPosition,
         buffered: s.buffered,
       });
+      result.ranges = s.ranges;
       result.firstFrameAfter = first.t;
       result.advanced = s.currentTime - first.currentTime;
       result.wall = t - first.t;
@@ -114,6 +117,10 @@ try {
     }
     if (result.advanced >= want) {
       result.ok = true;
+      break;
+    }
+    if (s.state.ended) {
+      result.ended = true;
       break;
     }
     if (Date.now() - started > timeoutMs) {

@@ -13,6 +13,7 @@
 // by at least one of the three binaries.
 #![allow(dead_code)]
 
+pub(crate) mod browser;
 pub(crate) mod ffmpeg;
 pub(crate) mod hls;
 pub(crate) mod mp4;

@@ -2,6 +2,8 @@
 //! that ffmpeg publishes to, checked with ffprobe/ffmpeg and over `/api/v1`:
 //! - `chunks`: two minutes in 30 s chunks, contiguous files matching their index, a VOD
 //!   playlist across files that ffmpeg plays, signed downloads with Range, audit rows.
+//! - `across_files`: one session in 4 s files; a VOD playlist over three of them is one
+//!   timeline for ffmpeg (nothing discarded) and for hls.js in Chromium (no stall).
 //! - `crash`: `kill -9` at random moments, repair on restart, recording resumes (on SQLite
 //!   and on PostgreSQL).
 //! - `disk_full`: a tiny tmpfs hot tier fills up; live HLS continues, STORAGE_FULL is
@@ -21,6 +23,7 @@ mod common;
 #[allow(dead_code)]
 mod api;
 
+mod across_files;
 mod chunks;
 mod crash;
 mod disk_full;

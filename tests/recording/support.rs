@@ -250,12 +250,18 @@ pub(crate) async fn wait_complete(
     .await
 }
 
-/// `ffprobe` of a file: (video stream duration, stderr). Any stderr output fails.
-pub(crate) async fn video_duration(path: &Path) -> f64 {
+/// Decode times (start, duration) of every video packet of `input` (a file or URL), by
+/// ffprobe; any stderr output fails.
+pub(crate) async fn video_packets(input: &str) -> Vec<(f64, f64)> {
     let out = Command::new("ffprobe")
         .args(["-hide_banner", "-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=duration", "-of", "csv=p=0"])
-        .arg(path)
+        .args([
+            "-show_entries",
+            "packet=dts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(input)
         .stdin(Stdio::null())
         .output()
         .await
@@ -263,13 +269,48 @@ pub(crate) async fn video_duration(path: &Path) -> f64 {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stderr.trim().is_empty(),
-        "ffprobe {}: {stderr}",
-        path.display()
+        "ffprobe {input}: {stderr}"
     );
     String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut v = l.trim_end_matches(',').split(',').map(|x| {
+                x.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("{input}: {l:?}"))
+            });
+            (v.next().expect("pts"), v.next().expect("duration"))
+        })
+        .collect()
+}
+
+/// `ffprobe` of a file: (its video from the first packet's decode time to the end of the
+/// last, ffprobe's `start_time` of the file). Any stderr output fails. (ffprobe's stream
+/// `duration` would not do: ffmpeg takes a fragmented track's duration to be its end on the
+/// media timeline, which for a file continuing its recording session counts from the
+/// session's start. Decode times, as the index's: presentation times of a file cut inside
+/// a GOP, after a crash, lack the B-frames that were still to come.)
+pub(crate) async fn video_duration(path: &Path) -> (f64, f64) {
+    let packets = video_packets(&path.display().to_string()).await;
+    assert!(!packets.is_empty(), "no video in {}", path.display());
+    let first = packets.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let end = packets
+        .iter()
+        .map(|p| p.0 + p.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let out = Command::new("ffprobe")
+        .args(["-hide_banner", "-v", "error"])
+        .args(["-show_entries", "format=start_time", "-of", "csv=p=0"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run ffprobe (is it installed?)");
+    let start = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
-        .unwrap_or_else(|_| panic!("no video duration for {}", path.display()))
+        .unwrap_or_else(|_| panic!("no start_time for {}", path.display()));
+    (end - first, start)
 }
 
 /// Decodes `input` (a file or URL) completely with `ffmpeg -v error -f null`; panics on
@@ -291,17 +332,24 @@ pub(crate) async fn decode_clean(input: &str) {
 }
 
 /// Checks a complete row against its file: the size matches, ffprobe reads it without a
-/// word and its video lasts the row's duration within a frame, and it decodes cleanly.
+/// word, starts at 0 and its video lasts the row's duration within a frame, and it decodes
+/// cleanly.
 pub(crate) async fn check_file(row: &Row) {
     let meta = std::fs::metadata(&row.path)
         .unwrap_or_else(|e| panic!("{} of row {}: {e}", row.path.display(), row.id));
     assert_eq!(meta.len(), row.size, "size of {}", row.path.display());
-    let d = video_duration(&row.path).await;
+    let (d, start) = video_duration(&row.path).await;
     assert!(
         (d - row.duration).abs() <= FRAME + 1e-6,
         "{}: ffprobe says {d}s, the index {}s",
         row.path.display(),
         row.duration
+    );
+    // Whatever its first decode time, a file alone starts at 0 (its edit list).
+    assert!(
+        start.abs() < 1e-3,
+        "{} starts at {start}s",
+        row.path.display()
     );
     decode_clean(&row.path.display().to_string()).await;
 }

@@ -30,7 +30,9 @@ pub struct IndexEntry {
     pub offset: u64,
     /// Bytes.
     pub size: u64,
-    /// Decode time of the first sample on the file's timeline (which starts at 0).
+    /// Decode time of the first sample on the recording session's timeline: 0 at the
+    /// session's first fragment and running on across its files (files recorded before
+    /// that start at 0 each).
     pub media_time: Duration,
     /// Duration.
     pub duration: Duration,

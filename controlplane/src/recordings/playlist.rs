@@ -4,10 +4,19 @@
 //! Pure: the caller hands over the files' indexes (from the store, never from the files)
 //! and a function naming each file's URI. Consecutive fragments of a file are merged into
 //! segments of about `target`, each starting on an independent fragment, so a 1-hour file
-//! of 200 ms fragments is a playlist of ~1800 lines rather than 18000. Every file starts
-//! with `EXT-X-MAP` (its own init segment); a file after another, and a break inside a
-//! file, get `EXT-X-DISCONTINUITY` (each file's media time starts at 0). Every segment
+//! of 200 ms fragments is a playlist of ~1800 lines rather than 18000. Every segment
 //! carries `EXT-X-PROGRAM-DATE-TIME` so players and the dashboard map it to wall time.
+//!
+//! Files of one recording session continue one another's decode times (the index's media
+//! times run on across them): a file that starts where the previous one ended follows it
+//! with no tag at all, on the previous `EXT-X-MAP`. `EXT-X-MAP` names the live init segment
+//! the recorder keeps in a `free` box after each file's own init segment (the same bytes in
+//! every file of a session, and no edit list: see `record::mp4` in the data plane), so it is
+//! given once per session. Where the timeline really breaks (a new session, a hole, dropped
+//! fragments, a break inside a file) comes `EXT-X-DISCONTINUITY`, and a new `EXT-X-MAP` when
+//! the file changes. Files recorded before decode times ran across files (no `free` box:
+//! their first fragment follows the init segment, and their media times start at 0) get
+//! their own init segment as `EXT-X-MAP` and a discontinuity each.
 
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,8 +30,27 @@ pub struct VodFile<'a> {
     pub id: &'a str,
     /// Init segment bytes at the start of the file.
     pub init_size: u64,
-    /// Its fragments, in file order.
+    /// Its fragments, in file order: all of them, the file's first included.
     pub entries: &'a [IndexEntry],
+}
+
+/// Size of a box header (the `free` box around the live init).
+const BOX_HEADER: u64 = 8;
+/// Media times of consecutive fragments are kept in whole microseconds, each rounded down:
+/// within this, one continues the other.
+const MEDIA_SLACK: Duration = Duration::from_millis(1);
+
+impl VodFile<'_> {
+    /// The init segment players get, as (offset, length): the live init in the `free` box
+    /// between the file's own init segment and its first fragment, or (older files) the
+    /// file's own init segment.
+    fn map(&self) -> (u64, u64) {
+        let inner = self.init_size + BOX_HEADER;
+        match self.entries.first() {
+            Some(e) if e.offset > inner => (inner, e.offset - inner),
+            _ => (0, self.init_size),
+        }
+    }
 }
 
 /// A built playlist.
@@ -46,8 +74,8 @@ struct Segment {
     wall: SystemTime,
     /// `EXT-X-DISCONTINUITY` before it.
     discontinuity: bool,
-    /// `EXT-X-MAP` before it.
-    map: bool,
+    /// `EXT-X-MAP` (offset, length in the segment's file) before it.
+    map: Option<(u64, u64)>,
 }
 
 /// The fragments of `entries` overlapping `[from, to)`, widened back to an independent
@@ -89,11 +117,27 @@ pub fn build(
 ) -> Option<Vod> {
     let mut segments: Vec<Segment> = Vec::new();
     let mut used_files = 0;
+    // The previous file used: its init in the playlist and its last fragment's media end.
+    let mut previous: Option<((u64, u64), Duration)> = None;
     for (fi, f) in files.iter().enumerate() {
         let Some((start, last)) = select(f.entries, from, to) else {
             continue;
         };
         used_files += 1;
+        let map = f.map();
+        let first = &f.entries[start];
+        // The same session going on: the same kind of init (a live init, same length),
+        // decoding on from where the previous file stopped.
+        let same_session = previous.is_some_and(|(prev_map, media_end)| {
+            prev_map.0 > 0
+                && map.0 > 0
+                && prev_map.1 == map.1
+                && first.independent
+                && !first.discontinuity
+                && first.media_time.abs_diff(media_end) <= MEDIA_SLACK
+        });
+        let last_entry = &f.entries[last];
+        previous = Some((map, last_entry.media_time + last_entry.duration));
         let mut file_start = true;
         let mut end = 0u64;
         for e in &f.entries[start..=last] {
@@ -111,9 +155,9 @@ pub fn build(
                     size: e.size,
                     duration: e.duration,
                     wall: e.wall_time,
-                    discontinuity: (file_start && !segments.is_empty())
+                    discontinuity: (file_start && !segments.is_empty() && !same_session)
                         || (!file_start && (e.discontinuity || e.offset != end)),
-                    map: file_start,
+                    map: (file_start && !same_session).then_some(map),
                 });
             }
             end = e.offset + e.size;
@@ -143,12 +187,8 @@ pub fn build(
         if s.discontinuity {
             text.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        if s.map {
-            let _ = writeln!(
-                text,
-                "#EXT-X-MAP:URI=\"{u}\",BYTERANGE=\"{}@0\"",
-                f.init_size
-            );
+        if let Some((offset, len)) = s.map {
+            let _ = writeln!(text, "#EXT-X-MAP:URI=\"{u}\",BYTERANGE=\"{len}@{offset}\"");
         }
         let _ = write!(
             text,
@@ -256,6 +296,106 @@ mod tests {
         // The discontinuity comes right before b's map.
         let d = l.iter().position(|x| *x == "#EXT-X-DISCONTINUITY").unwrap();
         assert!(l[d + 1].starts_with("#EXT-X-MAP:URI=\"b.mp4"));
+    }
+
+    /// A file as the recorder writes it since decode times run across files: a 700-byte
+    /// init, the 600-byte live init in a `free` box, then `n` fragments whose media times
+    /// start at `media_ms` on the session's timeline.
+    fn session_file(n: usize, wall_ms: u64, media_ms: u64) -> Vec<IndexEntry> {
+        let mut e = file(n, wall_ms);
+        for x in &mut e {
+            x.offset += 608;
+            x.media_time += Duration::from_millis(media_ms);
+        }
+        e
+    }
+
+    #[test]
+    fn a_session_across_files_plays_on_one_map_without_discontinuity() {
+        let a = session_file(50, T0, 0);
+        let b = session_file(50, T0 + 10_000, 10_000);
+        let c = session_file(50, T0 + 20_000, 20_000);
+        // A new session after a 5 s hole: its timeline starts at 0 again.
+        let d = session_file(50, T0 + 35_000, 0);
+        let vf = |id, entries| VodFile {
+            id,
+            init_size: 700,
+            entries,
+        };
+        let files = [vf("a", &a[..]), vf("b", &b), vf("c", &c), vf("d", &d)];
+        let v = build(
+            &files,
+            at(T0 + 5_000),
+            at(T0 + 40_000),
+            Duration::from_secs(2),
+            &|id| format!("{id}.mp4"),
+        )
+        .unwrap();
+        let l = lines(&v);
+        let maps: Vec<_> = l.iter().filter(|x| x.starts_with("#EXT-X-MAP")).collect();
+        assert_eq!(
+            maps,
+            [
+                &"#EXT-X-MAP:URI=\"a.mp4\",BYTERANGE=\"600@708\"",
+                &"#EXT-X-MAP:URI=\"d.mp4\",BYTERANGE=\"600@708\""
+            ],
+            "{}",
+            v.text
+        );
+        // Only the new session breaks the timeline.
+        let d_first = l.iter().position(|x| *x == "d.mp4").unwrap();
+        let breaks: Vec<_> = l
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| **x == "#EXT-X-DISCONTINUITY")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(breaks.len(), 1, "{}", v.text);
+        assert!(l[breaks[0] + 1].starts_with("#EXT-X-MAP:URI=\"d.mp4"));
+        assert!(breaks[0] < d_first);
+        // b and c follow on a's map: their first segments come with no tag but the date.
+        for id in ["b", "c"] {
+            let i = l.iter().position(|x| *x == format!("{id}.mp4")).unwrap();
+            assert_eq!(l[i - 1], "#EXT-X-BYTERANGE:10000@1308");
+            assert!(l[i - 3].starts_with("#EXT-X-PROGRAM-DATE-TIME"));
+            assert!(l[i - 4].ends_with(".mp4"), "{}", l[i - 4]);
+        }
+        assert_eq!(v.duration, Duration::from_secs(31));
+
+        // A hole in the media (fragments dropped at the cut) breaks the timeline too.
+        let mut late = session_file(50, T0 + 10_400, 10_400);
+        late[0].independent = true;
+        let files = [vf("a", &a[..]), vf("b", &late)];
+        let v = build(
+            &files,
+            at(0),
+            at(u64::MAX / 4),
+            Duration::from_secs(2),
+            &|id| id.into(),
+        )
+        .unwrap();
+        assert_eq!(v.text.matches("#EXT-X-DISCONTINUITY").count(), 1);
+        assert_eq!(v.text.matches("#EXT-X-MAP").count(), 2);
+        // An older file (no live init copy) next to a new one: its own init, and a break.
+        let old = file(50, T0 - 10_000);
+        let files = [vf("old", &old[..]), vf("a", &a)];
+        let v = build(
+            &files,
+            at(0),
+            at(u64::MAX / 4),
+            Duration::from_secs(2),
+            &|id| id.into(),
+        )
+        .unwrap();
+        assert!(
+            v.text
+                .contains("#EXT-X-MAP:URI=\"old\",BYTERANGE=\"700@0\"")
+        );
+        assert!(
+            v.text
+                .contains("#EXT-X-MAP:URI=\"a\",BYTERANGE=\"600@708\"")
+        );
+        assert_eq!(v.text.matches("#EXT-X-DISCONTINUITY").count(), 1);
     }
 
     #[test]

@@ -18,14 +18,19 @@ use crate::auth::CameraId;
 ///
 /// A fragment is a `prft` (32 bytes: wall-clock date) + `moof` + `mdat`; the range
 /// `offset..offset + size` is self-contained and decodes after the file's init segment
-/// (`0..init_size`).
+/// (`0..init_size`) or after the live init segment that follows it in a `free` box
+/// (`init_size + 8..` the first fragment's offset; what a VOD playlist's `EXT-X-MAP` names).
+/// The bytes between a file's first and last fragment are all fragments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
     /// Byte offset of the fragment in the file.
     pub offset: u64,
     /// Its length in bytes.
     pub size: u64,
-    /// Decode time of its first sample on the file's timeline, which starts at 0.
+    /// Decode time of its first sample (the reference track's `tfdt`) on its recording
+    /// session's timeline: 0 at the session's first fragment, running on across the files
+    /// of the session, so a file's first entry holds where it starts (0 for the first file
+    /// of a session). A file's own presentation starts at 0 (its edit list).
     pub media_time: Duration,
     /// Its duration.
     pub duration: Duration,
@@ -72,7 +77,7 @@ pub struct FileProgress {
     pub camera: CameraId,
     /// The file.
     pub path: PathBuf,
-    /// Media duration so far (end of the last synced fragment).
+    /// Media duration so far (first fragment to the end of the last synced one).
     pub duration: Duration,
     /// Bytes synced so far.
     pub size: u64,
@@ -113,7 +118,7 @@ pub struct FileClosed {
     pub start: SystemTime,
     /// Wall-clock end of the last fragment.
     pub end_time: SystemTime,
-    /// Media duration (end of the last fragment on the file's timeline).
+    /// Media duration (from the first fragment's decode time to the end of the last).
     pub duration: Duration,
     /// Final size in bytes (including the closing `mfra`).
     pub size: u64,
@@ -224,11 +229,11 @@ pub struct FileIndex {
     pub start: SystemTime,
     /// Wall-clock end of the last fragment (`start` without fragments).
     pub end_time: SystemTime,
-    /// Media duration: end of the last fragment on the file's timeline.
+    /// Media duration: from the first fragment's decode time to the end of the last.
     pub duration: Duration,
     /// Size in bytes.
     pub size: u64,
-    /// Init segment bytes.
+    /// Bytes of the file's own init segment (`ftyp` + `moov`).
     pub init_size: u64,
     /// It ends with the `mfra` written when a file is closed.
     pub closed: bool,

@@ -14,9 +14,11 @@
 //! part, counted; the writer thread reports it and skips to the next keyframe.
 //!
 //! Layout: `{dir}/{camera}/{YYYY-MM-DD}/{camera}-{YYYYMMDDTHHMMSS.mmmZ}.mp4` (UTC start of
-//! the first sample). A file is the live init segment (plus an edit list), then per part
-//! `prft` + `moof` + `mdat` with decode times rebased so the file starts at 0, then an
-//! `mfra` when closed. See `writer` for when files are cut and `repair` for crash recovery.
+//! the first sample). A file is the live init segment plus an edit list (so the file alone
+//! presents from 0), the live init as it is in a `free` box (for VOD playlists), then per
+//! part `prft` + `moof` + `mdat` with decode times on the recording session's timeline
+//! (0 at the session's start, continued across the files of one session), then an `mfra`
+//! when closed. See `writer` for when files are cut and `repair` for crash recovery.
 //!
 //! Durability: a part is on its way to disk once its `writev` completes; after `kill -9`
 //! every such part survives (the page cache belongs to the kernel) and what is lost is the

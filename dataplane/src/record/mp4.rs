@@ -2,10 +2,20 @@
 //! that dates each fragment, the closing `mfra`, and reading all of it back for repair.
 //!
 //! The live fragments (`moof` + `mdat`, see `fmp4::fragment`) carry decode times on the live
-//! timeline, which starts near 10 s and runs across reconnects. A file must start at 0, so
-//! the recorder copies each fragment's small header (`moof` + the 8-byte `mdat` header, a few
-//! hundred bytes), patches every `tfdt` and the `mfhd` sequence number in the copy, and puts a
-//! `prft` in front; the payload slices are written as they are.
+//! timeline, which starts near 10 s and runs across reconnects. A recording session starts
+//! at 0 and its files continue one another's decode times, so the recorder copies each
+//! fragment's small header (`moof` + the 8-byte `mdat` header, a few hundred bytes), patches
+//! every `tfdt` and the `mfhd` sequence number in the copy, and puts a `prft` in front; the
+//! payload slices are written as they are.
+//!
+//! A file opens with its own init segment, whose edit list makes a file played alone start
+//! at 0 whatever its first decode time ([`file_init`]), then a `free` box holding the live
+//! init segment as it is (no edit list, the same bytes for every file of a session): the
+//! `EXT-X-MAP` of VOD playlists ([`stream_init_box`]). Players that append init segments to
+//! Media Source Extensions need that copy: Chromium applies an init segment's edit list to
+//! the samples after it, while hls.js maps samples to the playlist's timeline from their
+//! `tfdt` alone, so a file's own init would move every file after a session's first back by
+//! its start.
 //!
 //! Spec: ISO/IEC 14496-12 §4.2 (box header), §8.8.4 `mfhd`, §8.8.6 `traf`, §8.8.7 `tfhd`,
 //! §8.8.9–11 `mfra`/`tfra`/`mfro`, §8.8.12 `tfdt`, §8.16.5 `prft`.
@@ -358,12 +368,26 @@ pub(crate) fn moov_tracks(data: &[u8]) -> Result<Vec<TrackInfo>, Mp4Error> {
         .collect())
 }
 
+/// The header of the `free` box that follows a file's init segment and holds the live init
+/// segment (`init_len` bytes) as it is. A player reading the file skips it; a VOD playlist
+/// points its `EXT-X-MAP` at the bytes inside.
+pub(crate) fn stream_init_box(init_len: usize) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    // Init segments are a few hundred bytes: far from the 32-bit size limit.
+    let size = u32::try_from(HEADER + init_len).unwrap_or(u32::MAX);
+    h[..4].copy_from_slice(&size.to_be_bytes());
+    h[4..].copy_from_slice(b"free");
+    h
+}
+
 /// A file's own copy of the live init segment with an edit list (`edts`/`elst`) per track,
 /// so the file's presentation starts at 0: the earliest first presentation time among the
 /// tracks of the file's first fragment (`header`, rebased with `rebase`) becomes time 0 for
-/// every track, which keeps them in sync. Without it a player starts at the B-frame delay
-/// or the audio's lead-in (tens of milliseconds). One entry, `segment_duration` 0: the edit
-/// lasts to the end of the (fragmented) file.
+/// every track, which keeps them in sync. The first decode time of a file that continues
+/// its session is its start on the session's timeline (seconds to hours); the first file's
+/// is 0, and the edit then only removes the B-frame delay or the audio's lead-in (tens of
+/// milliseconds). One entry, `segment_duration` 0: the edit lasts to the end of the
+/// (fragmented) file.
 ///
 /// # Errors
 /// [`Mp4Error`] when the init or the header does not decode.

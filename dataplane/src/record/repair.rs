@@ -3,7 +3,9 @@
 //!
 //! A file the recorder closed ends with an `mfra` box whose `mfro` points back at it; that
 //! tail is checked first and such files are left alone (a few bytes read per file). Any
-//! other file is walked box by box: `ftyp`, `moov`, then `[prft] moof mdat` fragments. The
+//! other file is walked box by box: `ftyp`, `moov`, the `free` box with the live init (if
+//! any), then `[prft] moof mdat` fragments. The first fragment's decode time need not be 0
+//! (a file continuing its recording session's timeline); durations count from it. The
 //! walk stops at the first thing that is not a whole, consistent fragment (a header cut off,
 //! a `moof` that does not decode, an `mdat` shorter than its `trun`s say, zeros from a
 //! power loss, see `torn_by_zeros`); the file is truncated there, an `mfra` appended and
@@ -137,15 +139,24 @@ fn scan(f: &File, path: &Path, start: SystemTime) -> Result<Scan, RepairError> {
         .copied()
         .ok_or_else(|| no_init("no tracks"))?;
     let init_size = moov_at + moov.size;
+    // The live init segment in a `free` box (files since decode times run across files);
+    // older files go straight on with their first fragment.
+    let init_end = match header_at(f, path, init_size, len)? {
+        Some(h) if &h.kind == b"free" && init_size + h.size <= len => init_size + h.size,
+        Some(h) if &h.kind == b"free" => return Err(no_init("free box cut off")),
+        _ => init_size,
+    };
     let mut scan = Scan {
         init_size,
         entries: Vec::new(),
         keys: Vec::new(),
         reference,
-        good_end: init_size,
+        good_end: init_end,
         closed: false,
     };
-    let mut at = init_size;
+    let mut at = init_end;
+    // The first fragment's decode time: where the file starts on its session's timeline.
+    let mut origin = None;
     let mut prev: Option<(u64, SystemTime)> = None; // (media end in ticks, wall end)
     while let Some(mut h) = header_at(f, path, at, len)? {
         let frag_start = at;
@@ -195,7 +206,8 @@ fn scan(f: &File, path: &Path, start: SystemTime) -> Result<Scan, RepairError> {
         }
         let media_time = to_duration(facts.time, reference.timescale);
         let duration = to_duration(facts.duration, reference.timescale);
-        let wall = wall.unwrap_or(start + media_time);
+        let origin = *origin.get_or_insert(media_time);
+        let wall = wall.unwrap_or(start + media_time.saturating_sub(origin));
         let discontinuity = prev.is_some_and(|(media_end, wall_end)| {
             facts.time > media_end
                 || wall
@@ -237,12 +249,16 @@ fn torn_by_zeros(f: &File, path: &Path, end: u64, len: u64) -> Result<bool, Repa
 
 fn index(camera: CameraId, path: &Path, start: SystemTime, scan: &Scan, size: u64) -> FileIndex {
     let last = scan.entries.last();
+    let origin = scan
+        .entries
+        .first()
+        .map_or(Duration::ZERO, |e| e.media_time);
     FileIndex {
         camera,
         path: path.to_owned(),
         start,
         end_time: last.map_or(start, IndexEntry::wall_end),
-        duration: last.map_or(Duration::ZERO, IndexEntry::media_end),
+        duration: last.map_or(Duration::ZERO, |e| e.media_end().saturating_sub(origin)),
         size,
         init_size: scan.init_size,
         closed: scan.closed,

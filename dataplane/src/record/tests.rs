@@ -143,9 +143,10 @@ fn file_logs(events: &[RecordingEvent]) -> Vec<FileLog> {
                 let i = find(&mut logs, &p.path);
                 assert!(logs[i].closed.is_none(), "progress after close");
                 logs[i].entries.extend(p.entries.iter().cloned());
+                let first = logs[i].entries[0].media_time;
                 let last = logs[i].entries.last().unwrap();
                 assert_eq!(p.size, last.offset + last.size);
-                assert_eq!(p.duration, last.media_end());
+                assert_eq!(p.duration, last.media_end() - first);
                 assert_eq!(p.end_time, last.wall_end());
             }
             RecordingEvent::Closed(c) => {
@@ -159,9 +160,66 @@ fn file_logs(events: &[RecordingEvent]) -> Vec<FileLog> {
     logs
 }
 
+/// What a file's start says about its timelines: per track (`track_ID`), the edit list's
+/// media time, the first fragment's `tfdt` and its first sample's presentation time, and
+/// the timescale; and whether the live init in the `free` box has no edit list.
+struct FileStart {
+    tracks: Vec<(u32, u64, u64, u64, u32)>,
+    stream_init_plain: bool,
+}
+
+/// Reads the init segments and the first fragment of a recording file.
+fn file_start(data: &[u8], init_size: u64, first: u64) -> FileStart {
+    use mp4_atom::{Decode, Ftyp, Moof, Moov};
+    let mut b = data;
+    Ftyp::decode(&mut b).unwrap();
+    let own = Moov::decode(&mut b).unwrap();
+    assert_eq!(
+        data.len() - b.len(),
+        init_size as usize,
+        "init segment size"
+    );
+    let free = mp4::read_header(b).unwrap().unwrap();
+    assert_eq!(
+        &free.kind, b"free",
+        "the live init follows the init segment"
+    );
+    assert_eq!(init_size + free.size, first, "then the first fragment");
+    let mut live = &b[8..free.size as usize];
+    Ftyp::decode(&mut live).unwrap();
+    let live_moov = Moov::decode(&mut live).unwrap();
+    let mut frag = &data[first as usize + mp4::PRFT_LEN..];
+    let moof = Moof::decode(&mut frag).unwrap();
+    let tracks = own
+        .trak
+        .iter()
+        .map(|t| {
+            let id = t.tkhd.track_id;
+            let elst = t.edts.as_ref().and_then(|e| e.elst.as_ref()).expect("elst");
+            assert_eq!(elst.entries.len(), 1);
+            let traf = moof.traf.iter().find(|x| x.tfhd.track_id == id).unwrap();
+            let tfdt = traf.tfdt.as_ref().unwrap().base_media_decode_time;
+            let cts = traf.trun[0].samples.get(0).and_then(|x| x.cts).unwrap_or(0);
+            let pts = (tfdt as i64 + cts) as u64;
+            (
+                id,
+                elst.entries[0].media_time.expect("not an empty edit"),
+                tfdt,
+                pts,
+                t.mdia.mdhd.timescale,
+            )
+        })
+        .collect();
+    FileStart {
+        tracks,
+        stream_init_plain: live_moov.trak.iter().all(|t| t.edts.is_none()),
+    }
+}
+
 /// The checks every closed file must pass: contiguous index ending at the `mfra`, the same
-/// index read back from the file, media time from 0, ffprobe and ffmpeg without errors and
-/// ffprobe's duration within a frame of the index.
+/// index read back from the file, an edit list that starts the file at its first sample
+/// whatever its first decode time, the live init after the init segment, ffprobe and
+/// ffmpeg without errors and ffprobe's duration within a frame of the index.
 fn check_file(log: &FileLog) {
     let closed = log.closed.as_ref().expect("file closed");
     let path = &log.opened.path;
@@ -169,9 +227,35 @@ fn check_file(log: &FileLog) {
     assert_eq!(len, closed.size, "{}", path.display());
     let e = &log.entries;
     assert!(!e.is_empty());
-    assert_eq!(e[0].offset, log.opened.init_size);
-    assert_eq!(e[0].media_time, Duration::ZERO);
     assert!(e[0].independent, "a file starts on a keyframe");
+    let start = file_start(
+        &std::fs::read(path).unwrap(),
+        log.opened.init_size,
+        e[0].offset,
+    );
+    assert!(start.stream_init_plain, "the live init has no edit list");
+    // The first decode time is where the file starts on its session's timeline...
+    let (_, _, video_tfdt, _, _) = start.tracks[0];
+    assert_eq!(
+        e[0].media_time,
+        Duration::from_nanos(video_tfdt * 1_000_000_000 / 90_000),
+        "{}",
+        path.display()
+    );
+    // ...and the edit list starts every track at the earliest first sample.
+    let earliest = start
+        .tracks
+        .iter()
+        .map(|&(_, _, _, pts, ts)| pts as f64 / f64::from(ts))
+        .fold(f64::INFINITY, f64::min);
+    for &(id, media_time, _, _, ts) in &start.tracks {
+        let at = media_time as f64 / f64::from(ts);
+        assert!(
+            (at - earliest).abs() <= 1.0 / f64::from(ts),
+            "track {id}: edit at {at} s, first sample at {earliest} s ({})",
+            path.display()
+        );
+    }
     assert_eq!(e[0].wall_time, log.opened.start);
     for w in e.windows(2) {
         assert_eq!(w[1].offset, w[0].offset + w[0].size, "contiguous bytes");
@@ -183,7 +267,7 @@ fn check_file(log: &FileLog) {
         }
     }
     let last = e.last().unwrap();
-    assert_eq!(closed.duration, last.media_end());
+    assert_eq!(closed.duration, last.media_end() - e[0].media_time);
     assert_eq!(closed.end_time, last.wall_end());
     // The mfra closes the file right after the last fragment.
     let data = std::fs::read(path).unwrap();
@@ -204,6 +288,7 @@ fn check_file(log: &FileLog) {
     assert_eq!(idx.init_size, log.opened.init_size);
     assert_eq!(idx.start, log.opened.start);
     assert_eq!(idx.entries, *e);
+    assert_eq!(idx.duration, closed.duration);
     // Real peers.
     let (streams, format) = probe(path);
     assert_eq!(streams.len(), 2, "{streams:?}");
@@ -214,14 +299,49 @@ fn check_file(log: &FileLog) {
     let duration: f64 = video["duration"].parse().unwrap();
     let start: f64 = format["start_time"].parse().unwrap();
     let index = closed.duration.as_secs_f64();
+    // ffmpeg takes a fragmented track's duration to be its end on the media timeline: for a
+    // file that continues its session, the session's time at the file's end.
+    let media_end = last.media_end().as_secs_f64();
     assert!(
-        (duration - index).abs() <= FRAME,
-        "ffprobe duration {duration} vs index {index} ({})",
+        (duration - media_end).abs() <= FRAME,
+        "ffprobe duration {duration} vs media end {media_end} ({})",
         path.display()
     );
-    // The edit list puts the earliest sample at 0.
+    // What plays lasts what the index says...
+    let span = video_span(path);
+    assert!(
+        (span - index).abs() <= FRAME,
+        "video from first to last frame {span} vs index {index} ({})",
+        path.display()
+    );
+    // ...and the edit list puts the earliest sample at 0.
     assert!(start.abs() < 1e-3, "start {start} ({})", path.display());
     decode_clean(path);
+}
+
+/// Seconds from the first video packet's decode time to the end of the last, by ffprobe
+/// (decode times, as the index's: a file cut inside a GOP lacks B-frames still to come).
+fn video_span(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=dts_time,duration_time"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut first, mut end) = (f64::INFINITY, f64::NEG_INFINITY);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut v = line.split(',').map(|x| x.parse::<f64>().expect("a number"));
+        let (dts, dur) = (v.next().unwrap(), v.next().unwrap());
+        first = first.min(dts);
+        end = end.max(dts + dur);
+    }
+    end - first
 }
 
 fn count<F: Fn(&RecordingEvent) -> bool>(events: &[RecordingEvent], f: F) -> usize {
@@ -303,7 +423,14 @@ fn record_sessions(backend: Backend, name: &str) {
             chunk_cuts += 1;
             let span = b.opened.start.duration_since(a.opened.start).unwrap();
             assert!(span >= Duration::from_secs(4) && span < Duration::from_secs(6));
+            // The session goes on: decode times continue into the next file.
+            assert_eq!(
+                b.entries[0].media_time,
+                a.entries.last().unwrap().media_end()
+            );
         } else {
+            // A hole between files starts a new session.
+            assert_eq!(b.entries[0].media_time, Duration::ZERO);
             assert!(
                 gaps.iter().any(|g| g.from == prev_end && g.to == next),
                 "a hole between files without a gap event: {prev_end:?} -> {next:?}, gaps {gaps:?}, drops {:?}",
@@ -408,6 +535,67 @@ fn alerts(events: &[RecordingEvent], kind: AlertKind) -> usize {
     )
 }
 
+/// Records one session of the clip cut into 2 s files; returns their logs.
+fn session_files(name: &str) -> (TempDir, Vec<FileLog>) {
+    let dir = TempDir::new(name);
+    let mut c = config(&dir.0);
+    c.backend = Backend::Std;
+    c.chunk = Duration::from_secs(2);
+    let rig = start(c);
+    rig.rec.set_recording("cam", true);
+    let tap = rig.rec.tap(&CameraId::from("cam"));
+    for f in clip_fragments(t0()) {
+        tap.submit_waiting(f);
+    }
+    let events = rig.finish();
+    let logs = file_logs(&events);
+    assert!(logs.len() >= 3, "{} files", logs.len());
+    (dir, logs)
+}
+
+/// Decode times run on across the files of one session, while each file alone presents
+/// from 0: its edit list names its first decode time (what `check_file` reads back from
+/// the `elst` and the first `tfdt`), and ffprobe starts it at 0.
+#[test]
+fn decode_times_run_across_the_files_of_a_session() {
+    let (_dir, logs) = session_files("rec-session");
+    let mut previous_end = Duration::ZERO;
+    for (i, log) in logs.iter().enumerate() {
+        check_file(log);
+        let first = &log.entries[0];
+        assert_eq!(
+            first.media_time, previous_end,
+            "file {i} continues the last"
+        );
+        let start = file_start(
+            &std::fs::read(&log.opened.path).unwrap(),
+            log.opened.init_size,
+            first.offset,
+        );
+        let (_, edit, tfdt, pts, _) = start.tracks[0];
+        // The edit starts the file at its first sample: later files by seconds.
+        assert!(
+            tfdt <= pts && edit <= pts && pts - edit < 9000,
+            "{edit} {tfdt} {pts}"
+        );
+        if i > 0 {
+            assert!(tfdt >= 2 * 90_000, "file {i} starts at {tfdt}");
+        }
+        previous_end = log.entries.last().unwrap().media_end();
+        // The live init in every file is the same bytes.
+        let data = std::fs::read(&log.opened.path).unwrap();
+        let first_data = std::fs::read(&logs[0].opened.path).unwrap();
+        let live = |d: &[u8], l: &FileLog| {
+            d[l.opened.init_size as usize + 8..l.entries[0].offset as usize].to_vec()
+        };
+        assert_eq!(live(&data, log), live(&first_data, &logs[0]));
+    }
+    assert!(
+        (previous_end.as_secs_f64() - 6.0).abs() < 0.5,
+        "{previous_end:?}"
+    );
+}
+
 /// Records one session of the clip into one closed file; returns its log.
 fn one_file(name: &str) -> (TempDir, FileLog) {
     let dir = TempDir::new(name);
@@ -432,11 +620,24 @@ fn one_file(name: &str) -> (TempDir, FileLog) {
 #[test]
 fn repair_cuts_a_torn_fragment_at_any_offset() {
     let (src, log) = one_file("rec-repair-src");
+    repair_any_cut(&src, &log, "rec-repair");
+}
+
+/// The same with a file that continues its session: its first decode time is seconds in.
+#[test]
+fn repair_cuts_a_torn_fragment_of_a_file_starting_late_in_its_session() {
+    let (src, mut logs) = session_files("rec-repair-late-src");
+    let log = logs.remove(1);
+    assert!(log.entries[0].media_time >= Duration::from_secs(2));
+    repair_any_cut(&src, &log, "rec-repair-late");
+}
+
+fn repair_any_cut(src: &TempDir, log: &FileLog, name: &str) {
     let data = std::fs::read(&log.opened.path).unwrap();
     let entries = &log.entries;
     let end = entries.last().unwrap().offset + entries.last().unwrap().size;
     let unclosed = &data[..end as usize];
-    let work = TempDir::new("rec-repair");
+    let work = TempDir::new(name);
     let root = work.0.canonicalize().unwrap();
     let rel = log
         .opened
@@ -446,7 +647,9 @@ fn repair_cuts_a_torn_fragment_at_any_offset() {
     let path = root.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
 
-    let mut cuts: Vec<u64> = vec![0, 7, log.opened.init_size - 1, log.opened.init_size, end];
+    let first = entries[0].offset;
+    let init = log.opened.init_size;
+    let mut cuts: Vec<u64> = vec![0, 7, init - 1, init, init + 8, first - 1, first, end];
     for e in entries.iter().take(4) {
         cuts.extend([
             e.offset + 1,
@@ -480,7 +683,10 @@ fn repair_cuts_a_torn_fragment_at_any_offset() {
         let kept_end = entries[whole - 1].offset + entries[whole - 1].size;
         assert_eq!(r.truncated, damaged - kept_end);
         assert!(r.file.closed);
-        assert_eq!(r.file.duration, entries[whole - 1].media_end());
+        assert_eq!(
+            r.file.duration,
+            entries[whole - 1].media_end() - entries[0].media_time
+        );
         assert_eq!(r.file.end_time, entries[whole - 1].wall_end());
         let idx = read_index(&path).unwrap();
         assert!(idx.closed);
@@ -491,14 +697,12 @@ fn repair_cuts_a_torn_fragment_at_any_offset() {
         if i % 6 == 0 || cut == end {
             let (streams, format) = probe(&path);
             assert!(!streams.is_empty());
-            let duration: f64 = streams
-                .iter()
-                .find(|s| s["codec_name"] == "h264")
-                .map(|s| s["duration"].parse().unwrap())
-                .unwrap();
+            let start: f64 = format["start_time"].parse().unwrap();
+            assert!(start.abs() < 1e-3, "starts at {start} ({format:?})");
+            let span = video_span(&path);
             assert!(
-                (duration - r.file.duration.as_secs_f64()).abs() <= FRAME,
-                "{duration} vs {:?} ({format:?})",
+                (span - r.file.duration.as_secs_f64()).abs() <= FRAME,
+                "{span} vs {:?} ({format:?})",
                 r.file.duration
             );
             decode_clean(&path);

@@ -163,7 +163,8 @@ impl Writer {
                 ItemKind::Fragment { entry, key, .. } => {
                     f.fragments += 1;
                     opened |= f.fragments == 1;
-                    f.last_end = Some((entry.media_end(), entry.wall_end()));
+                    let duration = entry.media_end().saturating_sub(f.origin);
+                    f.last_end = Some((duration, entry.wall_end()));
                     if let Some(k) = key {
                         f.keys.push(k);
                     }

@@ -16,6 +16,14 @@
 //!   file stays a valid prefix; fragments depending on a dropped one are dropped until the
 //!   next keyframe;
 //! - closing writes an `mfra` (the clean-close marker repair looks for) and syncs.
+//!
+//! Decode times (`tfdt`) run on across the files of one recording session: a file cut for
+//! its length ([`CloseReason::Chunk`]) hands its timeline to the next file when that one
+//! starts exactly where it ended (same init, no live discontinuity, no wall-clock gap, no
+//! dropped fragment in between). Anything else starts a new session at 0. Each file's edit
+//! list starts its own presentation at 0 (see `mp4::file_init`), and a copy of the live init
+//! (no edit list) follows the file's `moov` in a `free` box for HLS players (see
+//! `mp4::stream_init_box`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -109,10 +117,15 @@ struct OpenFile {
     path: PathBuf,
     id: FileId,
     init: Bytes,
+    /// Bytes of the file's own init segment (`ftyp` + `moov`).
     init_size: u64,
+    /// End of the init area: the init segment and the `free` box with the live init.
+    init_end: u64,
     start: SystemTime,
-    /// Live media time (90 kHz) of the file's first fragment.
+    /// Live media time (90 kHz) of the recording session's first fragment: decode time 0.
     base: i64,
+    /// The file's first decode time on its session's timeline.
+    origin: Duration,
     rebase: Rebase,
     reference_track: u32,
     /// Live media time after the last queued fragment.
@@ -162,6 +175,9 @@ struct Camera {
     dropping: Option<DropReason>,
     /// Wall-clock end of the last fragment queued (kept across files, for gaps).
     last_wall_end: Option<SystemTime>,
+    /// The session timeline the camera's next file may continue (set when a file is cut
+    /// for its length).
+    timeline: Option<Timeline>,
     last_fragment: Instant,
     pending_drop: PendingDrop,
     last_drop_report: Option<Instant>,
@@ -178,12 +194,42 @@ impl Camera {
             need_key: true,
             dropping: None,
             last_wall_end: None,
+            timeline: None,
             last_fragment: now,
             pending_drop: PendingDrop::default(),
             last_drop_report: None,
             dropped_total: 0,
             alerted: HashMap::new(),
         }
+    }
+}
+
+/// A recording session's timeline as a file cut for its length leaves it.
+struct Timeline {
+    /// Live media time (90 kHz) at decode time 0.
+    base: i64,
+    /// Rebase of both tracks (sequence unused).
+    rebase: Rebase,
+    /// The init segment of the session.
+    init: Bytes,
+    /// Live media time after the last fragment.
+    media_end: i64,
+    /// Wall-clock end of the last fragment.
+    wall_end: Option<SystemTime>,
+}
+
+impl Timeline {
+    /// Whether `frag` starts where the session left off, so its file continues it.
+    fn continued_by(&self, frag: &RecordedFragment) -> bool {
+        let wall_gap = self.wall_end.is_none_or(|end| {
+            frag.wall_start
+                .duration_since(end)
+                .is_ok_and(|d| d > GAP_TOLERANCE)
+        });
+        self.init == frag.init
+            && self.media_end == frag.media_start
+            && !frag.discontinuity
+            && !wall_gap
     }
 }
 
@@ -361,8 +407,17 @@ impl Writer {
             match reason {
                 None => return Ok(Some(key)),
                 Some(r) => {
+                    let timeline = (r == CloseReason::Chunk).then(|| Timeline {
+                        base: f.base,
+                        rebase: f.rebase,
+                        init: f.init.clone(),
+                        media_end: f.media_end,
+                        wall_end: self.cameras[camera].last_wall_end,
+                    });
                     self.close(key, r);
-                    self.cameras.get_mut(camera).expect("known").file = None;
+                    let cam = self.cameras.get_mut(camera).expect("known");
+                    cam.file = None;
+                    cam.timeline = timeline;
                 }
             }
         }
@@ -433,17 +488,31 @@ impl Writer {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot sync a recordings folder");
             }
         }
-        let base = frag.media_start.max(0);
-        let audio = frag.audio_rate.map_or(0, |r| {
-            (base as u128 * u128::from(r) / TICKS_PER_SECOND as u128) as u64
-        });
+        // Continue the session of the file just cut for its length, or start one at 0.
+        let cam = self.cameras.get_mut(camera).expect("known");
+        let (base, rebase) = match cam.timeline.take().filter(|t| t.continued_by(frag)) {
+            Some(t) => (
+                t.base,
+                Rebase {
+                    sequence: 0,
+                    ..t.rebase
+                },
+            ),
+            None => {
+                let base = frag.media_start.max(0);
+                let audio = frag.audio_rate.map_or(0, |r| {
+                    (base as u128 * u128::from(r) / TICKS_PER_SECOND as u128) as u64
+                });
+                let rebase = Rebase {
+                    video: base as u64,
+                    audio,
+                    sequence: 0,
+                };
+                (base, rebase)
+            }
+        };
         let key = self.next_file;
         self.next_file += 1;
-        let rebase = Rebase {
-            video: base as u64,
-            audio,
-            sequence: 0,
-        };
         let header = frag.data.slices().first().map_or(&[][..], |b| &b[..]);
         let written_init = match mp4::file_init(&frag.init, header, rebase) {
             Ok(i) => Bytes::from(i),
@@ -454,18 +523,22 @@ impl Writer {
             }
         };
         let init_size = written_init.len() as u64;
+        let stream_init = mp4::stream_init_box(frag.init.len());
+        let init_end = init_size + (stream_init.len() + frag.init.len()) as u64;
         let mut file = OpenFile {
             camera: camera.clone(),
             path,
             id,
             init: frag.init.clone(),
             init_size,
+            init_end,
             start,
             base,
+            origin: ticks(frag.media_start - base),
             rebase,
             reference_track: 0,
             media_end: base,
-            queued_end: init_size,
+            queued_end: init_end,
             written: 0,
             synced: 0,
             queue: VecDeque::new(),
@@ -482,8 +555,12 @@ impl Writer {
             next: None,
         };
         file.queue.push_back(Item {
-            bufs: vec![written_init],
-            len: init_size,
+            bufs: vec![
+                written_init,
+                Bytes::copy_from_slice(&stream_init),
+                frag.init.clone(),
+            ],
+            len: init_end,
             kind: ItemKind::Init,
         });
         let previous = self.cameras[camera]
@@ -544,9 +621,9 @@ impl Writer {
             duration: ticks(frag.duration),
             wall_time: frag.wall_start,
             independent: frag.independent,
-            // A file's first fragment starts a timeline: breaks between files show in their
-            // start and end times (and the gap event), not in the index.
-            discontinuity: f.queued_end > f.init_size
+            // Never on a file's first fragment: whether a file continues the one before
+            // shows in its first media time (and a hole in the gap event).
+            discontinuity: f.queued_end > f.init_end
                 && (frag.discontinuity || after_drop || gap.is_some()),
         };
         let key_point = frag

@@ -270,7 +270,7 @@ impl Writer {
         let ev = RecordingEvent::Progress(FileProgress {
             camera: f.camera.clone(),
             path: f.path.clone(),
-            duration: last.media_end(),
+            duration: last.media_end().saturating_sub(f.origin),
             size: last.offset + last.size,
             end_time: last.wall_end(),
             entries,
