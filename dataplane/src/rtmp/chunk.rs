@@ -180,6 +180,13 @@ impl ChunkReader {
                 let payload = input.split_to(len as usize).freeze();
                 return self.complete(cur.index, payload).map(Some);
             }
+            if len == 0 {
+                // An empty message is complete with its header, even when the header was the
+                // last byte read: waiting for more input would hold it back until the peer
+                // sends again (proptest `reassembles_interleaved_chunk_streams`).
+                self.current = None;
+                return self.complete(cur.index, Bytes::new()).map(Some);
+            }
             if input.is_empty() {
                 self.current = Some(cur);
                 return Ok(None);
