@@ -1,0 +1,268 @@
+//! The state machine on disk (openraft `RaftStateMachine`): a [`ClusterState`] in memory,
+//! persisted only as snapshots.
+//!
+//! `apply` does not write: after a restart openraft re-applies the log from the snapshot up to
+//! the persisted `committed` pointer (see [`crate::LogStore`]), which rebuilds the same state
+//! because apply is deterministic. A snapshot is the file `snapshot`: two records, the
+//! `SnapshotMeta` (last applied log id, membership, id) and the serialized state, replaced
+//! atomically ([`crate::durable`]) before openraft is told it exists, so the log it lets
+//! openraft purge is never needed again. Only a snapshot newer than the one on disk replaces
+//! it (a slow build must not overwrite a newer installed snapshot).
+
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogId, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+
+use crate::durable;
+use crate::log_store::invalid;
+use crate::state::{ClusterState, Response};
+use crate::{NodeId, TypeConfig};
+
+const SNAPSHOT: &str = "snapshot";
+
+/// What `apply` changes.
+#[derive(Debug, Default)]
+struct Applied {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    state: ClusterState,
+}
+
+/// A snapshot as kept in memory (the same bytes as on disk).
+#[derive(Debug, Clone)]
+struct Stored {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    applied: RwLock<Applied>,
+    snapshot: Mutex<Option<Stored>>,
+    builds: Mutex<u64>,
+}
+
+/// Read access to the applied cluster state, for the rest of the node (scheduler, API,
+/// fencing checks). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StateHandle {
+    shared: Arc<Shared>,
+}
+
+impl StateHandle {
+    /// Runs `f` on the applied state. Keep `f` short: `apply` waits for it.
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        f(&read_lock(&self.shared.applied).state)
+    }
+
+    /// The last log entry applied.
+    pub fn last_applied(&self) -> Option<LogId<NodeId>> {
+        read_lock(&self.shared.applied).last_applied
+    }
+}
+
+fn read_lock(l: &RwLock<Applied>) -> std::sync::RwLockReadGuard<'_, Applied> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_lock(l: &RwLock<Applied>) -> std::sync::RwLockWriteGuard<'_, Applied> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The state machine store. Create it with [`crate::open`].
+#[derive(Debug)]
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+}
+
+/// Builds snapshots of a [`StateMachineStore`] (openraft `RaftSnapshotBuilder`).
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine in `dir`: the snapshot, if any, becomes the applied state.
+    /// Blocking.
+    ///
+    /// # Errors
+    /// I/O errors, `InvalidData` if the snapshot file is damaged or does not decode.
+    pub(crate) fn open(dir: &Path) -> io::Result<Self> {
+        let mut applied = Applied::default();
+        let mut snapshot = None;
+        if let Some(parts) = durable::read(dir, SNAPSHOT, 2)? {
+            let meta: SnapshotMeta<NodeId, BasicNode> =
+                serde_json::from_slice(&parts[0]).map_err(invalid)?;
+            let state: ClusterState = serde_json::from_slice(&parts[1]).map_err(invalid)?;
+            applied = Applied {
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                state,
+            };
+            snapshot = Some(Stored {
+                meta,
+                data: parts[1].clone(),
+            });
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                dir: dir.to_owned(),
+                applied: RwLock::new(applied),
+                snapshot: Mutex::new(snapshot),
+                builds: Mutex::new(0),
+            }),
+        })
+    }
+
+    /// A handle for reading the applied state.
+    pub fn handle(&self) -> StateHandle {
+        StateHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Writes `s` as the snapshot file unless the one held is at least as new. Returns whether it
+/// was written. Blocking.
+fn persist(shared: &Shared, s: &Stored) -> io::Result<bool> {
+    let mut held = lock(&shared.snapshot);
+    if let Some(h) = held.as_ref() {
+        if h.meta.last_log_id > s.meta.last_log_id {
+            return Ok(false);
+        }
+    }
+    let meta = serde_json::to_vec(&s.meta).map_err(io::Error::other)?;
+    durable::replace(&shared.dir, SNAPSHOT, &[&meta, &s.data])?;
+    *held = Some(s.clone());
+    Ok(true)
+}
+
+async fn persist_blocking(shared: &Arc<Shared>, s: Stored) -> io::Result<bool> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || persist(&shared, &s))
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("snapshot task failed: {e}"))))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (meta, data) = {
+            let a = read_lock(&self.shared.applied);
+            let data =
+                serde_json::to_vec(&a.state).map_err(|e| StorageIOError::read_state_machine(&e))?;
+            let n = {
+                let mut b = lock(&self.shared.builds);
+                *b += 1;
+                *b
+            };
+            let id = match a.last_applied {
+                Some(l) => format!("{}-{}-{n}", l.leader_id, l.index),
+                None => format!("none-{n}"),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: a.last_applied,
+                last_membership: a.membership.clone(),
+                snapshot_id: id,
+            };
+            (meta, data)
+        };
+        let stored = Stored { meta, data };
+        persist_blocking(&self.shared, stored.clone())
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), &e))?;
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        let a = read_lock(&self.shared.applied);
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut a = write_lock(&self.shared.applied);
+        let mut out = Vec::new();
+        for e in entries {
+            let id = *e.get_log_id();
+            a.last_applied = Some(id);
+            out.push(match e.payload {
+                EntryPayload::Blank => Response::Done,
+                EntryPayload::Normal(cmd) => a.state.apply(cmd),
+                EntryPayload::Membership(m) => {
+                    a.membership = StoredMembership::new(Some(id), m);
+                    Response::Done
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let state: ClusterState = serde_json::from_slice(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let stored = Stored {
+            meta: meta.clone(),
+            data,
+        };
+        persist_blocking(&self.shared, stored)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let mut a = write_lock(&self.shared.applied);
+        *a = Applied {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            state,
+        };
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(lock(&self.shared.snapshot).clone().map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
