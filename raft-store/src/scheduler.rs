@@ -37,7 +37,8 @@ impl Candidate {
 
     /// Utilization in per mille: the fullest of streams, bitrate and CPU.
     fn score(&self) -> u64 {
-        let ratio = |used: u64, max: u64| if max == 0 { 0 } else { used * 1000 / max };
+        // A zero limit is no limit: that axis does not count.
+        let ratio = |used: u64, max: u64| used.saturating_mul(1000).checked_div(max).unwrap_or(0);
         ratio(u64::from(self.streams), u64::from(self.max_streams))
             .max(ratio(self.kbps, self.max_kbps))
             .max(u64::from(self.cpu_permille))

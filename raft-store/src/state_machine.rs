@@ -137,10 +137,11 @@ impl StateMachineStore {
 /// was written. Blocking.
 fn persist(shared: &Shared, s: &Stored) -> io::Result<bool> {
     let mut held = lock(&shared.snapshot);
-    if let Some(h) = held.as_ref() {
-        if h.meta.last_log_id > s.meta.last_log_id {
-            return Ok(false);
-        }
+    if held
+        .as_ref()
+        .is_some_and(|h| h.meta.last_log_id > s.meta.last_log_id)
+    {
+        return Ok(false);
     }
     let meta = serde_json::to_vec(&s.meta).map_err(io::Error::other)?;
     durable::replace(&shared.dir, SNAPSHOT, &[&meta, &s.data])?;

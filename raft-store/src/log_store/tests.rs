@@ -11,7 +11,7 @@ fn log_id(term: u64, index: u64) -> LogId<NodeId> {
 fn entry(index: u64) -> Entry<TypeConfig> {
     Entry {
         log_id: log_id(1, index),
-        payload: if index % 3 == 0 {
+        payload: if index.is_multiple_of(3) {
             EntryPayload::Blank
         } else {
             EntryPayload::Normal(Command::Tick { at_ms: index })
