@@ -131,6 +131,9 @@ impl LogStore {
             .create(true)
             .truncate(false)
             .open(&path)?;
+        // The file may have just been created: make its directory entry durable before any
+        // append is acknowledged (an fdatasync of the file alone does not cover it).
+        durable::sync_dir(dir)?;
         let bytes = fs::read(&path)?;
         let scan = record::scan(&bytes);
         let mut mem = Mem::default();
