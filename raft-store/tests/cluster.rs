@@ -127,13 +127,12 @@ fn config() -> Arc<Config> {
     // timeouts loose enough for a loaded 2-core machine.
     Arc::new(
         Config {
-            cluster_name: "test".into(),
             heartbeat_interval: 100,
             election_timeout_min: 500,
             election_timeout_max: 1_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(40),
             max_in_snapshot_log_to_keep: 10,
-            ..Default::default()
+            ..camstream_raft_store::config("test")
         }
         .validate()
         .expect("valid config"),
