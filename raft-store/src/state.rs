@@ -173,6 +173,18 @@ pub enum Command {
         /// Leader time.
         at_ms: u64,
     },
+    /// A new leader's first command. While there was no leader nobody could renew a lease,
+    /// and an election can outlast one; so every member whose lease still held at the last
+    /// applied time gets it extended to `at_ms + grace_ms` *before* leases are checked.
+    /// Extending a lease in the state is always safe: it only delays re-placement (a node that
+    /// really is gone keeps its cameras for `grace_ms` longer), it never makes two origins,
+    /// since nodes fence themselves on their own, shorter view of their lease.
+    Takeover {
+        /// Leader time.
+        at_ms: u64,
+        /// How long members have to renew under the new leader.
+        grace_ms: u64,
+    },
 }
 
 impl Command {
@@ -186,7 +198,8 @@ impl Command {
             | Command::Place { at_ms, .. }
             | Command::Claim { at_ms, .. }
             | Command::Unplace { at_ms, .. }
-            | Command::Tick { at_ms } => *at_ms,
+            | Command::Tick { at_ms }
+            | Command::Takeover { at_ms, .. } => *at_ms,
         }
     }
 }
@@ -304,6 +317,13 @@ impl ClusterState {
     /// ended by then (their cameras become unplaced with a new epoch), then performs the
     /// command. Deterministic: the result depends only on the state and the command.
     pub fn apply(&mut self, cmd: Command) -> Response {
+        if let Command::Takeover { at_ms, grace_ms } = cmd {
+            let until = self.clock_ms.max(at_ms).saturating_add(grace_ms);
+            let before = self.clock_ms;
+            for m in self.members.values_mut().filter(|m| m.is_live(before)) {
+                m.lease_until_ms = m.lease_until_ms.max(until);
+            }
+        }
         self.advance(cmd.at_ms());
         let now = self.clock_ms;
         match cmd {
@@ -423,7 +443,7 @@ impl ClusterState {
                 }
                 self.move_camera(camera, None)
             }
-            Command::Tick { .. } => Response::Done,
+            Command::Tick { .. } | Command::Takeover { .. } => Response::Done,
         }
     }
 

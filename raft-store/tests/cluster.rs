@@ -370,6 +370,16 @@ async fn three_nodes_survive_follower_and_leader_restarts_without_losing_writes(
     let t_kill = Instant::now();
     stop(leader_id, &router, &mut nodes).await?;
     let n = *count_rx.borrow();
+    let survivor = nodes.values().next().context("a survivor")?;
+    survivor
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.current_leader.is_some_and(|l| l != leader_id),
+            "a new leader",
+        )
+        .await?;
+    let election = t_kill.elapsed();
     wait_count(&mut count_rx, n + 1).await?;
     let failover = t_kill.elapsed();
     wait_count(&mut count_rx, n + 100).await?;
@@ -431,7 +441,7 @@ async fn three_nodes_survive_follower_and_leader_restarts_without_losing_writes(
     ensure!(compacted, "no node purged its log");
 
     eprintln!(
-        "{writes} acknowledged writes, leader failover {failover:?}, whole test {:?}",
+        "{writes} acknowledged writes; leader stopped -> new leader {election:?}, -> next acknowledged write {failover:?}; whole test {:?}",
         started.elapsed()
     );
     for id in 1..=4 {

@@ -242,6 +242,36 @@ fn the_clock_never_runs_backwards_and_leases_never_shrink() {
 }
 
 #[test]
+fn a_takeover_extends_live_leases_before_checking_them() {
+    let mut s = ClusterState::new();
+    join(&mut s, 1, 1_000); // lease until 3_000
+    join(&mut s, 2, 1_000);
+    place(&mut s, "a", 1, 0, 1_000);
+    // Node 2 lapsed while the old leader still ran.
+    s.apply(Command::Heartbeat {
+        node: 1,
+        at_ms: 2_900,
+        lease_ms: 2_000,
+        load: Load::default(),
+    });
+    s.apply(Command::Tick { at_ms: 3_100 });
+    assert!(!s.member(2).expect("member").is_live(3_100));
+    // The old leader dies; the election takes 3 s, longer than node 1's lease (until 4_900).
+    let r = s.apply(Command::Takeover {
+        at_ms: 6_100,
+        grace_ms: 2_000,
+    });
+    assert_eq!(r, Response::Done);
+    assert_eq!(s.placement("a").and_then(|p| p.node), Some(1), "kept");
+    assert_eq!(s.member(1).map(|m| m.lease_until_ms), Some(8_100));
+    // A node that had already lapsed is not revived.
+    assert!(!s.member(2).expect("member").is_live(6_100));
+    // Without a renewal the grace runs out like any lease.
+    s.apply(Command::Tick { at_ms: 8_100 });
+    assert_eq!(s.placement("a").and_then(|p| p.node), None);
+}
+
+#[test]
 fn draining_nodes_take_no_cameras_but_keep_theirs() {
     let mut s = ClusterState::new();
     join(&mut s, 1, 1_000);
@@ -350,7 +380,7 @@ fn apply_is_deterministic_and_the_state_round_trips_through_serde() {
         t += next(400);
         let node = 1 + next(4);
         let camera = format!("cam{}", next(30));
-        cmds.push(match next(6) {
+        cmds.push(match next(7) {
             0 => Command::Join {
                 info: info(node, 10),
                 at_ms: t,
@@ -381,6 +411,10 @@ fn apply_is_deterministic_and_the_state_round_trips_through_serde() {
                 node,
                 draining: next(4) == 0,
                 at_ms: t,
+            },
+            5 => Command::Takeover {
+                at_ms: t,
+                grace_ms: 2_000,
             },
             _ => Command::Tick { at_ms: t },
         });
