@@ -73,16 +73,19 @@ pub async fn open(dir: impl AsRef<Path>) -> io::Result<(LogStore, StateMachineSt
     .unwrap_or_else(|e| Err(io::Error::other(format!("open task failed: {e}"))))
 }
 
-/// The openraft configuration camstream uses, validated: heartbeats every 200 ms, elections
-/// after 800–1600 ms without one (well inside [`DEFAULT_LEASE_MS`], so a new leader can renew
-/// leases before they run out), a snapshot every 1000 entries, and 200 entries kept behind
+/// The openraft configuration camstream uses, validated: heartbeats every 150 ms, elections
+/// after 500–1000 ms without one, a snapshot every 1000 entries, and 200 entries kept behind
 /// it so a briefly lagging follower catches up from the log rather than a snapshot.
+///
+/// openraft 0.9 followers refuse votes for `election_timeout_max` after the last heartbeat
+/// (its leader lease), so a failover takes about 1–2 s; a new leader's first command should be
+/// [`Command::Takeover`] so leases that ran out meanwhile are not held against the nodes.
 pub fn config(cluster_name: &str) -> openraft::Config {
     openraft::Config {
         cluster_name: cluster_name.to_owned(),
-        heartbeat_interval: 200,
-        election_timeout_min: 800,
-        election_timeout_max: 1_600,
+        heartbeat_interval: 150,
+        election_timeout_min: 500,
+        election_timeout_max: 1_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1_000),
         max_in_snapshot_log_to_keep: 200,
         ..Default::default()

@@ -123,13 +123,10 @@ impl RaftNetwork<TypeConfig> for Conn {
 }
 
 fn config() -> Arc<Config> {
-    // Small snapshot interval so snapshots, purges and snapshot installs all happen here;
-    // timeouts loose enough for a loaded 2-core machine.
+    // The crate's timeouts, with a small snapshot interval so snapshots, purges and snapshot
+    // installs all happen here.
     Arc::new(
         Config {
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(40),
             max_in_snapshot_log_to_keep: 10,
             ..camstream_raft_store::config("test")
