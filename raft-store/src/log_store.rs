@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -201,10 +201,25 @@ pub(crate) fn invalid(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// Entries in `range`; empty (not a panic, as `BTreeMap::range` would) when the range is
+/// inverted.
 fn read_range(mem: &Mutex<Mem>, range: impl RangeBounds<u64>) -> Vec<Entry<TypeConfig>> {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    if start >= end {
+        return Vec::new();
+    }
     lock(mem)
         .entries
-        .range(range)
+        .range(start..end)
         .map(|(_, e)| e.clone())
         .collect()
 }
@@ -347,6 +362,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        if lock(&self.mem).last_purged >= Some(log_id) {
+            // Already purged this far: the start of the log never moves back.
+            return Ok(());
+        }
         let kept: Vec<Entry<TypeConfig>> = read_range(&self.mem, log_id.index + 1..);
         let disk = self.disk.clone();
         blocking(move || {

@@ -121,6 +121,9 @@ async fn purge_and_truncate_survive_a_reopen() {
         .await
         .expect("append");
     s.purge(log_id(1, 4)).await.expect("purge");
+    s.purge(log_id(1, 2))
+        .await
+        .expect("an older purge is a no-op");
     s.truncate(log_id(1, 8)).await.expect("truncate");
     assert_eq!(entries(&mut s).await, vec![5, 6, 7]);
     drop(s);
@@ -142,6 +145,29 @@ async fn purge_and_truncate_survive_a_reopen() {
     let st = s.get_log_state().await.expect("state");
     assert_eq!(st.last_log_id, Some(log_id(1, 20)));
     assert!(!dir.path().join("log.tmp").exists());
+}
+
+#[tokio::test]
+async fn odd_ranges_read_empty_instead_of_panicking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = LogStore::open(dir.path()).expect("open");
+    s.blocking_append((1..=5).map(entry)).await.expect("append");
+    let n = |v: Vec<Entry<TypeConfig>>| v.len();
+    assert_eq!(
+        n(s.try_get_log_entries(std::ops::Range { start: 4, end: 2 })
+            .await
+            .expect("read")),
+        0
+    );
+    assert_eq!(n(s.try_get_log_entries(3..3).await.expect("read")), 0);
+    assert_eq!(n(s.try_get_log_entries(3..=3).await.expect("read")), 1);
+    assert_eq!(n(s.try_get_log_entries(4..).await.expect("read")), 2);
+    assert_eq!(
+        n(s.try_get_log_entries(..=u64::MAX).await.expect("read")),
+        5
+    );
+    let mut r = s.get_log_reader().await;
+    assert_eq!(n(r.limited_get_log_entries(2, 4).await.expect("read")), 2);
 }
 
 #[tokio::test]
