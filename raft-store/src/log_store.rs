@@ -8,6 +8,7 @@
 //!   rewrites the file (`log.tmp`, fsync, rename, fsync the directory): it runs once per
 //!   snapshot and keeps only the entries after the purge point, so it stays small.
 //! - `vote`, `committed`: one record each, replaced atomically ([`crate::durable`]).
+//! - `lock`: empty; an exclusive `flock` on it while the store is open.
 //!
 //! The entries also live in memory (the log is compacted behind snapshots, so it is bounded);
 //! readers never touch the disk. File work runs on the blocking pool; the memory copy has its
@@ -36,6 +37,7 @@ use crate::{NodeId, TypeConfig};
 const LOG: &str = "log";
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
+const LOCK: &str = "lock";
 
 /// One record of the `log` file (written form).
 #[derive(Serialize)]
@@ -68,6 +70,8 @@ struct Mem {
 #[derive(Debug)]
 struct Disk {
     dir: PathBuf,
+    /// `LOCK`, held exclusively while the store is open.
+    _lock: File,
     file: File,
     /// Bytes of whole records; the next append goes here.
     len: u64,
@@ -114,6 +118,19 @@ impl LogStore {
     /// file that does not parse, a log record with a valid checksum that does not decode, a
     /// hole in the indexes).
     pub(crate) fn open(dir: &Path) -> io::Result<Self> {
+        // Two processes (or two stores in one) appending to one log would interleave records.
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK))?;
+        lock.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another raft store", dir.display()),
+            ),
+            fs::TryLockError::Error(e) => e,
+        })?;
         let vote = match durable::read(dir, VOTE, 1)? {
             Some(p) => Some(serde_json::from_slice(&p[0]).map_err(invalid)?),
             None => None,
@@ -174,6 +191,7 @@ impl LogStore {
             mem: Arc::new(Mutex::new(mem)),
             disk: Arc::new(Mutex::new(Disk {
                 dir: dir.to_owned(),
+                _lock: lock,
                 file,
                 len: scan.valid_len,
                 offsets,

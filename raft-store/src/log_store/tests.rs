@@ -148,6 +148,16 @@ async fn purge_and_truncate_survive_a_reopen() {
 }
 
 #[tokio::test]
+async fn a_store_directory_opens_once_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = LogStore::open(dir.path()).expect("open");
+    let err = LogStore::open(dir.path()).expect_err("second open");
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    drop(s);
+    LogStore::open(dir.path()).expect("open after close");
+}
+
+#[tokio::test]
 async fn odd_ranges_read_empty_instead_of_panicking() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = LogStore::open(dir.path()).expect("open");
