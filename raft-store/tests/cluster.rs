@@ -21,7 +21,8 @@ use camstream_raft_store::openraft::raft::{
 use camstream_raft_store::openraft::storage::RaftLogStorage;
 use camstream_raft_store::openraft::{BasicNode, Config, SnapshotPolicy};
 use camstream_raft_store::{
-    Capacity, ClusterState, Command, NodeId, NodeInfo, Raft, Response, StateHandle, TypeConfig,
+    Capacity, ClusterState, Command, Load, NodeId, NodeInfo, Raft, Response, StateHandle,
+    TypeConfig,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -215,44 +216,73 @@ fn info(id: NodeId) -> NodeInfo {
     }
 }
 
-/// What the client saw acknowledged: per camera, the last `(node, epoch)`.
-type Acked = BTreeMap<String, (Option<NodeId>, u64)>;
+/// What the client saw acknowledged: per camera the last `(node, epoch)`, per node the last
+/// load it reported.
+#[derive(Default)]
+struct Acked {
+    placements: BTreeMap<String, (Option<NodeId>, u64)>,
+    loads: BTreeMap<NodeId, Load>,
+}
 
-/// Claims cameras round-robin on changing nodes until told to stop; publishes the number of
-/// acknowledged writes.
+/// Claims cameras round-robin on changing nodes, with a heartbeat every fifth write, until
+/// told to stop; publishes the number of acknowledged writes.
 async fn writer(
     router: Router,
     stop: watch::Receiver<bool>,
     count: watch::Sender<u64>,
 ) -> Result<Acked> {
-    let mut acked = Acked::new();
+    let mut acked = Acked::default();
     let mut at_ms = 1_000_000;
     let mut i: u64 = 0;
+    let mut claims: u64 = 0;
     while !*stop.borrow() {
-        let camera = format!("cam{:02}", i % 20);
-        let node = 1 + (i * 7 / 3) % 3;
         at_ms += 10;
-        let cmd = Command::Claim {
-            camera: camera.clone(),
-            node,
-            at_ms,
-        };
-        match write(&router, &cmd).await? {
-            Response::Placed {
-                camera: c,
-                node: n,
-                epoch,
-            } => {
-                ensure!(c == camera && n == Some(node), "claim answered {c} {n:?}");
-                if let Some((_, prev)) = acked.get(&camera) {
-                    ensure!(
-                        epoch >= *prev,
-                        "epoch of {camera} went back: {prev} -> {epoch}"
-                    );
+        if i % 5 == 4 {
+            let node = 1 + i % 3;
+            let load = Load {
+                active_streams: (i % 97) as u32,
+                ingest_kbps: i * 100,
+                cpu_permille: (i % 1000) as u16,
+            };
+            let cmd = Command::Heartbeat {
+                node,
+                at_ms,
+                lease_ms: 3_600_000,
+                load,
+            };
+            match write(&router, &cmd).await? {
+                Response::Lease { node: n, .. } if n == node => {
+                    acked.loads.insert(node, load);
                 }
-                acked.insert(camera, (n, epoch));
+                other => bail!("heartbeat answered {other:?}"),
             }
-            other => bail!("claim refused: {other:?}"),
+        } else {
+            // Every camera in turn; each round moves them all to the next node.
+            let camera = format!("cam{:02}", claims % 20);
+            let node = 1 + (claims / 20) % 3;
+            claims += 1;
+            let cmd = Command::Claim {
+                camera: camera.clone(),
+                node,
+                at_ms,
+            };
+            match write(&router, &cmd).await? {
+                Response::Placed {
+                    camera: c,
+                    node: n,
+                    epoch,
+                } => {
+                    ensure!(c == camera && n == Some(node), "claim answered {c} {n:?}");
+                    if let Some((_, prev)) = acked.placements.get(&camera) {
+                        ensure!(
+                            epoch >= *prev,
+                            "epoch of {camera} went back: {prev} -> {epoch}"
+                        );
+                    }
+                    acked.placements.insert(camera, (n, epoch));
+                }
+                other => bail!("claim refused: {other:?}"),
+            }
         }
         i += 1;
         count.send_replace(i);
@@ -421,8 +451,31 @@ async fn three_nodes_survive_follower_and_leader_restarts_without_losing_writes(
             states[0].0
         );
     }
-    ensure!(acked.len() == 20, "all cameras written: {}", acked.len());
-    for (camera, (node, epoch)) in &acked {
+    ensure!(
+        acked.placements.len() == 20,
+        "all cameras written: {}",
+        acked.placements.len()
+    );
+    for (id, load) in &acked.loads {
+        let m = first.member(*id).context("member in state")?;
+        ensure!(
+            m.load == *load,
+            "node {id}: acknowledged {load:?}, state has {:?}",
+            m.load
+        );
+    }
+    ensure!(acked.loads.len() == 3, "every node heartbeated");
+    let moves = acked
+        .placements
+        .values()
+        .map(|(_, e)| *e)
+        .min()
+        .unwrap_or(0);
+    ensure!(
+        moves >= 5,
+        "every camera moved at least 5 times (least: {moves})"
+    );
+    for (camera, (node, epoch)) in &acked.placements {
         let p = first.placement(camera).context("camera in state")?;
         ensure!(
             p.node == *node && p.epoch == *epoch,
