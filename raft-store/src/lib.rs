@@ -2,7 +2,7 @@
 //! leases hold, how loaded they are, and which node ingests which camera (with an epoch that
 //! fences the previous origin).
 //!
-//! - [`ClusterState`] ([`state`]) is the sans-IO state machine: [`Command`] in, [`Response`]
+//! - [`ClusterState`] (`src/state.rs`) is the sans-IO state machine: [`Command`] in, [`Response`]
 //!   out, time carried by the commands. Usable and tested without openraft.
 //! - [`scheduler`] is the leader's pure placement logic.
 //! - [`open`] gives the openraft `storage-v2` stores ([`LogStore`], [`StateMachineStore`])
