@@ -909,11 +909,30 @@ async fn signed_recording_urls_cannot_be_widened() {
         );
     }
 
-    // VOD playlists: bound to the camera, the range, the user and the expiry.
+    // VOD playlists: bound to the camera, the range, the user and the expiry. The range
+    // covers the middle two of the file's four one-second fragments.
+    let start = app
+        .cp
+        .store()
+        .get_recording(&rec)
+        .await
+        .unwrap()
+        .unwrap()
+        .start_time;
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
     let r = app
         .call(
             "GET",
-            &format!("/api/v1/recordings/playback/{cam}"),
+            &format!(
+                "/api/v1/recordings/playback/{cam}?from={}&to={}",
+                at(start + 1_500),
+                at(start + 2_500)
+            ),
             Some(&op),
             None,
         )
@@ -944,15 +963,53 @@ async fn signed_recording_urls_cannot_be_widened() {
         );
     }
 
-    // Media of a playlist: bound to the camera, the recording and the expiry.
+    // Media of a playlist: bound to the camera, the recording, the bytes the playlist uses
+    // and the expiry.
     let text = String::from_utf8(list.bytes).unwrap();
     let media = text
         .lines()
-        .find(|l| !l.starts_with('#') && l.contains(".mp4?token="))
+        .find(|l| !l.starts_with('#') && l.contains(".mp4?bytes="))
         .unwrap_or_else(|| panic!("no media URI in {text}"));
     let media = format!("/vod/{cam}/{media}");
-    let ok = app.call("GET", &media, None, None).await;
-    assert_eq!(ok.status, StatusCode::OK, "{media}");
+    let ranged = |url: &str, range: Option<String>| {
+        let mut b = axum::http::Request::builder().method("GET").uri(url);
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        app.send(b.body(axum::body::Body::empty()).unwrap())
+    };
+    let (first, last) = param(&media, "bytes").split_once('-').unwrap();
+    let (first, last): (u64, u64) = (first.parse().unwrap(), last.parse().unwrap());
+    let (init_first, init_last) = param(&media, "init").split_once('-').unwrap();
+    // Fragments 1 and 2 (each fragment 1000 bytes after a 100-byte init).
+    assert_eq!((first, last), (1_100, 3_099), "{media}");
+    assert_eq!((init_first, init_last), ("0", "99"), "{media}");
+    let inside = Some(format!("bytes={first}-{last}"));
+    let ok = ranged(&media, inside.clone()).await;
+    assert_eq!(ok.status, StatusCode::PARTIAL_CONTENT, "{media}");
+    assert_eq!(ok.bytes.len() as u64, last - first + 1);
+    assert_eq!(
+        ranged(&media, Some(format!("bytes={init_first}-{init_last}")))
+            .await
+            .status,
+        StatusCode::PARTIAL_CONTENT,
+        "the init segment it maps"
+    );
+    // Outside what the URL grants: the whole file, bytes past the range, a suffix range.
+    for range in [
+        None,
+        Some(format!("bytes={first}-")),
+        Some(format!("bytes={}-{}", last + 1, last + 100)),
+        Some("bytes=-100".to_owned()),
+    ] {
+        let r = ranged(&media, range.clone()).await;
+        assert_error(
+            &r,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "RANGE_NOT_SATISFIABLE",
+            &format!("media: Range {range:?} outside the grant"),
+        );
+    }
     let token = param(&media, "token").to_owned();
     for (what, tampered) in [
         (
@@ -961,19 +1018,26 @@ async fn signed_recording_urls_cannot_be_widened() {
         ),
         ("recording id", media.replace(&rec, &other_rec)),
         (
+            "bytes",
+            with_param(&media, "bytes", &format!("0-{}", last + 1_000_000)),
+        ),
+        (
+            "init",
+            with_param(&media, "init", &format!("0-{}", last + 1_000_000)),
+        ),
+        (
             "expiry",
             with_param(&media, "token", &moved_expiry(&token, 3600)),
         ),
     ] {
         refused(
-            &app.call("GET", &tampered, None, None).await,
+            &ranged(&tampered, inside.clone()).await,
             &format!("media: {what}"),
         );
     }
     // The other camera's media with this playlist's token, under the other camera's path.
-    let cross = format!("/vod/{other_cam}/{other_rec}.mp4?token={token}");
-    refused(
-        &app.call("GET", &cross, None, None).await,
-        "media: other recording",
+    let cross = format!(
+        "/vod/{other_cam}/{other_rec}.mp4?bytes={first}-{last}&init={init_first}-{init_last}&token={token}"
     );
+    refused(&ranged(&cross, inside).await, "media: other recording");
 }

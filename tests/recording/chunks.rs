@@ -176,8 +176,8 @@ async fn two_minutes_in_chunks_play_back_and_download() {
     );
     assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
     assert!(text.contains("#EXT-X-BYTERANGE:"));
-    assert!(text.contains(&format!("{}.mp4?token=", all[1].id)));
-    assert!(text.contains(&format!("{}.mp4?token=", all[2].id)));
+    assert!(text.contains(&format!("{}.mp4?bytes=", all[1].id)));
+    assert!(text.contains(&format!("{}.mp4?bytes=", all[2].id)));
     let listed: f64 = text
         .lines()
         .filter_map(|l| l.strip_prefix("#EXTINF:"))

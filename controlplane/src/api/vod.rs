@@ -1,9 +1,14 @@
 //! The signed recording routes: downloads (`/api/v1/recordings/{id}/download`), HLS VOD
 //! playlists (`/vod/{camera}/playlist.m3u8`) and their media (`/vod/{camera}/{id}.mp4`).
 //! None takes a bearer credential: the URL carries `token={exp}.{hmac}` over what it grants
-//! (one file for one user, one camera's range for one user, one file of that camera), checked
-//! here with no I/O before anything is read. Every field of the URL is under the signature
-//! (ids, range, user, expiry): editing any of them yields 403 `URL_SIGNATURE_INVALID`.
+//! (one file for one user, one camera's range for one user, the bytes of one file of that
+//! camera that the range uses), checked here with no I/O before anything is read. Every
+//! field of the URL is under the signature (ids, range, bytes, user, expiry): editing any of
+//! them yields 403 `URL_SIGNATURE_INVALID`. A media URL grants only the fragments of the
+//! playlist's range and the init segment it maps (`bytes=` and `init=`, first-last byte):
+//! a `Range` outside them, or none, is answered 416, so a playlist of five minutes does not
+//! hand out the rest of an hour-long file. (An archived file redirects to a presigned URL of
+//! the whole object: S3 cannot sign a byte window that a player's several requests share.)
 //!
 //! Files on a local tier are served from disk with `Range` support (206 + `Content-Range`,
 //! 416 for ranges the file cannot satisfy); archived files redirect (307) to a presigned
@@ -47,10 +52,22 @@ pub(crate) fn playlist_scope(camera: &str, from: i64, to: i64, by: &str) -> Stri
     format!("vod\n{camera}\n{from}\n{to}\n{by}")
 }
 
-/// What a playlist's media URL grants: one recording of one camera (the path names both;
-/// a media URL moved to another camera's path no longer verifies).
-fn media_scope(camera: &str, recording: &str) -> String {
-    format!("seg\n{camera}\n{recording}")
+/// What a playlist's media URL grants: bytes of one recording of one camera (the path names
+/// both; a media URL moved to another camera's path no longer verifies). `bytes` and `init`
+/// are the URL's `first-last` spans as written (`init` empty when there is none).
+fn media_scope(camera: &str, recording: &str, bytes: &str, init: &str) -> String {
+    format!("seg\n{camera}\n{recording}\n{bytes}\n{init}")
+}
+
+/// A `first-last` byte span of a media URL; `None` unless it is two numbers, first <= last.
+fn span(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.split_once('-')?;
+    let digits = |x: &str| !x.is_empty() && x.len() <= 20 && x.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a) || !digits(b) {
+        return None;
+    }
+    let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+    (a <= b).then_some((a, b))
 }
 
 /// Whether the parts of a scope that come from the URL are well-formed. Scopes join their
@@ -124,7 +141,7 @@ pub(crate) async fn download(
         .await?
         .ok_or_else(not_found)?;
     let name = r.filename.clone();
-    serve(&state, &r, exp, &headers, Some(&name)).await
+    serve(&state, &r, exp, &headers, Some(&name), None).await
 }
 
 /// Playlist parameters (all part of the signature).
@@ -189,11 +206,15 @@ pub(crate) async fn playlist(
         .collect();
     let keys = state.keys.clone();
     let camera_for_uri = camera.clone();
-    let uri = move |id: &str| {
-        format!(
-            "{id}.mp4?token={}",
-            keys.sign_url(&media_scope(&camera_for_uri, id), exp)
-        )
+    let uri = move |id: &str, g: playlist::Grant| {
+        let bytes = format!("{}-{}", g.media.0, g.media.1);
+        let init = g.init.map_or(String::new(), |(a, b)| format!("{a}-{b}"));
+        let token = keys.sign_url(&media_scope(&camera_for_uri, id, &bytes, &init), exp);
+        if init.is_empty() {
+            format!("{id}.mp4?bytes={bytes}&token={token}")
+        } else {
+            format!("{id}.mp4?bytes={bytes}&init={init}&token={token}")
+        }
     };
     let vod = playlist::build(
         &files,
@@ -249,11 +270,18 @@ pub(crate) async fn playlist(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct MediaQuery {
+    /// First and last byte of the fragments the playlist uses (signed).
+    #[param(pattern = r"^[0-9]{1,20}-[0-9]{1,20}$")]
+    bytes: Option<String>,
+    /// First and last byte of the init segment the playlist maps from this file (signed).
+    #[param(pattern = r"^[0-9]{1,20}-[0-9]{1,20}$")]
+    init: Option<String>,
     /// `{exp}.{signature}` from the playlist.
     token: Option<String>,
 }
 
-/// A recording file's bytes for a VOD playlist (`{recording id}.mp4`; Range supported).
+/// A recording file's bytes for a VOD playlist (`{recording id}.mp4`): a `Range` within
+/// the bytes the URL grants (`bytes`, `init`).
 #[utoipa::path(get, path = "/vod/{id}/{file}", operation_id = "getVodMedia", tag = "recordings",
     params(("id" = String, Path, description = "Camera id"), ("file" = String, Path, description = "`{recording id}.mp4`"), MediaQuery),
     responses(
@@ -262,7 +290,7 @@ pub(crate) struct MediaQuery {
         (status = 307, description = "Archived: presigned object-store URL in Location"),
         (status = 403, description = "URL_SIGNATURE_INVALID or URL_EXPIRED", body = crate::error::ErrorEnvelope),
         (status = 404, description = "RECORDING_NOT_FOUND", body = crate::error::ErrorEnvelope),
-        (status = 416, description = "RANGE_NOT_SATISFIABLE", body = crate::error::ErrorEnvelope),
+        (status = 416, description = "RANGE_NOT_SATISFIABLE: no Range, or one outside the bytes the URL grants or the file has", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn media(
     State(state): State<AppState>,
@@ -274,14 +302,28 @@ pub(crate) async fn media(
     if !well_formed(&camera, None) || !well_formed(id, None) {
         return Err(signature_invalid());
     }
-    let exp = check(&state, q.token.as_deref(), &media_scope(&camera, id))?;
+    let bytes = q.bytes.as_deref().unwrap_or_default();
+    let init = q.init.as_deref().unwrap_or_default();
+    let init_span = match init {
+        "" => Ok(None),
+        s => span(s).map(Some).ok_or(()),
+    };
+    let (Some(media), Ok(init_span)) = (span(bytes), init_span) else {
+        return Err(signature_invalid());
+    };
+    let exp = check(
+        &state,
+        q.token.as_deref(),
+        &media_scope(&camera, id, bytes, init),
+    )?;
+    let granted: Vec<(u64, u64)> = std::iter::once(media).chain(init_span).collect();
     let r = state
         .store
         .get_recording(id)
         .await?
         .filter(|r| r.camera_id == camera)
         .ok_or_else(not_found)?;
-    let mut resp = serve(&state, &r, exp, &headers, None).await?;
+    let mut resp = serve(&state, &r, exp, &headers, None, Some(&granted)).await?;
     resp.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -296,6 +338,7 @@ async fn serve(
     exp: i64,
     headers: &HeaderMap,
     attachment: Option<&str>,
+    granted: Option<&[(u64, u64)]>,
 ) -> Result<Response, ApiError> {
     if r.storage_tier == Tier::Archived {
         let archive = state.recordings.tiers().archive().ok_or_else(|| {
@@ -315,14 +358,16 @@ async fn serve(
         return Ok(resp);
     }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    file_response(FsPath::new(&r.file_path), range, attachment).await
+    file_response(FsPath::new(&r.file_path), range, attachment, granted).await
 }
 
-/// A file (or one byte range of it) as a streamed response.
+/// A file (or one byte range of it) as a streamed response; with `granted` (first-last byte
+/// spans), only a `Range` inside one of them is served.
 async fn file_response(
     path: &FsPath,
     range: Option<&str>,
     attachment: Option<&str>,
+    granted: Option<&[(u64, u64)]>,
 ) -> Result<Response, ApiError> {
     let mut f = match tokio::fs::File::open(path).await {
         Ok(f) => f,
@@ -347,6 +392,21 @@ async fn file_response(
             HeaderValue::from_str(&format!("bytes */{len}")).map_err(ApiError::internal)?,
         ));
     };
+    if let Some(granted) = granted {
+        let inside = matches!(r, ByteRange::Partial { .. })
+            && granted.iter().any(|&(a, b)| a <= start && end <= b + 1);
+        if !inside {
+            let spans: Vec<String> = granted.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+            return Err(ApiError::new(
+                ErrorCode::RangeNotSatisfiable,
+                format!(
+                    "this URL grants bytes {} of the file: ask for a Range within them",
+                    spans.join(" and ")
+                ),
+            )
+            .with_details(serde_json::json!({ "size": len, "granted": spans })));
+        }
+    }
     if start > 0 {
         f.seek(std::io::SeekFrom::Start(start))
             .await

@@ -53,6 +53,17 @@ impl VodFile<'_> {
     }
 }
 
+/// The bytes of one file a playlist uses, which is what its media URI should grant: the
+/// span of its fragments in the range and, where the playlist's `EXT-X-MAP` points into
+/// this file, the init segment. Inclusive ends, as in a `Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// First and last byte of the fragments used.
+    pub media: (u64, u64),
+    /// First and last byte of the init segment, when the playlist maps it from this file.
+    pub init: Option<(u64, u64)>,
+}
+
 /// A built playlist.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vod {
@@ -107,13 +118,14 @@ fn date(t: SystemTime) -> String {
 }
 
 /// Builds the playlist of `[from, to)` over `files`; `None` when no fragment overlaps.
-/// `uri(id)` names a file's media URI (relative to the playlist, token included).
+/// `uri(id, grant)` names a file's media URI (relative to the playlist, token included),
+/// given the bytes of the file the playlist uses.
 pub fn build(
     files: &[VodFile<'_>],
     from: SystemTime,
     to: SystemTime,
     target: Duration,
-    uri: &dyn Fn(&str) -> String,
+    uri: &dyn Fn(&str, Grant) -> String,
 ) -> Option<Vod> {
     let mut segments: Vec<Segment> = Vec::new();
     let mut used_files = 0;
@@ -180,10 +192,26 @@ pub fn build(
          #EXT-X-PLAYLIST-TYPE:VOD\n",
         target_s.max(1)
     );
+    let mut grants: Vec<Option<Grant>> = vec![None; files.len()];
+    for s in &segments {
+        let last = s.offset + s.size.max(1) - 1;
+        let g = grants[s.file].get_or_insert(Grant {
+            media: (s.offset, last),
+            init: None,
+        });
+        g.media = (g.media.0.min(s.offset), g.media.1.max(last));
+        if let Some((offset, len)) = s.map {
+            g.init = Some((offset, offset + len.max(1) - 1));
+        }
+    }
+    let uris: Vec<Option<String>> = files
+        .iter()
+        .zip(&grants)
+        .map(|(f, g)| g.map(|g| uri(f.id, g)))
+        .collect();
     let mut total = Duration::ZERO;
     for s in &segments {
-        let f = &files[s.file];
-        let u = uri(f.id);
+        let u = uris[s.file].as_deref().unwrap_or_default();
         if s.discontinuity {
             text.push_str("#EXT-X-DISCONTINUITY\n");
         }
@@ -260,7 +288,7 @@ mod tests {
             at(T0 + 5_000),
             at(T0 + 15_000),
             Duration::from_secs(2),
-            &|id| format!("{id}.mp4?token=t"),
+            &|id, _| format!("{id}.mp4?token=t"),
         )
         .unwrap();
         assert_eq!(v.files, 2);
@@ -298,6 +326,58 @@ mod tests {
         assert!(l[d + 1].starts_with("#EXT-X-MAP:URI=\"b.mp4"));
     }
 
+    #[test]
+    fn each_file_is_granted_the_bytes_the_playlist_uses() {
+        let a = file(50, T0); // 10 s
+        let b = file(50, T0 + 10_000);
+        let files = [
+            VodFile {
+                id: "a",
+                init_size: 700,
+                entries: &a,
+            },
+            VodFile {
+                id: "b",
+                init_size: 700,
+                entries: &b,
+            },
+        ];
+        let v = build(
+            &files,
+            at(T0 + 5_000),
+            at(T0 + 12_000),
+            Duration::from_secs(2),
+            &|id, g| {
+                let init = g
+                    .init
+                    .map_or(String::new(), |(a, b)| format!("&init={a}-{b}"));
+                format!("{id}.mp4?bytes={}-{}{init}", g.media.0, g.media.1)
+            },
+        )
+        .unwrap();
+        let l = lines(&v);
+        // a: from the keyframe at 4 s (fragment 20) to its end; b: its first 2 s (fragments
+        // 0..10, the last one starting before 12 s); each with its own init.
+        assert!(
+            l.contains(&"a.mp4?bytes=20700-50699&init=0-699"),
+            "{}",
+            v.text
+        );
+        assert!(
+            l.contains(&"b.mp4?bytes=700-10699&init=0-699"),
+            "{}",
+            v.text
+        );
+        assert!(
+            l.iter()
+                .filter(|x| !x.starts_with('#'))
+                .all(|x| x.starts_with("a.mp4?bytes=20700-50699")
+                    || x.starts_with("b.mp4?bytes=700-10699")),
+            "{}",
+            v.text
+        );
+    }
+
     /// A file as the recorder writes it since decode times run across files: a 700-byte
     /// init, the 600-byte live init in a `free` box, then `n` fragments whose media times
     /// start at `media_ms` on the session's timeline.
@@ -328,7 +408,7 @@ mod tests {
             at(T0 + 5_000),
             at(T0 + 40_000),
             Duration::from_secs(2),
-            &|id| format!("{id}.mp4"),
+            &|id, _| format!("{id}.mp4"),
         )
         .unwrap();
         let l = lines(&v);
@@ -371,7 +451,7 @@ mod tests {
             at(0),
             at(u64::MAX / 4),
             Duration::from_secs(2),
-            &|id| id.into(),
+            &|id, _| id.into(),
         )
         .unwrap();
         assert_eq!(v.text.matches("#EXT-X-DISCONTINUITY").count(), 1);
@@ -384,7 +464,7 @@ mod tests {
             at(0),
             at(u64::MAX / 4),
             Duration::from_secs(2),
-            &|id| id.into(),
+            &|id, _| id.into(),
         )
         .unwrap();
         assert!(
@@ -416,7 +496,7 @@ mod tests {
             at(0),
             at(u64::MAX / 4),
             Duration::from_secs(6),
-            &|id| id.into(),
+            &|id, _| id.into(),
         )
         .unwrap();
         assert_eq!(v.segments, 2);
@@ -428,11 +508,15 @@ mod tests {
                 at(T0 + 100_000),
                 at(T0 + 200_000),
                 Duration::from_secs(6),
-                &|id| id.into()
+                &|id, _| id.into()
             )
             .is_none()
         );
-        assert!(build(&[], at(0), at(1), Duration::from_secs(6), &|id| id.into()).is_none());
+        assert!(
+            build(&[], at(0), at(1), Duration::from_secs(6), &|id, _| id
+                .into())
+            .is_none()
+        );
     }
 
     #[test]
@@ -449,7 +533,7 @@ mod tests {
             at(T0 + 500),
             at(T0 + 6_000),
             Duration::from_secs(2),
-            &|id| id.into(),
+            &|id, _| id.into(),
         )
         .unwrap();
         assert!(
