@@ -168,6 +168,50 @@ pub(crate) struct ServeArgs {
     /// Default 10000.
     #[arg(long, env = "CAMSTREAM_MAX_TOKEN_RATE_LIMIT")]
     pub(crate) max_token_rate_limit: Option<u32>,
+    /// Cluster: this node's raft id (1 or more). With it the node runs raft; a node given
+    /// --node-id and no --join starts a new cluster. Needs --database-url postgres://...,
+    /// --raft-addr and a cluster secret. Default: no cluster.
+    #[arg(long, env = "CAMSTREAM_NODE_ID")]
+    pub(crate) node_id: Option<u64>,
+    /// Cluster: node-to-node raft RPC address (HTTP, signed with the cluster secret).
+    #[arg(long, env = "CAMSTREAM_RAFT_ADDR")]
+    pub(crate) raft_addr: Option<String>,
+    /// Cluster: QUIC relay address (UDP), advertised to the other nodes. Default: none.
+    #[arg(long, env = "CAMSTREAM_RELAY_ADDR")]
+    pub(crate) relay_addr: Option<String>,
+    /// Cluster: idle relay streams close after this. Default 30s.
+    #[arg(long, env = "CAMSTREAM_RELAY_IDLE_TIMEOUT")]
+    pub(crate) relay_idle_timeout: Option<String>,
+    /// Cluster: any member's API base URL (e.g. http://10.0.0.1:8080) to join through.
+    #[arg(long, env = "CAMSTREAM_JOIN")]
+    pub(crate) join: Option<String>,
+    /// Cluster: the secret every node shares; node-to-node requests are signed with a key
+    /// derived from it (at least 16 bytes).
+    #[arg(long, env = "CAMSTREAM_CLUSTER_SECRET", hide_env_values = true)]
+    pub(crate) cluster_secret: Option<String>,
+    /// Cluster: file holding the cluster secret (instead of --cluster-secret).
+    #[arg(long, env = "CAMSTREAM_CLUSTER_SECRET_FILE")]
+    pub(crate) cluster_secret_file: Option<PathBuf>,
+    /// Cluster: API base URL the other nodes and clients use for this node. Default
+    /// --public-base-url.
+    #[arg(long, env = "CAMSTREAM_ADVERTISE_API")]
+    pub(crate) advertise_api: Option<String>,
+    /// Cluster: raft HOST:PORT the other nodes use. Default --raft-addr (with --public-host
+    /// when it binds all interfaces).
+    #[arg(long, env = "CAMSTREAM_ADVERTISE_RAFT")]
+    pub(crate) advertise_raft: Option<String>,
+    /// Cluster: relay HOST:PORT the other nodes use. Default --relay-addr (with
+    /// --public-host when it binds all interfaces).
+    #[arg(long, env = "CAMSTREAM_ADVERTISE_RELAY")]
+    pub(crate) advertise_relay: Option<String>,
+    /// Cluster: RTMP URL base (rtmp://host:port) handed to publishers of cameras placed on
+    /// this node. Default rtmp://<public-host>:<rtmp port>.
+    #[arg(long, env = "CAMSTREAM_ADVERTISE_RTMP")]
+    pub(crate) advertise_rtmp: Option<String>,
+    /// Cluster: liveness lease; a node that cannot renew it for this long loses its cameras.
+    /// Default 2s.
+    #[arg(long, env = "CAMSTREAM_LEASE")]
+    pub(crate) lease: Option<String>,
 }
 
 /// The config file's shape: the flags in kebab-case plus `[streams]`.
@@ -211,6 +255,18 @@ struct File {
     public_host: Option<String>,
     public_base_url: Option<String>,
     max_token_rate_limit: Option<u32>,
+    node_id: Option<u64>,
+    raft_addr: Option<String>,
+    relay_addr: Option<String>,
+    relay_idle_timeout: Option<String>,
+    join: Option<String>,
+    cluster_secret: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
+    advertise_api: Option<String>,
+    advertise_raft: Option<String>,
+    advertise_relay: Option<String>,
+    advertise_rtmp: Option<String>,
+    lease: Option<String>,
     #[serde(default)]
     streams: HashMap<String, String>,
 }
@@ -232,6 +288,34 @@ pub(crate) struct Serve {
     pub(crate) log_format: LogFormat,
     /// `--public-base-url`; default `http://<public-host>:<bound HTTP port>`.
     public_base_url: Option<String>,
+    /// The cluster flags, validated; advertised addresses are completed once bound.
+    cluster: Option<ClusterFlags>,
+}
+
+/// Validated cluster flags before the listeners are bound (the advertised defaults need
+/// the bound ports).
+#[derive(Debug, Clone)]
+struct ClusterFlags {
+    node_id: u64,
+    raft_addr: SocketAddr,
+    relay_addr: Option<SocketAddr>,
+    relay_idle_timeout: Duration,
+    join: Option<String>,
+    secret: String,
+    advertise_api: Option<String>,
+    advertise_raft: Option<String>,
+    advertise_relay: Option<String>,
+    advertise_rtmp: Option<String>,
+    lease: Duration,
+}
+
+/// `addr` as others should dial it: an unspecified IP (0.0.0.0, ::) becomes `host`.
+fn dialable(addr: SocketAddr, host: &str) -> String {
+    if addr.ip().is_unspecified() {
+        format!("{host}:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 impl Serve {
@@ -250,6 +334,39 @@ impl Serve {
             .public_base_url
             .clone()
             .unwrap_or_else(|| format!("http://{}:{}", cp.public_host, bound.http.port()));
+        cp.cluster = self
+            .cluster
+            .as_ref()
+            .map(|c| camstream_controlplane::ClusterConfig {
+                node_id: c.node_id,
+                raft_addr: c.raft_addr,
+                relay_addr: c.relay_addr,
+                relay_idle_timeout: c.relay_idle_timeout,
+                join: c.join.clone(),
+                secret: c.secret.clone(),
+                advertise_api: c
+                    .advertise_api
+                    .clone()
+                    .unwrap_or_else(|| cp.public_base_url.clone()),
+                advertise_raft: c
+                    .advertise_raft
+                    .clone()
+                    .unwrap_or_else(|| dialable(c.raft_addr, &cp.public_host)),
+                advertise_relay: c.advertise_relay.clone().unwrap_or_else(|| {
+                    c.relay_addr
+                        .map(|a| dialable(a, &cp.public_host))
+                        .unwrap_or_default()
+                }),
+                advertise_rtmp: c
+                    .advertise_rtmp
+                    .clone()
+                    .unwrap_or_else(|| format!("rtmp://{}:{}", cp.public_host, cp.rtmp_port)),
+                lease: c.lease,
+            });
+        if let Some(c) = &self.cluster {
+            // Each node's streams are its own in the shared store.
+            cp.node_id = c.node_id.to_string();
+        }
         cp
     }
 }
@@ -450,7 +567,23 @@ impl ServeArgs {
             cp.max_token_rate_limit = n;
         }
         let public_base_url = self.public_base_url.or(file.public_base_url);
+        let cluster = ClusterArgs {
+            node_id: self.node_id.or(file.node_id),
+            raft_addr: self.raft_addr.or(file.raft_addr),
+            relay_addr: self.relay_addr.or(file.relay_addr),
+            relay_idle_timeout: self.relay_idle_timeout.or(file.relay_idle_timeout),
+            join: self.join.or(file.join),
+            secret: self.cluster_secret.or(file.cluster_secret),
+            secret_file: self.cluster_secret_file.or(file.cluster_secret_file),
+            advertise_api: self.advertise_api.or(file.advertise_api),
+            advertise_raft: self.advertise_raft.or(file.advertise_raft),
+            advertise_relay: self.advertise_relay.or(file.advertise_relay),
+            advertise_rtmp: self.advertise_rtmp.or(file.advertise_rtmp),
+            lease: self.lease.or(file.lease),
+        }
+        .resolve(cp.database_url.as_deref())?;
         Ok(Serve {
+            cluster,
             dataplane: dp,
             controlplane: cp,
             public_base_url,
@@ -458,6 +591,136 @@ impl ServeArgs {
             streams: file.streams,
             log_format,
         })
+    }
+}
+
+/// The cluster flags as given (command line, environment or file), before validation.
+#[derive(Debug, Default)]
+struct ClusterArgs {
+    node_id: Option<u64>,
+    raft_addr: Option<String>,
+    relay_addr: Option<String>,
+    relay_idle_timeout: Option<String>,
+    join: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    advertise_api: Option<String>,
+    advertise_raft: Option<String>,
+    advertise_relay: Option<String>,
+    advertise_rtmp: Option<String>,
+    lease: Option<String>,
+}
+
+impl ClusterArgs {
+    /// `None` when no cluster flag is given (a single node, exactly as without cluster
+    /// support). Otherwise every rule of a cluster node: --node-id, --raft-addr, a secret
+    /// and a shared PostgreSQL store.
+    fn resolve(self, database_url: Option<&str>) -> anyhow::Result<Option<ClusterFlags>> {
+        let any = self.node_id.is_some()
+            || self.raft_addr.is_some()
+            || self.relay_addr.is_some()
+            || self.relay_idle_timeout.is_some()
+            || self.join.is_some()
+            || self.secret.is_some()
+            || self.secret_file.is_some()
+            || self.advertise_api.is_some()
+            || self.advertise_raft.is_some()
+            || self.advertise_relay.is_some()
+            || self.advertise_rtmp.is_some()
+            || self.lease.is_some();
+        if !any {
+            return Ok(None);
+        }
+        let Some(node_id) = self.node_id else {
+            bail!(
+                "cluster flags need --node-id (this node's raft id, 1 or more); without any cluster flag camstream runs a single node"
+            );
+        };
+        if node_id == 0 {
+            bail!("node-id must be 1 or more");
+        }
+        if !database_url
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            bail!(
+                "a cluster node (--node-id/--join) needs --database-url postgres://...: users, cameras and recordings are shared through PostgreSQL, and every node must use the same database"
+            );
+        }
+        let secret = match (self.secret, self.secret_file) {
+            (Some(_), Some(_)) => bail!("give --cluster-secret or --cluster-secret-file, not both"),
+            (Some(s), None) => s,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read --cluster-secret-file {}", path.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => bail!(
+                "a cluster node needs --cluster-secret or --cluster-secret-file: node-to-node requests are always authenticated"
+            ),
+        };
+        if secret.len() < 16 {
+            bail!(
+                "the cluster secret must be at least 16 bytes, got {}",
+                secret.len()
+            );
+        }
+        let Some(raft_addr) = self.raft_addr else {
+            bail!("a cluster node needs --raft-addr HOST:PORT (node-to-node raft RPC)");
+        };
+        let raft_addr = addr("raft-addr", &raft_addr)?;
+        let relay_addr = self
+            .relay_addr
+            .map(|a| addr("relay-addr", &a))
+            .transpose()?;
+        let relay_idle_timeout = match self.relay_idle_timeout {
+            Some(d) => duration("relay-idle-timeout", &d)?,
+            None => Duration::from_secs(30),
+        };
+        check_range("relay-idle-timeout", relay_idle_timeout, 1.0, 3600.0)?;
+        let lease = match self.lease {
+            Some(d) => duration("lease", &d)?,
+            None => Duration::from_secs(2),
+        };
+        check_range("lease", lease, 0.5, 60.0)?;
+        let url = |flag: &str, u: Option<String>| -> anyhow::Result<Option<String>> {
+            match u {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    Ok(Some(u.trim_end_matches('/').to_owned()))
+                }
+                Some(u) => bail!("{flag}: expected an http:// or https:// base URL, got {u:?}"),
+                None => Ok(None),
+            }
+        };
+        let host_port = |flag: &str, v: Option<String>| -> anyhow::Result<Option<String>> {
+            match v {
+                Some(v)
+                    if v.rsplit_once(':').is_some_and(|(h, p)| {
+                        !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                    }) =>
+                {
+                    Ok(Some(v))
+                }
+                Some(v) => bail!("{flag}: expected HOST:PORT, got {v:?}"),
+                None => Ok(None),
+            }
+        };
+        let advertise_rtmp = match self.advertise_rtmp {
+            Some(u) if u.starts_with("rtmp://") => Some(u.trim_end_matches('/').to_owned()),
+            Some(u) => bail!("advertise-rtmp: expected rtmp://HOST:PORT, got {u:?}"),
+            None => None,
+        };
+        Ok(Some(ClusterFlags {
+            node_id,
+            raft_addr,
+            relay_addr,
+            relay_idle_timeout,
+            join: url("join", self.join)?,
+            secret,
+            advertise_api: url("advertise-api", self.advertise_api)?,
+            advertise_raft: host_port("advertise-raft", self.advertise_raft)?,
+            advertise_relay: host_port("advertise-relay", self.advertise_relay)?,
+            advertise_rtmp,
+            lease,
+        }))
     }
 }
 
@@ -900,6 +1163,183 @@ mod tests {
             part_target: Some("600ms".into()),
             ..ServeArgs::default()
         }));
+    }
+
+    const PG: &str = "postgres://u:p@db/camstream";
+
+    fn cluster_args() -> ServeArgs {
+        ServeArgs {
+            database_url: Some(PG.into()),
+            node_id: Some(2),
+            raft_addr: Some("0.0.0.0:7000".into()),
+            cluster_secret: Some("0123456789abcdef".into()),
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn no_cluster_flags_is_a_single_node() {
+        let s = ServeArgs::default().resolve().unwrap();
+        assert!(s.cluster.is_none());
+        let bound = camstream_dataplane::BoundAddrs {
+            rtmp: "127.0.0.1:1935".parse().unwrap(),
+            rtmps: None,
+            http: "127.0.0.1:8080".parse().unwrap(),
+            https: None,
+        };
+        let cp = s.controlplane_config(&bound);
+        assert!(cp.cluster.is_none());
+        assert_eq!(cp.node_id, "local");
+    }
+
+    #[test]
+    fn cluster_flags_and_defaults() {
+        let s = ServeArgs {
+            public_host: Some("node2.example".into()),
+            relay_addr: Some("0.0.0.0:7100".into()),
+            join: Some("http://node1.example:8080/".into()),
+            ..cluster_args()
+        }
+        .resolve()
+        .unwrap();
+        let bound = camstream_dataplane::BoundAddrs {
+            rtmp: "0.0.0.0:1935".parse().unwrap(),
+            rtmps: None,
+            http: "0.0.0.0:8080".parse().unwrap(),
+            https: None,
+        };
+        let cp = s.controlplane_config(&bound);
+        let c = cp.cluster.expect("clustered");
+        assert_eq!(c.node_id, 2);
+        assert_eq!(cp.node_id, "2");
+        assert_eq!(c.join.as_deref(), Some("http://node1.example:8080"));
+        assert_eq!(c.advertise_api, "http://node2.example:8080");
+        assert_eq!(c.advertise_raft, "node2.example:7000");
+        assert_eq!(c.advertise_relay, "node2.example:7100");
+        assert_eq!(c.advertise_rtmp, "rtmp://node2.example:1935");
+        assert_eq!(c.lease, Duration::from_secs(2));
+        assert_eq!(c.relay_idle_timeout, Duration::from_secs(30));
+        let s = ServeArgs {
+            advertise_api: Some("https://a.example".into()),
+            advertise_raft: Some("10.0.0.2:7000".into()),
+            advertise_rtmp: Some("rtmp://10.0.0.2:1935".into()),
+            lease: Some("5s".into()),
+            relay_idle_timeout: Some("10s".into()),
+            ..cluster_args()
+        }
+        .resolve()
+        .unwrap();
+        let c = s.controlplane_config(&bound).cluster.unwrap();
+        assert_eq!(c.advertise_api, "https://a.example");
+        assert_eq!(c.advertise_raft, "10.0.0.2:7000");
+        assert_eq!(c.advertise_rtmp, "rtmp://10.0.0.2:1935");
+        assert_eq!(c.advertise_relay, "");
+        assert_eq!(c.lease, Duration::from_secs(5));
+        assert_eq!(c.relay_idle_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn cluster_secret_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("camstream-cfg-cs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        std::fs::write(&path, "from-the-file-0123456789\n").unwrap();
+        let s = ServeArgs {
+            cluster_secret: None,
+            cluster_secret_file: Some(path.clone()),
+            ..cluster_args()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.cluster.unwrap().secret, "from-the-file-0123456789");
+        std::fs::write(dir.join("c.toml"), format!("node-id = 3\nraft-addr = \"127.0.0.1:7003\"\ncluster-secret = \"0123456789abcdef\"\ndatabase-url = \"{PG}\"\n")).unwrap();
+        let s = ServeArgs {
+            config: Some(dir.join("c.toml")),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.cluster.unwrap().node_id, 3);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn cluster_flags_are_refused_with_a_reason() {
+        let err = |a: ServeArgs, what: &str| {
+            let e = format!("{:#}", a.resolve().unwrap_err());
+            assert!(e.contains(what), "expected {what:?} in {e:?}");
+        };
+        err(
+            ServeArgs {
+                database_url: None,
+                ..cluster_args()
+            },
+            "--database-url postgres://",
+        );
+        err(
+            ServeArgs {
+                database_url: Some("sqlite://x.db".into()),
+                ..cluster_args()
+            },
+            "--database-url postgres://",
+        );
+        err(
+            ServeArgs {
+                join: Some("http://a:8080".into()),
+                database_url: Some(PG.into()),
+                ..ServeArgs::default()
+            },
+            "--node-id",
+        );
+        err(
+            ServeArgs {
+                cluster_secret: None,
+                ..cluster_args()
+            },
+            "--cluster-secret",
+        );
+        err(
+            ServeArgs {
+                cluster_secret: Some("short".into()),
+                ..cluster_args()
+            },
+            "at least 16 bytes",
+        );
+        err(
+            ServeArgs {
+                raft_addr: None,
+                ..cluster_args()
+            },
+            "--raft-addr",
+        );
+        err(
+            ServeArgs {
+                node_id: Some(0),
+                ..cluster_args()
+            },
+            "node-id",
+        );
+        err(
+            ServeArgs {
+                join: Some("node1:8080".into()),
+                ..cluster_args()
+            },
+            "join",
+        );
+        err(
+            ServeArgs {
+                lease: Some("10ms".into()),
+                ..cluster_args()
+            },
+            "lease",
+        );
+        err(
+            ServeArgs {
+                advertise_raft: Some("nohost".into()),
+                ..cluster_args()
+            },
+            "advertise-raft",
+        );
     }
 
     #[test]

@@ -2,8 +2,41 @@
 //! (`camstream serve --database-url ... --redis-url ...`); every field documents its default,
 //! which [`ControlPlaneConfig::default`] applies.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// This node's place in a cluster (`--node-id` and the flags that go with it). Absent on a
+/// single node, which then runs no raft at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The raft node id (`--node-id`), unique in the cluster, above 0.
+    pub node_id: u64,
+    /// Where the node-to-node raft RPC listens (`--raft-addr`).
+    pub raft_addr: SocketAddr,
+    /// Where the QUIC relay listens (`--relay-addr`); advertised to the other nodes only,
+    /// the relay itself is not started by this crate. Default `None`.
+    pub relay_addr: Option<SocketAddr>,
+    /// Idle relay streams close after this (`--relay-idle-timeout`). Default 30 s.
+    pub relay_idle_timeout: Duration,
+    /// Any member's API base URL to join through (`--join`); `None` starts a new cluster
+    /// (or restarts this node in the cluster its raft directory already knows).
+    pub join: Option<String>,
+    /// The shared secret every node-to-node request is signed with (`--cluster-secret` or
+    /// `--cluster-secret-file`), at least 16 bytes.
+    pub secret: String,
+    /// The API base URL others use to reach this node (`--advertise-api`).
+    pub advertise_api: String,
+    /// `HOST:PORT` others use for this node's raft RPC (`--advertise-raft`).
+    pub advertise_raft: String,
+    /// `HOST:PORT` others use for this node's relay (`--advertise-relay`); empty when none.
+    pub advertise_relay: String,
+    /// RTMP URL base handed to publishers of cameras placed here (`--advertise-rtmp`,
+    /// `rtmp://host:port`).
+    pub advertise_rtmp: String,
+    /// Liveness lease length (`--lease`). Default 2 s. Nodes heartbeat every quarter of it.
+    pub lease: Duration,
+}
 
 /// Everything the control plane needs to start.
 #[derive(Debug, Clone)]
@@ -95,6 +128,8 @@ pub struct ControlPlaneConfig {
     /// Lifetime of signed recording URLs (downloads, VOD playlists) when the request names
     /// none. Default 15 min.
     pub recording_url_ttl: Duration,
+    /// Cluster membership; `None` (the default) runs a single node without raft.
+    pub cluster: Option<ClusterConfig>,
     /// Test hook: stop the process in the middle of a tier move
     /// (`--test-crash-at after-copy|after-switch`). Default `None`. Only with the
     /// `test-hooks` feature.
@@ -155,6 +190,7 @@ impl Default for ControlPlaneConfig {
             archive_url: None,
             retention_interval: Duration::from_secs(3600),
             recording_url_ttl: Duration::from_secs(15 * 60),
+            cluster: None,
             #[cfg(feature = "test-hooks")]
             test_crash_at: None,
         }

@@ -39,7 +39,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use config::ControlPlaneConfig;
+pub use config::{ClusterConfig, ControlPlaneConfig};
 pub use error::{ApiError, ErrorCode};
 pub use health::{DayAnalytics, HealthError, LiveStatus};
 pub use test_hooks::TestHookArgs;
