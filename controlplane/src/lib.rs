@@ -20,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 mod clock;
+mod cluster;
 mod config;
 mod error;
 mod health;
@@ -39,6 +40,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use cluster::Cluster;
 pub use config::{ClusterConfig, ControlPlaneConfig};
 pub use error::{ApiError, ErrorCode};
 pub use health::{DayAnalytics, HealthError, LiveStatus};
@@ -82,6 +84,9 @@ pub enum StartError {
     /// The configured admin password or JWT secret is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The cluster node (raft store, `--raft-addr` listener, openraft) could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// A running control plane. Cheap to clone; background tasks stop on
@@ -274,9 +279,19 @@ impl ControlPlane {
                 "marked streams of the previous run offline"
             );
         }
+        let mut tasks = JoinSet::new();
+        let cluster = match &config.cluster {
+            Some(c) => Some(
+                Cluster::start(c.clone(), &config.data_dir, &mut tasks, cancel.clone())
+                    .await
+                    .map_err(|e| StartError::Cluster(e.to_string()))?,
+            ),
+            None => None,
+        };
         tracing::info!(
             store = store.backend(),
             cache = cache.backend(),
+            clustered = cluster.is_some(),
             "control plane started"
         );
         let shared = Arc::new(Shared {
@@ -289,11 +304,12 @@ impl ControlPlane {
             health: health::Tracker::default(),
             live: std::sync::OnceLock::new(),
             recordings,
+            cluster,
         });
         let cp = Self {
             shared,
             cancel,
-            tasks: Arc::new(tokio::sync::Mutex::new(JoinSet::new())),
+            tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
         };
         cp.tasks
             .lock()
@@ -425,6 +441,11 @@ impl ControlPlane {
     /// The signing keys (tests mint tokens with them).
     pub fn keys(&self) -> Arc<Keys> {
         self.shared.keys.clone()
+    }
+
+    /// This node's cluster handle, `None` on a single node.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.shared.cluster.as_ref()
     }
 
     /// The configuration in force.

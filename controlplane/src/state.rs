@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) recordings: Recordings,
     /// The live streams of this node, once the binary attached them.
     pub(crate) live: OnceLock<Arc<dyn LiveControl>>,
+    /// The cluster node, `None` on a single node.
+    pub(crate) cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Shared {

@@ -24,7 +24,7 @@ mod state_machine;
 use std::io;
 use std::path::Path;
 
-pub use log_store::{LogReader, LogStore};
+pub use log_store::{CommitIndex, LogReader, LogStore};
 pub use openraft;
 pub use state::{
     Capacity, ClusterState, Command, DEFAULT_LEASE_MS, Load, Member, NodeId, NodeInfo, Placement,

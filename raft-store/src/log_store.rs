@@ -21,6 +21,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -101,6 +102,20 @@ pub struct LogStore {
     disk: Arc<Mutex<Disk>>,
     vote: Option<Vote<NodeId>>,
     committed: Option<LogId<NodeId>>,
+    /// `committed`'s index + 1 (0: nothing committed), readable from outside the raft core.
+    commit_index: Arc<AtomicU64>,
+}
+
+/// Read access to the committed log index the store last saved, for metrics and status
+/// (openraft 0.9's metrics do not carry it). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CommitIndex(Arc<AtomicU64>);
+
+impl CommitIndex {
+    /// The last committed log index this node saved, `None` before any.
+    pub fn get(&self) -> Option<u64> {
+        self.0.load(Ordering::Relaxed).checked_sub(1)
+    }
 }
 
 /// A reader of the log that replication tasks hold (openraft `RaftLogReader`).
@@ -197,8 +212,14 @@ impl LogStore {
                 offsets,
             })),
             vote,
+            commit_index: Arc::new(AtomicU64::new(committed.map_or(0, |c: LogId<NodeId>| c.index + 1))),
             committed,
         })
+    }
+
+    /// A handle on the committed index; take it before handing the store to openraft.
+    pub fn commit_index(&self) -> CommitIndex {
+        CommitIndex(self.commit_index.clone())
     }
 
     fn reader(&self) -> LogReader {
@@ -304,6 +325,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(|e| StorageIOError::write(&e))?;
         self.committed = committed;
+        self.commit_index
+            .store(committed.map_or(0, |c| c.index + 1), Ordering::Relaxed);
         Ok(())
     }
 

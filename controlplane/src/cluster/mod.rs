@@ -1,0 +1,541 @@
+//! The node shell of the cluster: runs openraft over the stores of `camstream-raft-store`,
+//! talks to the other nodes over signed HTTP on `--raft-addr`, joins, heartbeats, and (on
+//! the leader) takes over, ticks and schedules. The API (`api/cluster.rs`) reads
+//! [`Cluster::status`] and asks for changes through [`Cluster::propose`].
+//!
+//! - [`auth`]: the request signatures every node-to-node request carries.
+//! - [`network`]: the client side (openraft `RaftNetworkFactory` and forwarded proposals).
+//! - [`server`]: the listener on `--raft-addr`.
+//! - [`tasks`]: join, heartbeat, leader and metrics loops.
+//!
+//! Left to others: the QUIC relay (`--relay-addr` is advertised only) and fencing in the
+//! data plane, which should serve a camera as origin only while [`Cluster::holds_lease`]
+//! and the camera's placement names this node (docs/architecture.md, "Epochs and fencing").
+//! A single node (no `--node-id`) never builds any of this.
+
+pub(crate) mod auth;
+mod network;
+mod server;
+mod tasks;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use camstream_raft_store::openraft::error::{ClientWriteError, RaftError};
+use camstream_raft_store::openraft::{BasicNode, ChangeMembers, ServerState};
+use camstream_raft_store::{
+    Capacity, CommitIndex, Command, Load, NodeId, NodeInfo, Raft, Refusal, Response, StateHandle,
+};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ClusterConfig;
+use auth::ClusterKey;
+use network::{Network, Peer};
+
+/// A change a node asks the leader for. The leader stamps it with its clock and lease
+/// length and turns it into a [`Command`]; nodes never stamp commands themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Proposal {
+    /// Add the node (learner, then voter) and record its addresses. Idempotent.
+    Join(NodeInfo),
+    /// Renew the node's lease and record its load.
+    Heartbeat {
+        /// The node.
+        node: NodeId,
+        /// Its load now.
+        load: Load,
+    },
+    /// Start or stop draining a node.
+    Drain {
+        /// The node.
+        node: NodeId,
+        /// Draining or not.
+        draining: bool,
+    },
+    /// Remove a node from the raft membership and the state.
+    Remove {
+        /// The node.
+        node: NodeId,
+    },
+}
+
+/// Why a proposal was not applied, as a node answers another over the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub(crate) enum ProposeFailure {
+    /// This node is not the leader; ask `leader` (if known).
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// The node named is not a member.
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    /// The state machine refused the command.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    /// Raft could not do it (membership change in progress, shutting down, ...).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Why [`Cluster::propose`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProposeError {
+    /// The node named is not a member.
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    /// The state machine refused the command.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    /// No leader could be reached before the deadline, or raft failed.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A running cluster node. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.inner.info.id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: ClusterConfig,
+    info: NodeInfo,
+    raft: Raft,
+    state: StateHandle,
+    commit: CommitIndex,
+    key: Arc<ClusterKey>,
+    peer: Peer,
+    /// Until when this node may act on its lease, by its own monotonic clock (see
+    /// [`Cluster::holds_lease`]).
+    lease_until: Mutex<Option<Instant>>,
+    /// The load reported with the next heartbeat.
+    load: Mutex<Load>,
+    /// One membership change at a time on the leader.
+    membership: tokio::sync::Mutex<()>,
+}
+
+/// Why the cluster node could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClusterStartError {
+    /// The raft directory could not be opened.
+    #[error("raft store {path}: {source}")]
+    Store {
+        /// The directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--raft-addr` could not be bound.
+    #[error("cannot listen on --raft-addr {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// openraft refused to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Leader wall clock, UNIX milliseconds.
+fn now_ms() -> u64 {
+    u64::try_from(crate::clock::now_ms()).unwrap_or(0)
+}
+
+impl Cluster {
+    /// Opens `<data_dir>/raft/`, starts raft and the listener on `--raft-addr`, initializes
+    /// a new cluster when there is no `--join` and the store is empty, and spawns the join,
+    /// heartbeat, leader and metrics loops into `tasks` (they stop on `cancel`).
+    ///
+    /// # Errors
+    /// [`ClusterStartError`]: the store, the listener or openraft.
+    pub(crate) async fn start(
+        config: ClusterConfig,
+        data_dir: &std::path::Path,
+        tasks: &mut JoinSet<()>,
+        cancel: CancellationToken,
+    ) -> Result<Self, ClusterStartError> {
+        let dir = data_dir.join("raft");
+        let (log, sm) =
+            camstream_raft_store::open(&dir)
+                .await
+                .map_err(|source| ClusterStartError::Store {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        let commit = log.commit_index();
+        let state = sm.handle();
+        let key = Arc::new(ClusterKey::derive(&config.secret));
+        let peer = Peer::new(config.node_id, key.clone());
+        let raft_config = Arc::new(camstream_raft_store::config("camstream"));
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            Network::new(peer.clone()),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| ClusterStartError::Raft(e.to_string()))?;
+        let info = NodeInfo {
+            id: config.node_id,
+            api_url: config.advertise_api.clone(),
+            raft_addr: config.advertise_raft.clone(),
+            relay_addr: config.advertise_relay.clone(),
+            rtmp_addrs: vec![config.advertise_rtmp.clone()],
+            capacity: Capacity::default(),
+        };
+        let listener = tokio::net::TcpListener::bind(config.raft_addr)
+            .await
+            .map_err(|source| ClusterStartError::Bind {
+                addr: config.raft_addr,
+                source,
+            })?;
+        let cluster = Self {
+            inner: Arc::new(Inner {
+                config,
+                info,
+                raft,
+                state,
+                commit,
+                key,
+                peer,
+                lease_until: Mutex::new(None),
+                load: Mutex::new(Load::default()),
+                membership: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let i = &cluster.inner;
+        if i.config.join.is_none() {
+            let initialized = i
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| ClusterStartError::Raft(e.to_string()))?;
+            if !initialized {
+                let members =
+                    std::collections::BTreeMap::from([(i.info.id, BasicNode::new(&i.info.raft_addr))]);
+                i.raft
+                    .initialize(members)
+                    .await
+                    .map_err(|e| ClusterStartError::Raft(e.to_string()))?;
+                tracing::info!(node = i.info.id, "started a new cluster");
+            }
+        }
+        tracing::info!(
+            node = i.info.id,
+            raft_addr = %i.config.raft_addr,
+            advertise_raft = %i.info.raft_addr,
+            join = ?i.config.join,
+            "cluster node started"
+        );
+        tasks.spawn(server::serve(listener, cluster.clone(), cancel.clone()));
+        tasks.spawn(tasks::join(cluster.clone(), cancel.clone()));
+        tasks.spawn(tasks::heartbeat(cluster.clone(), cancel.clone()));
+        tasks.spawn(tasks::lead(cluster.clone(), cancel.clone()));
+        tasks.spawn(tasks::metrics(cluster.clone(), cancel.clone()));
+        let raft = cluster.inner.raft.clone();
+        tasks.spawn(async move {
+            cancel.cancelled().await;
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(error = %e, "raft did not shut down cleanly");
+            }
+        });
+        Ok(cluster)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.info.id
+    }
+
+    /// Whether this node may act on its lease now: it holds one from a heartbeat the leader
+    /// answered, counted from when the heartbeat was *sent*, for 90 % of the lease, by this
+    /// node's monotonic clock. Conservative by construction (docs/architecture.md, "Epochs
+    /// and fencing"): the replicated lease ends no earlier.
+    pub fn holds_lease(&self) -> bool {
+        self.lease_until().is_some_and(|t| Instant::now() < t)
+    }
+
+    fn lease_until(&self) -> Option<Instant> {
+        *self
+            .inner
+            .lease_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records this node's load for its next heartbeat.
+    pub fn set_load(&self, load: Load) {
+        *self.inner.load.lock().unwrap_or_else(|p| p.into_inner()) = load;
+    }
+
+    fn load(&self) -> Load {
+        *self.inner.load.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lease_ms(&self) -> u64 {
+        u64::try_from(self.inner.config.lease.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Asks the leader (this node or another, found through raft's metrics) to apply `p`,
+    /// retrying through elections until `within` has passed.
+    ///
+    /// # Errors
+    /// [`ProposeError`]: unknown node, refused by the state machine, or no leader in time.
+    pub(crate) async fn propose(
+        &self,
+        p: Proposal,
+        within: Duration,
+    ) -> Result<Response, ProposeError> {
+        let deadline = Instant::now() + within;
+        loop {
+            let (leader, addr) = {
+                let m = self.inner.raft.metrics();
+                let m = m.borrow();
+                let leader = m.current_leader;
+                let addr = leader.and_then(|l| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|n| n.addr.clone())
+                });
+                (leader, addr)
+            };
+            let result = match (leader, addr) {
+                (Some(l), _) if l == self.node_id() => self.propose_here(p.clone()).await,
+                (Some(_), Some(addr)) => self.inner.peer.propose(&addr, &p, within).await,
+                _ => Err(ProposeFailure::NotLeader { leader: None }),
+            };
+            let last = match result {
+                Ok(r) => return Ok(r),
+                Err(ProposeFailure::UnknownNode(n)) => return Err(ProposeError::UnknownNode(n)),
+                Err(ProposeFailure::Refused(Refusal::UnknownNode { node })) => {
+                    return Err(ProposeError::UnknownNode(node));
+                }
+                Err(ProposeFailure::Refused(r)) => return Err(ProposeError::Refused(r)),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(ProposeError::Unavailable(last));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Applies `p` on this node, which must be the leader.
+    pub(crate) async fn propose_here(&self, p: Proposal) -> Result<Response, ProposeFailure> {
+        let i = &self.inner;
+        let cmd = match p {
+            Proposal::Join(info) => {
+                self.add_member(&info).await?;
+                Command::Join {
+                    info,
+                    at_ms: now_ms(),
+                    lease_ms: self.lease_ms(),
+                }
+            }
+            Proposal::Heartbeat { node, load } => Command::Heartbeat {
+                node,
+                at_ms: now_ms(),
+                lease_ms: self.lease_ms(),
+                load,
+            },
+            Proposal::Drain { node, draining } => Command::SetDraining {
+                node,
+                draining,
+                at_ms: now_ms(),
+            },
+            Proposal::Remove { node } => {
+                let in_state = i.state.read(|s| s.member(node).is_some());
+                let in_raft = self.remove_member(node).await?;
+                if !in_state && !in_raft {
+                    return Err(ProposeFailure::UnknownNode(node));
+                }
+                if !in_state {
+                    return Ok(Response::Done);
+                }
+                Command::Leave {
+                    node,
+                    at_ms: now_ms(),
+                }
+            }
+        };
+        self.write(cmd).await
+    }
+
+    /// Writes one command through raft on this node (the leader).
+    pub(crate) async fn write(&self, cmd: Command) -> Result<Response, ProposeFailure> {
+        match self.inner.raft.client_write(cmd).await {
+            Ok(r) => match r.data {
+                Response::Refused(refusal) => Err(ProposeFailure::Refused(refusal)),
+                other => Ok(other),
+            },
+            Err(e) => Err(write_failure(e)),
+        }
+    }
+
+    /// Adds `info` as a learner and then a voter, unless it is a voter already.
+    async fn add_member(&self, info: &NodeInfo) -> Result<(), ProposeFailure> {
+        let i = &self.inner;
+        let _one_at_a_time = i.membership.lock().await;
+        let is_voter = {
+            let m = i.raft.metrics();
+            let m = m.borrow();
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == info.id)
+        };
+        if is_voter {
+            return Ok(());
+        }
+        i.raft
+            .add_learner(info.id, BasicNode::new(&info.raft_addr), true)
+            .await
+            .map_err(write_failure)?;
+        i.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([info.id])), false)
+            .await
+            .map_err(write_failure)?;
+        tracing::info!(node = info.id, raft_addr = %info.raft_addr, "node joined as a voter");
+        Ok(())
+    }
+
+    /// Removes `node` from the raft membership; returns whether it was in it.
+    async fn remove_member(&self, node: NodeId) -> Result<bool, ProposeFailure> {
+        let i = &self.inner;
+        let _one_at_a_time = i.membership.lock().await;
+        let (voter, member) = {
+            let m = i.raft.metrics();
+            let m = m.borrow();
+            let ms = m.membership_config.membership();
+            (
+                ms.voter_ids().any(|v| v == node),
+                ms.get_node(&node).is_some(),
+            )
+        };
+        let set = BTreeSet::from([node]);
+        if voter {
+            i.raft
+                .change_membership(ChangeMembers::RemoveVoters(set), false)
+                .await
+                .map_err(write_failure)?;
+        } else if member {
+            i.raft
+                .change_membership(ChangeMembers::RemoveNodes(set), false)
+                .await
+                .map_err(write_failure)?;
+        }
+        if member {
+            tracing::info!(node, "node removed from the cluster");
+        }
+        Ok(member)
+    }
+
+    /// What `GET /api/v1/cluster` shows.
+    pub(crate) fn status(&self) -> ClusterStatus {
+        let i = &self.inner;
+        let (term, leader, last_applied, state, voters, learners) = {
+            let m = i.raft.metrics();
+            let m = m.borrow();
+            let ms = m.membership_config.membership();
+            (
+                m.current_term,
+                m.current_leader,
+                m.last_applied.map(|l| l.index),
+                m.state,
+                ms.voter_ids().collect::<BTreeSet<_>>(),
+                ms.learner_ids().collect::<BTreeSet<_>>(),
+            )
+        };
+        let (clock_ms, members, cameras) = i.state.read(|s| {
+            let now = s.clock_ms();
+            let members = s
+                .members()
+                .map(|(id, m)| MemberStatus {
+                    id,
+                    info: m.info.clone(),
+                    voter: voters.contains(&id),
+                    learner: learners.contains(&id),
+                    lease_held: m.is_live(now),
+                    lease_until_ms: m.lease_until_ms,
+                    draining: m.draining,
+                    load: m.load,
+                    cameras: m.placed,
+                })
+                .collect::<Vec<_>>();
+            let cameras = s
+                .cameras()
+                .map(|(c, p)| (c.to_owned(), p.node, p.epoch))
+                .collect::<Vec<_>>();
+            (now, members, cameras)
+        });
+        ClusterStatus {
+            node_id: i.info.id,
+            leader,
+            is_leader: state == ServerState::Leader,
+            term,
+            commit_index: i.commit.get(),
+            last_applied,
+            clock_ms,
+            own_lease_held: self.holds_lease(),
+            members,
+            cameras,
+        }
+    }
+}
+
+fn write_failure(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeFailure {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeFailure::NotLeader {
+            leader: f.leader_id,
+        },
+        other => ProposeFailure::Failed(other.to_string()),
+    }
+}
+
+/// A member as the status shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct MemberStatus {
+    pub(crate) id: NodeId,
+    pub(crate) info: NodeInfo,
+    pub(crate) voter: bool,
+    pub(crate) learner: bool,
+    pub(crate) lease_held: bool,
+    pub(crate) lease_until_ms: u64,
+    pub(crate) draining: bool,
+    pub(crate) load: Load,
+    pub(crate) cameras: u32,
+}
+
+/// The cluster as this node sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterStatus {
+    pub(crate) node_id: NodeId,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) is_leader: bool,
+    pub(crate) term: u64,
+    pub(crate) commit_index: Option<u64>,
+    pub(crate) last_applied: Option<u64>,
+    pub(crate) clock_ms: u64,
+    pub(crate) own_lease_held: bool,
+    pub(crate) members: Vec<MemberStatus>,
+    pub(crate) cameras: Vec<(String, Option<NodeId>, u64)>,
+}
