@@ -76,6 +76,12 @@ pub enum ErrorCode {
     UrlExpired,
     /// The `Range` header asks for bytes the file does not have.
     RangeNotSatisfiable,
+    /// The node runs alone (no `--node-id`): there is no cluster to change.
+    ClusterNotEnabled,
+    /// No cluster member with this id.
+    NodeNotFound,
+    /// A node-to-node request is unsigned or signed with another cluster secret, or stale.
+    ClusterAuthInvalid,
     /// Too many requests in the current window.
     RateLimitExceeded,
     /// The database or cache cannot be reached.
@@ -92,12 +98,15 @@ impl ErrorCode {
             | Self::AuthTokenInvalid
             | Self::AuthTokenExpired
             | Self::AuthTokenRevoked
-            | Self::AuthCredentialsInvalid => StatusCode::UNAUTHORIZED,
+            | Self::AuthCredentialsInvalid
+            | Self::ClusterAuthInvalid => StatusCode::UNAUTHORIZED,
             Self::AuthInsufficientPermissions
             | Self::AuthRoleRestricted
             | Self::UrlSignatureInvalid
             | Self::UrlExpired => StatusCode::FORBIDDEN,
-            Self::RecordingNotFound | Self::CompanyNotFound => StatusCode::NOT_FOUND,
+            Self::RecordingNotFound | Self::CompanyNotFound | Self::NodeNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::RecordingInProgress | Self::RecordingBusy => StatusCode::CONFLICT,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::ValidationFailed => StatusCode::BAD_REQUEST,
@@ -110,7 +119,8 @@ impl ErrorCode {
             | Self::UsernameDuplicate
             | Self::UserSelfLockout
             | Self::TokenLimitReached
-            | Self::CameraInactive => StatusCode::CONFLICT,
+            | Self::CameraInactive
+            | Self::ClusterNotEnabled => StatusCode::CONFLICT,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,6 +156,9 @@ impl ErrorCode {
             Self::UrlSignatureInvalid => "URL_SIGNATURE_INVALID",
             Self::UrlExpired => "URL_EXPIRED",
             Self::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
+            Self::ClusterNotEnabled => "CLUSTER_NOT_ENABLED",
+            Self::NodeNotFound => "NODE_NOT_FOUND",
+            Self::ClusterAuthInvalid => "CLUSTER_AUTH_INVALID",
             Self::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::InternalError => "INTERNAL_ERROR",

@@ -52,6 +52,7 @@ impl Role {
                 RecordingsDelete,
                 AuditRead,
                 RetentionManage,
+                ClusterManage,
             ],
             Role::Operator => &[
                 CamerasRead,
@@ -81,6 +82,7 @@ impl Role {
                 RecordingsDelete,
                 AuditRead,
                 RetentionManage,
+                ClusterManage,
             ],
             Role::Operator | Role::ApiOnly => &[
                 CamerasRead,
@@ -158,11 +160,15 @@ pub enum Permission {
     /// passes: admins only.
     #[serde(rename = "retention:manage")]
     RetentionManage,
+    /// Read the cluster's members, leader and placement; drain and remove nodes: admins
+    /// only.
+    #[serde(rename = "cluster:manage")]
+    ClusterManage,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::CamerasRead,
         Permission::CamerasWrite,
         Permission::StreamsPlay,
@@ -173,6 +179,7 @@ impl Permission {
         Permission::RecordingsDelete,
         Permission::AuditRead,
         Permission::RetentionManage,
+        Permission::ClusterManage,
     ];
 
     /// The name stored and sent (`cameras:read`).
@@ -188,6 +195,7 @@ impl Permission {
             Permission::RecordingsDelete => "recordings:delete",
             Permission::AuditRead => "audit:read",
             Permission::RetentionManage => "retention:manage",
+            Permission::ClusterManage => "cluster:manage",
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::state::AppState;
         (name = "streams", description = "Playback and live status"),
         (name = "analytics", description = "Figures from the data plane"),
         (name = "recordings", description = "Recordings, timelines, signed downloads, VOD playback, retention, audit"),
+        (name = "cluster", description = "Cluster members, leader and placement; drain and remove nodes (admin)"),
     )
 )]
 pub(crate) struct ApiDoc;

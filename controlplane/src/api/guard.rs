@@ -254,7 +254,7 @@ fn authorize(p: &Principal, access: Access) -> Result<(), ApiError> {
         .with_details(serde_json::json!({ "required": perm.as_str() }))
     };
     match access {
-        Access::Public | Access::Authenticated | Access::Signed => Ok(()),
+        Access::Public | Access::Authenticated | Access::Signed | Access::Node => Ok(()),
         Access::Session => match p.credential {
             Credential::Session { .. } => Ok(()),
             Credential::ApiToken { .. } => Err(restricted(
@@ -374,7 +374,7 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
         return ApiError::new(ErrorCode::AuthRoleRestricted, "route has no access rule")
             .into_response();
     };
-    if matches!(spec.access, Access::Public | Access::Signed) {
+    if matches!(spec.access, Access::Public | Access::Signed | Access::Node) {
         return next.run(req).await;
     }
     let principal = match bearer(req.headers()) {

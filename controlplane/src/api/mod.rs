@@ -7,6 +7,7 @@ mod analytics;
 mod audit;
 mod auth;
 mod cameras;
+mod cluster;
 mod docs;
 mod extract;
 pub mod guard;
@@ -26,7 +27,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -74,6 +75,9 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(analytics::dashboard))
         .routes(routes!(analytics::camera_metrics))
         .routes(routes!(analytics::storage_usage))
+        .routes(routes!(cluster::status))
+        .routes(routes!(cluster::drain))
+        .routes(routes!(cluster::remove))
         .split_for_parts();
     let (router, mut doc) = parts;
     spec::complete(&mut doc);
@@ -103,7 +107,8 @@ pub(crate) fn router(state: AppState) -> Router {
         }
     };
     let limit = state.config.max_body_bytes;
-    api.route("/api/v1/openapi.json", get(openapi_json))
+    api.route("/api/v1/cluster/join", post(cluster::join))
+        .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/docs", get(docs::index))
         .route("/api/docs/{file}", get(docs::asset))
         .route("/metrics", get(docs::metrics))

@@ -24,6 +24,10 @@ pub enum Access {
     /// (recording downloads, VOD playlists and their media). Missing, tampered or expired
     /// signatures are refused with 403.
     Signed,
+    /// No bearer credential: another cluster node signs the request with the cluster secret
+    /// (`cluster::auth`), which the handler checks; unsigned or wrongly signed requests get
+    /// 401 CLUSTER_AUTH_INVALID, and a single node answers 409 CLUSTER_NOT_ENABLED.
+    Node,
 }
 
 /// One route.
@@ -48,6 +52,16 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> RouteSpe
     }
 }
 
+/// A node-to-node route: not for clients, so not in the OpenAPI document.
+const fn node_only(method: &'static str, path: &'static str) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access: Access::Node,
+        documented: false,
+    }
+}
+
 const fn undocumented(method: &'static str, path: &'static str) -> RouteSpec {
     RouteSpec {
         method,
@@ -59,7 +73,7 @@ const fn undocumented(method: &'static str, path: &'static str) -> RouteSpec {
 
 use Access::{Authenticated, Perm, Public, Session, SessionPerm, Signed};
 use Permission::{
-    AnalyticsRead, AuditRead, CamerasRead, CamerasWrite, RecordingsDelete, RecordingsRead,
+    AnalyticsRead, AuditRead, ClusterManage, CamerasRead, CamerasWrite, RecordingsDelete, RecordingsRead,
     RetentionManage, StreamsPlay, TokensManage, UsersManage,
 };
 
@@ -162,6 +176,18 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/analytics/storage/usage",
         Perm(AnalyticsRead),
     ),
+    r("GET", "/api/v1/cluster", Perm(ClusterManage)),
+    r(
+        "POST",
+        "/api/v1/cluster/nodes/{node}/drain",
+        Perm(ClusterManage),
+    ),
+    r(
+        "DELETE",
+        "/api/v1/cluster/nodes/{node}",
+        Perm(ClusterManage),
+    ),
+    node_only("POST", "/api/v1/cluster/join"),
     undocumented("GET", "/api/v1/openapi.json"),
     undocumented("GET", "/api/docs"),
     undocumented("GET", "/api/docs/{file}"),

@@ -103,7 +103,7 @@ fn shared_failures(op: &mut Operation, access: Access) {
             "PAYLOAD_TOO_LARGE: the body is over the server's limit",
         );
     }
-    let authenticated = !matches!(access, Access::Public | Access::Signed);
+    let authenticated = !matches!(access, Access::Public | Access::Signed | Access::Node);
     if authenticated {
         add(
             op,

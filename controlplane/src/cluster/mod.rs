@@ -281,6 +281,24 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Checks a request another node signed (the join route on the API listener).
+    ///
+    /// # Errors
+    /// [`auth::AuthError`] when the signature is missing, wrong, stale or replayed.
+    pub(crate) fn verify(
+        &self,
+        method: &str,
+        path: &str,
+        node: Option<&str>,
+        time: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<NodeId, auth::AuthError> {
+        self.inner
+            .key
+            .verify(method, path, node, time, signature, body, now_ms())
+    }
+
     /// Records this node's load for its next heartbeat.
     pub fn set_load(&self, load: Load) {
         *self.inner.load.lock().unwrap_or_else(|p| p.into_inner()) = load;
@@ -452,7 +470,7 @@ impl Cluster {
     /// What `GET /api/v1/cluster` shows.
     pub(crate) fn status(&self) -> ClusterStatus {
         let i = &self.inner;
-        let (term, leader, last_applied, state, voters, learners) = {
+        let (term, leader, last_applied, state, voters) = {
             let m = i.raft.metrics();
             let m = m.borrow();
             let ms = m.membership_config.membership();
@@ -462,7 +480,6 @@ impl Cluster {
                 m.last_applied.map(|l| l.index),
                 m.state,
                 ms.voter_ids().collect::<BTreeSet<_>>(),
-                ms.learner_ids().collect::<BTreeSet<_>>(),
             )
         };
         let (clock_ms, members, cameras) = i.state.read(|s| {
@@ -473,7 +490,6 @@ impl Cluster {
                     id,
                     info: m.info.clone(),
                     voter: voters.contains(&id),
-                    learner: learners.contains(&id),
                     lease_held: m.is_live(now),
                     lease_until_ms: m.lease_until_ms,
                     draining: m.draining,
@@ -517,7 +533,6 @@ pub(crate) struct MemberStatus {
     pub(crate) id: NodeId,
     pub(crate) info: NodeInfo,
     pub(crate) voter: bool,
-    pub(crate) learner: bool,
     pub(crate) lease_held: bool,
     pub(crate) lease_until_ms: u64,
     pub(crate) draining: bool,
