@@ -172,6 +172,7 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
 async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cpu = CpuUse::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -182,6 +183,22 @@ async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationTo
             .iter()
             .filter(|h| h.state == camstream_protocol::StreamState::Online)
             .count();
+        // The HPA metric of the design keeps its name next to ours; both are this node's
+        // publishing cameras.
+        metrics::gauge!("camstream_active_streams").set(online as f64);
+        metrics::gauge!("active_streams_per_pod").set(online as f64);
+        if let Some(cluster) = cp.cluster() {
+            let kbps: u64 = health
+                .iter()
+                .filter(|h| h.state == camstream_protocol::StreamState::Online)
+                .map(|h| h.bitrate_bps / 1000)
+                .sum();
+            cluster.set_load(
+                u32::try_from(online).unwrap_or(u32::MAX),
+                kbps,
+                cpu.sample(),
+            );
+        }
         let viewers: u64 = health.iter().map(|h| u64::from(h.viewers)).sum();
         let bytes_in: u64 = health.iter().map(|h| h.bytes_in).sum();
         let bytes_out: u64 = health.iter().map(|h| h.bytes_out).sum();
@@ -192,6 +209,41 @@ async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationTo
         if let Err(e) = cp.report_health(health).await {
             warn!(error = %e, "stream health not recorded");
         }
+    }
+}
+
+/// This process's CPU use between two samples, from `/proc/self/stat` (utime + stime in
+/// clock ticks, 100 per second on Linux), in per mille of all cores. 0 where that file is
+/// not readable.
+#[derive(Default)]
+struct CpuUse {
+    last: Option<(std::time::Instant, u64)>,
+}
+
+impl CpuUse {
+    fn ticks() -> Option<u64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')')?.1;
+        let mut f = rest.split_whitespace().skip(11);
+        let utime: u64 = f.next()?.parse().ok()?;
+        let stime: u64 = f.next()?.parse().ok()?;
+        Some(utime + stime)
+    }
+
+    fn sample(&mut self) -> u16 {
+        let now = std::time::Instant::now();
+        let Some(ticks) = Self::ticks() else { return 0 };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let permille = match self.last {
+            Some((t, before)) => {
+                let secs = now.duration_since(t).as_secs_f64().max(1e-3);
+                (ticks.saturating_sub(before) as f64 / 100.0) / (secs * cores) * 1000.0
+            }
+            None => 0.0,
+        };
+        self.last = Some((now, ticks));
+        permille.clamp(0.0, 1000.0) as u16
     }
 }
 

@@ -146,6 +146,32 @@ fn metrics_handle() -> PrometheusHandle {
                 "Media bytes served"
             );
             metrics::describe_gauge!("camstream_viewers", "Current HLS viewers");
+            metrics::describe_gauge!(
+                "camstream_active_streams",
+                "Cameras publishing to this node (the HPA metric)"
+            );
+            metrics::describe_gauge!(
+                "active_streams_per_pod",
+                "Same as camstream_active_streams, under the design's HPA name"
+            );
+            metrics::describe_gauge!("camstream_raft_term", "Current raft term (cluster nodes)");
+            metrics::describe_gauge!(
+                "camstream_raft_leader_id",
+                "The raft leader this node knows of, 0 when none"
+            );
+            metrics::describe_gauge!("camstream_raft_is_leader", "1 on the raft leader");
+            metrics::describe_gauge!(
+                "camstream_raft_commit_index",
+                "Last committed raft log index this node saved"
+            );
+            metrics::describe_gauge!(
+                "camstream_raft_last_applied",
+                "Last raft log index applied to this node's state"
+            );
+            metrics::describe_gauge!(
+                "camstream_cluster_lease_held",
+                "1 while this node holds its liveness lease (its own view)"
+            );
             handle
         })
         .clone()

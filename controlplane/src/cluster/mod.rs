@@ -299,9 +299,14 @@ impl Cluster {
             .verify(method, path, node, time, signature, body, now_ms())
     }
 
-    /// Records this node's load for its next heartbeat.
-    pub fn set_load(&self, load: Load) {
-        *self.inner.load.lock().unwrap_or_else(|p| p.into_inner()) = load;
+    /// Records this node's load for its next heartbeat: cameras ingested, their total
+    /// ingest bitrate (kbit/s), CPU use in per mille of all cores.
+    pub fn set_load(&self, active_streams: u32, ingest_kbps: u64, cpu_permille: u16) {
+        *self.inner.load.lock().unwrap_or_else(|p| p.into_inner()) = Load {
+            active_streams,
+            ingest_kbps,
+            cpu_permille,
+        };
     }
 
     fn load(&self) -> Load {

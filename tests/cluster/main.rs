@@ -1,0 +1,11 @@
+//! End-to-end tests of the cluster node shell (issue 10): real `camstream serve` processes
+//! sharing one PostgreSQL database, each with `--node-id`, `--raft-addr` and the cluster
+//! secret, join into one cluster through `--join`; every node's `GET /api/v1/cluster` shows
+//! the same members and leader; a raft RPC signed with another secret is refused with 401
+//! and logged with the peer's address; `kill -9` of the leader gives a new leader among the
+//! survivors (the time is printed, run with `--nocapture`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod failover;
