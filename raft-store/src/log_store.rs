@@ -212,7 +212,9 @@ impl LogStore {
                 offsets,
             })),
             vote,
-            commit_index: Arc::new(AtomicU64::new(committed.map_or(0, |c: LogId<NodeId>| c.index + 1))),
+            commit_index: Arc::new(AtomicU64::new(
+                committed.map_or(0, |c: LogId<NodeId>| c.index + 1),
+            )),
             committed,
         })
     }

@@ -297,8 +297,8 @@ pub(crate) async fn join(
             tracing::warn!(peer = ?peer, error = %e, "refused an unauthenticated cluster join");
             ApiError::new(ErrorCode::ClusterAuthInvalid, "cluster signature refused")
         })?;
-    let info: NodeInfo = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::validation("body", e.to_string()))?;
+    let info: NodeInfo =
+        serde_json::from_slice(&body).map_err(|e| ApiError::validation("body", e.to_string()))?;
     if info.id == 0 || info.id != from {
         return Err(ApiError::validation(
             "id",

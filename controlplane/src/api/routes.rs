@@ -73,8 +73,8 @@ const fn undocumented(method: &'static str, path: &'static str) -> RouteSpec {
 
 use Access::{Authenticated, Perm, Public, Session, SessionPerm, Signed};
 use Permission::{
-    AnalyticsRead, AuditRead, ClusterManage, CamerasRead, CamerasWrite, RecordingsDelete, RecordingsRead,
-    RetentionManage, StreamsPlay, TokensManage, UsersManage,
+    AnalyticsRead, AuditRead, CamerasRead, CamerasWrite, ClusterManage, RecordingsDelete,
+    RecordingsRead, RetentionManage, StreamsPlay, TokensManage, UsersManage,
 };
 
 /// Every route.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use camstream_raft_store::openraft::error::{ClientWriteError, RaftError};
 use camstream_raft_store::openraft::{BasicNode, ChangeMembers, ServerState};
 use camstream_raft_store::{
-    Capacity, CommitIndex, Command, Load, NodeId, NodeInfo, Raft, Refusal, Response, StateHandle,
+    Capacity, Command, CommitIndex, Load, NodeId, NodeInfo, Raft, Refusal, Response, StateHandle,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -229,8 +229,10 @@ impl Cluster {
                 .await
                 .map_err(|e| ClusterStartError::Raft(e.to_string()))?;
             if !initialized {
-                let members =
-                    std::collections::BTreeMap::from([(i.info.id, BasicNode::new(&i.info.raft_addr))]);
+                let members = std::collections::BTreeMap::from([(
+                    i.info.id,
+                    BasicNode::new(&i.info.raft_addr),
+                )]);
                 i.raft
                     .initialize(members)
                     .await

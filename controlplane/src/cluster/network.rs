@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use camstream_raft_store::openraft::BasicNode;
 use camstream_raft_store::openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -16,7 +17,6 @@ use camstream_raft_store::openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use camstream_raft_store::openraft::BasicNode;
 use camstream_raft_store::{NodeId, NodeInfo, Response, TypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -11,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Json;
 use camstream_raft_store::openraft::raft::{
     AppendEntriesRequest, InstallSnapshotRequest, VoteRequest,
 };
@@ -75,7 +75,10 @@ async fn authenticate(
         &bytes,
         now_ms(),
     ) {
-        Ok(_) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(_) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(e) => {
             tracing::warn!(%peer, path = %parts.uri.path(), error = %e, "refused an unauthenticated cluster request");
             (StatusCode::UNAUTHORIZED, e.to_string()).into_response()

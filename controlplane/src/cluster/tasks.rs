@@ -133,10 +133,7 @@ pub(super) async fn lead(cluster: Cluster, cancel: CancellationToken) {
             }
             last_tick = Instant::now();
         }
-        let plan = cluster
-            .inner
-            .state
-            .read(|s| scheduler::plan(s, now_ms()));
+        let plan = cluster.inner.state.read(|s| scheduler::plan(s, now_ms()));
         for cmd in plan {
             match cluster.write(cmd).await {
                 Ok(Response::Placed {
@@ -175,7 +172,10 @@ pub(super) async fn metrics(cluster: Cluster, cancel: CancellationToken) {
         metrics::gauge!("camstream_raft_commit_index")
             .set(cluster.inner.commit.get().map_or(0.0, |c| c as f64));
         metrics::gauge!("camstream_raft_last_applied").set(applied.map_or(0.0, |c| c as f64));
-        metrics::gauge!("camstream_cluster_lease_held")
-            .set(if cluster.holds_lease() { 1.0 } else { 0.0 });
+        metrics::gauge!("camstream_cluster_lease_held").set(if cluster.holds_lease() {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
