@@ -124,6 +124,8 @@ fn expected(cred: &str, access: Access) -> Option<(StatusCode, &'static str)> {
     let role_perms = |role: Role, p: Permission| role.permissions().contains(&p);
     match (cred, access) {
         (_, Access::Public | Access::Authenticated) => None,
+        // Checked on their own in the matrix: no bearer credential is asked for.
+        (_, Access::Node) => None,
         // A bearer credential is no URL signature.
         (_, Access::Signed) => Some((forbidden, "URL_SIGNATURE_INVALID")),
         ("token_read", Access::Session) => Some((forbidden, "AUTH_ROLE_RESTRICTED")),
@@ -206,6 +208,7 @@ async fn auth_matrix_covers_every_route() {
 
     let mut checked = 0;
     let mut signed = 0;
+    let mut node_routes = 0;
     for spec in ROUTES {
         let path = spec
             .path
@@ -222,6 +225,21 @@ async fn auth_matrix_covers_every_route() {
                 "{}",
                 what("public")
             );
+            continue;
+        }
+        if spec.access == Access::Node {
+            // Node-to-node: a single node has no cluster to join, whoever asks (a bearer
+            // credential is no cluster signature either).
+            for token in [None, Some(admin.as_str())] {
+                let r = app.call(spec.method, &path, token, body.clone()).await;
+                assert_error(
+                    &r,
+                    StatusCode::CONFLICT,
+                    "CLUSTER_NOT_ENABLED",
+                    &what("node"),
+                );
+            }
+            node_routes += 1;
             continue;
         }
         if spec.access == Access::Signed {
@@ -325,9 +343,10 @@ async fn auth_matrix_covers_every_route() {
     }
     let protected = ROUTES
         .iter()
-        .filter(|r| r.access != Access::Public && r.access != Access::Signed)
+        .filter(|r| !matches!(r.access, Access::Public | Access::Signed | Access::Node))
         .count();
     assert_eq!(checked, protected);
+    assert_eq!(node_routes, 1, "node-to-node routes");
     assert!(checked >= 38, "checked {checked} protected routes");
     assert_eq!(signed, 3, "signed routes");
 }
@@ -343,7 +362,7 @@ async fn sessions_refresh_rotation_and_logout() {
     assert_eq!(me.json["data"]["user"]["username"], "admin");
     assert_eq!(me.json["data"]["credential"], "session");
     assert!(me.json["data"]["user"].get("passwordHash").is_none());
-    assert_eq!(me.json["data"]["permissions"].as_array().unwrap().len(), 10);
+    assert_eq!(me.json["data"]["permissions"].as_array().unwrap().len(), 11);
 
     let r = app
         .call(
@@ -1589,4 +1608,35 @@ async fn token_quota_is_a_conflict() {
         "101st token",
     );
     assert_eq!(r.json["error"]["details"]["limit"], 100);
+}
+
+#[tokio::test]
+async fn a_single_node_says_it_is_not_clustered() {
+    let app = TestApp::start(|_| {}).await;
+    let admin = app.admin().await;
+    let r = app.call("GET", "/api/v1/cluster", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let d = &r.json["data"];
+    assert_eq!(d["clustered"], false, "{d}");
+    assert!(d["leaderId"].is_null() && d["term"].is_null(), "{d}");
+    assert_eq!(d["members"], json!([]));
+    assert_eq!(d["cameras"], json!([]));
+    for (method, path) in [
+        ("POST", "/api/v1/cluster/nodes/2/drain"),
+        ("DELETE", "/api/v1/cluster/nodes/2"),
+    ] {
+        let r = app.call(method, path, Some(&admin), None).await;
+        assert_error(&r, StatusCode::CONFLICT, "CLUSTER_NOT_ENABLED", path);
+    }
+    // An operator has no cluster:manage.
+    let (operator, _) = app.user(&admin, "ops", "operator", None).await;
+    let r = app
+        .call("GET", "/api/v1/cluster", Some(&operator), None)
+        .await;
+    assert_error(
+        &r,
+        StatusCode::FORBIDDEN,
+        "AUTH_INSUFFICIENT_PERMISSIONS",
+        "operator",
+    );
 }

@@ -118,7 +118,7 @@ fn rule(spec: &RouteSpec) -> Rule {
     if spec.access == Access::Signed {
         return Signed;
     }
-    if spec.access == Access::Public {
+    if matches!(spec.access, Access::Public | Access::Node) {
         return NoTenant;
     }
     match (spec.method, spec.path) {
@@ -126,6 +126,7 @@ fn rule(spec: &RouteSpec) -> Rule {
         (_, p) if p.starts_with("/api/v1/users") => Admin,
         ("GET", "/api/v1/audit") => Admin,
         ("PUT", "/api/v1/retention") | ("POST", "/api/v1/retention/run") => Admin,
+        (_, p) if p.starts_with("/api/v1/cluster") => Admin,
         ("GET", "/api/v1/tokens") => List,
         ("POST", "/api/v1/tokens") => NoTenant,
         (_, p) if p.starts_with("/api/v1/tokens/") => Own("TOKEN_NOT_FOUND"),
@@ -162,7 +163,7 @@ fn permitted(who: &str, access: Access) -> bool {
         }
     };
     match access {
-        Access::Public | Access::Signed | Access::Authenticated => true,
+        Access::Public | Access::Signed | Access::Authenticated | Access::Node => true,
         Access::Session => !token,
         Access::SessionPerm(p) => !token && holds(p),
         Access::Perm(p) => holds(p),
