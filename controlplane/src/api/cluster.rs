@@ -185,6 +185,13 @@ fn clustered(state: &AppState) -> Result<&Cluster, ApiError> {
     })
 }
 
+fn valid_node(node: NodeId) -> Result<(), ApiError> {
+    if node == 0 {
+        return Err(ApiError::validation("node", "must be 1 or more"));
+    }
+    Ok(())
+}
+
 fn failed(e: ProposeError) -> ApiError {
     match e {
         ProposeError::UnknownNode(n) => {
@@ -231,6 +238,7 @@ pub(crate) async fn drain(
     State(state): State<AppState>,
     Path(node): Path<NodeId>,
 ) -> Result<Response, ApiError> {
+    valid_node(node)?;
     let cluster = clustered(&state)?;
     cluster
         .propose(
@@ -262,6 +270,7 @@ pub(crate) async fn remove(
     State(state): State<AppState>,
     Path(node): Path<NodeId>,
 ) -> Result<Response, ApiError> {
+    valid_node(node)?;
     let cluster = clustered(&state)?;
     cluster
         .propose(Proposal::Remove { node }, WRITE_WITHIN)
