@@ -26,6 +26,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the platform (the default).
     Serve(Box<ServeArgs>),
+    /// Cluster status and changes through a node's API.
+    Cluster(crate::cli::ClusterCli),
 }
 
 /// Flags of `camstream serve`. Every flag can also come from `CAMSTREAM_<FLAG>` and from

@@ -1,5 +1,6 @@
 //! The `camstream` binary: parses the configuration, starts the planes, waits for a signal.
 
+mod cli;
 mod config;
 mod recording;
 
@@ -22,6 +23,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => *args,
+        Some(Command::Cluster(c)) => return cli::run(c),
         None => ServeArgs::parse_from_env(),
     };
     let serve = args.resolve()?;

@@ -40,7 +40,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use cluster::Cluster;
+pub use camstream_raft_store::{Capacity as NodeCapacity, NodeInfo};
+pub use cluster::{Cluster, send_join};
 pub use config::{ClusterConfig, ControlPlaneConfig};
 pub use error::{ApiError, ErrorCode};
 pub use health::{DayAnalytics, HealthError, LiveStatus};

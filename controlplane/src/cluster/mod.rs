@@ -153,6 +153,20 @@ pub(crate) enum ClusterStartError {
     Raft(String),
 }
 
+/// Sends a join for the node `info` to the member whose API is at `api_url`, signed with the
+/// cluster `secret` as node `info.id` (what `camstream cluster add` does for a running node;
+/// a node started with `--join` does this itself).
+///
+/// # Errors
+/// The member could not be reached, refused the signature (401), or no leader added the
+/// node in time; the message says which.
+pub async fn send_join(api_url: &str, secret: &str, info: &NodeInfo) -> Result<(), String> {
+    let peer = Peer::new(info.id, Arc::new(ClusterKey::derive(secret)));
+    peer.join(api_url.trim_end_matches('/'), info)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Leader wall clock, UNIX milliseconds.
 fn now_ms() -> u64 {
     u64::try_from(crate::clock::now_ms()).unwrap_or(0)
