@@ -322,6 +322,54 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
         let all: Vec<&Node> = nodes.iter().collect();
         leader = converged(&all, &[1, 2, 3], &token, Duration::from_secs(30)).await;
     }
+    // The CLI against a follower: drain a node, see it, remove it, see two members.
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap();
+    let api = format!("http://{}", follower.server.http);
+    let target = nodes
+        .iter()
+        .find(|n| n.id != leader && n.id != follower.id)
+        .unwrap()
+        .id;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_camstream"))
+            .arg("cluster")
+            .args(args)
+            .args(["--api", &api])
+            .env("CAMSTREAM_API_TOKEN", &token)
+            .output()
+            .expect("run camstream cluster");
+        assert!(
+            out.status.success(),
+            "camstream cluster {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = cli(&["status"]);
+    assert!(
+        table.contains(&format!("leader {leader}")) && table.lines().count() == 6,
+        "{table}"
+    );
+    let target_s = target.to_string();
+    cli(&["drain", &target_s]);
+    let status: Value = serde_json::from_str(&cli(&["status", "--json"])).unwrap();
+    let m = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == target)
+        .unwrap();
+    assert_eq!(m["draining"], true, "{status}");
+    cli(&["remove", &target_s]);
+    let status: Value = serde_json::from_str(&cli(&["status", "--json"])).unwrap();
+    let ids: Vec<u64> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(!ids.contains(&target) && ids.len() == 2, "{status}");
+
     times.sort();
     eprintln!(
         "cluster formed in {formed:?}; leader kill -9 -> new leader agreed by both survivors: min {:?} median {:?} max {:?} (whole test {:?})",
