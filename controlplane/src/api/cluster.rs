@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use super::extract::{Envelope, Path, ok};
 use super::guard::ClientAddr;
 use crate::clock::rfc3339;
-use crate::cluster::auth::{NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER};
+use crate::cluster::auth::Presented;
 use crate::cluster::{Cluster, ClusterStatus, Proposal, ProposeError};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -292,14 +292,11 @@ pub(crate) async fn join(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let cluster = clustered(&state)?;
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let from = cluster
         .verify(
             "POST",
             "/api/v1/cluster/join",
-            h(NODE_HEADER),
-            h(TIME_HEADER),
-            h(SIGNATURE_HEADER),
+            Presented::from_headers(&headers),
             &body,
         )
         .map_err(|e| {

@@ -64,6 +64,29 @@ pub(crate) struct Signed {
     pub(crate) signature: String,
 }
 
+/// The signing headers as a request presented them (any may be missing).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Presented<'a> {
+    /// [`NODE_HEADER`].
+    pub(crate) node: Option<&'a str>,
+    /// [`TIME_HEADER`].
+    pub(crate) time: Option<&'a str>,
+    /// [`SIGNATURE_HEADER`].
+    pub(crate) signature: Option<&'a str>,
+}
+
+impl<'a> Presented<'a> {
+    /// Reads the three headers (a value that is not text counts as missing).
+    pub(crate) fn from_headers(h: &'a axum::http::HeaderMap) -> Self {
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+        Self {
+            node: get(NODE_HEADER),
+            time: get(TIME_HEADER),
+            signature: get(SIGNATURE_HEADER),
+        }
+    }
+}
+
 /// The key derived from the cluster secret, and the signatures seen recently.
 pub(crate) struct ClusterKey {
     key: [u8; 32],
@@ -126,12 +149,15 @@ impl ClusterKey {
         &self,
         method: &str,
         path: &str,
-        node: Option<&str>,
-        time: Option<&str>,
-        signature: Option<&str>,
+        presented: Presented<'_>,
         body: &[u8],
         now_ms: u64,
     ) -> Result<u64, AuthError> {
+        let Presented {
+            node,
+            time,
+            signature,
+        } = presented;
         let node = node.ok_or(AuthError::Missing(NODE_HEADER))?;
         let time = time.ok_or(AuthError::Missing(TIME_HEADER))?;
         let signature = signature.ok_or(AuthError::Missing(SIGNATURE_HEADER))?;
@@ -184,16 +210,24 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000_000;
 
+    fn presented(s: &Signed) -> Presented<'_> {
+        Presented {
+            node: Some(&s.node),
+            time: Some(&s.time),
+            signature: Some(&s.signature),
+        }
+    }
+
+    fn raw<'a>(node: Option<&'a str>, time: &'a str, sig: &'a str) -> Presented<'a> {
+        Presented {
+            node,
+            time: Some(time),
+            signature: Some(sig),
+        }
+    }
+
     fn check(key: &ClusterKey, s: &Signed, body: &[u8], now: u64) -> Result<u64, AuthError> {
-        key.verify(
-            "POST",
-            "/raft/append",
-            Some(&s.node),
-            Some(&s.time),
-            Some(&s.signature),
-            body,
-            now,
-        )
+        key.verify("POST", "/raft/append", presented(s), body, now)
     }
 
     #[test]
@@ -254,15 +288,7 @@ mod tests {
             check(&key, &other_node, b"{\"term\":1}", NOW),
             Err(AuthError::BadSignature)
         );
-        let other_path = key.verify(
-            "POST",
-            "/raft/vote",
-            Some(&s.node),
-            Some(&s.time),
-            Some(&s.signature),
-            b"{\"term\":1}",
-            NOW,
-        );
+        let other_path = key.verify("POST", "/raft/vote", presented(&s), b"{\"term\":1}", NOW);
         assert_eq!(other_path, Err(AuthError::BadSignature));
         let moved_time = Signed {
             time: (NOW + 1).to_string(),
@@ -278,15 +304,15 @@ mod tests {
     fn missing_or_malformed_headers_are_refused() {
         let key = ClusterKey::derive("a shared cluster secret");
         assert_eq!(
-            key.verify("POST", "/p", None, Some("1"), Some("00"), b"", NOW),
+            key.verify("POST", "/p", raw(None, "1", "00"), b"", NOW),
             Err(AuthError::Missing(NODE_HEADER))
         );
         assert_eq!(
-            key.verify("POST", "/p", Some("x"), Some("1"), Some("00"), b"", NOW),
+            key.verify("POST", "/p", raw(Some("x"), "1", "00"), b"", NOW),
             Err(AuthError::Malformed(NODE_HEADER))
         );
         assert_eq!(
-            key.verify("POST", "/p", Some("1"), Some("1"), Some("zz"), b"", NOW),
+            key.verify("POST", "/p", raw(Some("1"), "1", "zz"), b"", NOW),
             Err(AuthError::Malformed(SIGNATURE_HEADER))
         );
     }

@@ -305,14 +305,12 @@ impl Cluster {
         &self,
         method: &str,
         path: &str,
-        node: Option<&str>,
-        time: Option<&str>,
-        signature: Option<&str>,
+        presented: auth::Presented<'_>,
         body: &[u8],
     ) -> Result<NodeId, auth::AuthError> {
         self.inner
             .key
-            .verify(method, path, node, time, signature, body, now_ms())
+            .verify(method, path, presented, body, now_ms())
     }
 
     /// Records this node's load for its next heartbeat: cameras ingested, their total

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -18,7 +18,7 @@ use camstream_raft_store::openraft::raft::{
 use camstream_raft_store::{NodeId, TypeConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER};
+use super::auth::Presented;
 use super::{Cluster, Proposal, now_ms};
 
 /// Largest RPC body: snapshots of the cluster state travel whole.
@@ -50,10 +50,6 @@ fn router(cluster: Cluster) -> Router {
         .with_state(cluster)
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// Verifies the signature over the whole body; refuses with 401 and a warning otherwise.
 async fn authenticate(
     State(cluster): State<Cluster>,
@@ -65,13 +61,10 @@ async fn authenticate(
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
-    let h = &parts.headers;
     match cluster.inner.key.verify(
         parts.method.as_str(),
         parts.uri.path(),
-        header(h, NODE_HEADER),
-        header(h, TIME_HEADER),
-        header(h, SIGNATURE_HEADER),
+        Presented::from_headers(&parts.headers),
         &bytes,
         now_ms(),
     ) {
@@ -86,15 +79,14 @@ async fn authenticate(
     }
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, (StatusCode, String)> {
+    serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 async fn append(State(c): State<Cluster>, body: Bytes) -> Response {
     let rpc: AppendEntriesRequest<TypeConfig> = match json_body(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     Json(c.inner.raft.append_entries(rpc).await).into_response()
 }
@@ -102,7 +94,7 @@ async fn append(State(c): State<Cluster>, body: Bytes) -> Response {
 async fn vote(State(c): State<Cluster>, body: Bytes) -> Response {
     let rpc: VoteRequest<NodeId> = match json_body(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     Json(c.inner.raft.vote(rpc).await).into_response()
 }
@@ -110,7 +102,7 @@ async fn vote(State(c): State<Cluster>, body: Bytes) -> Response {
 async fn snapshot(State(c): State<Cluster>, body: Bytes) -> Response {
     let rpc: InstallSnapshotRequest<TypeConfig> = match json_body(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     Json(c.inner.raft.install_snapshot(rpc).await).into_response()
 }
@@ -118,7 +110,7 @@ async fn snapshot(State(c): State<Cluster>, body: Bytes) -> Response {
 async fn propose(State(c): State<Cluster>, body: Bytes) -> Response {
     let p: Proposal = match json_body(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     Json(c.propose_here(p).await).into_response()
 }
