@@ -29,8 +29,8 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Signs like `controlplane/src/cluster/auth.rs` (key = HMAC(secret, label); message =
-/// method, path, node, time, hex SHA-256 of the body, each followed by a newline).
-fn sign(secret: &str, path: &str, node: u64, time_ms: u64, body: &[u8]) -> String {
+/// method, path, node, time, nonce, hex SHA-256 of the body, each followed by a newline).
+fn sign(secret: &str, path: &str, node: u64, time_ms: u64, nonce: &str, body: &[u8]) -> String {
     let mut k = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     k.update(b"camstream cluster rpc v1");
     let key = k.finalize().into_bytes();
@@ -40,6 +40,7 @@ fn sign(secret: &str, path: &str, node: u64, time_ms: u64, body: &[u8]) -> Strin
         path.to_owned(),
         node.to_string(),
         time_ms.to_string(),
+        nonce.to_owned(),
         hex(&Sha256::digest(body)),
     ] {
         mac.update(part.as_bytes());
@@ -243,9 +244,10 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
             .header("content-type", "application/json")
             .header("x-camstream-node", "9")
             .header("x-camstream-time", now.to_string())
+            .header("x-camstream-nonce", "42")
             .header(
                 "x-camstream-signature",
-                sign(secret, "/raft/vote", 9, now, body),
+                sign(secret, "/raft/vote", 9, now, "42", body),
             )
             .body(body.to_vec())
             .send()

@@ -3,8 +3,10 @@
 //! the cluster secret. Sans-IO: the caller passes the clock, so the window and replay rules
 //! are tested without sockets.
 //!
-//! Signed text: `METHOD \n PATH \n NODE \n TIME_MS \n hex(SHA-256(body))`, sent as the headers
-//! [`NODE_HEADER`], [`TIME_HEADER`] and [`SIGNATURE_HEADER`] (hex). A request is accepted
+//! Signed text: `METHOD \n PATH \n NODE \n TIME_MS \n NONCE \n hex(SHA-256(body)) \n`, sent as
+//! the headers [`NODE_HEADER`], [`TIME_HEADER`], [`NONCE_HEADER`] (random per request, so two
+//! identical requests in one millisecond are not taken for a replay) and
+//! [`SIGNATURE_HEADER`] (hex). A request is accepted
 //! when its time is within [`WINDOW_MS`] of the receiver's clock and its signature was not
 //! seen before inside that window (so a captured request cannot be replayed, even inside the
 //! window). The cluster secret itself never travels.
@@ -22,6 +24,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub(crate) const NODE_HEADER: &str = "x-camstream-node";
 /// Header with the sender's wall clock, UNIX milliseconds.
 pub(crate) const TIME_HEADER: &str = "x-camstream-time";
+/// Header with a random number, new for every request.
+pub(crate) const NONCE_HEADER: &str = "x-camstream-nonce";
 /// Header with the hex HMAC-SHA256 signature.
 pub(crate) const SIGNATURE_HEADER: &str = "x-camstream-signature";
 /// How far a request's time may be from the receiver's clock (either way). Clocks of the
@@ -60,6 +64,8 @@ pub(crate) struct Signed {
     pub(crate) node: String,
     /// [`TIME_HEADER`] value.
     pub(crate) time: String,
+    /// [`NONCE_HEADER`] value.
+    pub(crate) nonce: String,
     /// [`SIGNATURE_HEADER`] value.
     pub(crate) signature: String,
 }
@@ -71,6 +77,8 @@ pub(crate) struct Presented<'a> {
     pub(crate) node: Option<&'a str>,
     /// [`TIME_HEADER`].
     pub(crate) time: Option<&'a str>,
+    /// [`NONCE_HEADER`].
+    pub(crate) nonce: Option<&'a str>,
     /// [`SIGNATURE_HEADER`].
     pub(crate) signature: Option<&'a str>,
 }
@@ -82,6 +90,7 @@ impl<'a> Presented<'a> {
         Self {
             node: get(NODE_HEADER),
             time: get(TIME_HEADER),
+            nonce: get(NONCE_HEADER),
             signature: get(SIGNATURE_HEADER),
         }
     }
@@ -111,10 +120,11 @@ impl ClusterKey {
         }
     }
 
-    fn mac(&self, method: &str, path: &str, node: &str, time: &str, body: &[u8]) -> [u8; 32] {
+    fn mac(&self, method: &str, path: &str, head: [&str; 3], body: &[u8]) -> [u8; 32] {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length");
         let body_hash = hex(&Sha256::digest(body));
-        for part in [method, path, node, time, body_hash.as_str()] {
+        let [node, time, nonce] = head;
+        for part in [method, path, node, time, nonce, body_hash.as_str()] {
             mac.update(part.as_bytes());
             mac.update(b"\n");
         }
@@ -132,10 +142,12 @@ impl ClusterKey {
     ) -> Signed {
         let node = node.to_string();
         let time = now_ms.to_string();
-        let signature = hex(&self.mac(method, path, &node, &time, body));
+        let nonce = rand::random::<u64>().to_string();
+        let signature = hex(&self.mac(method, path, [&node, &time, &nonce], body));
         Signed {
             node,
             time,
+            nonce,
             signature,
         }
     }
@@ -156,10 +168,12 @@ impl ClusterKey {
         let Presented {
             node,
             time,
+            nonce,
             signature,
         } = presented;
         let node = node.ok_or(AuthError::Missing(NODE_HEADER))?;
         let time = time.ok_or(AuthError::Missing(TIME_HEADER))?;
+        let nonce = nonce.ok_or(AuthError::Missing(NONCE_HEADER))?;
         let signature = signature.ok_or(AuthError::Missing(SIGNATURE_HEADER))?;
         let node_id: u64 = node
             .parse()
@@ -168,7 +182,7 @@ impl ClusterKey {
             .parse()
             .map_err(|_| AuthError::Malformed(TIME_HEADER))?;
         let given = unhex(signature).ok_or(AuthError::Malformed(SIGNATURE_HEADER))?;
-        let want = self.mac(method, path, node, time, body);
+        let want = self.mac(method, path, [node, time, nonce], body);
         if !constant_time_eq(&given, &want) {
             return Err(AuthError::BadSignature);
         }
@@ -214,6 +228,7 @@ mod tests {
         Presented {
             node: Some(&s.node),
             time: Some(&s.time),
+            nonce: Some(&s.nonce),
             signature: Some(&s.signature),
         }
     }
@@ -222,6 +237,7 @@ mod tests {
         Presented {
             node,
             time: Some(time),
+            nonce: Some("1"),
             signature: Some(sig),
         }
     }
@@ -239,8 +255,8 @@ mod tests {
             check(&key, &s, b"{\"x\":1}", NOW + 2_000),
             Err(AuthError::Replayed)
         );
-        // The same body signed a moment later is a new request.
-        let s2 = key.sign("POST", "/raft/append", 7, NOW + 1, b"{\"x\":1}");
+        // The same body signed again (even in the same millisecond) is a new request.
+        let s2 = key.sign("POST", "/raft/append", 7, NOW, b"{\"x\":1}");
         assert_eq!(check(&key, &s2, b"{\"x\":1}", NOW + 2_000), Ok(7));
     }
 
@@ -296,6 +312,14 @@ mod tests {
         };
         assert_eq!(
             check(&key, &moved_time, b"{\"term\":1}", NOW),
+            Err(AuthError::BadSignature)
+        );
+        let other_nonce = Signed {
+            nonce: "12345".into(),
+            ..s.clone()
+        };
+        assert_eq!(
+            check(&key, &other_nonce, b"{\"term\":1}", NOW),
             Err(AuthError::BadSignature)
         );
     }

@@ -21,7 +21,7 @@ use camstream_raft_store::{NodeId, NodeInfo, Response, TypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::auth::{ClusterKey, NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER};
+use super::auth::{ClusterKey, NODE_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIME_HEADER};
 use super::{Proposal, ProposeFailure, now_ms};
 
 /// Why a request to a peer failed.
@@ -81,6 +81,7 @@ impl Peer {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(NODE_HEADER, signed.node)
             .header(TIME_HEADER, signed.time)
+            .header(NONCE_HEADER, signed.nonce)
             .header(SIGNATURE_HEADER, signed.signature)
             .body(bytes)
             .send()
