@@ -175,7 +175,10 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
         .client()
         .post(s1.url("/api/v1/tokens"))
         .bearer_auth(&session)
-        .json(&json!({ "name": "cluster test", "permissions": ["cluster:manage"] }))
+        .json(&json!({
+            "name": "cluster test",
+            "permissions": ["cluster:manage", "cameras:read", "cameras:write"]
+        }))
         .send()
         .await
         .unwrap()
@@ -225,6 +228,58 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
             );
         }
     }
+    // A camera created through a follower is placed: its assignedNode is a member and its
+    // rtmpUrl points at that node's RTMP listener; every node says the same.
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap();
+    let r = follower
+        .server
+        .client()
+        .post(follower.server.url("/api/v1/cameras"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "Gate", "serialNumber": "CLUSTER-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let cam: Value = r.json().await.unwrap();
+    let cam = &cam["data"];
+    let placed: u64 = cam["assignedNode"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("assignedNode: {cam}"));
+    let on = nodes.iter().find(|n| n.id == placed).expect("a member");
+    let rtmp = format!("rtmp://localhost:{}/live/", on.server.rtmp.port());
+    assert!(
+        cam["rtmpUrl"].as_str().unwrap().starts_with(&rtmp),
+        "{} should start with {rtmp}",
+        cam["rtmpUrl"]
+    );
+    let cam_id = cam["id"].as_str().unwrap();
+    for n in &nodes {
+        let c: Value = n
+            .server
+            .client()
+            .get(n.server.url(&format!("/api/v1/cameras/{cam_id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            c["data"]["assignedNode"],
+            placed.to_string(),
+            "node {}",
+            n.id
+        );
+    }
+    let c = cluster_of(&s1, &token).await.unwrap();
+    assert_eq!(
+        c["cameras"],
+        json!([{ "cameraId": cam_id, "nodeId": placed, "epoch": 1 }])
+    );
+
     // Without the cluster credential, /api/v1/cluster is refused like any admin route.
     let r = s1.get("/api/v1/cluster").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

@@ -66,7 +66,18 @@ fn ingest_bases(s: &Shared) -> (String, String) {
 }
 
 fn view(s: &Shared, c: &Camera, key: Option<String>) -> Result<CameraView, ApiError> {
-    let (rtmp, rtmps) = ingest_bases(s);
+    let (mut rtmp, rtmps) = ingest_bases(s);
+    // In a cluster the camera's node is the one the placement names, and its publishers are
+    // sent to that node's advertised RTMP address (RTMPS keeps this node's: no advertised
+    // RTMPS address yet).
+    let placed = s.cluster.as_ref().and_then(|cl| cl.placement(&c.id));
+    if let Some(base) = placed.as_ref().and_then(|(_, r)| r.first()) {
+        rtmp = format!("{base}/{}", s.config.rtmp_app);
+    }
+    let assigned_node = match &placed {
+        Some((node, _)) => Some(node.to_string()),
+        None => c.assigned_node.clone(),
+    };
     let mut publish_token = None;
     let (rtmp_url, rtmps_url) = match &key {
         Some(k) => {
@@ -104,7 +115,7 @@ fn view(s: &Shared, c: &Camera, key: Option<String>) -> Result<CameraView, ApiEr
         is_active: c.is_active,
         is_recording: c.is_recording,
         stream_status: c.stream_status,
-        assigned_node: c.assigned_node.clone(),
+        assigned_node,
         owner_id: c.owner_id.clone(),
         hls_path: s.config.hls_path.replace("{camera_id}", &c.id),
         created_at: rfc3339(c.created_at),
@@ -422,6 +433,17 @@ pub(crate) async fn create(
         .map_err(conflict)?;
     if camera.is_recording {
         state.recordings.set_recording(&camera.id, true);
+    }
+    if let Some(cluster) = &state.cluster {
+        // The camera enters the cluster state here: the leader picks its node now, so
+        // assignedNode and rtmpUrl in this answer are real. Should that fail (no leader in
+        // time, no node with room) the camera stays unplaced until a publisher claims it.
+        if let Err(e) = cluster
+            .place(&camera.id, std::time::Duration::from_secs(5))
+            .await
+        {
+            tracing::warn!(camera_id = %camera.id, error = %e, "camera not placed");
+        }
     }
     tracing::info!(camera_id = %camera.id, "camera created");
     Ok((

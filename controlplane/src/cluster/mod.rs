@@ -60,6 +60,12 @@ pub(crate) enum Proposal {
         /// The node.
         node: NodeId,
     },
+    /// Place a camera that has no node yet on the node the scheduler picks (a camera with a
+    /// node keeps it).
+    Place {
+        /// The camera id.
+        camera: String,
+    },
 }
 
 /// Why a proposal was not applied, as a node answers another over the wire.
@@ -399,6 +405,28 @@ impl Cluster {
                 draining,
                 at_ms: now_ms(),
             },
+            Proposal::Place { camera } => {
+                let (current, now) = (i.state.read(|s| s.placement(&camera)), now_ms());
+                if let Some(p) = current.filter(|p| p.node.is_some()) {
+                    return Ok(Response::Placed {
+                        camera,
+                        node: p.node,
+                        epoch: p.epoch,
+                    });
+                }
+                let Some(node) = i
+                    .state
+                    .read(|s| camstream_raft_store::scheduler::pick_node(s, now))
+                else {
+                    return Err(ProposeFailure::Failed("no node can take a camera".into()));
+                };
+                Command::Place {
+                    camera,
+                    node,
+                    expected_epoch: current.map_or(0, |p| p.epoch),
+                    at_ms: now,
+                }
+            }
             Proposal::Remove { node } => {
                 let in_state = i.state.read(|s| s.member(node).is_some());
                 let in_raft = self.remove_member(node).await?;
@@ -484,6 +512,56 @@ impl Cluster {
             tracing::info!(node, "node removed from the cluster");
         }
         Ok(member)
+    }
+
+    /// Places a camera that has no node (the leader picks one; a placed camera keeps its
+    /// node) and waits until this node applied the placement, so a read that follows sees
+    /// it.
+    ///
+    /// # Errors
+    /// As [`Cluster::propose`]; `Unavailable` also when this node does not apply the
+    /// placement within `within`.
+    pub(crate) async fn place(&self, camera: &str, within: Duration) -> Result<(), ProposeError> {
+        let deadline = Instant::now() + within;
+        let r = self
+            .propose(
+                Proposal::Place {
+                    camera: camera.to_owned(),
+                },
+                within,
+            )
+            .await?;
+        let Response::Placed { epoch, .. } = r else {
+            return Err(ProposeError::Unavailable(format!(
+                "placement answered {r:?}"
+            )));
+        };
+        while self
+            .inner
+            .state
+            .read(|s| s.placement(camera).is_none_or(|p| p.epoch < epoch))
+        {
+            if Instant::now() >= deadline {
+                return Err(ProposeError::Unavailable(
+                    "the placement was not applied here in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Where `camera` is placed: its node's id and the RTMP URL bases that node advertises.
+    /// `None` while the camera has no node.
+    pub(crate) fn placement(&self, camera: &str) -> Option<(NodeId, Vec<String>)> {
+        self.inner.state.read(|s| {
+            let node = s.placement(camera)?.node?;
+            let rtmp = s
+                .member(node)
+                .map(|m| m.info.rtmp_addrs.clone())
+                .unwrap_or_default();
+            Some((node, rtmp))
+        })
     }
 
     /// What `GET /api/v1/cluster` shows.
