@@ -254,7 +254,8 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
         "{} should start with {rtmp}",
         cam["rtmpUrl"]
     );
-    let cam_id = cam["id"].as_str().unwrap();
+    let cam_id = cam["id"].as_str().unwrap().to_owned();
+    let cam_id = cam_id.as_str();
     for n in &nodes {
         let c: Value = n
             .server
@@ -372,6 +373,16 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
             },
         )
         .await;
+        // The leader's scheduler moves the camera off a dead node (or leaves it where it
+        // is, on a survivor).
+        let moved =
+            crate::common::eventually("camera on a live node", Duration::from_secs(10), || async {
+                let c = cluster_of(s, &token).await?;
+                let node = c["cameras"][0]["nodeId"].as_u64()?;
+                (node != dead).then_some(node)
+            })
+            .await;
+        eprintln!("round {round}: camera on node {moved}");
         // Restart the killed node from its directories; it rejoins.
         let node = nodes.remove(i);
         let server = node.server.relaunch(&[], &[]).await;
