@@ -275,7 +275,7 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
             n.id
         );
     }
-    let c = cluster_of(&s1, &token).await.unwrap();
+    let c = cluster_of(s1, &token).await.unwrap();
     assert_eq!(
         c["cameras"],
         json!([{ "cameraId": cam_id, "nodeId": placed, "epoch": 1 }])
