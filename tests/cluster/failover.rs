@@ -438,6 +438,14 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
         .collect();
     assert!(!ids.contains(&target) && ids.len() == 2, "{status}");
 
+    // A cluster node stops cleanly on SIGTERM (raft, its listener and loops included).
+    for n in &nodes {
+        let t = Instant::now();
+        let status = n.server.stop(Duration::from_secs(15)).await;
+        assert!(status.success(), "node {} exited with {status}", n.id);
+        eprintln!("node {} stopped in {:?}", n.id, t.elapsed());
+    }
+
     times.sort();
     eprintln!(
         "cluster formed in {formed:?}; leader kill -9 -> new leader agreed by both survivors: min {:?} median {:?} max {:?} (whole test {:?})",
