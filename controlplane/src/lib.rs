@@ -372,7 +372,9 @@ impl ControlPlane {
 
     /// Records the data plane's health reports (call about once a second with every
     /// camera it knows): cache `stream:status:{id}` (30 s TTL) and `viewers:{id}`, the
-    /// day's analytics, and `cameras.stream_status` when a state changes.
+    /// day's analytics, and `cameras.stream_status` when a state changes. On a cluster node,
+    /// every camera published here that the placement puts elsewhere (or nowhere) is
+    /// claimed for this node.
     ///
     /// # Errors
     /// The cache or store refused; the next report retries (nothing is half-applied per
@@ -383,7 +385,26 @@ impl ControlPlane {
     /// report.
     pub async fn report_health(&self, reports: Vec<StreamHealth>) -> Result<(), HealthError> {
         let s = &self.shared;
-        health::record(&s.health, &*s.store, &*s.cache, &s.config.node_id, reports).await
+        let online: Vec<String> = match &s.cluster {
+            Some(_) => reports
+                .iter()
+                .filter(|r| r.state == camstream_protocol::StreamState::Online)
+                .map(|r| r.camera_id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        let recorded =
+            health::record(&s.health, &*s.store, &*s.cache, &s.config.node_id, reports).await;
+        // A camera published here is ingested here: the placement follows the publisher
+        // (a plain TCP balancer in front of the RTMP ports works).
+        if let Some(cluster) = &s.cluster {
+            for camera in online {
+                if let Err(e) = cluster.claim(&camera, Duration::from_millis(500)).await {
+                    tracing::debug!(camera_id = %camera, error = %e, "claim not applied");
+                }
+            }
+        }
+        recorded
     }
 
     /// Gives the control plane this node's live streams, so that disabling a camera,

@@ -281,6 +281,52 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
         json!([{ "cameraId": cam_id, "nodeId": placed, "epoch": 1 }])
     );
 
+    // A publisher connecting to another node claims the camera there: a new epoch, and
+    // assignedNode follows.
+    let other = nodes.iter().find(|n| n.id != placed).unwrap();
+    let key = cam["streamKey"].as_str().unwrap();
+    let clip = crate::common::ffmpeg::clips().await.video.clone();
+    let publisher = crate::common::ffmpeg::Ffmpeg::publish(
+        &clip,
+        &format!("rtmp://127.0.0.1:{}/live/{key}", other.server.rtmp.port()),
+        other.server.dir.join("ffmpeg-claim.log"),
+    );
+    let t_publish = Instant::now();
+    crate::common::eventually(
+        "claim on the publisher's node",
+        Duration::from_secs(15),
+        || async {
+            let c = cluster_of(s1, &token).await?;
+            (c["cameras"][0]["nodeId"] == other.id && c["cameras"][0]["epoch"] == 2).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "published to node {} (placed on {placed}): claimed after {:?}",
+        other.id,
+        t_publish.elapsed()
+    );
+    drop(publisher);
+    let placed = other.id;
+    let c: Value = s1
+        .client()
+        .get(s1.url(&format!("/api/v1/cameras/{cam_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["data"]["assignedNode"], placed.to_string());
+    assert!(
+        c["data"]["rtmpUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("rtmp://localhost:{}/", other.server.rtmp.port())),
+        "{c}"
+    );
+
     // Without the cluster credential, /api/v1/cluster is refused like any admin route.
     let r = s1.get("/api/v1/cluster").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

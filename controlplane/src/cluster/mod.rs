@@ -60,6 +60,13 @@ pub(crate) enum Proposal {
         /// The node.
         node: NodeId,
     },
+    /// A publisher of `camera` is connected to `node`: the camera moves there.
+    Claim {
+        /// The camera id.
+        camera: String,
+        /// The node holding the publisher.
+        node: NodeId,
+    },
     /// Place a camera that has no node yet on the node the scheduler picks (a camera with a
     /// node keeps it).
     Place {
@@ -405,6 +412,11 @@ impl Cluster {
                 draining,
                 at_ms: now_ms(),
             },
+            Proposal::Claim { camera, node } => Command::Claim {
+                camera,
+                node,
+                at_ms: now_ms(),
+            },
             Proposal::Place { camera } => {
                 let (current, now) = (i.state.read(|s| s.placement(&camera)), now_ms());
                 if let Some(p) = current.filter(|p| p.node.is_some()) {
@@ -549,6 +561,35 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
+    }
+
+    /// A publisher of `camera` is live on this node: unless the placement already names
+    /// this node, ask the leader to move the camera here (a new epoch; the old node is
+    /// fenced by it). Waits at most `within`.
+    ///
+    /// # Errors
+    /// As [`Cluster::propose`] (a draining node or one without a lease is refused).
+    pub async fn claim(&self, camera: &str, within: Duration) -> Result<bool, String> {
+        let me = self.node_id();
+        if self
+            .inner
+            .state
+            .read(|s| s.placement(camera).and_then(|p| p.node))
+            == Some(me)
+        {
+            return Ok(false);
+        }
+        self.propose(
+            Proposal::Claim {
+                camera: camera.to_owned(),
+                node: me,
+            },
+            within,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tracing::info!(camera_id = %camera, node = me, "claimed a camera published here");
+        Ok(true)
     }
 
     /// Where `camera` is placed: its node's id and the RTMP URL bases that node advertises.
