@@ -483,6 +483,16 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
         .map(|m| m["id"].as_u64().unwrap())
         .collect();
     assert!(!ids.contains(&target) && ids.len() == 2, "{status}");
+    // The removed node still runs: it must not unsettle the other two (their leader and
+    // term stay as they are for several election timeouts).
+    let term = status["term"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after: Value = serde_json::from_str(&cli(&["status", "--json"])).unwrap();
+    assert_eq!(
+        (after["term"].as_u64(), after["leaderId"].as_u64()),
+        (Some(term), Some(leader)),
+        "{after}"
+    );
 
     // A cluster node stops cleanly on SIGTERM (raft, its listener and loops included).
     for n in &nodes {
