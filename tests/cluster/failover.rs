@@ -297,12 +297,21 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
         Duration::from_secs(15),
         || async {
             let c = cluster_of(s1, &token).await?;
-            (c["cameras"][0]["nodeId"] == other.id && c["cameras"][0]["epoch"] == 2).then_some(())
+            // Its heartbeats carry the load: one stream with a bitrate.
+            let load = &c["members"]
+                .as_array()?
+                .iter()
+                .find(|m| m["id"] == other.id)?["load"];
+            (c["cameras"][0]["nodeId"] == other.id
+                && c["cameras"][0]["epoch"] == 2
+                && load["activeStreams"] == 1
+                && load["ingestKbps"].as_u64() > Some(0))
+            .then_some(())
         },
     )
     .await;
     eprintln!(
-        "published to node {} (placed on {placed}): claimed after {:?}",
+        "published to node {} (placed on {placed}): claimed, and its load heartbeated, after {:?}",
         other.id,
         t_publish.elapsed()
     );
