@@ -127,6 +127,9 @@ pub struct Timing {
     /// The session's video frame duration (90 kHz; for audio-only, one audio frame), which
     /// gives the last frame of a session its duration.
     pub frame_duration: i64,
+    /// Longest part (90 kHz, PART-TARGET): decides whether a session's last video frame
+    /// starts a part of its own when the session ends.
+    pub part_max: i64,
 }
 
 /// Where the origin cut parts and segments around a frame.

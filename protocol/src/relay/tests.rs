@@ -27,6 +27,7 @@ fn init() -> Init {
             out_origin: 900_000,
             wall_origin_us: 1_780_000_000_000_000,
             frame_duration: 3000,
+            part_max: 19_800,
         },
         video: Some(VideoConfig::H264(
             AvcConfig::parse(Bytes::from_static(RECORD_720P)).unwrap(),

@@ -70,6 +70,7 @@ pub fn encode(msg: &Message, out: &mut BytesMut) {
             out.put_i64(i.timing.out_origin);
             out.put_i64(i.timing.wall_origin_us);
             out.put_i64(i.timing.frame_duration);
+            out.put_i64(i.timing.part_max);
             match &i.video {
                 Some(VideoConfig::H264(c)) => {
                     out.put_u8(H264);
@@ -223,6 +224,7 @@ fn decode_init(body: Bytes) -> Result<Init, RelayError> {
         out_origin: r.u64("out_origin")? as i64,
         wall_origin_us: r.u64("wall_origin_us")? as i64,
         frame_duration: r.u64("frame_duration")? as i64,
+        part_max: r.u64("part_max")? as i64,
     };
     let video = match r.u8("video codec")? {
         NO_TRACK => None,
