@@ -146,11 +146,6 @@ impl Stream {
         self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// The camera's id.
-    pub(crate) fn camera_id(&self) -> &CameraId {
-        &self.camera_id
-    }
-
     /// Whether this stream is fed by a relay (this node is an edge for it).
     pub(crate) fn is_relayed(&self) -> bool {
         self.relayed.load(Ordering::Relaxed)
@@ -309,8 +304,8 @@ impl Registry {
             }
         }
         let kick = CancellationToken::new();
-        let prefix = relayed_prefix
-            .unwrap_or_else(|| Arc::from(format!("{:08x}", rand::random::<u32>())));
+        let prefix =
+            relayed_prefix.unwrap_or_else(|| Arc::from(format!("{:08x}", rand::random::<u32>())));
         let mut seg = Segmenter::new(self.config.segmenter.clone(), prefix);
         seg.set_relay(!relayed && self.relay.load(Ordering::Relaxed));
         seg.start_session();
@@ -491,6 +486,11 @@ impl Publisher {
         for part in seg.take_recorded() {
             tap.submit(part);
         }
+    }
+
+    /// The stream this publisher feeds.
+    pub(crate) fn stream(&self) -> &Arc<Stream> {
+        &self.stream
     }
 
     /// The camera being published.
