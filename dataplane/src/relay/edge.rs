@@ -248,10 +248,8 @@ impl Edge {
             Message::End(e) => Some(PullEnd::Ended(e.reason)),
             _ => None,
         };
-        if let Some(p) = publisher.as_mut() {
-            if let Some(problem) = p.handle_relayed(now, msg) {
-                warn!(problem = %problem, "segmenter");
-            }
+        if let Some(problem) = publisher.as_mut().and_then(|p| p.handle_relayed(now, msg)) {
+            warn!(problem = %problem, "segmenter");
         }
         Ok(end)
     }

@@ -267,12 +267,14 @@ async fn edge_serves_the_origins_playlists_through_the_relay() {
     // Relay-added latency: when a part appeared on the edge minus on the origin, for parts
     // made after the edge joined (the first relayed segment came from the GOP cache).
     let first = e.first_msn();
-    let (o_seen, e_seen) = (o_seen.lock().unwrap(), e_seen.lock().unwrap());
-    let mut lat: Vec<Duration> = e_seen
-        .iter()
-        .filter(|((msn, _), _)| *msn > first)
-        .map(|(k, t)| t.saturating_duration_since(o_seen[k]))
-        .collect();
+    let mut lat: Vec<Duration> = {
+        let (o_seen, e_seen) = (o_seen.lock().unwrap(), e_seen.lock().unwrap());
+        e_seen
+            .iter()
+            .filter(|((msn, _), _)| *msn > first)
+            .map(|(k, t)| t.saturating_duration_since(o_seen[k]))
+            .collect()
+    };
     lat.sort_unstable();
     assert!(lat.len() >= 100, "only {} parts measured", lat.len());
     let (p50, p99, max) = (
@@ -290,8 +292,6 @@ async fn edge_serves_the_origins_playlists_through_the_relay() {
     // The target is 20 ms p99 (release, quiet machine); a debug build on a shared 2-core
     // machine gets some slack, but not an order of magnitude.
     assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
-    drop(o_seen);
-    drop(e_seen);
     edge.stop.cancel();
     let end = tokio::time::timeout(Duration::from_secs(10), pull)
         .await
