@@ -176,6 +176,13 @@ impl Stream {
             let _ = self.relay.tx.send(msg);
         }
         if self.relay.waiting.load(Ordering::Acquire) {
+            // A camera claimed before relaying was enabled starts its relay log now. A log
+            // that started mid-segment has no joining point until the next segment starts:
+            // relays wait for it.
+            seg.set_relay(true);
+            if !seg.relay_ready() {
+                return;
+            }
             let mut requests = self.relay.requests.lock().expect("relay requests poisoned");
             for tx in requests.drain(..) {
                 let _ = tx.send(RelayFeed {
@@ -697,6 +704,37 @@ mod tests {
         let fresh = r.get("cam").unwrap();
         assert!(!Arc::ptr_eq(&stream, &fresh));
         assert_eq!(fresh.ll().borrow().next_msn, 0);
+    }
+
+    #[test]
+    fn a_relay_joins_at_the_next_segment_of_a_camera_claimed_before_relaying() {
+        let r = registry(Duration::from_secs(30), Duration::from_secs(60));
+        let mut p = r.claim(CameraId::from("cam")).unwrap();
+        let mut events = clip_media(0).into_iter();
+        for ev in events.by_ref().take(150) {
+            p.handle_event(SystemTime::now(), ev);
+        }
+        let stream = r.get("cam").unwrap();
+        let mut rx = stream.subscribe_relay();
+        let mut feed = None;
+        for ev in events {
+            p.handle_event(SystemTime::now(), ev);
+            if let Ok(f) = rx.try_recv() {
+                feed = Some(f);
+                break;
+            }
+        }
+        let feed = feed.expect("answered at the next segment start");
+        let msn = stream.ll().borrow().next_msn;
+        match feed.gop.first() {
+            Some(Message::Init(i)) => {
+                assert_eq!(i.msn, msn, "joins the segment in progress");
+                assert!(i.msn > 0);
+                assert_eq!(i.part, 0);
+            }
+            other => panic!("the feed starts with Init, got {other:?}"),
+        }
+        assert!(matches!(feed.gop.get(1), Some(Message::Frame(f)) if f.frame.keyframe));
     }
 
     #[test]

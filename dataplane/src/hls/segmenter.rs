@@ -251,6 +251,11 @@ impl Segmenter {
             .unwrap_or_default()
     }
 
+    /// Origin side: whether a relay can join now ([`Segmenter::relay_gop`] is not empty).
+    pub(crate) fn relay_ready(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| !r.gop.is_empty())
+    }
+
     fn relay_push(&mut self, msg: Message) {
         if let Some(r) = self.relay.as_mut() {
             if !r.gop.is_empty() {

@@ -245,6 +245,13 @@ impl Edge {
             }
         }
         let end = match &msg {
+            // Ended before any media: the origin refuses (not its camera, shutting down).
+            Message::End(e) if publisher.is_none() => {
+                return Err(PullError::Refused {
+                    reason: e.reason,
+                    text: e.text.clone(),
+                });
+            }
             Message::End(e) => Some(PullEnd::Ended(e.reason)),
             _ => None,
         };
