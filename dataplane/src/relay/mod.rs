@@ -7,7 +7,7 @@
 //! registry) and the edge side ([`edge`]: one stream per camera however many viewers, fed
 //! into a relayed [`crate::registry::Publisher`]). The framing is
 //! [`camstream_protocol::relay`]; the segmenter's relay log and follow mode
-//! (`hls/segmenter.rs`) make the edge cut parts and segments exactly where the origin did.
+//! (`hls/segmenter_relay.rs`) make the edge cut parts and segments exactly where the origin did.
 //!
 //! Leaves to others: deciding which node is a camera's origin (placement and epochs in
 //! `raft-store/`), when to pull (the HLS handler or the control plane calls
