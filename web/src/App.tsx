@@ -1,0 +1,69 @@
+import type { ReactNode } from "react";
+import { Redirect, Route, Switch } from "wouter";
+import { AppShell } from "@/components/AppShell";
+import { EmptyState, Spinner } from "@/components/ui/state";
+import { useAuth, useMe } from "@/features/auth/auth";
+import { LoginPage } from "@/features/auth/LoginPage";
+import { CameraDetailPage } from "@/features/cameras/CameraDetailPage";
+import { FleetPage } from "@/features/cameras/FleetPage";
+import { LiveGridPage } from "@/features/live/LiveGridPage";
+import { TokensPage } from "@/features/tokens/TokensPage";
+import type { Schemas } from "@/lib/api";
+
+function Needs({ permission, children }: { permission: Schemas["Permission"]; children: ReactNode }) {
+  const me = useMe();
+  if (me.isPending) return <Spinner />;
+  if (!me.can(permission)) return <EmptyState title="Not available">Your role does not give access to this page.</EmptyState>;
+  return <>{children}</>;
+}
+
+export function App() {
+  const { loggedIn } = useAuth();
+  if (!loggedIn) {
+    return (
+      <Switch>
+        <Route path="/login" component={LoginPage} />
+        <Route>
+          <Redirect to="/login" replace />
+        </Route>
+      </Switch>
+    );
+  }
+  return (
+    <AppShell>
+      <Switch>
+        <Route path="/login">
+          <Redirect to="/cameras" replace />
+        </Route>
+        <Route path="/">
+          <Redirect to="/cameras" replace />
+        </Route>
+        <Route path="/cameras">
+          <Needs permission="cameras:read">
+            <FleetPage />
+          </Needs>
+        </Route>
+        <Route path="/cameras/:id">
+          {(params) => (
+            <Needs permission="cameras:read">
+              <CameraDetailPage key={params.id} id={decodeURIComponent(params.id)} />
+            </Needs>
+          )}
+        </Route>
+        <Route path="/live">
+          <Needs permission="streams:play">
+            <LiveGridPage />
+          </Needs>
+        </Route>
+        <Route path="/tokens">
+          <Needs permission="tokens:manage">
+            <TokensPage />
+          </Needs>
+        </Route>
+        <Route>
+          <EmptyState title="Page not found" />
+        </Route>
+      </Switch>
+    </AppShell>
+  );
+}
