@@ -1,0 +1,197 @@
+// End-to-end run of the dashboard against a real `camstream serve` (started by
+// tests/dashboard/main.rs): log in, create a camera (and see the API's field error on a
+// duplicate serial), see it in the fleet table, open its page and the live grid, create and
+// revoke an API token, check a viewer sees no edit controls, log out. Screenshots of each
+// screen go to SHOTS_DIR. playwright-core drives Debian's /usr/bin/chromium; it downloads
+// nothing.
+//
+// Env: CAMSTREAM_URL (http://127.0.0.1:PORT), ADMIN_PASSWORD, SHOTS_DIR.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const base = process.env.CAMSTREAM_URL;
+const adminPassword = process.env.ADMIN_PASSWORD;
+const shots = process.env.SHOTS_DIR ?? "shots";
+if (!base || !adminPassword) throw new Error("CAMSTREAM_URL and ADMIN_PASSWORD are required");
+mkdirSync(shots, { recursive: true });
+
+const TIMEOUT = 15_000;
+const problems = [];
+const steps = [];
+const step = (s) => {
+  steps.push(s);
+  console.log(`step: ${s}`);
+};
+
+async function api(method, path, token, body) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+function expect(cond, what) {
+  if (!cond) throw new Error(`expected: ${what}`);
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), "camstream-dashboard-"));
+let context;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    colorScheme: "light",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    // 4xx answers the test provokes on purpose show up as console errors of the network layer.
+    if (m.type() === "error" && !/status of 40[0-9]/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+
+  step("the app redirects to the login page");
+  await page.goto(`${base}/cameras`);
+  await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
+  expect(new URL(page.url()).pathname === "/login", `at /login, not ${page.url()}`);
+  await shot("01-login");
+
+  step("wrong password is refused with a message");
+  await page.getByLabel("Username").fill("admin");
+  await page.getByLabel("Password").fill("not-the-password-1");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: /wrong username or password|too many/i }).waitFor();
+
+  step("log in");
+  await page.getByLabel("Password").fill(adminPassword);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Fleet" }).waitFor();
+  await page.getByText("No cameras match").waitFor();
+  await shot("02-fleet-empty");
+
+  step("create a camera; the stream key is shown once");
+  await page.getByRole("button", { name: "Add camera" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("Name").fill("E2E Front door");
+  await dialog.getByLabel("Serial number").fill("E2E-SN-1");
+  await dialog.getByLabel("Company").fill("acme");
+  await dialog.getByRole("button", { name: "Create camera" }).click();
+  await page.getByRole("dialog", { name: "Publish to E2E Front door" }).waitFor();
+  const key = await page.getByTestId("secret-Stream key").textContent();
+  const rtmp = await page.getByTestId("secret-RTMP URL").textContent();
+  expect(key && key.length >= 20, `a stream key, got ${key}`);
+  expect(rtmp?.startsWith("rtmp://") && rtmp.endsWith(key), `RTMP URL with the key, got ${rtmp}`);
+  await shot("03-camera-created-key");
+  await page.getByRole("button", { name: "Done" }).click();
+
+  step("the camera is in the fleet table");
+  const row = page.getByTestId("camera-row").filter({ hasText: "E2E Front door" });
+  await row.waitFor();
+  expect((await row.textContent()).includes("E2E-SN-1"), "serial in the row");
+  await shot("04-fleet");
+
+  step("a duplicate serial number shows the API's message on the field");
+  await page.getByRole("button", { name: "Add camera" }).click();
+  await dialog.getByLabel("Name").fill("E2E Duplicate");
+  await dialog.getByLabel("Serial number").fill("E2E-SN-1");
+  await dialog.getByRole("button", { name: "Create camera" }).click();
+  const serial = dialog.getByLabel("Serial number");
+  await page.waitForFunction(() => document.querySelector('input[name="serialNumber"]')?.getAttribute("aria-invalid") === "true");
+  const described = await serial.getAttribute("aria-describedby");
+  const msg = await page.locator(`[id="${described}"]`).textContent();
+  expect(msg && msg.length > 0, "a message tied to the serial field");
+  await shot("05-camera-validation");
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+
+  step("camera page");
+  await row.getByRole("link", { name: "E2E Front door" }).click();
+  await page.getByRole("heading", { name: "E2E Front door" }).waitFor();
+  await page.getByRole("heading", { name: /Today/ }).waitFor();
+  await shot("06-camera-detail");
+
+  step("live grid");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();
+  await page.getByRole("heading", { name: "Live" }).waitFor();
+  await page.getByTestId("live-tile").first().waitFor();
+  await page.getByRole("button", { name: "3×3" }).click();
+  expect((await page.getByTestId("live-tile").count()) === 9, "nine tiles in 3×3");
+  await page.getByRole("button", { name: "1×1" }).click();
+  expect((await page.getByTestId("live-tile").count()) === 1, "one tile in 1×1");
+  await page.reload();
+  await page.getByTestId("live-tile").first().waitFor();
+  expect((await page.getByTestId("live-tile").count()) === 1, "the 1×1 layout survives a reload");
+  await shot("07-live");
+
+  step("create and revoke an API token");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "API tokens" }).click();
+  await page.getByRole("heading", { name: "API tokens" }).waitFor();
+  await page.getByRole("button", { name: "New token" }).click();
+  await dialog.getByLabel("Name").fill("e2e-token");
+  await dialog.getByRole("button", { name: "Create token" }).click();
+  const secret = await page.getByTestId("secret-Token").textContent();
+  expect(secret?.startsWith("cst_"), `a cst_ token, got ${secret}`);
+  const me = await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${secret}` } });
+  expect(me.ok, `the new token works (${me.status})`);
+  await shot("08-token-created");
+  await page.getByRole("button", { name: "Done" }).click();
+  const tokenRow = page.getByTestId("token-row").filter({ hasText: "e2e-token" });
+  await tokenRow.getByRole("button", { name: "Revoke e2e-token" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
+  await tokenRow.getByText(/Revoked/).waitFor();
+  const after = await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${secret}` } });
+  expect(after.status === 401, `the revoked token is refused (${after.status})`);
+  await shot("09-tokens");
+
+  step("dark theme");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Fleet" }).click();
+  await page.getByRole("button", { name: "Switch to dark theme" }).click();
+  await row.waitFor();
+  await shot("10-fleet-dark");
+  await page.getByRole("button", { name: "Switch to light theme" }).click();
+
+  step("log out");
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
+  await page.goto(`${base}/cameras`);
+  await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
+
+  step("a viewer sees the camera but no edit controls");
+  const login = await api("POST", "/api/v1/auth/login", null, { username: "admin", password: adminPassword });
+  const viewerPassword = "Viewer-Pass-2026!";
+  await api("POST", "/api/v1/users", login.data.accessToken, { username: "e2e-viewer", password: viewerPassword, role: "viewer", company: "acme" });
+  await page.getByLabel("Username").fill("e2e-viewer");
+  await page.getByLabel("Password").fill(viewerPassword);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Fleet" }).waitFor();
+  await row.waitFor();
+  expect((await page.getByRole("button", { name: "Add camera" }).count()) === 0, "no Add camera for a viewer");
+  expect((await page.getByRole("button", { name: /^(Edit|Delete|Rotate)/ }).count()) === 0, "no row actions for a viewer");
+  expect((await page.getByRole("checkbox").count()) === 0, "no toggles for a viewer");
+  expect((await page.getByRole("link", { name: "API tokens" }).count()) === 0, "no tokens page for a viewer");
+  await shot("11-fleet-viewer");
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
+
+  if (problems.length) throw new Error(`browser problems:\n${problems.join("\n")}`);
+  console.log(JSON.stringify({ ok: true, steps }));
+} catch (e) {
+  console.log(JSON.stringify({ ok: false, steps, error: String(e?.stack ?? e), problems }));
+  try {
+    await context?.pages()[0]?.screenshot({ path: join(shots, "failure.png"), fullPage: true });
+  } catch {
+    // Best effort.
+  }
+  process.exitCode = 1;
+} finally {
+  await context?.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}
