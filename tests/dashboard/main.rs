@@ -1,7 +1,8 @@
 //! End-to-end test of the web dashboard (issue 12): the real `camstream serve` with the
 //! built dashboard (`--web-dir web/dist`), driven by `web/e2e/dashboard.mjs` (playwright-core
 //! and Debian's `/usr/bin/chromium`): log in, create a camera and see it in the fleet table,
-//! a field error from the API, the camera page, the live grid, an API token created and
+//! see it go online once ffmpeg publishes to the RTMP URL the UI showed, watch its live tile
+//! play (time advances, the frame is not black), a field error from the API, the camera page, the live grid, an API token created and
 //! revoked, a viewer without edit controls, log out. Screenshots of each screen are written
 //! to `target/dashboard-screenshots/`.
 //!
@@ -56,8 +57,14 @@ async fn dashboard_login_create_camera_tokens_viewer_logout() {
     assert!(index.text().await.expect("body").contains("id=\"root\""));
     let api = server.get("/api/v1/nothing-here").await;
     assert_eq!(api.status(), 404);
-    assert!(api.text().await.expect("body").contains("\"success\":false"));
+    assert!(
+        api.text()
+            .await
+            .expect("body")
+            .contains("\"success\":false")
+    );
 
+    let clip = &common::ffmpeg::clips().await.av_long;
     let shots = root.join("target/dashboard-screenshots");
     let started = Instant::now();
     let out = Command::new("node")
@@ -66,6 +73,7 @@ async fn dashboard_login_create_camera_tokens_viewer_logout() {
         .env("CAMSTREAM_URL", server.url(""))
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("SHOTS_DIR", &shots)
+        .env("CLIP", clip)
         .output()
         .await
         .expect("run node (apt-get install -y nodejs)");

@@ -5,7 +5,9 @@
 // screen go to SHOTS_DIR. playwright-core drives Debian's /usr/bin/chromium; it downloads
 // nothing.
 //
-// Env: CAMSTREAM_URL (http://127.0.0.1:PORT), ADMIN_PASSWORD, SHOTS_DIR.
+// Env: CAMSTREAM_URL (http://127.0.0.1:PORT), ADMIN_PASSWORD, SHOTS_DIR, CLIP (an FLV file
+// ffmpeg publishes in a loop, `-c copy`, to the RTMP URL the UI shows).
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +16,9 @@ import { chromium } from "playwright-core";
 const base = process.env.CAMSTREAM_URL;
 const adminPassword = process.env.ADMIN_PASSWORD;
 const shots = process.env.SHOTS_DIR ?? "shots";
-if (!base || !adminPassword) throw new Error("CAMSTREAM_URL and ADMIN_PASSWORD are required");
+const clip = process.env.CLIP;
+let publisher = null;
+if (!base || !adminPassword || !clip) throw new Error("CAMSTREAM_URL, ADMIN_PASSWORD and CLIP are required");
 mkdirSync(shots, { recursive: true });
 
 const TIMEOUT = 15_000;
@@ -93,11 +97,40 @@ try {
   await shot("03-camera-created-key");
   await page.getByRole("button", { name: "Done" }).click();
 
-  step("the camera is in the fleet table");
+  step("the camera is in the fleet table and goes online when ffmpeg publishes to the URL shown");
   const row = page.getByTestId("camera-row").filter({ hasText: "E2E Front door" });
   await row.waitFor();
   expect((await row.textContent()).includes("E2E-SN-1"), "serial in the row");
+  publisher = spawn("ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", clip, "-c", "copy", "-f", "flv", rtmp], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  await row.getByText("Online").waitFor({ timeout: 30_000 });
   await shot("04-fleet");
+
+  step("the live grid plays the camera (time advances, the frame is not black)");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();
+  await page.getByRole("heading", { name: "Live" }).waitFor();
+  const video = page.getByTestId("live-video").first();
+  await video.waitFor();
+  await page.waitForFunction(() => (document.querySelector('[data-testid="live-video"]')?.currentTime ?? 0) > 0.5, null, { timeout: 30_000 });
+  const t0 = await video.evaluate((v) => v.currentTime);
+  await page.waitForFunction((t) => (document.querySelector('[data-testid="live-video"]')?.currentTime ?? 0) > t + 1.5, t0, { timeout: 15_000 });
+  const brightness = await video.evaluate((v) => {
+    const c = document.createElement("canvas");
+    c.width = 64;
+    c.height = 36;
+    const g = c.getContext("2d");
+    g.drawImage(v, 0, 0, c.width, c.height);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let sum = 0;
+    for (let i = 0; i < d.length; i += 4) sum += d[i] + d[i + 1] + d[i + 2];
+    return sum / (d.length / 4) / 3;
+  });
+  expect(brightness > 20, `a frame that is not black (mean ${brightness.toFixed(1)})`);
+  console.log(`live tile: currentTime ${t0.toFixed(2)} s then +1.5 s, mean brightness ${brightness.toFixed(1)}`);
+  await shot("04b-live-playing");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Fleet" }).click();
+  await row.waitFor();
 
   step("a duplicate serial number shows the API's message on the field");
   await page.getByRole("button", { name: "Add camera" }).click();
@@ -116,6 +149,7 @@ try {
   await row.getByRole("link", { name: "E2E Front door" }).click();
   await page.getByRole("heading", { name: "E2E Front door" }).waitFor();
   await page.getByRole("heading", { name: /Today/ }).waitFor();
+  await page.getByText(/\d+ fps/).first().waitFor();
   await shot("06-camera-detail");
 
   step("live grid");
@@ -192,6 +226,7 @@ try {
   }
   process.exitCode = 1;
 } finally {
+  publisher?.kill("SIGKILL");
   await context?.close();
   rmSync(userDataDir, { recursive: true, force: true });
 }
