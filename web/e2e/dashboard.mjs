@@ -129,6 +129,17 @@ try {
   expect(brightness > 20, `a frame that is not black (mean ${brightness.toFixed(1)})`);
   console.log(`live tile: currentTime ${t0.toFixed(2)} s then +1.5 s, mean brightness ${brightness.toFixed(1)}`);
   await shot("04b-live-playing");
+
+  step("3×3, drag the tile to the next slot; the layout survives a reload");
+  await page.getByRole("button", { name: "3×3" }).click();
+  expect((await page.getByTestId("live-tile").count()) === 9, "nine tiles in 3×3");
+  const tiles = page.getByTestId("live-tile");
+  await page.getByTestId("tile-handle").first().dragTo(tiles.nth(1));
+  await tiles.nth(1).getByRole("link", { name: "E2E Front door" }).waitFor();
+  await page.reload();
+  await tiles.nth(1).getByRole("link", { name: "E2E Front door" }).waitFor();
+  expect((await tiles.nth(0).getByRole("link").count()) === 0, "the first slot is empty after the move");
+  await shot("04c-live-3x3-moved");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Fleet" }).click();
   await row.waitFor();
 
@@ -156,8 +167,6 @@ try {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();
   await page.getByRole("heading", { name: "Live" }).waitFor();
   await page.getByTestId("live-tile").first().waitFor();
-  await page.getByRole("button", { name: "3×3" }).click();
-  expect((await page.getByTestId("live-tile").count()) === 9, "nine tiles in 3×3");
   await page.getByRole("button", { name: "1×1" }).click();
   expect((await page.getByTestId("live-tile").count()) === 1, "one tile in 1×1");
   await page.reload();

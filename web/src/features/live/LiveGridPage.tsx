@@ -24,12 +24,36 @@ const liveStatusQuery = (id: string) =>
 
 const gridClass: Record<GridSize, string> = { 1: "grid-cols-1", 2: "sm:grid-cols-2", 3: "sm:grid-cols-2 lg:grid-cols-3" };
 
+/** Drag-and-drop payload type: the id of the camera being moved. */
+const DRAG_TYPE = "application/x-camstream-camera";
+
 function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Camera | null; cameras: Camera[]; onAssign: (id: string | null) => void }) {
   const status = useQuery({ ...liveStatusQuery(camera?.id ?? ""), enabled: camera !== null });
   const live = status.data;
   const selectId = `tile-${index}-camera`;
+  const [over, setOver] = useState(false);
   return (
-    <figure className="space-y-2 rounded-lg border border-slate-200 bg-white p-2 dark:border-slate-800 dark:bg-slate-900" data-testid="live-tile">
+    <figure
+      className={cn(
+        "space-y-2 rounded-lg border bg-white p-2 dark:bg-slate-900",
+        over ? "border-sky-500 ring-2 ring-sky-500" : "border-slate-200 dark:border-slate-800",
+      )}
+      data-testid="live-tile"
+      onDragOver={(e) => {
+        if (!e.dataTransfer.types.includes(DRAG_TYPE)) return;
+        e.preventDefault();
+        e.dataTransfer.dropEffect = "move";
+        setOver(true);
+      }}
+      onDragLeave={() => setOver(false)}
+      onDrop={(e) => {
+        setOver(false);
+        const id = e.dataTransfer.getData(DRAG_TYPE);
+        if (!id) return;
+        e.preventDefault();
+        onAssign(id);
+      }}
+    >
       {camera ? (
         <LivePlayer key={camera.id} cameraId={camera.id} label={camera.name} />
       ) : (
@@ -38,6 +62,19 @@ function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Cam
       <figcaption className="flex flex-wrap items-center gap-x-3 gap-y-1 text-sm">
         {camera ? (
           <>
+            <span
+              draggable
+              onDragStart={(e) => {
+                e.dataTransfer.setData(DRAG_TYPE, camera.id);
+                e.dataTransfer.effectAllowed = "move";
+              }}
+              className="cursor-grab select-none rounded px-1 text-slate-500 hover:bg-slate-100 dark:hover:bg-slate-800"
+              title="Drag onto another tile to move (or choose the slot's camera in the list)"
+              aria-hidden="true"
+              data-testid="tile-handle"
+            >
+              ⠿
+            </span>
             <Link href={`/cameras/${encodeURIComponent(camera.id)}`} className="font-medium text-sky-700 hover:underline dark:text-sky-400">
               {camera.name}
             </Link>
@@ -105,7 +142,7 @@ export function LiveGridPage() {
         </div>
       </div>
       <p className="text-sm text-slate-600 dark:text-slate-400">
-        The layout is kept in this browser. Tiles load video only while on screen and while this tab is visible.
+        Drag a tile's ⠿ handle onto another tile to swap them, or choose each slot's camera in its list. The layout is kept in this browser. Tiles load video only while on screen and while this tab is visible.
       </p>
       {list.isPending ? (
         <Spinner label="Loading cameras" />
