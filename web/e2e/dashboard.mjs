@@ -11,7 +11,10 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const base = process.env.CAMSTREAM_URL;
 const adminPassword = process.env.ADMIN_PASSWORD;
@@ -61,7 +64,18 @@ try {
     // 4xx answers the test provokes on purpose show up as console errors of the network layer.
     if (m.type() === "error" && !/status of 40[0-9]/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
-  const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  // Each screenshot is also an accessibility check: axe-core must find nothing serious.
+  const shot = async (name) => {
+    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+    await page.addScriptTag({ path: axePath });
+    const found = await page.evaluate(async () => {
+      const r = await globalThis.axe.run(document, { resultTypes: ["violations"] });
+      return r.violations
+        .filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
+    });
+    for (const v of found) problems.push(`axe on ${name}: ${v}`);
+  };
 
   step("the app redirects to the login page");
   await page.goto(`${base}/cameras`);

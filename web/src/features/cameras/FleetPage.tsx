@@ -203,7 +203,7 @@ export function FleetPage() {
                       <Button
                         variant="ghost"
                         size="sm"
-                        aria-label={`Rotate stream key of ${c.name}`}
+                        aria-label={`Rotate key of ${c.name}`}
                         onClick={() => act(rotate.mutateAsync(c.id).then(setSecret))}
                       >
                         Rotate key

@@ -57,7 +57,7 @@ function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Cam
       {camera ? (
         <LivePlayer key={camera.id} cameraId={camera.id} label={camera.name} />
       ) : (
-        <div className="flex aspect-video items-center justify-center rounded-md bg-slate-100 text-sm text-slate-500 dark:bg-slate-800 dark:text-slate-400">Empty slot</div>
+        <div className="flex aspect-video items-center justify-center rounded-md bg-slate-100 text-sm text-slate-600 dark:bg-slate-800 dark:text-slate-300">Empty slot</div>
       )}
       <figcaption className="flex flex-wrap items-center gap-x-3 gap-y-1 text-sm">
         {camera ? (
