@@ -171,7 +171,11 @@ mod tests {
         dir
     }
 
-    async fn call(app: &Router, method: Method, path: &str) -> (StatusCode, String, String, String) {
+    async fn call(
+        app: &Router,
+        method: Method,
+        path: &str,
+    ) -> (StatusCode, String, String, String) {
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -222,21 +226,32 @@ mod tests {
 
         // HEAD: headers only.
         let (s, _, cc, body) = call(&app, Method::HEAD, "/fleet").await;
-        assert_eq!((s, cc.as_str(), body.as_str()), (StatusCode::OK, "no-cache", ""));
+        assert_eq!(
+            (s, cc.as_str(), body.as_str()),
+            (StatusCode::OK, "no-cache", "")
+        );
 
         // The planes' routes and their 404s are untouched.
         let (s, _, _, body) = call(&app, Method::GET, "/api/v1/ping").await;
         assert_eq!((s, body.as_str()), (StatusCode::OK, "pong"));
         let (s, _, _, body) = call(&app, Method::GET, "/healthz").await;
         assert_eq!((s, body.as_str()), (StatusCode::OK, "ok"));
-        for path in ["/api/v1/nothing", "/hls/cam/nothing.m3u8", "/vod/x", "/metrics/x"] {
+        for path in [
+            "/api/v1/nothing",
+            "/hls/cam/nothing.m3u8",
+            "/vod/x",
+            "/metrics/x",
+        ] {
             let (s, _, _, body) = call(&app, Method::GET, path).await;
             assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
             assert_eq!(body, "{\"success\":false}", "{path}");
         }
         // Only GET and HEAD reach the dashboard.
         let (s, _, _, body) = call(&app, Method::POST, "/cameras/x").await;
-        assert_eq!((s, body.as_str()), (StatusCode::NOT_FOUND, "{\"success\":false}"));
+        assert_eq!(
+            (s, body.as_str()),
+            (StatusCode::NOT_FOUND, "{\"success\":false}")
+        );
 
         // No way out of the directory.
         let (_, _, _, body) = call(&app, Method::GET, "/assets/../../etc/passwd").await;
@@ -250,8 +265,25 @@ mod tests {
         assert_eq!(s, StatusCode::OK);
         assert!(ct.starts_with("text/html"), "{ct}");
         assert_eq!(cc, "no-cache");
-        assert!(body.contains("<html") || body.contains("<!doctype"), "{body}");
+        assert!(
+            body.contains("<html") || body.contains("<!doctype"),
+            "{body}"
+        );
         let (s, _, _, _) = call(&app, Method::GET, "/api/v1/ping").await;
         assert_eq!(s, StatusCode::OK);
+        if Assets::embedded_is_built() {
+            // The real build: its entry script is embedded and immutable.
+            assert!(body.contains("id=\"root\""), "{body}");
+            let script = body
+                .split('"')
+                .find(|s| s.starts_with("/assets/") && s.ends_with(".js"))
+                .expect("index.html names its script");
+            let (s, ct, cc, _) = call(&app, Method::GET, script).await;
+            assert_eq!(s, StatusCode::OK, "{script}");
+            assert!(ct.starts_with("text/javascript"), "{ct}");
+            assert_eq!(cc, "public, max-age=31536000, immutable");
+        } else {
+            assert!(body.contains("built without the web dashboard"), "{body}");
+        }
     }
 }
