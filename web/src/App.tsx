@@ -1,6 +1,6 @@
 import type { ReactNode } from "react";
 import { Redirect, Route, Switch } from "wouter";
-import { AppShell } from "@/components/AppShell";
+import { AppShell, NAV } from "@/components/AppShell";
 import { EmptyState, Spinner } from "@/components/ui/state";
 import { useAuth, useMe } from "@/features/auth/auth";
 import { LoginPage } from "@/features/auth/LoginPage";
@@ -15,6 +15,15 @@ function Needs({ permission, children }: { permission: Schemas["Permission"]; ch
   if (me.isPending) return <Spinner />;
   if (!me.can(permission)) return <EmptyState title="Not available">Your role does not give access to this page.</EmptyState>;
   return <>{children}</>;
+}
+
+/** The first screen the caller may see (an api_only user only manages tokens). */
+function Home() {
+  const me = useMe();
+  if (me.isPending) return <Spinner />;
+  const first = NAV.find((n) => me.can(n.needs));
+  if (!first) return <EmptyState title="Nothing to show">Your role has no dashboard screens.</EmptyState>;
+  return <Redirect to={first.href} replace />;
 }
 
 export function App() {
@@ -32,12 +41,8 @@ export function App() {
   return (
     <AppShell>
       <Switch>
-        <Route path="/login">
-          <Redirect to="/cameras" replace />
-        </Route>
-        <Route path="/">
-          <Redirect to="/cameras" replace />
-        </Route>
+        <Route path="/login" component={Home} />
+        <Route path="/" component={Home} />
         <Route path="/cameras">
           <Needs permission="cameras:read">
             <FleetPage />

@@ -13,7 +13,7 @@ interface NavItem {
 }
 
 /** Only screens that exist are here (README "Dashboard"). */
-const NAV: NavItem[] = [
+export const NAV: NavItem[] = [
   { href: "/cameras", label: "Fleet", needs: "cameras:read" },
   { href: "/live", label: "Live", needs: "streams:play" },
   { href: "/tokens", label: "API tokens", needs: "tokens:manage" },
