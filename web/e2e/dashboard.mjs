@@ -215,6 +215,28 @@ try {
   await shot("10-fleet-dark");
   await page.getByRole("button", { name: "Switch to light theme" }).click();
 
+  step("an access token the server refuses is refreshed and the request retried");
+  await page.evaluate(() => {
+    const s = JSON.parse(localStorage.getItem("camstream.session"));
+    localStorage.setItem("camstream.session", JSON.stringify({ ...s, accessToken: "expired.or.forged" }));
+  });
+  await page.reload();
+  await row.waitFor();
+  const refreshed = await page.evaluate(() => JSON.parse(localStorage.getItem("camstream.session")));
+  expect(refreshed.accessToken !== "expired.or.forged", "a new access token after the refresh");
+
+  step("a refused refresh ends the session: back to login with a notice");
+  await page.evaluate(() => {
+    localStorage.setItem("camstream.session", JSON.stringify({ accessToken: "expired.or.forged", refreshToken: "csr_not-a-real-token" }));
+  });
+  await page.reload();
+  await page.getByText("Your session has ended").waitFor();
+  expect((await page.evaluate(() => localStorage.getItem("camstream.session"))) === null, "the session is forgotten");
+  await page.getByLabel("Username").fill("admin");
+  await page.getByLabel("Password").fill(adminPassword);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await row.waitFor();
+
   step("log out");
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
