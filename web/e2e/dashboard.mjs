@@ -32,17 +32,6 @@ const step = (s) => {
   console.log(`step: ${s}`);
 };
 
-async function api(method, path, token, body) {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const json = await res.json().catch(() => null);
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
 function expect(cond, what) {
   if (!cond) throw new Error(`expected: ${what}`);
 }
@@ -237,6 +226,24 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   await row.waitFor();
 
+  step("users: create a viewer in the camera's company (a weak password shows the API's message)");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
+  await page.getByRole("heading", { name: "Users" }).waitFor();
+  await page.getByTestId("user-row").filter({ hasText: "(you)" }).waitFor();
+  await page.getByRole("button", { name: "Add user" }).click();
+  const viewerPassword = "Viewer-Pass-2026!";
+  await dialog.getByLabel("Username").fill("e2e-viewer");
+  await dialog.getByLabel("Password").fill("short");
+  await dialog.getByLabel("Role").selectOption("viewer");
+  await dialog.getByLabel("Company").fill("acme");
+  await dialog.getByRole("button", { name: "Create user" }).click();
+  await page.waitForFunction(() => document.querySelector('input[name="password"]')?.getAttribute("aria-invalid") === "true");
+  await shot("12-user-validation");
+  await dialog.getByLabel("Password").fill(viewerPassword);
+  await dialog.getByRole("button", { name: "Create user" }).click();
+  await page.getByTestId("user-row").filter({ hasText: "e2e-viewer" }).waitFor();
+  await shot("13-users");
+
   step("log out");
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
@@ -244,9 +251,6 @@ try {
   await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
 
   step("a viewer sees the camera but no edit controls");
-  const login = await api("POST", "/api/v1/auth/login", null, { username: "admin", password: adminPassword });
-  const viewerPassword = "Viewer-Pass-2026!";
-  await api("POST", "/api/v1/users", login.data.accessToken, { username: "e2e-viewer", password: viewerPassword, role: "viewer", company: "acme" });
   await page.getByLabel("Username").fill("e2e-viewer");
   await page.getByLabel("Password").fill(viewerPassword);
   await page.getByRole("button", { name: "Sign in" }).click();

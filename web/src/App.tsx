@@ -8,6 +8,7 @@ import { CameraDetailPage } from "@/features/cameras/CameraDetailPage";
 import { FleetPage } from "@/features/cameras/FleetPage";
 import { LiveGridPage } from "@/features/live/LiveGridPage";
 import { TokensPage } from "@/features/tokens/TokensPage";
+import { UsersPage } from "@/features/users/UsersPage";
 import type { Schemas } from "@/lib/api";
 
 function Needs({ permission, children }: { permission: Schemas["Permission"]; children: ReactNode }) {
@@ -63,6 +64,11 @@ export function App() {
         <Route path="/tokens">
           <Needs permission="tokens:manage">
             <TokensPage />
+          </Needs>
+        </Route>
+        <Route path="/users">
+          <Needs permission="users:manage">
+            <UsersPage />
           </Needs>
         </Route>
         <Route>
