@@ -83,6 +83,7 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Fleet" }).waitFor();
   await page.getByText("No cameras match").waitFor();
+  await page.getByRole("term").filter({ hasText: "Cameras" }).waitFor();
   await shot("02-fleet-empty");
 
   step("create a camera; the stream key is shown once");
@@ -226,6 +227,11 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   await row.waitFor();
 
+  step("storage usage");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Storage" }).click();
+  await page.getByRole("heading", { name: "Per tier" }).waitFor();
+  await shot("12a-storage");
+
   step("users: create a viewer in the camera's company (a weak password shows the API's message)");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
   await page.getByRole("heading", { name: "Users" }).waitFor();
@@ -260,6 +266,7 @@ try {
   expect((await page.getByRole("button", { name: /^(Edit|Delete|Rotate)/ }).count()) === 0, "no row actions for a viewer");
   expect((await page.getByRole("checkbox").count()) === 0, "no toggles for a viewer");
   expect((await page.getByRole("link", { name: "API tokens" }).count()) === 0, "no tokens page for a viewer");
+  expect((await page.getByRole("link", { name: "Users" }).count()) === 0, "no users page for a viewer");
   await shot("11-fleet-viewer");
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();

@@ -8,6 +8,7 @@ import { CameraDetailPage } from "@/features/cameras/CameraDetailPage";
 import { FleetPage } from "@/features/cameras/FleetPage";
 import { LiveGridPage } from "@/features/live/LiveGridPage";
 import { TokensPage } from "@/features/tokens/TokensPage";
+import { StoragePage } from "@/features/storage/StoragePage";
 import { UsersPage } from "@/features/users/UsersPage";
 import type { Schemas } from "@/lib/api";
 
@@ -64,6 +65,11 @@ export function App() {
         <Route path="/tokens">
           <Needs permission="tokens:manage">
             <TokensPage />
+          </Needs>
+        </Route>
+        <Route path="/storage">
+          <Needs permission="analytics:read">
+            <StoragePage />
           </Needs>
         </Route>
         <Route path="/users">

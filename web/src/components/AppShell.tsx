@@ -17,6 +17,7 @@ export const NAV: NavItem[] = [
   { href: "/cameras", label: "Fleet", needs: "cameras:read" },
   { href: "/live", label: "Live", needs: "streams:play" },
   { href: "/tokens", label: "API tokens", needs: "tokens:manage" },
+  { href: "/storage", label: "Storage", needs: "analytics:read" },
   { href: "/users", label: "Users", needs: "users:manage" },
 ];
 

@@ -1,4 +1,4 @@
-import { useQuery } from "@tanstack/react-query";
+import { queryOptions, useQuery } from "@tanstack/react-query";
 import { useEffect, useMemo, useState } from "react";
 import { Link } from "wouter";
 import { Button } from "@/components/ui/button";
@@ -7,12 +7,48 @@ import { Input, Select } from "@/components/ui/input";
 import { EmptyState, ErrorState, Spinner, errorMessage } from "@/components/ui/state";
 import { StatusDot } from "@/components/ui/status-dot";
 import { useMe } from "@/features/auth/auth";
+import type { Schemas } from "@/lib/api";
+import { api } from "@/lib/client";
+import { formatBitrate } from "@/lib/format";
 import { cameraListQuery, useCameraMutations, type Camera, type CameraFilters } from "./api";
 import { CameraForm } from "./CameraForm";
 import { KeyDialog } from "./KeyDialog";
 import { sortCameras, type SortDir, type SortKey } from "./sort";
 
 const PAGE_SIZE = 25;
+
+const summaryQuery = queryOptions({
+  queryKey: ["analytics", "dashboard"],
+  queryFn: ({ signal }) => api.get<Schemas["Envelope_Dashboard"]>("/api/v1/analytics/dashboard", { signal }).then((r) => r.data),
+  refetchInterval: 5_000,
+});
+
+/** Fleet totals (needs analytics:read). */
+function Summary() {
+  const q = useQuery(summaryQuery);
+  const d = q.data;
+  const items: [string, string][] = d
+    ? [
+        ["Cameras", String(d.totalCameras)],
+        ["Online", String(d.onlineCameras)],
+        ["Errors", String(d.errorCameras)],
+        ["Recording", String(d.recordingCameras)],
+        ["Viewers", String(d.totalViewers)],
+        ["Ingest", formatBitrate(d.totalIngestBitrate)],
+      ]
+    : [];
+  if (q.isError) return null;
+  return (
+    <dl className="grid min-h-[4.5rem] grid-cols-3 gap-2 md:grid-cols-6" aria-busy={q.isPending}>
+      {items.map(([k, v]) => (
+        <div key={k} className="rounded-md border border-slate-200 bg-white p-3 dark:border-slate-800 dark:bg-slate-900">
+          <dt className="text-xs uppercase tracking-wide text-slate-600 dark:text-slate-400">{k}</dt>
+          <dd className="text-lg font-semibold tabular-nums">{v}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
 
 function useDebounced<T>(value: T, ms: number): T {
   const [v, setV] = useState(value);
@@ -83,6 +119,8 @@ export function FleetPage() {
         </h1>
         {canWrite ? <Button onClick={() => setCreating(true)}>Add camera</Button> : null}
       </div>
+
+      {me.can("analytics:read") ? <Summary /> : null}
 
       <div className="grid gap-2 sm:grid-cols-2 lg:grid-cols-4" role="search">
         <label className="sr-only" htmlFor="fleet-search">
