@@ -109,6 +109,8 @@ try {
     stdio: ["ignore", "ignore", "inherit"],
   });
   await row.getByText("Online").waitFor({ timeout: 30_000 });
+  await row.getByRole("checkbox", { name: "E2E Front door recording" }).check();
+  await page.waitForFunction(() => document.querySelector('input[aria-label="E2E Front door recording"]')?.checked === true);
   await shot("04-fleet");
 
   step("the live grid plays the camera (time advances, the frame is not black)");
@@ -166,6 +168,24 @@ try {
   await page.getByRole("heading", { name: /Today/ }).waitFor();
   await page.getByText(/\d+ fps/).first().waitFor();
   await shot("06-camera-detail");
+
+  step("recordings: the timeline shows what was recorded; a click plays it at that wall-clock time (± 1 s)");
+  const bar = page.getByTestId("timeline-bar");
+  await page.waitForFunction(() => (document.querySelector('[data-testid="timeline-bar"]')?.children.length ?? 0) > 0, null, { timeout: 60_000 });
+  const box = await bar.locator("div").first().boundingBox();
+  await bar.click({ position: { x: box.x - (await bar.boundingBox()).x + box.width * 0.3, y: 10 } });
+  const panel = page.locator("[data-seek-target]");
+  await page.waitForFunction(() => document.querySelector("[data-position]")?.getAttribute("data-position") !== "", null, { timeout: 30_000 });
+  const target = Number(await panel.getAttribute("data-seek-target"));
+  const position = Number(await panel.getAttribute("data-position"));
+  console.log(`recording: asked ${new Date(target).toISOString()}, playing ${new Date(position).toISOString()} (${position - target} ms)`);
+  expect(Math.abs(position - target) <= 1_000, `playback at the chosen time ± 1 s (off by ${position - target} ms)`);
+  const vod = page.getByTestId("vod-video");
+  const v0 = await vod.evaluate((v) => v.currentTime);
+  await page.waitForFunction((t) => (document.querySelector('[data-testid="vod-video"]')?.currentTime ?? 0) > t + 1, v0, { timeout: 15_000 });
+  await page.getByLabel("Speed").selectOption("2");
+  expect((await vod.evaluate((v) => v.playbackRate)) === 2, "2× speed");
+  await shot("06b-camera-recording");
 
   step("live grid");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();

@@ -6,6 +6,7 @@ import { ErrorState, Spinner } from "@/components/ui/state";
 import { StatusDot } from "@/components/ui/status-dot";
 import { useMe } from "@/features/auth/auth";
 import { LivePlayer } from "@/features/live/LivePlayer";
+import { RecordingsPanel } from "@/features/recordings/RecordingsPanel";
 import { formatBitrate, formatBytes, formatDateTime, formatDuration } from "@/lib/format";
 import { cameraMetricsQuery, cameraQuery } from "./api";
 import { CameraForm } from "./CameraForm";
@@ -107,6 +108,7 @@ export function CameraDetailPage({ id }: { id: string }) {
           ))}
         </dl>
       </div>
+      {me.can("recordings:read") ? <RecordingsPanel cameraId={c.id} /> : null}
       {me.can("analytics:read") ? <Analytics id={c.id} /> : null}
       {editing ? <CameraForm camera={c} open onOpenChange={setEditing} /> : null}
     </article>

@@ -86,6 +86,12 @@ export function FleetPage() {
   const { update, remove, rotate } = useCameraMutations();
   const rows = useMemo(() => sortCameras(list.data?.data ?? [], sort.key, sort.dir), [list.data, sort]);
   const pages = list.data?.pagination.totalPages ?? 1;
+  // While a switch is being saved it shows the value asked for.
+  const pending = update.isPending ? update.variables : undefined;
+  const shown = (c: Camera, field: "isActive" | "isRecording"): boolean => {
+    const asked = pending?.id === c.id ? pending.body[field] : undefined;
+    return typeof asked === "boolean" ? asked : c[field];
+  };
 
   // A filter change goes back to the first page.
   useEffect(() => setPage(1), [filters.search, filters.company, filters.location, status]);
@@ -209,7 +215,7 @@ export function FleetPage() {
                       <input
                         type="checkbox"
                         aria-label={`${c.name} enabled`}
-                        checked={c.isActive}
+                        checked={shown(c, "isActive")}
                         onChange={(e) => act(update.mutateAsync({ id: c.id, body: { isActive: e.target.checked } }))}
                       />
                     ) : c.isActive ? (
@@ -223,7 +229,7 @@ export function FleetPage() {
                       <input
                         type="checkbox"
                         aria-label={`${c.name} recording`}
-                        checked={c.isRecording}
+                        checked={shown(c, "isRecording")}
                         onChange={(e) => act(update.mutateAsync({ id: c.id, body: { isRecording: e.target.checked } }))}
                       />
                     ) : c.isRecording ? (

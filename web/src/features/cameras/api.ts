@@ -81,7 +81,14 @@ export function useCameraMutations() {
     update: useMutation({
       mutationFn: ({ id, body }: { id: string; body: Schemas["UpdateCamera"] }) =>
         api.put<Schemas["Envelope_CameraView"]>("/api/v1/cameras/{id}", { params: { id }, body }).then((r) => r.data),
-      onSuccess: invalidate,
+      onSuccess: (camera) => {
+        // The answer is the camera as stored: show it at once, then refetch the rest.
+        qc.setQueriesData<Schemas["Paged_CameraView"]>({ queryKey: ["cameras", "list"] }, (old) =>
+          old ? { ...old, data: old.data.map((c) => (c.id === camera.id ? camera : c)) } : old,
+        );
+        qc.setQueryData(cameraKeys.detail(camera.id), camera);
+        return invalidate();
+      },
     }),
     remove: useMutation({
       mutationFn: (id: string) => api.delete<unknown>("/api/v1/cameras/{id}", { params: { id } }),

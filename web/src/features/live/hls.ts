@@ -3,6 +3,7 @@
  * initial bundle.
  */
 import Hls from "hls.js";
+import { mediaTimeFor } from "@/features/recordings/timeline";
 
 export interface Playback {
   /** Stops fetching playlists and media (hidden tab, tile off-screen). */
@@ -64,4 +65,55 @@ export function attach(video: HTMLVideoElement, url: string, onError: (message: 
   }
   onError("This browser cannot play HLS.");
   return { pause() {}, resume() {}, destroy() {} };
+}
+
+/**
+ * Plays a recorded range (an HLS VOD playlist with `EXT-X-PROGRAM-DATE-TIME`) starting at
+ * wall-clock `startAt` (ms); reports the wall-clock position of what is on screen.
+ */
+export function attachVod(
+  video: HTMLVideoElement,
+  url: string,
+  startAt: number,
+  onError: (message: string) => void,
+  onPosition: (wallClockMs: number) => void,
+): Playback {
+  if (!Hls.isSupported()) {
+    onError("This browser cannot play recordings (no Media Source Extensions).");
+    return { pause() {}, resume() {}, destroy() {} };
+  }
+  const hls = new Hls({ lowLatencyMode: false, startFragPrefetch: true });
+  let positioned = false;
+  hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => {
+    if (positioned) return;
+    const first = data.details.fragments[0];
+    if (!first || first.programDateTime === null) return;
+    positioned = true;
+    video.currentTime = mediaTimeFor(startAt, { start: first.start, programDateTime: first.programDateTime });
+    void video.play().catch(() => {});
+  });
+  hls.on(Hls.Events.ERROR, (_e, data) => {
+    if (!data.fatal) return;
+    if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+    else onError(`Playback failed (${data.details}).`);
+  });
+  const tick = () => {
+    const d = hls.playingDate;
+    if (d) onPosition(d.getTime());
+  };
+  video.addEventListener("timeupdate", tick);
+  hls.loadSource(url);
+  hls.attachMedia(video);
+  return {
+    pause() {
+      video.pause();
+    },
+    resume() {
+      void video.play().catch(() => {});
+    },
+    destroy() {
+      video.removeEventListener("timeupdate", tick);
+      hls.destroy();
+    },
+  };
 }
