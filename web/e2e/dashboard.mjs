@@ -187,6 +187,17 @@ try {
   expect((await vod.evaluate((v) => v.playbackRate)) === 2, "2× speed");
   await shot("06b-camera-recording");
 
+  step("recordings: bookmark the moment, then jump back to it as the previous event");
+  const markedAt = Number(await panel.getAttribute("data-position"));
+  await page.getByLabel("Bookmark this moment").fill("e2e-mark");
+  await page.getByRole("button", { name: "Add bookmark" }).click();
+  await page.getByText("Bookmark added.").waitFor();
+  await bar.locator('[title^="e2e-mark"]').waitFor({ state: "attached" });
+  const v1 = await vod.evaluate((v) => v.currentTime);
+  await page.waitForFunction((t) => (document.querySelector('[data-testid="vod-video"]')?.currentTime ?? 0) > t + 2.5, v1, { timeout: 15_000 });
+  await page.getByRole("button", { name: "◀ Previous event" }).click();
+  await page.waitForFunction((t) => Math.abs(Number(document.querySelector("[data-seek-target]")?.getAttribute("data-seek-target")) - t) < 1_500, markedAt, { timeout: 10_000 });
+
   step("live grid");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();
   await page.getByRole("heading", { name: "Live" }).waitFor();

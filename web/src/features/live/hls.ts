@@ -82,14 +82,15 @@ export function attachVod(
     onError("This browser cannot play recordings (no Media Source Extensions).");
     return { pause() {}, resume() {}, destroy() {} };
   }
-  const hls = new Hls({ lowLatencyMode: false, startFragPrefetch: true });
-  let positioned = false;
+  // Loading starts only once the playlist's times are known, at the media time of
+  // `startAt`: hls.js then seeks there itself (a seek of ours could race its own).
+  const hls = new Hls({ lowLatencyMode: false, autoStartLoad: false });
+  let start: number | null = null;
   hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => {
-    if (positioned) return;
+    if (start !== null) return;
     const first = data.details.fragments[0];
-    if (!first || first.programDateTime === null) return;
-    positioned = true;
-    video.currentTime = mediaTimeFor(startAt, { start: first.start, programDateTime: first.programDateTime });
+    start = first && first.programDateTime !== null ? mediaTimeFor(startAt, { start: first.start, programDateTime: first.programDateTime }) : 0;
+    hls.startLoad(start);
     void video.play().catch(() => {});
   });
   hls.on(Hls.Events.ERROR, (_e, data) => {
@@ -97,9 +98,10 @@ export function attachVod(
     if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
     else onError(`Playback failed (${data.details}).`);
   });
+  // Positions are reported once playback is where it was asked to start.
   const tick = () => {
     const d = hls.playingDate;
-    if (d) onPosition(d.getTime());
+    if (d && start !== null && video.currentTime >= start - 0.05) onPosition(d.getTime());
   };
   video.addEventListener("timeupdate", tick);
   hls.loadSource(url);

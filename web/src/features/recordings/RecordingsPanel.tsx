@@ -1,12 +1,12 @@
-import { useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState, type MouseEvent } from "react";
 import { Button } from "@/components/ui/button";
 import { Select } from "@/components/ui/input";
-import { ErrorState, Spinner } from "@/components/ui/state";
+import { ErrorState, Spinner, errorMessage } from "@/components/ui/state";
 import type { Playback } from "@/features/live/hls";
 import type { Schemas } from "@/lib/api";
 import { api } from "@/lib/client";
-import { intervalAt, layout, playableAt, spans, timeAt, toFraction, type Span } from "./timeline";
+import { adjacentMarker, intervalAt, layout, playableAt, spans, timeAt, toFraction, type Span } from "./timeline";
 
 /** Timeline windows (zoom), in minutes. */
 const WINDOWS = [10, 60, 360, 1440] as const;
@@ -77,6 +77,15 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
   const [target, setTarget] = useState<number | null>(null);
   const [position, setPosition] = useState<number | null>(null);
   const [jump, setJump] = useState("");
+  const [bookmarkLabel, setBookmarkLabel] = useState("");
+  const qc = useQueryClient();
+  const bookmark = useMutation({
+    mutationFn: (body: Schemas["CreateBookmark"]) => api.post<Schemas["Envelope_BookmarkView"]>("/api/v1/recordings/bookmarks", { body }),
+    onSuccess: () => {
+      setBookmarkLabel("");
+      return qc.invalidateQueries({ queryKey: ["recordings", "timeline", cameraId] });
+    },
+  });
   const timeline = useQuery({
     queryKey: ["recordings", "timeline", cameraId, minutes],
     queryFn: ({ signal }) => {
@@ -122,6 +131,10 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
   if (timeline.isError) return <ErrorState error={timeline.error} onRetry={() => void timeline.refetch()} />;
   const t = timeline.data;
   const view: Span = { start: Date.parse(t.from), end: Date.parse(t.to) };
+  const markerTimes = t.markers.map((m) => Date.parse(m.at));
+  const here = position ?? target ?? view.end;
+  const prev = adjacentMarker(here, markerTimes, -1);
+  const next = adjacentMarker(here, markerTimes, 1);
   const onBar = (e: MouseEvent<HTMLDivElement>) => {
     const r = e.currentTarget.getBoundingClientRect();
     seek(timeAt((e.clientX - r.left) / r.width, view));
@@ -190,6 +203,12 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
         <Button type="submit" variant="secondary" size="sm" disabled={!jump}>
           Play
         </Button>
+        <Button variant="secondary" size="sm" disabled={prev === null} onClick={() => prev !== null && seek(prev)}>
+          ◀ Previous event
+        </Button>
+        <Button variant="secondary" size="sm" disabled={next === null} onClick={() => next !== null && seek(next)}>
+          Next event ▶
+        </Button>
         <div className="ml-auto">
           <label htmlFor="rec-speed" className="block text-sm font-medium">
             Speed
@@ -211,6 +230,39 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
           <p className="text-sm tabular-nums" aria-live="off">
             Playing {position !== null ? clock(position) : "…"} (from {clock(target)})
           </p>
+          <form
+            className="flex flex-wrap items-end gap-2"
+            onSubmit={(e) => {
+              e.preventDefault();
+              if (position === null || !bookmarkLabel.trim()) return;
+              bookmark.mutate({ cameraId, at: new Date(position).toISOString(), label: bookmarkLabel.trim() });
+            }}
+          >
+            <div>
+              <label htmlFor="rec-bookmark" className="block text-sm font-medium">
+                Bookmark this moment
+              </label>
+              <input
+                id="rec-bookmark"
+                value={bookmarkLabel}
+                onChange={(e) => setBookmarkLabel(e.target.value)}
+                placeholder="Label"
+                className="rounded-md border border-slate-300 bg-white px-2 py-1.5 text-sm dark:border-slate-700 dark:bg-slate-900"
+              />
+            </div>
+            <Button type="submit" variant="secondary" size="sm" disabled={position === null || !bookmarkLabel.trim() || bookmark.isPending}>
+              Add bookmark
+            </Button>
+            {bookmark.isError ? (
+              <p role="alert" className="text-sm text-red-600 dark:text-red-400">
+                {errorMessage(bookmark.error)}
+              </p>
+            ) : bookmark.isSuccess ? (
+              <p role="status" className="text-sm text-emerald-700 dark:text-emerald-400">
+                Bookmark added.
+              </p>
+            ) : null}
+          </form>
         </div>
       ) : (
         <Spinner label="Preparing playback" />

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { intervalAt, layout, mediaTimeFor, playableAt, spans, timeAt, toFraction } from "./timeline";
+import { adjacentMarker, intervalAt, layout, mediaTimeFor, playableAt, spans, timeAt, toFraction } from "./timeline";
 
 const view = { start: 1_000, end: 11_000 };
 
@@ -55,5 +55,18 @@ describe("timeline math", () => {
     expect(spans([{ start: "2026-12-05T00:00:00Z", end: "2026-12-05T00:00:10Z" }, { start: "2026-12-05T00:00:10Z", end: "2026-12-05T00:00:10Z" }])).toEqual([
       { start: Date.parse("2026-12-05T00:00:00Z"), end: Date.parse("2026-12-05T00:00:10Z") },
     ]);
+  });
+});
+
+describe("adjacentMarker", () => {
+  const markers = [30_000, 10_000, 20_000];
+  it("finds the next and previous marker, skipping the one at hand", () => {
+    expect(adjacentMarker(15_000, markers, 1)).toBe(20_000);
+    expect(adjacentMarker(15_000, markers, -1)).toBe(10_000);
+    expect(adjacentMarker(20_500, markers, 1)).toBe(30_000);
+    expect(adjacentMarker(20_500, markers, -1)).toBe(10_000);
+    expect(adjacentMarker(31_000, markers, 1)).toBeNull();
+    expect(adjacentMarker(5_000, markers, -1)).toBeNull();
+    expect(adjacentMarker(5_000, [], 1)).toBeNull();
   });
 });

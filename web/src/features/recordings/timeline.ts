@@ -61,3 +61,13 @@ export function mediaTimeFor(t: number, first: { start: number; programDateTime:
 export function spans(items: readonly { start: string; end: string }[]): Span[] {
   return items.map((i) => ({ start: Date.parse(i.start), end: Date.parse(i.end) })).filter((s) => s.end > s.start);
 }
+
+/**
+ * The marker after (`dir` 1) or before (`dir` -1) time `t`. Markers within `slackMs` of `t`
+ * count as "here" and are skipped, so pressing again moves on instead of repeating.
+ */
+export function adjacentMarker(t: number, markers: readonly number[], dir: 1 | -1, slackMs = 1_500): number | null {
+  const sorted = [...markers].sort((a, b) => a - b);
+  if (dir === 1) return sorted.find((m) => m > t + slackMs) ?? null;
+  return [...sorted].reverse().find((m) => m < t - slackMs) ?? null;
+}
