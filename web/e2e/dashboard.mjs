@@ -40,6 +40,7 @@ const userDataDir = mkdtempSync(join(tmpdir(), "camstream-dashboard-"));
 let context;
 try {
   context = await chromium.launchPersistentContext(userDataDir, {
+    acceptDownloads: true,
     executablePath: "/usr/bin/chromium",
     headless: true,
     viewport: { width: 1280, height: 800 },
@@ -186,6 +187,12 @@ try {
   await page.getByLabel("Speed").selectOption("2");
   expect((await vod.evaluate((v) => v.playbackRate)) === 2, "2× speed");
   await shot("06b-camera-recording");
+
+  step("recordings: download the file under the playhead through its signed URL");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download this recording file" }).click()]);
+  const failure = await download.failure();
+  expect(failure === null, `the download completes (${failure})`);
+  expect(/\.mp4$/.test(download.suggestedFilename()), `an .mp4 file, got ${download.suggestedFilename()}`);
 
   step("recordings: bookmark the moment, then jump back to it as the previous event");
   const markedAt = Number(await panel.getAttribute("data-position"));

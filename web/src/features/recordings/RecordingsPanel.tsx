@@ -78,6 +78,22 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
   const [position, setPosition] = useState<number | null>(null);
   const [jump, setJump] = useState("");
   const [bookmarkLabel, setBookmarkLabel] = useState("");
+  const [downloadError, setDownloadError] = useState<string | null>(null);
+  /** Fetches a signed URL for a recording file and lets the browser download it. */
+  const download = async (recordingId: string) => {
+    setDownloadError(null);
+    try {
+      const r = await api.get<Schemas["Envelope_SignedUrl"]>("/api/v1/recordings/{id}/signed-url", { params: { id: recordingId } });
+      const a = document.createElement("a");
+      a.href = r.data.url;
+      a.download = "";
+      document.body.append(a);
+      a.click();
+      a.remove();
+    } catch (e) {
+      setDownloadError(errorMessage(e));
+    }
+  };
   const qc = useQueryClient();
   const bookmark = useMutation({
     mutationFn: (body: Schemas["CreateBookmark"]) => api.post<Schemas["Envelope_BookmarkView"]>("/api/v1/recordings/bookmarks", { body }),
@@ -132,6 +148,8 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
   const t = timeline.data;
   const view: Span = { start: Date.parse(t.from), end: Date.parse(t.to) };
   const markerTimes = t.markers.map((m) => Date.parse(m.at));
+  const fileHere =
+    position === null ? undefined : t.files.find((f) => position >= Date.parse(f.start) && position < Date.parse(f.end));
   const here = position ?? target ?? view.end;
   const prev = adjacentMarker(here, markerTimes, -1);
   const next = adjacentMarker(here, markerTimes, 1);
@@ -253,6 +271,14 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
             <Button type="submit" variant="secondary" size="sm" disabled={position === null || !bookmarkLabel.trim() || bookmark.isPending}>
               Add bookmark
             </Button>
+            <Button variant="secondary" size="sm" disabled={!fileHere} onClick={() => fileHere && void download(fileHere.id)}>
+              Download this recording file
+            </Button>
+            {downloadError ? (
+              <p role="alert" className="text-sm text-red-600 dark:text-red-400">
+                {downloadError}
+              </p>
+            ) : null}
             {bookmark.isError ? (
               <p role="alert" className="text-sm text-red-600 dark:text-red-400">
                 {errorMessage(bookmark.error)}
