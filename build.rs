@@ -23,13 +23,15 @@ fn main() {
         collect(&dist, &dist, &mut files);
     }
     files.sort();
-    let mut out = String::from("/// Files of the built dashboard: path relative to `web/dist`, bytes.\n");
+    let mut out =
+        String::from("/// Files of the built dashboard: path relative to `web/dist`, bytes.\n");
     out.push_str("pub(crate) static FILES: &[(&str, &[u8])] = &[\n");
     for (rel, abs) in &files {
         writeln!(out, "    ({rel:?}, include_bytes!({abs:?})),").expect("write to String");
     }
     if files.is_empty() {
-        writeln!(out, "    (\"index.html\", {PLACEHOLDER:?}.as_bytes()),").expect("write to String");
+        writeln!(out, "    (\"index.html\", {PLACEHOLDER:?}.as_bytes()),")
+            .expect("write to String");
     }
     out.push_str("];\n");
     writeln!(
