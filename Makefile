@@ -33,7 +33,7 @@ test: deps-test web-test lint unit fuzz-smoke
 # The OpenAPI document the dashboard's API types are generated from, rewritten only when it
 # changed (so an unchanged API does not rebuild the dashboard). An API change that breaks
 # the dashboard fails its type check here.
-web-spec:
+web-spec: deps-run
 	$(CARGO) run -q $(WEB_SPEC_FLAGS) -p camstream-controlplane --example openapi > web/openapi.json.tmp
 	@if cmp -s web/openapi.json.tmp web/openapi.json; then rm web/openapi.json.tmp; \
 	  else mv web/openapi.json.tmp web/openapi.json; echo "web: the OpenAPI document changed"; fi
