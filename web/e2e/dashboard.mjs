@@ -23,6 +23,7 @@ const clip = process.env.CLIP;
 let publisher = null;
 if (!base || !adminPassword || !clip) throw new Error("CAMSTREAM_URL, ADMIN_PASSWORD and CLIP are required");
 mkdirSync(shots, { recursive: true });
+rmSync(join(shots, "failure.png"), { force: true });
 
 const TIMEOUT = 15_000;
 const problems = [];
