@@ -1,6 +1,7 @@
 # camstream — the two commands of the README, and a few more for developers.
 #   make run    build and start `camstream serve` (single node, embedded defaults, ./data)
 #   make test   the whole test suite (what CI runs)
+#   make web    the web dashboard (web/dist): npm ci + build when missing or stale
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -11,23 +12,55 @@ RUN_ARGS ?=
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: run build test lint unit fuzz fuzz-smoke bench bench-mux deps-run deps-test
+.PHONY: run build test lint unit fuzz fuzz-smoke bench bench-mux deps-run deps-test web web-spec web-test
 
-run: deps-run
+# The release binary embeds web/dist (build.rs), so the dashboard is built first.
+run: deps-run web
 	$(CARGO) build --release --bin camstream
 	./target/release/camstream serve $(RUN_ARGS)
 
-build: deps-run
+build: deps-run web
 	$(CARGO) build --release --bin camstream
 
-test: deps-test lint unit fuzz-smoke
+# `make run`/`make build` dump the OpenAPI document with the release profile they build
+# anyway; the test targets with the dev profile `cargo test` uses.
+run build: WEB_SPEC_FLAGS = --release
+
+test: deps-test web-test lint unit fuzz-smoke
 	@echo "make test: all passed"
+
+# --- web dashboard (web/, README "Dashboard") ---
+# The OpenAPI document the dashboard's API types are generated from, rewritten only when it
+# changed (so an unchanged API does not rebuild the dashboard). An API change that breaks
+# the dashboard fails its type check here.
+web-spec: deps-run
+	$(CARGO) run -q $(WEB_SPEC_FLAGS) -p camstream-controlplane --example openapi > web/openapi.json.tmp
+	@if cmp -s web/openapi.json.tmp web/openapi.json; then rm web/openapi.json.tmp; \
+	  else mv web/openapi.json.tmp web/openapi.json; echo "web: the OpenAPI document changed"; fi
+
+WEB_INPUTS = $(shell find web/src web/public -type f ! -name schema.d.ts 2>/dev/null) \
+  $(wildcard web/*.json web/*.js web/*.ts web/index.html)
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_INPUTS)
+	cd web && npm run build
+
+web: web-spec
+	@$(MAKE) --no-print-directory web/dist/index.html
+
+# Type check, lint and unit tests of the dashboard (its end-to-end test runs in `unit`:
+# tests/dashboard, which needs web/dist).
+web-test: deps-test web
+	cd web && npx tsc --noEmit && npx eslint . && npx vitest run
 
 lint: deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: deps-test
+unit: deps-test web
 	$(CARGO) test --workspace
 
 fuzz: deps-test

@@ -16,13 +16,14 @@ need cc gcc
 need make make
 need pkg-config pkg-config
 need curl curl
+# The web dashboard (web/) is built with Node.js and npm for `make run` too.
+need node nodejs
+need npm npm
 if [ "$want" = test ]; then
   need ffmpeg ffmpeg
   # libFuzzer (the fuzz smoke run) is C++.
   need c++ g++
   need ffprobe ffmpeg
-  need node nodejs
-  need npm npm
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   # Real services the control plane and bench tests start themselves.
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)

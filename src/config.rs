@@ -62,6 +62,10 @@ pub(crate) struct ServeArgs {
     /// Development mode: accept any stream key and use it as the camera id.
     #[arg(long, env = "CAMSTREAM_ALLOW_ANY_KEY")]
     pub(crate) allow_any_key: bool,
+    /// Serve the web dashboard from this directory (a `web/dist` build) instead of the copy
+    /// embedded in the binary. Default: the embedded copy.
+    #[arg(long, env = "CAMSTREAM_WEB_DIR")]
+    pub(crate) web_dir: Option<PathBuf>,
     /// Target segment duration (segments cut on the first keyframe after it). Default 2s.
     #[arg(long, env = "CAMSTREAM_SEGMENT_TARGET")]
     pub(crate) segment_target: Option<String>,
@@ -228,6 +232,7 @@ struct File {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     allow_any_key: Option<bool>,
+    web_dir: Option<PathBuf>,
     segment_target: Option<String>,
     part_target: Option<String>,
     hls_window: Option<usize>,
@@ -286,6 +291,8 @@ pub(crate) struct Serve {
     pub(crate) dataplane: camstream_dataplane::Config,
     pub(crate) controlplane: camstream_controlplane::ControlPlaneConfig,
     pub(crate) allow_any_key: bool,
+    /// `--web-dir`: serve the dashboard from here instead of the embedded copy.
+    pub(crate) web_dir: Option<PathBuf>,
     pub(crate) streams: HashMap<String, String>,
     pub(crate) log_format: LogFormat,
     /// `--public-base-url`; default `http://<public-host>:<bound HTTP port>`.
@@ -584,8 +591,10 @@ impl ServeArgs {
             lease: self.lease.or(file.lease),
         }
         .resolve(cp.database_url.as_deref())?;
+        let web_dir = self.web_dir.or(file.web_dir);
         Ok(Serve {
             cluster,
+            web_dir,
             dataplane: dp,
             controlplane: cp,
             public_base_url,

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod recording;
+mod web;
 
 use std::sync::{Arc, OnceLock};
 
@@ -159,7 +160,23 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         cp.clone(),
         shutdown.clone(),
     ));
-    server.run(cp.router(), shutdown).await;
+    let assets = match &serve.web_dir {
+        Some(dir) => {
+            info!(dir = %dir.display(), "dashboard served from --web-dir");
+            web::Assets::Dir(dir.clone())
+        }
+        None if !web::Assets::embedded_is_built() => {
+            warn!(
+                "this binary was built without the web dashboard (web/dist was missing): `/` shows how to build it"
+            );
+            web::Assets::Embedded
+        }
+        None => web::Assets::Embedded,
+    };
+    info!("dashboard: http://{}/", server.addrs().http);
+    server
+        .run(web::with_dashboard(cp.router(), assets), shutdown)
+        .await;
     let _ = health.await;
     if let Some(pump) = pump {
         let _ = pump.await;

@@ -1,0 +1,93 @@
+//! End-to-end test of the web dashboard (issue 12): the real `camstream serve` with the
+//! built dashboard (`--web-dir web/dist`), driven by `web/e2e/dashboard.mjs` (playwright-core
+//! and Debian's `/usr/bin/chromium`): log in, create a camera and see it in the fleet table,
+//! see it go online once ffmpeg publishes to the RTMP URL the UI showed, watch its live tile
+//! play (time advances, the frame is not black), a field error from the API, the camera page, the live grid, an API token created and
+//! revoked, a viewer without edit controls, log out. Screenshots of each screen are written
+//! to `target/dashboard-screenshots/`.
+//!
+//! Needs `web/dist` and `web/node_modules` (`make web`, which `make test` runs first).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use common::{Server, ServerOptions};
+use tokio::process::Command;
+
+const ADMIN_PASSWORD: &str = "Dashboard-Root-Pass-1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_login_create_camera_tokens_viewer_logout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let web = root.join("web");
+    assert!(
+        web.join("dist/index.html").is_file(),
+        "web/dist is missing: run `make web` (npm ci + npm run build in web/)"
+    );
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "web/node_modules is missing: run `make web`"
+    );
+    let dist = web.join("dist").display().to_string();
+    let server = Server::start_with(
+        "dashboard",
+        ServerOptions {
+            allow_any_key: false,
+            ..ServerOptions::default()
+        },
+        vec![
+            "--admin-password".into(),
+            ADMIN_PASSWORD.into(),
+            "--web-dir".into(),
+            dist,
+        ],
+    )
+    .await;
+
+    // The binary serves the app and keeps the API's own answers.
+    let index = server.get("/cameras/anything").await;
+    assert_eq!(index.status(), 200);
+    assert_eq!(
+        index.headers()["cache-control"].to_str().expect("ascii"),
+        "no-cache"
+    );
+    assert!(index.text().await.expect("body").contains("id=\"root\""));
+    let api = server.get("/api/v1/nothing-here").await;
+    assert_eq!(api.status(), 404);
+    assert!(
+        api.text()
+            .await
+            .expect("body")
+            .contains("\"success\":false")
+    );
+
+    let clip = &common::ffmpeg::clips().await.av_long;
+    let shots = root.join("target/dashboard-screenshots");
+    let started = Instant::now();
+    let out = Command::new("node")
+        .arg(web.join("e2e/dashboard.mjs"))
+        .current_dir(&web)
+        .env("CAMSTREAM_URL", server.url(""))
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("SHOTS_DIR", &shots)
+        .env("CLIP", clip)
+        .output()
+        .await
+        .expect("run node (apt-get install -y nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    println!(
+        "dashboard e2e: {:.1} s, screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        shots.display()
+    );
+    assert!(
+        out.status.success(),
+        "dashboard e2e failed:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}

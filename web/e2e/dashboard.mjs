@@ -1,0 +1,327 @@
+// End-to-end run of the dashboard against a real `camstream serve` (started by
+// tests/dashboard/main.rs): log in, create a camera (and see the API's field error on a
+// duplicate serial), see it in the fleet table, open its page and the live grid, create and
+// revoke an API token, check a viewer sees no edit controls, log out. Screenshots of each
+// screen go to SHOTS_DIR. playwright-core drives Debian's /usr/bin/chromium; it downloads
+// nothing.
+//
+// Env: CAMSTREAM_URL (http://127.0.0.1:PORT), ADMIN_PASSWORD, SHOTS_DIR, CLIP (an FLV file
+// ffmpeg publishes in a loop, `-c copy`, to the RTMP URL the UI shows).
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+
+const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+const base = process.env.CAMSTREAM_URL;
+const adminPassword = process.env.ADMIN_PASSWORD;
+const shots = process.env.SHOTS_DIR ?? "shots";
+const clip = process.env.CLIP;
+let publisher = null;
+if (!base || !adminPassword || !clip) throw new Error("CAMSTREAM_URL, ADMIN_PASSWORD and CLIP are required");
+mkdirSync(shots, { recursive: true });
+rmSync(join(shots, "failure.png"), { force: true });
+
+const TIMEOUT = 15_000;
+const problems = [];
+const steps = [];
+const step = (s) => {
+  steps.push(s);
+  console.log(`step: ${s}`);
+};
+
+function expect(cond, what) {
+  if (!cond) throw new Error(`expected: ${what}`);
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), "camstream-dashboard-"));
+let context;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    acceptDownloads: true,
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    colorScheme: "light",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    // 4xx answers the test provokes on purpose show up as console errors of the network layer.
+    if (m.type() === "error" && !/status of 40[0-9]/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  // Each screenshot is also an accessibility check: axe-core must find nothing serious.
+  const shot = async (name) => {
+    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+    await page.addScriptTag({ path: axePath });
+    const found = await page.evaluate(async () => {
+      const r = await globalThis.axe.run(document, { resultTypes: ["violations"] });
+      return r.violations
+        .filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
+    });
+    for (const v of found) problems.push(`axe on ${name}: ${v}`);
+  };
+
+  step("the app redirects to the login page");
+  await page.goto(`${base}/cameras`);
+  await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
+  expect(new URL(page.url()).pathname === "/login", `at /login, not ${page.url()}`);
+  await shot("01-login");
+
+  step("wrong password is refused with a message");
+  await page.getByLabel("Username").fill("admin");
+  await page.getByLabel("Password").fill("not-the-password-1");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: /wrong username or password|too many/i }).waitFor();
+
+  step("log in");
+  await page.getByLabel("Password").fill(adminPassword);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Fleet" }).waitFor();
+  await page.getByText("No cameras match").waitFor();
+  await page.getByRole("term").filter({ hasText: "Cameras" }).waitFor();
+  await shot("02-fleet-empty");
+
+  step("create a camera; the stream key is shown once");
+  await page.getByRole("button", { name: "Add camera" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("Name").fill("E2E Front door");
+  await dialog.getByLabel("Serial number").fill("E2E-SN-1");
+  await dialog.getByLabel("Company").fill("acme");
+  await dialog.getByRole("button", { name: "Create camera" }).click();
+  await page.getByRole("dialog", { name: "Publish to E2E Front door" }).waitFor();
+  const key = await page.getByTestId("secret-Stream key").textContent();
+  const rtmp = await page.getByTestId("secret-RTMP URL").textContent();
+  expect(key && key.length >= 20, `a stream key, got ${key}`);
+  expect(rtmp?.startsWith("rtmp://") && rtmp.endsWith(key), `RTMP URL with the key, got ${rtmp}`);
+  await shot("03-camera-created-key");
+  await page.getByRole("button", { name: "Done" }).click();
+
+  step("the camera is in the fleet table and goes online when ffmpeg publishes to the URL shown");
+  const row = page.getByTestId("camera-row").filter({ hasText: "E2E Front door" });
+  await row.waitFor();
+  expect((await row.textContent()).includes("E2E-SN-1"), "serial in the row");
+  publisher = spawn("ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", clip, "-c", "copy", "-f", "flv", rtmp], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  await row.getByText("Online").waitFor({ timeout: 30_000 });
+  await row.getByRole("checkbox", { name: "E2E Front door recording" }).check();
+  await page.waitForFunction(() => document.querySelector('input[aria-label="E2E Front door recording"]')?.checked === true);
+  await shot("04-fleet");
+
+  step("the live grid plays the camera (time advances, the frame is not black)");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();
+  await page.getByRole("heading", { name: "Live" }).waitFor();
+  const video = page.getByTestId("live-video").first();
+  await video.waitFor();
+  await page.waitForFunction(() => (document.querySelector('[data-testid="live-video"]')?.currentTime ?? 0) > 0.5, null, { timeout: 30_000 });
+  const t0 = await video.evaluate((v) => v.currentTime);
+  await page.waitForFunction((t) => (document.querySelector('[data-testid="live-video"]')?.currentTime ?? 0) > t + 1.5, t0, { timeout: 15_000 });
+  const brightness = await video.evaluate((v) => {
+    const c = document.createElement("canvas");
+    c.width = 64;
+    c.height = 36;
+    const g = c.getContext("2d");
+    g.drawImage(v, 0, 0, c.width, c.height);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let sum = 0;
+    for (let i = 0; i < d.length; i += 4) sum += d[i] + d[i + 1] + d[i + 2];
+    return sum / (d.length / 4) / 3;
+  });
+  expect(brightness > 20, `a frame that is not black (mean ${brightness.toFixed(1)})`);
+  console.log(`live tile: currentTime ${t0.toFixed(2)} s then +1.5 s, mean brightness ${brightness.toFixed(1)}`);
+  await shot("04b-live-playing");
+
+  step("3×3, drag the tile to the next slot; the layout survives a reload");
+  await page.getByRole("button", { name: "3×3" }).click();
+  expect((await page.getByTestId("live-tile").count()) === 9, "nine tiles in 3×3");
+  const tiles = page.getByTestId("live-tile");
+  await page.getByTestId("tile-handle").first().dragTo(tiles.nth(1));
+  await tiles.nth(1).getByRole("link", { name: "E2E Front door" }).waitFor();
+  await page.reload();
+  await tiles.nth(1).getByRole("link", { name: "E2E Front door" }).waitFor();
+  expect((await tiles.nth(0).getByRole("link").count()) === 0, "the first slot is empty after the move");
+  await shot("04c-live-3x3-moved");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Fleet" }).click();
+  await row.waitFor();
+
+  step("a duplicate serial number shows the API's message on the field");
+  await page.getByRole("button", { name: "Add camera" }).click();
+  await dialog.getByLabel("Name").fill("E2E Duplicate");
+  await dialog.getByLabel("Serial number").fill("E2E-SN-1");
+  await dialog.getByRole("button", { name: "Create camera" }).click();
+  const serial = dialog.getByLabel("Serial number");
+  await page.waitForFunction(() => document.querySelector('input[name="serialNumber"]')?.getAttribute("aria-invalid") === "true");
+  const described = await serial.getAttribute("aria-describedby");
+  const msg = await page.locator(`[id="${described}"]`).textContent();
+  expect(msg && msg.length > 0, "a message tied to the serial field");
+  await shot("05-camera-validation");
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+
+  step("camera page");
+  await row.getByRole("link", { name: "E2E Front door" }).click();
+  await page.getByRole("heading", { name: "E2E Front door" }).waitFor();
+  await page.getByRole("heading", { name: /Today/ }).waitFor();
+  await page.getByText(/\d+ fps/).first().waitFor();
+  await shot("06-camera-detail");
+
+  step("recordings: the timeline shows what was recorded; a click plays it at that wall-clock time (± 1 s)");
+  const bar = page.getByTestId("timeline-bar");
+  await page.waitForFunction(() => (document.querySelector('[data-testid="timeline-bar"]')?.children.length ?? 0) > 0, null, { timeout: 60_000 });
+  const box = await bar.locator("div").first().boundingBox();
+  await bar.click({ position: { x: box.x - (await bar.boundingBox()).x + box.width * 0.3, y: 10 } });
+  const panel = page.locator("[data-seek-target]");
+  await page.waitForFunction(() => document.querySelector("[data-position]")?.getAttribute("data-position") !== "", null, { timeout: 30_000 });
+  const target = Number(await panel.getAttribute("data-seek-target"));
+  const position = Number(await panel.getAttribute("data-position"));
+  console.log(`recording: asked ${new Date(target).toISOString()}, playing ${new Date(position).toISOString()} (${position - target} ms)`);
+  expect(Math.abs(position - target) <= 1_000, `playback at the chosen time ± 1 s (off by ${position - target} ms)`);
+  const vod = page.getByTestId("vod-video");
+  const v0 = await vod.evaluate((v) => v.currentTime);
+  await page.waitForFunction((t) => (document.querySelector('[data-testid="vod-video"]')?.currentTime ?? 0) > t + 1, v0, { timeout: 15_000 });
+  await page.getByLabel("Speed").selectOption("2");
+  expect((await vod.evaluate((v) => v.playbackRate)) === 2, "2× speed");
+  await shot("06b-camera-recording");
+
+  step("recordings: download the file under the playhead through its signed URL");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download this recording file" }).click()]);
+  const failure = await download.failure();
+  expect(failure === null, `the download completes (${failure})`);
+  expect(/\.mp4$/.test(download.suggestedFilename()), `an .mp4 file, got ${download.suggestedFilename()}`);
+
+  step("recordings: bookmark the moment, then jump back to it as the previous event");
+  const markedAt = Number(await panel.getAttribute("data-position"));
+  await page.getByLabel("Bookmark this moment").fill("e2e-mark");
+  await page.getByRole("button", { name: "Add bookmark" }).click();
+  await page.getByText("Bookmark added.").waitFor();
+  await bar.locator('[title^="e2e-mark"]').waitFor({ state: "attached" });
+  const v1 = await vod.evaluate((v) => v.currentTime);
+  await page.waitForFunction((t) => (document.querySelector('[data-testid="vod-video"]')?.currentTime ?? 0) > t + 2.5, v1, { timeout: 15_000 });
+  await page.getByRole("button", { name: "◀ Previous event" }).click();
+  await page.waitForFunction((t) => Math.abs(Number(document.querySelector("[data-seek-target]")?.getAttribute("data-seek-target")) - t) < 1_500, markedAt, { timeout: 10_000 });
+
+  step("live grid");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();
+  await page.getByRole("heading", { name: "Live" }).waitFor();
+  await page.getByTestId("live-tile").first().waitFor();
+  await page.getByRole("button", { name: "1×1" }).click();
+  expect((await page.getByTestId("live-tile").count()) === 1, "one tile in 1×1");
+  await page.reload();
+  await page.getByTestId("live-tile").first().waitFor();
+  expect((await page.getByTestId("live-tile").count()) === 1, "the 1×1 layout survives a reload");
+  await shot("07-live");
+
+  step("create and revoke an API token");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "API tokens" }).click();
+  await page.getByRole("heading", { name: "API tokens" }).waitFor();
+  await page.getByRole("button", { name: "New token" }).click();
+  await dialog.getByLabel("Name").fill("e2e-token");
+  await dialog.getByRole("button", { name: "Create token" }).click();
+  const secret = await page.getByTestId("secret-Token").textContent();
+  expect(secret?.startsWith("cst_"), `a cst_ token, got ${secret}`);
+  const me = await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${secret}` } });
+  expect(me.ok, `the new token works (${me.status})`);
+  await shot("08-token-created");
+  await page.getByRole("button", { name: "Done" }).click();
+  const tokenRow = page.getByTestId("token-row").filter({ hasText: "e2e-token" });
+  await tokenRow.getByRole("button", { name: "Revoke e2e-token" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
+  await tokenRow.getByText(/Revoked/).waitFor();
+  const after = await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${secret}` } });
+  expect(after.status === 401, `the revoked token is refused (${after.status})`);
+  await shot("09-tokens");
+
+  step("dark theme");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Fleet" }).click();
+  await page.getByRole("button", { name: "Switch to dark theme" }).click();
+  await row.waitFor();
+  await shot("10-fleet-dark");
+  await page.getByRole("button", { name: "Switch to light theme" }).click();
+
+  step("an access token the server refuses is refreshed and the request retried");
+  await page.evaluate(() => {
+    const s = JSON.parse(localStorage.getItem("camstream.session"));
+    localStorage.setItem("camstream.session", JSON.stringify({ ...s, accessToken: "expired.or.forged" }));
+  });
+  await page.reload();
+  await row.waitFor();
+  const refreshed = await page.evaluate(() => JSON.parse(localStorage.getItem("camstream.session")));
+  expect(refreshed.accessToken !== "expired.or.forged", "a new access token after the refresh");
+
+  step("a refused refresh ends the session: back to login with a notice");
+  await page.evaluate(() => {
+    localStorage.setItem("camstream.session", JSON.stringify({ accessToken: "expired.or.forged", refreshToken: "csr_not-a-real-token" }));
+  });
+  await page.reload();
+  await page.getByText("Your session has ended").waitFor();
+  expect((await page.evaluate(() => localStorage.getItem("camstream.session"))) === null, "the session is forgotten");
+  await page.getByLabel("Username").fill("admin");
+  await page.getByLabel("Password").fill(adminPassword);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await row.waitFor();
+
+  step("storage usage");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Storage" }).click();
+  await page.getByRole("heading", { name: "Per tier" }).waitFor();
+  await shot("12a-storage");
+
+  step("users: create a viewer in the camera's company (a weak password shows the API's message)");
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
+  await page.getByRole("heading", { name: "Users" }).waitFor();
+  await page.getByTestId("user-row").filter({ hasText: "(you)" }).waitFor();
+  await page.getByRole("button", { name: "Add user" }).click();
+  const viewerPassword = "Viewer-Pass-2026!";
+  await dialog.getByLabel("Username").fill("e2e-viewer");
+  await dialog.getByLabel("Password").fill("short");
+  await dialog.getByLabel("Role").selectOption("viewer");
+  await dialog.getByLabel("Company").fill("acme");
+  await dialog.getByRole("button", { name: "Create user" }).click();
+  await page.waitForFunction(() => document.querySelector('input[name="password"]')?.getAttribute("aria-invalid") === "true");
+  await shot("12-user-validation");
+  await dialog.getByLabel("Password").fill(viewerPassword);
+  await dialog.getByRole("button", { name: "Create user" }).click();
+  await page.getByTestId("user-row").filter({ hasText: "e2e-viewer" }).waitFor();
+  await shot("13-users");
+
+  step("log out");
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
+  await page.goto(`${base}/cameras`);
+  await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
+
+  step("a viewer sees the camera but no edit controls");
+  await page.getByLabel("Username").fill("e2e-viewer");
+  await page.getByLabel("Password").fill(viewerPassword);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Fleet" }).waitFor();
+  await row.waitFor();
+  expect((await page.getByRole("button", { name: "Add camera" }).count()) === 0, "no Add camera for a viewer");
+  expect((await page.getByRole("button", { name: /^(Edit|Delete|Rotate)/ }).count()) === 0, "no row actions for a viewer");
+  expect((await page.getByRole("checkbox").count()) === 0, "no toggles for a viewer");
+  expect((await page.getByRole("link", { name: "API tokens" }).count()) === 0, "no tokens page for a viewer");
+  expect((await page.getByRole("link", { name: "Users" }).count()) === 0, "no users page for a viewer");
+  await shot("11-fleet-viewer");
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Sign in to camstream" }).waitFor();
+
+  if (problems.length) throw new Error(`browser problems:\n${problems.join("\n")}`);
+  console.log(JSON.stringify({ ok: true, steps }));
+} catch (e) {
+  console.log(JSON.stringify({ ok: false, steps, error: String(e?.stack ?? e), problems }));
+  try {
+    await context?.pages()[0]?.screenshot({ path: join(shots, "failure.png"), fullPage: true });
+  } catch {
+    // Best effort.
+  }
+  process.exitCode = 1;
+} finally {
+  publisher?.kill("SIGKILL");
+  await context?.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}

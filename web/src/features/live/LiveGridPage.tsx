@@ -1,0 +1,162 @@
+import { queryOptions, useQuery } from "@tanstack/react-query";
+import { useEffect, useMemo, useState } from "react";
+import { Link } from "wouter";
+import { Button } from "@/components/ui/button";
+import { Select } from "@/components/ui/input";
+import { EmptyState, ErrorState, Spinner } from "@/components/ui/state";
+import { StatusDot } from "@/components/ui/status-dot";
+import { cameraListQuery, STATUS_POLL_MS, type Camera } from "@/features/cameras/api";
+import { api } from "@/lib/client";
+import type { Schemas } from "@/lib/api";
+import { cn } from "@/lib/cn";
+import { formatBitrate } from "@/lib/format";
+import { GRID_SIZES, assign, defaultLayout, parseLayout, prune, resize, type GridLayout, type GridSize } from "./layout";
+import { LivePlayer } from "./LivePlayer";
+
+const STORAGE_KEY = "camstream.liveLayout";
+
+const liveStatusQuery = (id: string) =>
+  queryOptions({
+    queryKey: ["cameras", "status", id],
+    queryFn: ({ signal }) => api.get<Schemas["Envelope_LiveStatus"]>("/api/v1/cameras/{id}/status", { signal, params: { id } }).then((r) => r.data),
+    refetchInterval: STATUS_POLL_MS,
+  });
+
+const gridClass: Record<GridSize, string> = { 1: "grid-cols-1", 2: "sm:grid-cols-2", 3: "sm:grid-cols-2 lg:grid-cols-3" };
+
+/** Drag-and-drop payload type: the id of the camera being moved. */
+const DRAG_TYPE = "application/x-camstream-camera";
+
+function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Camera | null; cameras: Camera[]; onAssign: (id: string | null) => void }) {
+  const status = useQuery({ ...liveStatusQuery(camera?.id ?? ""), enabled: camera !== null });
+  const live = status.data;
+  const selectId = `tile-${index}-camera`;
+  const [over, setOver] = useState(false);
+  return (
+    <figure
+      className={cn(
+        "space-y-2 rounded-lg border bg-white p-2 dark:bg-slate-900",
+        over ? "border-sky-500 ring-2 ring-sky-500" : "border-slate-200 dark:border-slate-800",
+      )}
+      data-testid="live-tile"
+      onDragOver={(e) => {
+        if (!e.dataTransfer.types.includes(DRAG_TYPE)) return;
+        e.preventDefault();
+        e.dataTransfer.dropEffect = "move";
+        setOver(true);
+      }}
+      onDragLeave={() => setOver(false)}
+      onDrop={(e) => {
+        setOver(false);
+        const id = e.dataTransfer.getData(DRAG_TYPE);
+        if (!id) return;
+        e.preventDefault();
+        onAssign(id);
+      }}
+    >
+      {camera ? (
+        <LivePlayer key={camera.id} cameraId={camera.id} label={camera.name} />
+      ) : (
+        <div className="flex aspect-video items-center justify-center rounded-md bg-slate-100 text-sm text-slate-600 dark:bg-slate-800 dark:text-slate-300">Empty slot</div>
+      )}
+      <figcaption className="flex flex-wrap items-center gap-x-3 gap-y-1 text-sm">
+        {camera ? (
+          <>
+            <span
+              draggable
+              onDragStart={(e) => {
+                e.dataTransfer.setData(DRAG_TYPE, camera.id);
+                e.dataTransfer.effectAllowed = "move";
+              }}
+              className="cursor-grab select-none rounded px-1 text-slate-500 hover:bg-slate-100 dark:hover:bg-slate-800"
+              title="Drag onto another tile to move (or choose the slot's camera in the list)"
+              aria-hidden="true"
+              data-testid="tile-handle"
+            >
+              ⠿
+            </span>
+            <Link href={`/cameras/${encodeURIComponent(camera.id)}`} className="font-medium text-sky-700 hover:underline dark:text-sky-400">
+              {camera.name}
+            </Link>
+            <StatusDot status={live?.status ?? camera.streamStatus} />
+            {live && live.status === "online" ? (
+              <span className="text-slate-600 dark:text-slate-400">
+                {live.fps.toFixed(0)} fps · {formatBitrate(live.bitrate)} · {live.viewerCount} {live.viewerCount === 1 ? "viewer" : "viewers"}
+              </span>
+            ) : null}
+          </>
+        ) : null}
+        <label htmlFor={selectId} className="sr-only">
+          Camera in slot {index + 1}
+        </label>
+        <Select id={selectId} className="ml-auto w-auto py-1" value={camera?.id ?? ""} onChange={(e) => onAssign(e.target.value || null)}>
+          <option value="">(empty)</option>
+          {cameras.map((c) => (
+            <option key={c.id} value={c.id}>
+              {c.name}
+            </option>
+          ))}
+        </Select>
+      </figcaption>
+    </figure>
+  );
+}
+
+export function LiveGridPage() {
+  // The grid picks from the first 100 cameras (the API's largest page).
+  const list = useQuery(cameraListQuery({ search: "", status: "", company: "", location: "", page: 1, limit: 100 }));
+  const cameras = useMemo(() => list.data?.data ?? [], [list.data]);
+  const byId = useMemo(() => new Map(cameras.map((c) => [c.id, c])), [cameras]);
+  const [stored, setStored] = useState<GridLayout | null>(() => parseLayout(localStorage.getItem(STORAGE_KEY)));
+
+  const layout = useMemo(() => {
+    if (!list.data) return stored;
+    const base = stored ?? defaultLayout(cameras.filter((c) => c.isActive).map((c) => c.id), 2);
+    return prune(base, new Set(byId.keys()));
+  }, [stored, list.data, cameras, byId]);
+
+  useEffect(() => {
+    if (stored) localStorage.setItem(STORAGE_KEY, JSON.stringify(stored));
+  }, [stored]);
+
+  const change = (next: GridLayout) => setStored(next);
+
+  return (
+    <section aria-labelledby="live-title" className="space-y-4">
+      <div className="flex flex-wrap items-center justify-between gap-2">
+        <h1 id="live-title" className="text-2xl font-semibold">
+          Live
+        </h1>
+        <div role="group" aria-label="Grid size" className="flex gap-1">
+          {GRID_SIZES.map((n) => (
+            <Button
+              key={n}
+              variant={layout?.columns === n ? "primary" : "secondary"}
+              size="sm"
+              aria-pressed={layout?.columns === n}
+              onClick={() => layout && change(resize(layout, n))}
+            >
+              {n}×{n}
+            </Button>
+          ))}
+        </div>
+      </div>
+      <p className="text-sm text-slate-600 dark:text-slate-400">
+        Drag a tile's ⠿ handle onto another tile to swap them, or choose each slot's camera in its list. The layout is kept in this browser. Tiles load video only while on screen and while this tab is visible.
+      </p>
+      {list.isPending ? (
+        <Spinner label="Loading cameras" />
+      ) : list.isError ? (
+        <ErrorState error={list.error} onRetry={() => void list.refetch()} />
+      ) : cameras.length === 0 || !layout ? (
+        <EmptyState title="No cameras yet">Add cameras in the fleet, then pick them here.</EmptyState>
+      ) : (
+        <div className={cn("grid gap-3", gridClass[layout.columns])}>
+          {layout.tiles.map((id, i) => (
+            <Tile key={i} index={i} camera={id ? (byId.get(id) ?? null) : null} cameras={cameras} onAssign={(cam) => change(assign(layout, i, cam))} />
+          ))}
+        </div>
+      )}
+    </section>
+  );
+}

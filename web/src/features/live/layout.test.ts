@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { assign, defaultLayout, parseLayout, prune, resize } from "./layout";
+
+describe("grid layout", () => {
+  it("fills a default layout in order and pads with empty slots", () => {
+    expect(defaultLayout(["a", "b", "c"], 2)).toEqual({ columns: 2, tiles: ["a", "b", "c", null] });
+    expect(defaultLayout(["a", "b"], 1)).toEqual({ columns: 1, tiles: ["a"] });
+  });
+
+  it("resizes keeping cameras in slot order", () => {
+    const l = { columns: 3 as const, tiles: [null, "a", null, "b", null, null, "c", "d", "e"] };
+    expect(resize(l, 2)).toEqual({ columns: 2, tiles: ["a", "b", "c", "d"] });
+    expect(resize(l, 1).tiles).toEqual(["a"]);
+    expect(resize({ columns: 1, tiles: ["a"] }, 2).tiles).toEqual(["a", null, null, null]);
+  });
+
+  it("assigns by swapping, never showing a camera twice", () => {
+    const l = { columns: 2 as const, tiles: ["a", "b", null, null] };
+    expect(assign(l, 2, "c").tiles).toEqual(["a", "b", "c", null]);
+    expect(assign(l, 1, "a").tiles).toEqual(["b", "a", null, null]);
+    expect(assign(l, 3, "a").tiles).toEqual([null, "b", null, "a"]);
+    expect(assign(l, 0, null).tiles).toEqual([null, "b", null, null]);
+    expect(assign(l, 9, "x")).toBe(l);
+  });
+
+  it("prunes unknown cameras", () => {
+    const l = { columns: 2 as const, tiles: ["a", "gone", null, "b"] };
+    expect(prune(l, new Set(["a", "b"])).tiles).toEqual(["a", null, null, "b"]);
+    expect(prune(l, new Set(["a", "b", "gone"]))).toBe(l);
+  });
+
+  it("parses only well-formed stored layouts", () => {
+    expect(parseLayout(JSON.stringify({ columns: 1, tiles: ["a"] }))).toEqual({ columns: 1, tiles: ["a"] });
+    expect(parseLayout(JSON.stringify({ columns: 2, tiles: ["a"] }))).toBeNull();
+    expect(parseLayout(JSON.stringify({ columns: 4, tiles: [] }))).toBeNull();
+    expect(parseLayout(JSON.stringify({ columns: 1, tiles: [1] }))).toBeNull();
+    expect(parseLayout("{not json")).toBeNull();
+    expect(parseLayout(null)).toBeNull();
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * Live grid layouts (pure): an N×N grid of slots, each empty or showing one camera.
+ * Kept in localStorage until the layouts API (issue 12: `/api/v1/layouts`) exists.
+ */
+
+export const GRID_SIZES = [1, 2, 3] as const;
+export type GridSize = (typeof GRID_SIZES)[number];
+
+export interface GridLayout {
+  columns: GridSize;
+  /** Row-major slots, `columns * columns` long; null is an empty slot. */
+  tiles: (string | null)[];
+}
+
+export function isGridSize(n: unknown): n is GridSize {
+  return GRID_SIZES.includes(n as GridSize);
+}
+
+/** The first cameras in order, one per slot. */
+export function defaultLayout(cameraIds: readonly string[], columns: GridSize): GridLayout {
+  const n = columns * columns;
+  return { columns, tiles: Array.from({ length: n }, (_, i) => cameraIds[i] ?? null) };
+}
+
+/** A new grid size keeps the cameras in slot order; cameras past the last slot are dropped. */
+export function resize(layout: GridLayout, columns: GridSize): GridLayout {
+  const n = columns * columns;
+  const kept = layout.tiles.filter((t): t is string => t !== null);
+  return { columns, tiles: Array.from({ length: n }, (_, i) => kept[i] ?? null) };
+}
+
+/**
+ * Puts `cameraId` into slot `index`. A camera already shown elsewhere moves there, and
+ * what was in the target slot takes its old place (a swap), so a camera is never twice.
+ */
+export function assign(layout: GridLayout, index: number, cameraId: string | null): GridLayout {
+  if (index < 0 || index >= layout.tiles.length) return layout;
+  const tiles = [...layout.tiles];
+  const from = cameraId === null ? -1 : tiles.indexOf(cameraId);
+  const displaced = tiles[index] ?? null;
+  tiles[index] = cameraId;
+  if (from >= 0 && from !== index) tiles[from] = displaced;
+  return { ...layout, tiles };
+}
+
+/** Drops cameras that no longer exist (deleted, or out of the caller's reach). */
+export function prune(layout: GridLayout, known: ReadonlySet<string>): GridLayout {
+  if (layout.tiles.every((t) => t === null || known.has(t))) return layout;
+  return { ...layout, tiles: layout.tiles.map((t) => (t !== null && known.has(t) ? t : null)) };
+}
+
+/** Parses a stored layout; anything malformed is null (the caller falls back to a default). */
+export function parseLayout(raw: string | null): GridLayout | null {
+  if (!raw) return null;
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (typeof v !== "object" || v === null) return null;
+    const { columns, tiles } = v as { columns?: unknown; tiles?: unknown };
+    if (!isGridSize(columns) || !Array.isArray(tiles) || tiles.length !== columns * columns) return null;
+    if (!tiles.every((t) => t === null || typeof t === "string")) return null;
+    return { columns, tiles: tiles as (string | null)[] };
+  } catch {
+    return null;
+  }
+}
