@@ -130,10 +130,15 @@ impl Edge {
         shutdown: CancellationToken,
     ) -> Result<PullEnd, PullError> {
         let span = info_span!("relay_edge", %origin, camera_id = %camera);
-        let result = self
-            .pull_inner(origin, camera, shutdown)
+        let mut result = self
+            .pull_inner(origin, camera, shutdown.clone())
             .instrument(span.clone())
             .await;
+        // The node's own shutdown closes its relay endpoint too, which may break the
+        // connection before the loop sees `shutdown`: that is still an orderly shutdown.
+        if result.is_err() && shutdown.is_cancelled() {
+            result = Ok(PullEnd::Shutdown);
+        }
         let _e = span.enter();
         match &result {
             Ok(end) => info!(?end, "relay pull ended"),
@@ -189,6 +194,15 @@ impl Edge {
         let mut tick = tokio::time::interval((idle / 4).max(std::time::Duration::from_millis(50)));
         loop {
             tokio::select! {
+                // Shutdown first: an endpoint closing for the same shutdown must not turn an
+                // orderly end into `Lost`.
+                biased;
+                () = shutdown.cancelled() => {
+                    let end = End { reason: EndReason::Shutdown, text: String::new() };
+                    let _ = write(&mut send, &Message::End(end), &mut scratch).await;
+                    let _ = send.finish();
+                    return Ok(PullEnd::Shutdown);
+                }
                 m = reader.next() => match m {
                     Ok(Some(msg)) => {
                         if let Some(end) = self.handle(&camera, &mut publisher, msg)? {
@@ -209,12 +223,6 @@ impl Edge {
                         let _ = send.finish();
                         return Ok(PullEnd::Idle);
                     }
-                }
-                () = shutdown.cancelled() => {
-                    let end = End { reason: EndReason::Shutdown, text: String::new() };
-                    let _ = write(&mut send, &Message::End(end), &mut scratch).await;
-                    let _ = send.finish();
-                    return Ok(PullEnd::Shutdown);
                 }
             }
         }
