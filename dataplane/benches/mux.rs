@@ -1,6 +1,7 @@
-//! The frame path per frame: FLV demux alone, demux → MPEG-TS, demux → fMP4 fragments, and
-//! demux → the full segmenter (LL-HLS parts + TS segments), over a 6 s 720p30 clip with
-//! B-frames and AAC made by ffmpeg.
+//! The frame path per frame: FLV demux alone, demux → MPEG-TS, demux → fMP4 fragments,
+//! demux → the full segmenter (LL-HLS parts + TS segments), and a relayed camera (origin
+//! segmenter with its relay log, relay framing both ways, the edge's segmenter), over a 6 s
+//! 720p30 clip with B-frames and AAC made by ffmpeg.
 //!
 //! Run: `cargo bench -p camstream-dataplane --bench mux`. Criterion reports the time per
 //! clip and throughput in frames/s (so ns/frame = 1e9 / throughput); before that, the
@@ -56,6 +57,12 @@ fn frame_path(c: &mut Criterion) {
     allocations_per_frame("demux+ts", frames, || bench::demux_ts(&tags));
     allocations_per_frame("demux+fmp4", frames, || bench::demux_fmp4(&tags));
     allocations_per_frame("demux+segmenter", frames, || bench::demux_segment(&tags));
+    allocations_per_frame("relayed", frames, || bench::demux_segment_relay(&tags));
+    assert_eq!(
+        bench::demux_segment_relay(&tags),
+        bench::demux_segment(&tags),
+        "the edge cuts as many segments as the origin"
+    );
 
     let mut g = c.benchmark_group("frame_path");
     g.throughput(Throughput::Elements(frames as u64));
@@ -64,6 +71,11 @@ fn frame_path(c: &mut Criterion) {
     g.bench_function("demux+fmp4", |b| b.iter(|| bench::demux_fmp4(&tags)));
     g.bench_function("demux+segmenter", |b| {
         b.iter(|| bench::demux_segment(&tags))
+    });
+    // Origin (segmenter + relay log) + framing both ways + edge segmenter, no network: divide
+    // by demux+segmenter for the CPU a relayed camera costs against serving it locally.
+    g.bench_function("relayed (origin+edge)", |b| {
+        b.iter(|| bench::demux_segment_relay(&tags))
     });
     g.finish();
 }

@@ -197,6 +197,55 @@ pub fn demux_segment(tags: &[Tag]) -> usize {
     seg.ll().segments.len()
 }
 
+/// A relayed camera's frame path on both nodes, without the network: demux → the origin's
+/// segmenter with its relay log on → every relay message encoded and decoded
+/// (`camstream_protocol::relay`) → an edge segmenter following them. Compare with
+/// [`demux_segment`] (serving locally) for the CPU a relay adds; QUIC (encryption, UDP) is
+/// not counted. Returns the number of LL-HLS segments the edge made.
+pub fn demux_segment_relay(tags: &[Tag]) -> usize {
+    use bytes::BytesMut;
+    use camstream_protocol::relay::{self, Message};
+
+    let settings = Settings {
+        window: 1_000,
+        ..Settings::default()
+    };
+    let mut d = Demuxer::new();
+    let mut origin = Segmenter::new(settings.clone(), Arc::from("bench"));
+    origin.set_relay(true);
+    let mut edge = Segmenter::new(settings, Arc::from("bench"));
+    let mut wire = BytesMut::with_capacity(1 << 20);
+    let now = SystemTime::UNIX_EPOCH;
+    let carry = |origin: &mut Segmenter, edge: &mut Segmenter, wire: &mut BytesMut| {
+        for m in origin.take_relay() {
+            relay::encode(&m, wire);
+        }
+        while let Ok(Some(m)) = relay::decode(wire) {
+            match m {
+                Message::Init(i) => edge.follow_init(&i),
+                Message::Frame(f) => edge.follow_frame(now, f),
+                Message::Flush => edge.end_session(),
+                _ => Default::default(),
+            };
+        }
+    };
+    origin.start_session();
+    for t in tags.iter().filter(|t| t.kind != 18) {
+        let ev = if t.video {
+            d.handle_video(t.timestamp, t.body.clone())
+        } else {
+            d.handle_audio(t.timestamp, t.body.clone())
+        };
+        if let Ok(Some(ev)) = ev {
+            origin.handle_event(now, ev);
+            carry(&mut origin, &mut edge, &mut wire);
+        }
+    }
+    origin.end_session();
+    carry(&mut origin, &mut edge, &mut wire);
+    edge.ll().segments.len()
+}
+
 /// Demux then fMP4 only: a fragment per 6 video frames (200 ms at 30 fps) with the audio of
 /// that span. Returns the bytes produced.
 pub fn demux_fmp4(tags: &[Tag]) -> usize {

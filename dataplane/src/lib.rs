@@ -28,6 +28,7 @@ mod http;
 mod ingest;
 pub mod record;
 mod registry;
+pub mod relay;
 mod rtmp;
 mod server;
 #[cfg(test)]

@@ -13,13 +13,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use camstream_protocol::relay::Message;
 use camstream_protocol::{MediaEvent, StreamHealth, StreamState};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::CameraId;
@@ -82,9 +83,34 @@ struct Slot {
     kick: CancellationToken,
 }
 
+/// Relay messages buffered per camera for the relays reading them (about 12 s of a 30 fps
+/// camera with audio); a relay further behind is told it lagged.
+const RELAY_BUFFER: usize = 1024;
+
+/// What a relay joining a camera gets: the messages from the start of the segment in
+/// progress, and the live messages that follow them.
+pub(crate) struct RelayFeed {
+    /// `Init` and the frames since the segment began (empty: wait for an `Init`).
+    pub(crate) gop: Vec<Message>,
+    /// Everything after `gop`.
+    pub(crate) live: broadcast::Receiver<Message>,
+}
+
+/// The origin side of a camera's relays.
+struct RelayHub {
+    tx: broadcast::Sender<Message>,
+    /// Set while `requests` holds someone: the publisher looks at this flag (lock-free)
+    /// after each event and takes the lock only then.
+    waiting: AtomicBool,
+    requests: Mutex<Vec<oneshot::Sender<RelayFeed>>>,
+}
+
 /// One camera's stream: its windows and bookkeeping.
 pub(crate) struct Stream {
     camera_id: CameraId,
+    /// Fed by a relay from another node (edge), not by a local encoder.
+    relayed: AtomicBool,
+    relay: RelayHub,
     ll: watch::Sender<Arc<Window>>,
     ts: watch::Sender<Arc<Window>>,
     slot: Mutex<Slot>,
@@ -120,6 +146,54 @@ impl Stream {
         self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Whether this stream is fed by a relay (this node is an edge for it).
+    pub(crate) fn is_relayed(&self) -> bool {
+        self.relayed.load(Ordering::Relaxed)
+    }
+
+    /// When a viewer last asked for a playlist, if one is still counted.
+    pub(crate) fn last_viewer(&self) -> Option<Instant> {
+        let v = self.viewers.lock().expect("viewer map poisoned");
+        v.values().max().copied()
+    }
+
+    /// Origin side: asks for this camera's relay feed. The publisher answers after its next
+    /// media event (the feed starts at a consistent point); while no encoder publishes, the
+    /// answer waits for one. Relaying must be on ([`Registry::enable_relay`]).
+    pub(crate) fn subscribe_relay(&self) -> oneshot::Receiver<RelayFeed> {
+        let (tx, rx) = oneshot::channel();
+        let mut requests = self.relay.requests.lock().expect("relay requests poisoned");
+        requests.push(tx);
+        self.relay.waiting.store(true, Ordering::Release);
+        rx
+    }
+
+    /// Hands the segmenter's relay messages to the relays and answers waiting relays.
+    /// Called after each event; without relays it costs a flag load and an empty drain.
+    fn relay_out(&self, seg: &mut Segmenter) {
+        for msg in seg.take_relay() {
+            // No receiver is not an error: nobody relays this camera right now.
+            let _ = self.relay.tx.send(msg);
+        }
+        if self.relay.waiting.load(Ordering::Acquire) {
+            // A camera claimed before relaying was enabled starts its relay log now. A log
+            // that started mid-segment has no joining point until the next segment starts:
+            // relays wait for it.
+            seg.set_relay(true);
+            if !seg.relay_ready() {
+                return;
+            }
+            let mut requests = self.relay.requests.lock().expect("relay requests poisoned");
+            for tx in requests.drain(..) {
+                let _ = tx.send(RelayFeed {
+                    gop: seg.relay_gop(),
+                    live: self.relay.tx.subscribe(),
+                });
+            }
+            self.relay.waiting.store(false, Ordering::Release);
+        }
+    }
+
     fn publish(&self, seg: &Segmenter, changed: Changed) {
         if changed.ll {
             self.ll.send_replace(Arc::new(seg.ll().clone()));
@@ -147,6 +221,8 @@ pub(crate) enum ClaimError {
 /// The registry of camera streams.
 pub(crate) struct Registry {
     config: RegistryConfig,
+    /// Segmenters keep relay messages (this node may be a relay origin).
+    relay: AtomicBool,
     streams: ArcSwap<HashMap<CameraId, Arc<Stream>>>,
     writer: Mutex<()>,
 }
@@ -156,9 +232,16 @@ impl Registry {
     pub(crate) fn new(config: RegistryConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
+            relay: AtomicBool::new(false),
             streams: ArcSwap::from_pointee(HashMap::new()),
             writer: Mutex::new(()),
         })
+    }
+
+    /// Makes every camera claimed from now on keep relay messages (its GOP and live feed),
+    /// so other nodes can relay it. Off by default: a single node pays nothing.
+    pub(crate) fn enable_relay(&self) {
+        self.relay.store(true, Ordering::Relaxed);
     }
 
     /// The stream of a camera, if it has one. Lock-free.
@@ -177,6 +260,30 @@ impl Registry {
     /// # Errors
     /// [`ClaimError::AlreadyPublishing`] while another publisher holds it.
     pub(crate) fn claim(self: &Arc<Self>, camera: CameraId) -> Result<Publisher, ClaimError> {
+        self.claim_as(camera, None)
+    }
+
+    /// Claims a camera for a relay from its origin (this node is an edge): like
+    /// [`Registry::claim`], but a new stream takes the origin's media name `prefix`, nothing
+    /// is recorded here, and its segmenter follows relayed messages
+    /// ([`Publisher::handle_relayed`]).
+    ///
+    /// # Errors
+    /// [`ClaimError::AlreadyPublishing`] while a publisher (encoder or relay) holds it.
+    pub(crate) fn claim_relayed(
+        self: &Arc<Self>,
+        camera: CameraId,
+        prefix: &str,
+    ) -> Result<Publisher, ClaimError> {
+        self.claim_as(camera, Some(Arc::from(prefix)))
+    }
+
+    fn claim_as(
+        self: &Arc<Self>,
+        camera: CameraId,
+        relayed_prefix: Option<Arc<str>>,
+    ) -> Result<Publisher, ClaimError> {
+        let relayed = relayed_prefix.is_some();
         let _w = self.writer.lock().expect("registry writer poisoned");
         let now = SystemTime::now();
         let existing = self.get(&camera);
@@ -189,6 +296,8 @@ impl Registry {
                         .segmenter
                         .take()
                         .expect("away streams hold a segmenter");
+                    seg.set_relay(!relayed && self.relay.load(Ordering::Relaxed));
+                    stream.relayed.store(relayed, Ordering::Relaxed);
                     let changed = seg.start_session();
                     stream.publish(&seg, changed);
                     slot.phase = Phase::Live;
@@ -202,13 +311,21 @@ impl Registry {
             }
         }
         let kick = CancellationToken::new();
-        let prefix: Arc<str> = Arc::from(format!("{:08x}", rand::random::<u32>()));
+        let prefix =
+            relayed_prefix.unwrap_or_else(|| Arc::from(format!("{:08x}", rand::random::<u32>())));
         let mut seg = Segmenter::new(self.config.segmenter.clone(), prefix);
+        seg.set_relay(!relayed && self.relay.load(Ordering::Relaxed));
         seg.start_session();
         let (ll, _) = watch::channel(Arc::new(seg.ll().clone()));
         let (ts, _) = watch::channel(Arc::new(seg.ts().clone()));
         let stream = Arc::new(Stream {
             camera_id: camera.clone(),
+            relayed: AtomicBool::new(relayed),
+            relay: RelayHub {
+                tx: broadcast::channel(RELAY_BUFFER).0,
+                waiting: AtomicBool::new(false),
+                requests: Mutex::new(Vec::new()),
+            },
             ll,
             ts,
             slot: Mutex::new(Slot {
@@ -259,6 +376,7 @@ impl Registry {
                     if let Some(seg) = slot.segmenter.as_mut() {
                         let changed = seg.finish();
                         stream.publish(seg, changed);
+                        stream.relay_out(seg);
                     }
                     slot.phase = Phase::Ended(now);
                     tracing::info!(camera_id = %stream.camera_id, "camera did not come back; playlists ended");
@@ -343,10 +461,12 @@ impl Publisher {
         segmenter: Segmenter,
         kick: CancellationToken,
     ) -> Self {
+        // The origin records a relayed camera; an edge never does.
         let tap = registry
             .config
             .recorder
             .as_ref()
+            .filter(|_| !stream.is_relayed())
             .map(|r| r.tap(&stream.camera_id));
         let mut p = Self {
             registry,
@@ -375,6 +495,11 @@ impl Publisher {
         }
     }
 
+    /// The stream this publisher feeds.
+    pub(crate) fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
     /// The camera being published.
     pub(crate) fn camera_id(&self) -> &CameraId {
         &self.stream.camera_id
@@ -393,6 +518,31 @@ impl Publisher {
     pub(crate) fn handle_event(&mut self, now: SystemTime, event: MediaEvent) -> Option<String> {
         let seg = self.segmenter.as_mut().expect("present until drop");
         let changed = seg.handle_event(now, event);
+        self.after(now, changed)
+    }
+
+    /// Edge side: feeds one relayed message (see `crate::relay`). `End` with
+    /// `Finished` ends the playlists (`EXT-X-ENDLIST`); other messages that are not media
+    /// are ignored.
+    ///
+    /// Returns a problem to log, if the segmenter met one.
+    pub(crate) fn handle_relayed(&mut self, now: SystemTime, msg: Message) -> Option<String> {
+        let seg = self.segmenter.as_mut().expect("present until drop");
+        let changed = match msg {
+            Message::Init(init) => seg.follow_init(&init),
+            Message::Frame(f) => seg.follow_frame(now, f),
+            Message::Flush => seg.end_session(),
+            Message::End(e) if e.reason == camstream_protocol::relay::EndReason::Finished => {
+                seg.finish()
+            }
+            _ => Changed::default(),
+        };
+        self.after(now, changed)
+    }
+
+    fn after(&mut self, now: SystemTime, changed: Changed) -> Option<String> {
+        let seg = self.segmenter.as_mut().expect("present until drop");
+        self.stream.relay_out(seg);
         if changed != Changed::default() {
             self.stream.publish(seg, changed);
             if changed.ll {
@@ -436,8 +586,9 @@ impl Drop for Publisher {
         if changed.ll {
             self.record();
         }
-        let seg = self.segmenter.take().expect("present until drop");
+        let mut seg = self.segmenter.take().expect("present until drop");
         self.stream.publish(&seg, changed);
+        self.stream.relay_out(&mut seg);
         let mut slot = self.stream.slot.lock().expect("slot poisoned");
         slot.segmenter = Some(seg);
         slot.phase = Phase::Away(Instant::now());
@@ -553,6 +704,37 @@ mod tests {
         let fresh = r.get("cam").unwrap();
         assert!(!Arc::ptr_eq(&stream, &fresh));
         assert_eq!(fresh.ll().borrow().next_msn, 0);
+    }
+
+    #[test]
+    fn a_relay_joins_at_the_next_segment_of_a_camera_claimed_before_relaying() {
+        let r = registry(Duration::from_secs(30), Duration::from_secs(60));
+        let mut p = r.claim(CameraId::from("cam")).unwrap();
+        let mut events = clip_media(0).into_iter();
+        for ev in events.by_ref().take(150) {
+            p.handle_event(SystemTime::now(), ev);
+        }
+        let stream = r.get("cam").unwrap();
+        let mut rx = stream.subscribe_relay();
+        let mut feed = None;
+        for ev in events {
+            p.handle_event(SystemTime::now(), ev);
+            if let Ok(f) = rx.try_recv() {
+                feed = Some(f);
+                break;
+            }
+        }
+        let feed = feed.expect("answered at the next segment start");
+        let msn = stream.ll().borrow().next_msn;
+        match feed.gop.first() {
+            Some(Message::Init(i)) => {
+                assert_eq!(i.msn, msn, "joins the segment in progress");
+                assert!(i.msn > 0);
+                assert_eq!(i.part, 0);
+            }
+            other => panic!("the feed starts with Init, got {other:?}"),
+        }
+        assert!(matches!(feed.gop.get(1), Some(Message::Frame(f)) if f.frame.keyframe));
     }
 
     #[test]

@@ -169,6 +169,11 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
+    /// The camera registry (for the relay).
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// Health of every camera stream; rates cover the time since the previous call, so
     /// call it from one place on a steady tick (about once a second).
     pub fn health(&self) -> Vec<StreamHealth> {

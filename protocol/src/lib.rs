@@ -11,6 +11,7 @@ mod codec;
 mod control;
 mod frame;
 mod health;
+pub mod relay;
 mod time;
 
 pub use codec::{

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use camstream_protocol::relay::{self, Cut, Message};
 use camstream_protocol::{
     AacConfig, AudioConfig, MediaEvent, MediaFrame, StreamMetadata, TICKS_PER_SECOND, TrackConfig,
     TrackKind, VideoConfig,
@@ -123,6 +124,20 @@ pub(crate) struct Segmenter {
     /// Completed parts are also queued for the recorder.
     record: bool,
     recorded: Vec<RecordedFragment>,
+    /// LL-HLS segments pushed with a discontinuity, for relay positions.
+    discontinuities: u64,
+    /// Origin side: what relays receive (`None`: this camera is not relayed).
+    relay: Option<RelayLog>,
+}
+
+/// The relay messages a segmenter produces (origin side; see `crate::relay`).
+#[derive(Default)]
+struct RelayLog {
+    /// Messages since the last [`Segmenter::take_relay`].
+    out: Vec<Message>,
+    /// What a relay joining now needs: an `Init` at the current segment's start and every
+    /// frame since (empty until a segment starts after relaying was turned on).
+    gop: Vec<Message>,
 }
 
 /// What one publishing connection contributes.
@@ -169,6 +184,9 @@ struct Running {
     ts_open: bool,
     /// Seen the first keyframe (video) — media before it is dropped.
     started: bool,
+    /// The session's track configurations (relay positions carry them).
+    video_config: Option<VideoConfig>,
+    audio_config: Option<AudioConfig>,
 }
 
 struct Pending {
@@ -205,6 +223,104 @@ impl Segmenter {
             flush_end: 0,
             record: false,
             recorded: Vec::new(),
+            discontinuities: 0,
+            relay: None,
+        }
+    }
+
+    /// Origin side: whether this segmenter produces relay messages
+    /// ([`Segmenter::take_relay`], [`Segmenter::relay_gop`]). Turned on, the joining point
+    /// is the next segment start.
+    pub(crate) fn set_relay(&mut self, on: bool) {
+        if on != self.relay.is_some() {
+            self.relay = on.then(RelayLog::default);
+        }
+    }
+
+    /// Origin side: the relay messages produced since the last call, in order.
+    pub(crate) fn take_relay(&mut self) -> impl Iterator<Item = Message> + '_ {
+        self.relay.iter_mut().flat_map(|r| r.out.drain(..))
+    }
+
+    /// Origin side: the messages a relay joining now starts with (an `Init` at the start of
+    /// the segment in progress and its frames), empty when there is no such point yet.
+    pub(crate) fn relay_gop(&self) -> Vec<Message> {
+        self.relay
+            .as_ref()
+            .map(|r| r.gop.clone())
+            .unwrap_or_default()
+    }
+
+    /// Origin side: whether a relay can join now ([`Segmenter::relay_gop`] is not empty).
+    pub(crate) fn relay_ready(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| !r.gop.is_empty())
+    }
+
+    fn relay_push(&mut self, msg: Message) {
+        if let Some(r) = self.relay.as_mut() {
+            if !r.gop.is_empty() {
+                r.gop.push(msg.clone());
+            }
+            r.out.push(msg);
+        }
+    }
+
+    /// The position and timing where the next segment starts, for relays.
+    fn relay_init(&self, run: &Running) -> relay::Init {
+        let wall_origin_us = match run.wall_origin.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_micros() as i64,
+            Err(e) => -(e.duration().as_micros() as i64),
+        };
+        relay::Init {
+            prefix: self.ll.prefix.to_string(),
+            msn: self.ll.next_msn,
+            ts_msn: self.ts.next_msn,
+            part: 0,
+            fragment_seq: self.fragment_seq,
+            init_id: self.init_id,
+            discontinuity: self.discontinuity,
+            discontinuity_sequence: self.discontinuities + u64::from(self.discontinuity),
+            target_duration: self.ll.target_duration,
+            part_target_us: (self.ll.part_target * 1e6).round() as u32,
+            timing: relay::Timing {
+                out_origin: run.out_origin,
+                wall_origin_us,
+                frame_duration: run.frame_duration,
+                part_max: run.part_max,
+            },
+            video: run.video_config.clone(),
+            audio: run.audio_config.clone(),
+        }
+    }
+
+    /// A segment starts (session start or a segment cut): relays joining from now on start
+    /// here. `first` are the messages that go before the segment's pending audio.
+    fn relay_restart(
+        &mut self,
+        init: relay::Init,
+        first: Option<Message>,
+        audio: &[(i64, Sample)],
+    ) {
+        let Some(r) = self.relay.as_mut() else {
+            return;
+        };
+        r.gop.clear();
+        r.gop.push(Message::Init(init));
+        r.gop.extend(first);
+        // Audio taken before the cut but timed after it belongs to the new segment: a relay
+        // joining here replays it after the keyframe (the edge drops audio before its first
+        // keyframe).
+        for (start, sample) in audio {
+            r.gop.push(Message::Frame(relay::Frame {
+                frame: MediaFrame {
+                    track: TrackKind::Audio,
+                    dts: *start,
+                    cts: 0,
+                    keyframe: true,
+                    data: sample.data.clone(),
+                },
+                cut: Cut::default(),
+            }));
         }
     }
 
@@ -274,6 +390,7 @@ impl Segmenter {
         let mut changed = Changed::default();
         if let SessionState::Running(mut run) = session.state {
             changed = self.flush(&mut run);
+            self.relay_push(Message::Flush);
         }
         self.discontinuity = true;
         changed
@@ -282,6 +399,10 @@ impl Segmenter {
     /// Ends the playlists for good (`EXT-X-ENDLIST`).
     pub(crate) fn finish(&mut self) -> Changed {
         let mut changed = self.end_session();
+        self.relay_push(Message::End(relay::End {
+            reason: relay::EndReason::Finished,
+            text: "the camera's playlists ended".into(),
+        }));
         self.ll.ended = true;
         self.ts.ended = true;
         changed.merge(Changed { ll: true, ts: true });
@@ -301,6 +422,109 @@ impl Segmenter {
             MediaEvent::Config(c) => self.handle_config(now, c),
             MediaEvent::Frame(f) => self.handle_frame(now, f),
             _ => Changed::default(),
+        }
+    }
+
+    /// Edge side: a relayed `Init` — the origin's position and timing where the following
+    /// frames start. Ends a running session first (the origin sends `Flush` before, so
+    /// normally there is none). Numbering, prefix-independent state and timing become the
+    /// origin's, so the parts and segments cut from the following frames carry the origin's
+    /// numbers.
+    pub(crate) fn follow_init(&mut self, init: &relay::Init) -> Changed {
+        let mut changed = self.end_session();
+        self.ll.ended = false;
+        self.ts.ended = false;
+        let fresh = self.ll.segments.is_empty() && self.ll.partial.is_none();
+        if fresh || init.msn >= self.ll.next_msn {
+            self.ll.next_msn = init.msn;
+        }
+        if fresh || init.ts_msn >= self.ts.next_msn {
+            self.ts.next_msn = init.ts_msn;
+        }
+        if fresh {
+            self.ll.discontinuity_sequence = init.discontinuity_sequence;
+            self.ts.discontinuity_sequence = init.discontinuity_sequence;
+        }
+        self.fragment_seq = init.fragment_seq;
+        self.discontinuity = init.discontinuity;
+        let part_target = f64::from(init.part_target_us) / 1e6;
+        for w in [&mut self.ll, &mut self.ts] {
+            w.target_duration = w.target_duration.max(init.target_duration);
+            w.part_target = part_target;
+            w.audio_only = init.video.is_none();
+        }
+        match fmp4::init_segment(init.video.as_ref(), init.audio.as_ref()) {
+            Ok(bytes) => {
+                if self
+                    .ll
+                    .inits
+                    .last()
+                    .is_none_or(|(id, _)| *id != init.init_id)
+                {
+                    self.ll.inits.push((init.init_id, bytes));
+                }
+                self.init_id = init.init_id;
+            }
+            Err(e) => self.failure = Some(format!("cannot build the relayed init segment: {e}")),
+        }
+        let t = init.timing;
+        let wall_origin = if t.wall_origin_us >= 0 {
+            SystemTime::UNIX_EPOCH + Duration::from_micros(t.wall_origin_us as u64)
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
+        let frame_duration = t.frame_duration.max(1);
+        let ts_video = match &init.video {
+            Some(VideoConfig::H264(c)) => Some(c),
+            _ => None,
+        };
+        let ts_audio = match &init.audio {
+            Some(AudioConfig::Aac(c)) => Some(c),
+            _ => None,
+        };
+        let run = Running {
+            has_video: init.video.is_some(),
+            audio_rate: init.audio.as_ref().map(AudioConfig::sample_rate),
+            // Relayed frames are on the origin's output timeline already.
+            in_origin: t.out_origin,
+            out_origin: t.out_origin,
+            wall_origin,
+            frame_duration,
+            // Cuts come from the origin; the thresholds are not consulted.
+            part_threshold: i64::MAX,
+            part_max: t.part_max,
+            segment_threshold: i64::MAX,
+            pending: None,
+            video: Vec::with_capacity(32),
+            audio: Vec::with_capacity(32),
+            audio_next: None,
+            part_start: None,
+            segment_start: None,
+            ts: ts::Muxer::new(ts_video, ts_audio),
+            ts_open: false,
+            started: false,
+            video_config: init.video.clone(),
+            audio_config: init.audio.clone(),
+        };
+        self.session = Some(Session {
+            metadata: None,
+            video: init.video.clone(),
+            audio: init.audio.clone(),
+            state: SessionState::Running(Box::new(run)),
+        });
+        changed.merge(Changed { ll: true, ts: true });
+        changed
+    }
+
+    /// Edge side: one relayed frame, cut where the origin cut it. Ignored (and counted as
+    /// dropped) before the first `Init`.
+    pub(crate) fn follow_frame(&mut self, now: SystemTime, frame: relay::Frame) -> Changed {
+        match self.session.as_ref().map(|s| &s.state) {
+            Some(SessionState::Running(_)) => self.process(now, frame.frame, Some(frame.cut)),
+            _ => {
+                self.counters.dropped += 1;
+                Changed::default()
+            }
         }
     }
 
@@ -327,6 +551,7 @@ impl Segmenter {
                 std::mem::replace(&mut session.state, SessionState::Discovering(Vec::new()));
             if let SessionState::Running(mut run) = state {
                 changed = self.flush(&mut run);
+                self.relay_push(Message::Flush);
             }
             self.discontinuity = true;
         }
@@ -345,7 +570,7 @@ impl Segmenter {
                 buf.push(frame);
                 self.try_start(now)
             }
-            SessionState::Running(_) => self.process(now, frame),
+            SessionState::Running(_) => self.process(now, frame, None),
         }
     }
 
@@ -371,10 +596,19 @@ impl Segmenter {
         let video = session.video.clone();
         let audio = session.audio.clone();
         let run = self.start_running(now, video.as_ref(), audio.as_ref(), &buf);
+        if self.relay.is_some() {
+            let init = self.relay_init(&run);
+            self.relay_restart(init.clone(), None, &[]);
+            self.relay
+                .as_mut()
+                .expect("checked above")
+                .out
+                .push(Message::Init(init));
+        }
         self.session.as_mut().expect("session exists").state = SessionState::Running(Box::new(run));
         let mut changed = Changed::default();
         for frame in buf {
-            changed.merge(self.process(now, frame));
+            changed.merge(self.process(now, frame, None));
         }
         changed
     }
@@ -471,17 +705,21 @@ impl Segmenter {
             ts: ts::Muxer::new(ts_video, ts_audio),
             ts_open: false,
             started: false,
+            video_config: video.cloned(),
+            audio_config: audio.cloned(),
         }
     }
 
-    fn process(&mut self, _now: SystemTime, frame: MediaFrame) -> Changed {
+    /// Segments one frame. `follow`: the origin's cut decisions for a relayed frame (edge);
+    /// `None`: decide here.
+    fn process(&mut self, _now: SystemTime, frame: MediaFrame, follow: Option<Cut>) -> Changed {
         let mut session = self.session.take().expect("session exists");
         let SessionState::Running(run) = &mut session.state else {
             unreachable!("process is only called while running")
         };
         let changed = match frame.track {
-            TrackKind::Video if run.has_video => self.process_video(run, frame),
-            TrackKind::Audio if run.audio_rate.is_some() => self.process_audio(run, frame),
+            TrackKind::Video if run.has_video => self.process_video(run, frame, follow),
+            TrackKind::Audio if run.audio_rate.is_some() => self.process_audio(run, frame, follow),
             _ => {
                 self.counters.dropped += 1;
                 Changed::default()
@@ -491,7 +729,12 @@ impl Segmenter {
         changed
     }
 
-    fn process_video(&mut self, run: &mut Running, frame: MediaFrame) -> Changed {
+    fn process_video(
+        &mut self,
+        run: &mut Running,
+        frame: MediaFrame,
+        follow: Option<Cut>,
+    ) -> Changed {
         if !run.started {
             if !frame.keyframe || frame.dts < run.in_origin {
                 self.counters.dropped += 1;
@@ -503,24 +746,52 @@ impl Segmenter {
         self.counters.bytes += frame.data.len() as u64;
         let mut dts = frame.dts - run.in_origin + run.out_origin;
         let mut changed = Changed::default();
+        let mut cut = Cut::default();
         if let Some(p) = run.pending.take() {
             // Decode order must advance: a non-increasing DTS (broken encoder) is nudged.
             dts = dts.max(p.dts + 1);
-            changed.merge(self.append_video(run, p, dts));
+            cut.previous_part = match follow {
+                Some(c) => c.previous_part,
+                None => part_full(run, &p, dts),
+            };
+            changed.merge(self.append_video(run, p, dts, cut.previous_part));
         }
         let elapsed = run.segment_start.map_or(0, |s| dts - s);
-        if frame.keyframe && run.segment_start.is_some() && elapsed >= run.segment_threshold {
-            changed.merge(self.close_part(run, dts));
-            changed.merge(self.close_segment(run, dts));
-        } else if run
-            .part_start
-            .is_some_and(|s| dts - s >= run.part_threshold)
-        {
+        match follow {
+            Some(c) => (cut.segment, cut.part) = (c.segment, c.part || c.segment),
+            None => {
+                cut.segment = frame.keyframe
+                    && run.segment_start.is_some()
+                    && elapsed >= run.segment_threshold;
+                cut.part = cut.segment
+                    || run
+                        .part_start
+                        .is_some_and(|s| dts - s >= run.part_threshold);
+            }
+        }
+        if cut.part {
             changed.merge(self.close_part(run, dts));
         }
+        if cut.segment {
+            changed.merge(self.close_segment(run, dts));
+        }
+        let segment_starts = run.segment_start.is_none();
         self.open_segment(run, dts);
         let out = MediaFrame { dts, ..frame };
         run.ts.write_video(&out);
+        if self.relay.is_some() {
+            let msg = Message::Frame(relay::Frame {
+                frame: out.clone(),
+                cut,
+            });
+            if segment_starts && out.keyframe {
+                let init = self.relay_init(run);
+                self.relay_restart(init, Some(msg.clone()), &run.audio);
+                self.relay.as_mut().expect("checked above").out.push(msg);
+            } else {
+                self.relay_push(msg);
+            }
+        }
         run.pending = Some(Pending {
             dts,
             cts: out.cts,
@@ -531,14 +802,11 @@ impl Segmenter {
     }
 
     /// Adds the pending video sample, now that the next DTS gives its duration.
-    fn append_video(&mut self, run: &mut Running, p: Pending, next_dts: i64) -> Changed {
+    /// `cut`: the part closes before this sample (see [`part_full`]).
+    fn append_video(&mut self, run: &mut Running, p: Pending, next_dts: i64, cut: bool) -> Changed {
         let duration = (next_dts - p.dts).clamp(1, i64::from(u32::MAX));
         let mut changed = Changed::default();
-        if run
-            .part_start
-            .is_some_and(|start| p.dts + duration - start > run.part_max)
-            && !run.video.is_empty()
-        {
+        if cut {
             changed.merge(self.close_part(run, p.dts));
         }
         run.part_start.get_or_insert(p.dts);
@@ -552,7 +820,12 @@ impl Segmenter {
         changed
     }
 
-    fn process_audio(&mut self, run: &mut Running, frame: MediaFrame) -> Changed {
+    fn process_audio(
+        &mut self,
+        run: &mut Running,
+        frame: MediaFrame,
+        follow: Option<Cut>,
+    ) -> Changed {
         let rate = i64::from(run.audio_rate.expect("checked by the caller").max(1));
         if frame.dts < run.in_origin || (run.has_video && !run.started) {
             self.counters.dropped += 1;
@@ -563,7 +836,14 @@ impl Segmenter {
         let out = frame.dts - run.in_origin + run.out_origin;
         // AAC frames are exactly 1024 samples: count them instead of trusting millisecond
         // timestamps, and resynchronise only on a real gap or overlap (> 2 frames).
-        let actual = (out * rate / TICKS_PER_SECOND) as u64;
+        let actual = if follow.is_some() {
+            // A relayed audio frame carries the origin's start, rounded down to 90 kHz from
+            // its sample position: rounding up gives the position back exactly (for rates up
+            // to 90 kHz, where sample positions map to distinct ticks).
+            ((out * rate + TICKS_PER_SECOND - 1).div_euclid(TICKS_PER_SECOND)).max(0) as u64
+        } else {
+            (out * rate / TICKS_PER_SECOND) as u64
+        };
         let frame_len = u64::from(AacConfig::SAMPLES_PER_FRAME);
         let time = match run.audio_next {
             Some(next) if next.abs_diff(actual) <= 2 * frame_len => next,
@@ -578,12 +858,15 @@ impl Segmenter {
             ..frame
         };
         let mut changed = Changed::default();
+        let segment_starts = !run.has_video && run.segment_start.is_none();
         if !run.has_video {
             self.open_segment(run, start);
         }
         if run.ts_open {
             run.ts.write_audio(&ts_frame);
         }
+        let relayed = self.relay.is_some().then(|| ts_frame.clone());
+        let restart = (self.relay.is_some() && segment_starts).then(|| self.relay_init(run));
         if !run.has_video {
             run.part_start.get_or_insert(start);
         }
@@ -597,16 +880,35 @@ impl Segmenter {
                 data: ts_frame.data,
             },
         ));
+        let mut cut = Cut::default();
         if !run.has_video {
-            let elapsed = run.segment_start.map_or(0, |s| end - s);
-            if elapsed >= run.segment_threshold {
+            match follow {
+                Some(c) => (cut.segment, cut.part) = (c.segment, c.part || c.segment),
+                None => {
+                    let elapsed = run.segment_start.map_or(0, |s| end - s);
+                    cut.segment = elapsed >= run.segment_threshold;
+                    cut.part = cut.segment
+                        || run
+                            .part_start
+                            .is_some_and(|s| end - s >= run.part_threshold);
+                }
+            }
+            if cut.part {
                 changed.merge(self.close_part(run, end));
+            }
+            if cut.segment {
                 changed.merge(self.close_segment(run, end));
-            } else if run
-                .part_start
-                .is_some_and(|s| end - s >= run.part_threshold)
-            {
-                changed.merge(self.close_part(run, end));
+            }
+        }
+        if let Some(frame) = relayed {
+            let msg = Message::Frame(relay::Frame { frame, cut });
+            match restart {
+                // Audio-only: the segment started with this frame (its cuts come after it).
+                Some(init) => {
+                    self.relay_restart(init, Some(msg.clone()), &[]);
+                    self.relay.as_mut().expect("relayed").out.push(msg);
+                }
+                None => self.relay_push(msg),
             }
         }
         changed
@@ -717,6 +1019,7 @@ impl Segmenter {
                 data.extend(&p.data);
             }
             let duration = partial.parts.iter().map(|p| p.duration).sum();
+            self.discontinuities += u64::from(partial.discontinuity);
             push_segment(
                 &mut self.ll,
                 Segment {
@@ -766,7 +1069,8 @@ impl Segmenter {
         let mut end = run.part_start.unwrap_or(self.out_end);
         if let Some(p) = run.pending.take() {
             end = p.dts + run.frame_duration;
-            changed.merge(self.append_video(run, p, end));
+            let cut = part_full(run, &p, end);
+            changed.merge(self.append_video(run, p, end, cut));
         }
         let rate = i64::from(run.audio_rate.unwrap_or(48_000).max(1));
         let audio_end = run
@@ -782,6 +1086,15 @@ impl Segmenter {
         self.out_end = self.out_end.max(end).max(audio_end.unwrap_or(end));
         changed
     }
+}
+
+/// Whether the part in progress would exceed PART-TARGET with the pending sample, which
+/// ends at `next_dts`: then the sample starts a new part.
+fn part_full(run: &Running, p: &Pending, next_dts: i64) -> bool {
+    let duration = (next_dts - p.dts).clamp(1, i64::from(u32::MAX));
+    run.part_start
+        .is_some_and(|start| p.dts + duration - start > run.part_max)
+        && !run.video.is_empty()
 }
 
 /// Appends a segment, evicts beyond the window and updates the target duration.
@@ -899,3 +1212,7 @@ fn ticks_to_seconds(t: i64) -> f64 {
 #[cfg(test)]
 #[path = "segmenter_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+pub(crate) mod relay_tests;

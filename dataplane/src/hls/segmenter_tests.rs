@@ -13,22 +13,22 @@ use crate::testing::{TempDir, decode_clean, probe};
 
 /// Which tracks of the clip to feed.
 #[derive(Clone, Copy)]
-struct Feed {
-    video: bool,
-    audio: bool,
+pub(super) struct Feed {
+    pub(super) video: bool,
+    pub(super) audio: bool,
     /// Added to every RTMP timestamp (wrapping), to start the clock anywhere.
-    ts_offset: u32,
-    metadata: bool,
+    pub(super) ts_offset: u32,
+    pub(super) metadata: bool,
 }
 
-const BOTH: Feed = Feed {
+pub(super) const BOTH: Feed = Feed {
     video: true,
     audio: true,
     ts_offset: 0,
     metadata: true,
 };
 
-fn clip_events(feed: Feed) -> Vec<MediaEvent> {
+pub(super) fn clip_events(feed: Feed) -> Vec<MediaEvent> {
     let mut d = Demuxer::new();
     let mut out = Vec::new();
     if feed.metadata {
@@ -61,7 +61,7 @@ fn run_session(seg: &mut Segmenter, events: Vec<MediaEvent>, now: SystemTime) {
     assert_eq!(seg.take_failure(), None);
 }
 
-fn segmenter() -> Segmenter {
+pub(super) fn segmenter() -> Segmenter {
     Segmenter::new(
         Settings {
             window: 100,
