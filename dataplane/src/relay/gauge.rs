@@ -36,3 +36,73 @@ impl Drop for OpenStream {
         metrics::gauge!(self.0.name()).decrement(1.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use metrics::{
+        Counter, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    use super::{Direction, OpenStream};
+
+    /// Keeps the value of `camstream_relay_streams_in` and `_out` (as integers).
+    #[derive(Default)]
+    struct Gauges {
+        streams_in: Arc<Value>,
+        streams_out: Arc<Value>,
+    }
+
+    #[derive(Default)]
+    struct Value(AtomicI64);
+
+    impl GaugeFn for Value {
+        fn increment(&self, v: f64) {
+            self.0.fetch_add(v as i64, Ordering::Relaxed);
+        }
+        fn decrement(&self, v: f64) {
+            self.0.fetch_sub(v as i64, Ordering::Relaxed);
+        }
+        fn set(&self, v: f64) {
+            self.0.store(v as i64, Ordering::Relaxed);
+        }
+    }
+
+    impl Recorder for Gauges {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::noop()
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            match key.name() {
+                "camstream_relay_streams_in" => Gauge::from_arc(self.streams_in.clone()),
+                "camstream_relay_streams_out" => Gauge::from_arc(self.streams_out.clone()),
+                _ => Gauge::noop(),
+            }
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn open_streams_are_counted_per_direction_until_dropped() {
+        let g = Gauges::default();
+        let get = |v: &Value| v.0.load(Ordering::Relaxed);
+        metrics::with_local_recorder(&g, || {
+            let a = OpenStream::open(Direction::In);
+            let b = OpenStream::open(Direction::In);
+            let c = OpenStream::open(Direction::Out);
+            assert_eq!((get(&g.streams_in), get(&g.streams_out)), (2, 1));
+            drop(a);
+            drop(c);
+            assert_eq!((get(&g.streams_in), get(&g.streams_out)), (1, 0));
+            drop(b);
+        });
+        assert_eq!((get(&g.streams_in), get(&g.streams_out)), (0, 0));
+    }
+}
