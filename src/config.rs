@@ -380,6 +380,38 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// The relay's settings: `Some` only for a cluster node given `--relay-addr` (a single
+    /// node starts no relay and keeps no GOP for edges).
+    pub(crate) fn relay_config(&self) -> Option<camstream_dataplane::relay::RelayConfig> {
+        let c = self.cluster.as_ref()?;
+        let bind = c.relay_addr?;
+        let mut r = camstream_dataplane::relay::RelayConfig::new(bind, c.secret.as_bytes());
+        r.idle_timeout = c.relay_idle_timeout;
+        Some(r)
+    }
+
+    /// Completes the control plane's cluster slice with the relay address actually bound
+    /// (a configured port 0 becomes the real one), unless `--advertise-relay` was given.
+    pub(crate) fn advertise_bound_relay(
+        &self,
+        cp: &mut camstream_controlplane::ControlPlaneConfig,
+        bound: SocketAddr,
+    ) {
+        let given = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.advertise_relay.is_some());
+        let host = cp.public_host.clone();
+        if let Some(c) = cp.cluster.as_mut() {
+            c.relay_addr = Some(bound);
+            if !given {
+                c.advertise_relay = dialable(bound, &host);
+            }
+        }
+    }
+}
+
 impl ServeArgs {
     /// Merges with the config file and validates.
     ///
@@ -1247,6 +1279,37 @@ mod tests {
         assert_eq!(c.advertise_relay, "");
         assert_eq!(c.lease, Duration::from_secs(5));
         assert_eq!(c.relay_idle_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn relay_only_for_a_cluster_node_with_a_relay_address() {
+        let single = ServeArgs::default().resolve().unwrap();
+        assert!(single.relay_config().is_none());
+        let no_relay = cluster_args().resolve().unwrap();
+        assert!(no_relay.relay_config().is_none());
+        let s = ServeArgs {
+            relay_addr: Some("0.0.0.0:0".into()),
+            relay_idle_timeout: Some("7s".into()),
+            public_host: Some("node-b.example".into()),
+            ..cluster_args()
+        }
+        .resolve()
+        .unwrap();
+        let r = s.relay_config().unwrap();
+        assert_eq!(r.bind, "0.0.0.0:0".parse::<SocketAddr>().unwrap());
+        assert_eq!(r.idle_timeout, Duration::from_secs(7));
+        assert!(!r.secret.is_empty());
+        let bound = camstream_dataplane::BoundAddrs {
+            rtmp: "127.0.0.1:41935".parse().unwrap(),
+            rtmps: None,
+            http: "127.0.0.1:48080".parse().unwrap(),
+            https: None,
+        };
+        let mut cp = s.controlplane_config(&bound);
+        s.advertise_bound_relay(&mut cp, "0.0.0.0:47001".parse().unwrap());
+        let c = cp.cluster.unwrap();
+        assert_eq!(c.advertise_relay, "node-b.example:47001");
+        assert_eq!(c.relay_addr, Some("0.0.0.0:47001".parse().unwrap()));
     }
 
     #[test]

@@ -118,6 +118,24 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         .await
         .context("cannot start the data plane")?;
     let mut cp_config = serve.controlplane_config(server.addrs());
+    // The relay binds before the control plane starts, so the node advertises the relay
+    // port actually bound. Only a cluster node given --relay-addr runs one: a single node
+    // keeps no GOP for edges and opens no UDP socket.
+    let relay = match serve.relay_config() {
+        Some(rc) => {
+            let relay = camstream_dataplane::relay::Relay::bind(rc, &server.data_plane())
+                .context("cannot start the relay")?;
+            serve.advertise_bound_relay(&mut cp_config, relay.local_addr());
+            info!(addr = %relay.local_addr(), "relay (QUIC) listening");
+            Some(relay)
+        }
+        None => {
+            if cp_config.cluster.is_some() {
+                warn!("cluster node without --relay-addr: other nodes cannot play its cameras");
+            }
+            None
+        }
+    };
     // The recorder reports absolute (canonical) paths; the hot tier must be spelled alike.
     cp_config.recordings_dir = Some(server.data_plane().recordings_dir());
     let cp = ControlPlane::start_with_cancel(cp_config, shutdown.child_token())
@@ -155,6 +173,7 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         info!("shutting down");
         stop.cancel();
     });
+    let relay_task = relay.map(|r| tokio::spawn(r.run(shutdown.clone())));
     let health = tokio::spawn(report_health(
         server.data_plane(),
         cp.clone(),
@@ -178,6 +197,9 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         .run(web::with_dashboard(cp.router(), assets), shutdown)
         .await;
     let _ = health.await;
+    if let Some(t) = relay_task {
+        let _ = t.await;
+    }
     if let Some(pump) = pump {
         let _ = pump.await;
     }

@@ -65,6 +65,8 @@ async fn start(id: u64, raft: u16, db: &str, join: Option<String>) -> Server {
         format!("127.0.0.1:{raft}"),
         "--cluster-secret".to_owned(),
         SECRET.to_owned(),
+        "--relay-addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
         "--jwt-secret".to_owned(),
         "cluster-test-jwt-secret-0123456789".to_owned(),
         "--admin-password".to_owned(),
@@ -206,6 +208,14 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
         assert_eq!(
             me["apiUrl"],
             format!("http://localhost:{}", n.server.http.port())
+        );
+        // The relay is bound (port 0 became a real one) and that port is advertised.
+        let relay = me["relayAddr"].as_str().expect("relayAddr advertised");
+        let port: u16 = relay.rsplit_once(':').unwrap().1.parse().unwrap();
+        assert_ne!(port, 0, "{me}");
+        assert!(
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
+            "the relay's UDP port {port} is not bound"
         );
         // The gauges are refreshed twice a second.
         let want = format!("camstream_raft_leader_id {leader}\n");

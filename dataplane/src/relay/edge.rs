@@ -188,6 +188,7 @@ impl Edge {
             Err(e) => return Err(failure(e)),
         }
         debug!("relay accepted");
+        let _open = super::gauge::OpenStream::open(super::gauge::Direction::In);
         let mut publisher: Option<Publisher> = None;
         let started = Instant::now();
         let idle = self.ctx.idle_timeout;

@@ -19,6 +19,7 @@
 
 mod auth;
 mod edge;
+mod gauge;
 mod origin;
 
 #[cfg(test)]

@@ -150,6 +150,7 @@ async fn serve_stream(
             return Served::Ended(EndReason::UnknownCamera);
         };
         info!("relay stream opened");
+        let _open = super::gauge::OpenStream::open(super::gauge::Direction::Out);
         let feed = tokio::select! {
             f = stream.subscribe_relay() => match f {
                 Ok(f) => f,
