@@ -447,7 +447,13 @@ impl ControlPlane {
                 "finished the tier moves and deletes of the previous run"
             );
         }
-        let mut sink = RecordingSink::new(s.store.clone(), host.clone(), s.config.hot_dir());
+        let mut sink = RecordingSink::new(
+            s.store.clone(),
+            host.clone(),
+            s.config.hot_dir(),
+            s.config.node_id.clone(),
+            s.cluster.is_some(),
+        );
         sink.reconcile().await?;
         let mut recorded = Vec::new();
         let mut filter = CameraFilter {
@@ -549,7 +555,8 @@ fn recordings_service(
         config.storage_cold.clone(),
         archive,
     ));
-    let retention = Retention::new(store, tiers);
+    let retention =
+        Retention::new(store, tiers).for_node(&config.node_id, config.cluster.is_some());
     #[cfg(feature = "test-hooks")]
     let retention = retention.with_crash_at(config.test_crash_at);
     Ok(Recordings::new(Arc::new(retention)))

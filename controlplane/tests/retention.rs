@@ -83,6 +83,7 @@ impl Fixture {
                 duration_ms: 0,
                 file_size: size,
                 status: RecordingStatus::Recording,
+                node_id: Some("local".into()),
             })
             .await
             .expect("open");
@@ -212,4 +213,73 @@ async fn what_a_pass_leaves_behind_is_reported_with_why() {
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["skips"][0]["reason"], "stillRecording", "{json}");
     assert_eq!(json["skips"][0]["tier"], "hot", "{json}");
+}
+
+/// Cluster: nodes share the store but each has its own disk. A node's pass leaves another
+/// node's recordings alone (not moved, not reported), and a delete through another node
+/// removes the row at once and leaves the file to its node, which removes it on its next
+/// pass (the journaled job is the hand-over).
+#[tokio::test]
+async fn each_node_handles_only_the_files_it_wrote() {
+    let f = Fixture::new("ret-nodes").await;
+    let now = now_ms();
+    // The fixture's rows are written as `local`; rewrite them as node 1's.
+    let a = f
+        .recording("a.mp4", now - 30 * MIN, now - 20 * MIN, true)
+        .await;
+    let b = f
+        .recording("b.mp4", now - 30 * MIN, now - 20 * MIN, true)
+        .await;
+    for r in [&a, &b] {
+        f.store
+            .index_recording(
+                NewRecording {
+                    camera_id: r.camera_id.clone(),
+                    filename: r.filename.clone(),
+                    file_path: r.file_path.clone(),
+                    init_size: r.init_size,
+                    start_time: r.start_time,
+                    end_time: r.end_time,
+                    duration_ms: r.duration_ms,
+                    file_size: r.file_size,
+                    status: RecordingStatus::Complete,
+                    node_id: Some("1".into()),
+                },
+                Vec::new(),
+            )
+            .await
+            .expect("reindex");
+    }
+    f.policy("*", Some(0), None).await;
+    let node = |name: &str| f.retention().for_node(name, true);
+    let report = node("2").run(now).await.expect("pass on node 2");
+    assert_eq!(
+        (report.moved, report.deleted, report.skipped, report.failed),
+        (0, 0, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(f.tier_of(&a.id).await.0, Tier::Hot);
+    // Deleted through node 2: the row goes, the file stays for node 1.
+    let gone = node("2").delete(&b.id).await.expect("delete").expect("row");
+    assert_eq!(gone.node_id.as_deref(), Some("1"));
+    assert!(f.store.get_recording(&b.id).await.expect("get").is_none());
+    assert!(
+        Path::new(&b.file_path).exists(),
+        "node 2 removed node 1's file"
+    );
+    let job = f
+        .store
+        .get_job(&b.id)
+        .await
+        .expect("job")
+        .expect("journaled");
+    assert_eq!(job.node_id.as_deref(), Some("1"));
+    // Node 2's recovery does not take node 1's job.
+    assert_eq!(node("2").recover().await.expect("recover"), 0);
+    // Node 1's pass: removes the file, finishes the job, and moves `a`.
+    let report = node("1").run(now).await.expect("pass on node 1");
+    assert_eq!((report.recovered, report.moved), (1, 1), "{report:?}");
+    assert!(!Path::new(&b.file_path).exists());
+    assert!(f.store.get_job(&b.id).await.expect("job").is_none());
+    assert_eq!(f.tier_of(&a.id).await.0, Tier::Warm);
 }

@@ -528,6 +528,7 @@ fn new_recording(camera: &str, path: &str, start: i64) -> NewRecording {
         duration_ms: 0,
         file_size: 1200,
         status: RecordingStatus::Recording,
+        node_id: Some("n1".into()),
     }
 }
 
@@ -672,6 +673,7 @@ async fn recordings_conformance(s: Arc<dyn Store>) {
         checksum: None,
         created_at: t0,
         updated_at: t0,
+        node_id: Some("n1".into()),
     };
     s.create_job(&job).await.unwrap();
     s.set_job_state(&a.id, JobState::Copied, Some("abc123"))
@@ -679,9 +681,11 @@ async fn recordings_conformance(s: Arc<dyn Store>) {
         .unwrap();
     let j = s.get_job(&a.id).await.unwrap().unwrap();
     assert_eq!(
-        (j.state, j.checksum.as_deref()),
-        (JobState::Copied, Some("abc123"))
+        (j.state, j.checksum.as_deref(), j.node_id.as_deref()),
+        (JobState::Copied, Some("abc123"), Some("n1"))
     );
+    // The node that wrote a file is stored with its row.
+    assert_eq!(a.node_id.as_deref(), Some("n1"));
     assert!(
         s.switch_tier(
             &a.id,

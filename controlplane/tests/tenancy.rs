@@ -84,6 +84,7 @@ async fn recording(app: &TestApp, camera: &str, name: &str, age: Duration) -> St
                 duration_ms: 4000,
                 file_size: (init + 4 * frag) as i64,
                 status: RecordingStatus::Complete,
+                node_id: Some("local".into()),
             },
             index::encode(&entries),
         )

@@ -17,8 +17,8 @@
 use std::path::Path as FsPath;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -128,6 +128,7 @@ pub(crate) async fn download(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<DownloadQuery>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let by = q.by.as_deref().unwrap_or("");
@@ -141,7 +142,7 @@ pub(crate) async fn download(
         .await?
         .ok_or_else(not_found)?;
     let name = r.filename.clone();
-    serve(&state, &r, exp, &headers, Some(&name), None).await
+    serve(&state, &r, exp, &uri, &headers, Some(&name), None).await
 }
 
 /// Playlist parameters (all part of the signature).
@@ -296,6 +297,7 @@ pub(crate) async fn media(
     State(state): State<AppState>,
     Path((camera, file)): Path<(String, String)>,
     Query(q): Query<MediaQuery>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = file.strip_suffix(".mp4").unwrap_or("");
@@ -323,7 +325,7 @@ pub(crate) async fn media(
         .await?
         .filter(|r| r.camera_id == camera)
         .ok_or_else(not_found)?;
-    let mut resp = serve(&state, &r, exp, &headers, None, Some(&granted)).await?;
+    let mut resp = serve(&state, &r, exp, &uri, &headers, None, Some(&granted)).await?;
     resp.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -331,11 +333,13 @@ pub(crate) async fn media(
     Ok(resp)
 }
 
-/// Sends a recording's bytes (local tier) or a redirect (archive).
+/// Sends a recording's bytes (local tier), a redirect (archive), or, in a cluster, the
+/// answer of the node that wrote the file when it is on that node's disk and not on ours.
 async fn serve(
     state: &AppState,
     r: &Recording,
     exp: i64,
+    uri: &Uri,
     headers: &HeaderMap,
     attachment: Option<&str>,
     granted: Option<&[(u64, u64)]>,
@@ -357,8 +361,89 @@ async fn serve(
         resp.headers_mut().insert(header::LOCATION, location);
         return Ok(resp);
     }
+    if let Some(cluster) = &state.cluster
+        && let Some(node) = &r.node_id
+        && !headers.contains_key(FORWARDED_BY)
+        && !tokio::fs::try_exists(&r.file_path).await.unwrap_or(false)
+    {
+        // Another node's local tier (a shared warm/cold mount has the file here too).
+        let Some(base) = cluster.api_url_of(node) else {
+            return Err(ApiError::new(
+                ErrorCode::RecordingNotFound,
+                "recording file missing",
+            ));
+        };
+        return forward(&base, node, uri, headers, cluster.node_id()).await;
+    }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     file_response(FsPath::new(&r.file_path), range, attachment, granted).await
+}
+
+/// Marks a request one node forwards to another (the value: the forwarding node); a
+/// forwarded request is answered from local files only, so two nodes never bounce it.
+const FORWARDED_BY: &str = "x-camstream-forwarded-by";
+
+/// Answer headers passed back from the node that holds the file.
+const PASSED_BACK: [header::HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_RANGE,
+    header::ACCEPT_RANGES,
+    header::CONTENT_DISPOSITION,
+    header::CACHE_CONTROL,
+    header::LOCATION,
+];
+
+/// Asks the member at `base` (node `node`) for the same signed URL (the URL's signature is
+/// the authorization: every node has the same keys) with the client's `Range`, and streams
+/// its answer back.
+async fn forward(
+    base: &str,
+    node: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    me: u64,
+) -> Result<Response, ApiError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let mut req = client.get(&url).header(FORWARDED_BY, me.to_string());
+    if let Some(range) = headers.get(header::RANGE) {
+        req = req.header(header::RANGE, range.clone());
+    }
+    let answer = req.send().await.map_err(|e| {
+        tracing::warn!(node, error = %e, "the node holding a recording cannot be reached");
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            format!("node {node}, which holds this recording, cannot be reached"),
+        )
+    })?;
+    let status = answer.status();
+    let mut passed = HeaderMap::new();
+    for name in PASSED_BACK {
+        if let Some(v) = answer.headers().get(&name) {
+            passed.insert(name, v.clone());
+        }
+    }
+    // The body as the member sends it; an error ends the stream (the client sees a cut).
+    let body = Body::from_stream(futures_util::stream::unfold(Some(answer), |a| async move {
+        let mut a = a?;
+        match a.chunk().await {
+            Ok(Some(chunk)) => Some((Ok::<_, reqwest::Error>(chunk), Some(a))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    }));
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().extend(passed);
+    Ok(resp)
 }
 
 /// A file (or one byte range of it) as a streamed response; with `granted` (first-last byte

@@ -605,6 +605,18 @@ impl Cluster {
         })
     }
 
+    /// The API base URL of the member named `node` (a raft id written as text, as
+    /// recordings name the node that wrote them); `None` for this node or a stranger.
+    pub(crate) fn api_url_of(&self, node: &str) -> Option<String> {
+        let id: NodeId = node.parse().ok()?;
+        if id == self.inner.info.id {
+            return None;
+        }
+        self.inner
+            .state
+            .read(|s| s.member(id).map(|m| m.info.api_url.clone()))
+    }
+
     /// What `GET /api/v1/cluster` shows.
     pub(crate) fn status(&self) -> ClusterStatus {
         let i = &self.inner;

@@ -266,6 +266,10 @@ pub struct Retention {
     #[cfg(feature = "test-hooks")]
     crash: Option<CrashPoint>,
     pass: tokio::sync::Mutex<()>,
+    /// This node's name and whether it shares the store with other nodes: a pass handles
+    /// only the files this node wrote (see `sink::owned_here`).
+    node: String,
+    clustered: bool,
 }
 
 impl std::fmt::Debug for Retention {
@@ -285,6 +289,29 @@ impl Retention {
             #[cfg(feature = "test-hooks")]
             crash: None,
             pass: tokio::sync::Mutex::new(()),
+            node: "local".into(),
+            clustered: false,
+        }
+    }
+
+    /// Acts as the node named `node`; `clustered`: other nodes share the store, and their
+    /// recordings and journaled jobs are theirs to handle.
+    #[must_use]
+    pub fn for_node(mut self, node: &str, clustered: bool) -> Self {
+        node.clone_into(&mut self.node);
+        self.clustered = clustered;
+        self
+    }
+
+    /// Whether this node handles `r` (it wrote the file).
+    pub fn owns(&self, r: &Recording) -> bool {
+        super::sink::owned_here(r, &self.node, self.clustered)
+    }
+
+    fn owns_job(&self, j: &RecordingJob) -> bool {
+        match &j.node_id {
+            Some(n) => *n == self.node,
+            None => !self.clustered,
         }
     }
 
@@ -326,6 +353,9 @@ impl Retention {
     async fn recover_locked(&self) -> Result<u64, RetentionError> {
         let mut done = 0;
         for job in self.store.list_jobs().await? {
+            if !self.owns_job(&job) {
+                continue;
+            }
             let result = match (job.kind, job.state) {
                 (JobKind::Move, JobState::Copying | JobState::Copied) => {
                     // The row still points at the intact source: drop the copy.
@@ -375,6 +405,9 @@ impl Retention {
         let configured = |t: Tier| self.tiers.configured(t);
         // A file being written is not touched; say so when the policy would act on it.
         for r in self.store.open_recordings().await? {
+            if !self.owns(&r) {
+                continue;
+            }
             let ages = policies.ages(&*self.store, &r.camera_id).await?;
             let wanted = decide(&ages, age_s(now, &r), r.storage_tier, |_| true);
             if wanted != Action::Stay {
@@ -400,7 +433,7 @@ impl Retention {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some((last.end_time, last.id.clone()));
-            for r in &page {
+            for r in page.iter().filter(|r| self.owns(r)) {
                 let ages = policies.ages(&*self.store, &r.camera_id).await?;
                 let age = age_s(now, r);
                 let action = decide(&ages, age, r.storage_tier, configured);
@@ -467,6 +500,7 @@ impl Retention {
             checksum: None,
             created_at: now,
             updated_at: now,
+            node_id: r.node_id.clone(),
         };
         self.store
             .create_job(&job)
@@ -532,6 +566,12 @@ impl Retention {
         else {
             return Ok(None);
         };
+        if row.storage_tier != Tier::Archived && !self.owns(&row) {
+            // Another node's disk: the journaled delete is its to finish (its next pass,
+            // or its start-up, removes the file before reconciling its hot tier).
+            tracing::info!(recording_id = %id, node = ?row.node_id, "recording deleted; its node removes the file");
+            return Ok(Some(row));
+        }
         match self.tiers.remove(row.storage_tier, &row.file_path).await {
             Ok(()) => self.store.delete_job(id).await?,
             Err(e) => {
@@ -643,10 +683,23 @@ mod tests {
             checksum: None,
             created_at: 0,
             updated_at: 0,
+            node_id: None,
         };
         assert_eq!(
             relative_name(&r),
             "cam/2026-11-30/cam-20261130T140000.000Z.mp4"
         );
+        // Ownership: a node handles the files it wrote; a row from before the column is a
+        // single node's, and nobody's to touch in a cluster.
+        use crate::recordings::sink::owned_here;
+        assert!(owned_here(&r, "local", false));
+        assert!(!owned_here(&r, "1", true));
+        let mine = Recording {
+            node_id: Some("1".into()),
+            ..r.clone()
+        };
+        assert!(owned_here(&mine, "1", true));
+        assert!(!owned_here(&mine, "2", true));
+        assert!(!owned_here(&mine, "local", false));
     }
 }

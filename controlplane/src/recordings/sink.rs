@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::index;
 use super::{FileIndex, RecorderEvent, RecorderHost};
 use crate::clock::to_ms;
-use crate::store::recordings::{NewRecording, RecordingGrowth, RecordingStatus, Tier};
+use crate::store::recordings::{NewRecording, Recording, RecordingGrowth, RecordingStatus, Tier};
 use crate::store::{NewAlert, Store, StoreError};
 
 /// Attempts per store write before the event is given up on.
@@ -54,6 +54,10 @@ pub struct RecordingSink {
     store: Arc<dyn Store>,
     host: Arc<dyn RecorderHost>,
     hot: PathBuf,
+    /// This node's name, written into every row (`Recording::node_id`).
+    node: String,
+    /// Whether other nodes share the store: their open rows are not ours to drop.
+    clustered: bool,
     /// Files whose stored index chunks are incomplete.
     dirty: HashSet<PathBuf>,
 }
@@ -88,12 +92,21 @@ where
 }
 
 impl RecordingSink {
-    /// A sink writing to `store`, reading files of the hot tier `hot` through `host`.
-    pub fn new(store: Arc<dyn Store>, host: Arc<dyn RecorderHost>, hot: PathBuf) -> Self {
+    /// A sink writing to `store`, reading files of the hot tier `hot` through `host`, as
+    /// the node named `node` (`clustered`: other nodes write to the same store).
+    pub fn new(
+        store: Arc<dyn Store>,
+        host: Arc<dyn RecorderHost>,
+        hot: PathBuf,
+        node: String,
+        clustered: bool,
+    ) -> Self {
         Self {
             store,
             host,
             hot,
+            node,
+            clustered,
             dirty: HashSet::new(),
         }
     }
@@ -138,6 +151,7 @@ impl RecordingSink {
                     duration_ms: 0,
                     file_size: size(init_size),
                     status: RecordingStatus::Recording,
+                    node_id: Some(self.node.clone()),
                 };
                 let row = retry("open", || self.store.open_recording(r.clone())).await?;
                 tracing::info!(recording_id = %row.id, camera_id = %row.camera_id, path = %row.file_path, "recording file opened");
@@ -295,6 +309,7 @@ impl RecordingSink {
             } else {
                 RecordingStatus::Recording
             },
+            node_id: Some(self.node.clone()),
         };
         let chunk = index::encode(&f.entries);
         retry("index", || {
@@ -343,6 +358,10 @@ impl RecordingSink {
             }
         }
         for r in self.store.open_recordings().await? {
+            // In a cluster another node's open file is on its disk, not missing from ours.
+            if !owned_here(&r, &self.node, self.clustered) {
+                continue;
+            }
             if r.storage_tier == Tier::Hot && !on_disk.contains(&r.file_path) {
                 self.store.delete_recording_by_path(&r.file_path).await?;
                 out.dropped += 1;
@@ -352,6 +371,16 @@ impl RecordingSink {
             tracing::info!(?out, "recordings reconciled with the hot tier");
         }
         Ok(out)
+    }
+}
+
+/// Whether the node named `node` wrote `r`'s file and so reconciles, moves and deletes it.
+/// A row from before `node_id` existed belongs to a single node; in a cluster it is nobody's
+/// to drop (its file is on some node's disk).
+pub(crate) fn owned_here(r: &Recording, node: &str, clustered: bool) -> bool {
+    match &r.node_id {
+        Some(n) => n == node,
+        None => !clustered,
     }
 }
 

@@ -143,6 +143,9 @@ pub struct Recording {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// The node that wrote the file (the control plane's node name: `local` on a single
+    /// node, the raft id in a cluster); `None` for rows older than the column.
+    pub node_id: Option<String>,
 }
 
 /// The fields a recording row is created (or authoritatively rewritten) with.
@@ -166,6 +169,8 @@ pub struct NewRecording {
     pub file_size: i64,
     /// Open or closed.
     pub status: RecordingStatus,
+    /// The node writing the file (see [`Recording::node_id`]).
+    pub node_id: Option<String>,
 }
 
 /// A growing file's new figures.
@@ -298,6 +303,8 @@ pub struct RecordingJob {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// The node whose files the job touches (the recording's `node_id`).
+    pub node_id: Option<String>,
 }
 
 /// A retention policy: ages (seconds after a recording ended) at which it leaves a tier.

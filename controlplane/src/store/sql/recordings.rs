@@ -73,13 +73,13 @@ fn audit_where(f: &AuditFilter, a: &mut Args) -> String {
 /// the camera's last file; an existing one keeps its id and number.
 const UPSERT_RECORDING: &str = "INSERT INTO recordings (id, camera_id, segment_number, filename, \
      file_path, duration_ms, file_size, init_size, start_time, end_time, status, storage_tier, \
-     is_archived, created_at, updated_at) VALUES ($1, $2, \
+     is_archived, created_at, updated_at, node_id) VALUES ($1, $2, \
      (SELECT COALESCE(MAX(segment_number), 0) + 1 FROM recordings WHERE camera_id = $2), \
-     $3, $4, $5, $6, $7, $8, $9, $10, 'hot', FALSE, $11, $11) \
+     $3, $4, $5, $6, $7, $8, $9, $10, 'hot', FALSE, $11, $11, $12) \
      ON CONFLICT (file_path) DO UPDATE SET duration_ms = excluded.duration_ms, \
      file_size = excluded.file_size, init_size = excluded.init_size, \
      start_time = excluded.start_time, end_time = excluded.end_time, status = excluded.status, \
-     updated_at = excluded.updated_at RETURNING *";
+     updated_at = excluded.updated_at, node_id = excluded.node_id RETURNING *";
 
 macro_rules! sql_recording_store {
     ($store:ty) => {
@@ -98,6 +98,7 @@ macro_rules! sql_recording_store {
                     .bind(r.end_time)
                     .bind(r.status.as_str())
                     .bind(now_ms())
+                    .bind(r.node_id)
                     .fetch_one(&self.pool)
                     .await?)
             }
@@ -155,6 +156,7 @@ macro_rules! sql_recording_store {
                     .bind(r.end_time)
                     .bind(r.status.as_str())
                     .bind(now_ms())
+                    .bind(r.node_id)
                     .fetch_one(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM recording_index WHERE recording_id = $1")
@@ -310,8 +312,8 @@ macro_rules! sql_recording_store {
             async fn create_job(&self, j: &RecordingJob) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO recording_jobs (recording_id, kind, state, from_tier, to_tier, \
-                     src_path, dst_path, checksum, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     src_path, dst_path, checksum, created_at, updated_at, node_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&j.recording_id)
                 .bind(j.kind.as_str())
@@ -323,6 +325,7 @@ macro_rules! sql_recording_store {
                 .bind(&j.checksum)
                 .bind(j.created_at)
                 .bind(j.updated_at)
+                .bind(&j.node_id)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -398,8 +401,8 @@ macro_rules! sql_recording_store {
                 let now = now_ms();
                 sqlx::query(
                     "INSERT INTO recording_jobs (recording_id, kind, state, from_tier, to_tier, \
-                     src_path, dst_path, checksum, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, NULL, $5, NULL, NULL, $6, $6)",
+                     src_path, dst_path, checksum, created_at, updated_at, node_id) \
+                     VALUES ($1, $2, $3, $4, NULL, $5, NULL, NULL, $6, $6, $7)",
                 )
                 .bind(&row.id)
                 .bind(JobKind::Delete.as_str())
@@ -407,6 +410,7 @@ macro_rules! sql_recording_store {
                 .bind(row.storage_tier.as_str())
                 .bind(&row.file_path)
                 .bind(now)
+                .bind(&row.node_id)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
