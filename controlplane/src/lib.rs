@@ -315,6 +315,11 @@ impl ControlPlane {
             ),
             None => None,
         };
+        if cluster.is_some() && config.redis_url.is_none() {
+            tracing::warn!(
+                "cluster node without --redis-url: login sessions and rate-limit counters are this node's own (API tokens work on every node); give every node the same Redis"
+            );
+        }
         tracing::info!(
             store = store.backend(),
             cache = cache.backend(),
@@ -333,6 +338,15 @@ impl ControlPlane {
             recordings,
             cluster,
         });
+        if let Some(cluster) = &shared.cluster {
+            // Camera changes made through other nodes' APIs reach this node's streams.
+            let weak = Arc::downgrade(&shared);
+            cluster.on_camera_control(Box::new(move |c| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.apply_camera_control(c);
+                }
+            }));
+        }
         let cp = Self {
             shared,
             cancel,

@@ -33,6 +33,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A camera changed through this node's API: applies it to this node's live streams
+    /// and recorder and, in a cluster, sends it to every other node (the publisher may be
+    /// on any of them). `disconnect`: drop its publisher for this reason; `recording`: turn
+    /// recording on or off.
+    pub(crate) fn camera_control(
+        &self,
+        camera: &str,
+        disconnect: Option<&str>,
+        recording: Option<bool>,
+    ) {
+        let control = crate::cluster::CameraControl {
+            camera: camera.to_owned(),
+            disconnect: disconnect.map(str::to_owned),
+            recording,
+        };
+        self.apply_camera_control(&control);
+        if let Some(cluster) = &self.cluster {
+            cluster.broadcast_camera_control(control);
+        }
+    }
+
+    /// Applies a camera control here (from this node's API or another node's).
+    pub(crate) fn apply_camera_control(&self, c: &crate::cluster::CameraControl) {
+        if let Some(on) = c.recording {
+            self.recordings.set_recording(&c.camera, on);
+        }
+        if let Some(reason) = &c.disconnect {
+            self.disconnect_publisher(&c.camera, reason);
+        }
+    }
+
     /// Disconnects the publisher of `camera` on this node, if one is (its publish is no
     /// longer valid). Without attached live streams (a control plane alone) nothing to do.
     pub(crate) fn disconnect_publisher(&self, camera: &str, reason: &str) {

@@ -432,7 +432,7 @@ pub(crate) async fn create(
         .await
         .map_err(conflict)?;
     if camera.is_recording {
-        state.recordings.set_recording(&camera.id, true);
+        state.camera_control(&camera.id, None, Some(true));
     }
     if let Some(cluster) = &state.cluster {
         // The camera enters the cluster state here: the leader picks its node now, so
@@ -520,11 +520,9 @@ pub(crate) async fn update(
         .await
         .map_err(conflict)?
         .ok_or_else(not_found)?;
-    if !c.is_active {
-        state.disconnect_publisher(&id, "camera disabled");
-    }
-    if let Some(on) = req.is_recording {
-        state.recordings.set_recording(&c.id, on);
+    let disconnect = (!c.is_active).then_some("camera disabled");
+    if disconnect.is_some() || req.is_recording.is_some() {
+        state.camera_control(&c.id, disconnect, req.is_recording);
     }
     Ok(ok(view(&state, &c, None)?).into_response())
 }
@@ -547,7 +545,7 @@ async fn set_recording(
         )
         .await?
         .ok_or_else(not_found)?;
-    state.recordings.set_recording(&c.id, on);
+    state.camera_control(&c.id, None, Some(on));
     tracing::info!(camera_id = %c.id, recording = on, "camera recording switched");
     Ok(ok(view(state, &c, None)?).into_response())
 }
@@ -599,9 +597,8 @@ pub(crate) async fn delete(
         return Err(not_found());
     }
     // Its recordings stay (retention removes them); the recorder stops.
-    state.recordings.set_recording(&id, false);
     tracing::info!(camera_id = %id, "camera deleted");
-    state.disconnect_publisher(&id, "camera deleted");
+    state.camera_control(&id, Some("camera deleted"), Some(false));
     Ok(ok(serde_json::json!({ "deleted": true })).into_response())
 }
 
@@ -625,7 +622,7 @@ pub(crate) async fn rotate_key(
         .await?
         .ok_or_else(not_found)?;
     tracing::info!(camera_id = %id, "stream key rotated");
-    state.disconnect_publisher(&id, "stream key rotated");
+    state.camera_control(&id, Some("stream key rotated"), None);
     Ok(ok(view(&state, &c, Some(key.secret))?).into_response())
 }
 

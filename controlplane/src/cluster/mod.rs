@@ -109,6 +109,22 @@ pub(crate) enum ProposeError {
     Unavailable(String),
 }
 
+/// A change to a camera made through one node's API that every node applies to its own
+/// live streams and recorder (the publisher may be on any of them, and may move).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CameraControl {
+    /// The camera.
+    pub(crate) camera: String,
+    /// Drop the camera's publisher, for this reason.
+    pub(crate) disconnect: Option<String>,
+    /// Turn its recording on or off.
+    pub(crate) recording: Option<bool>,
+}
+
+/// Applies a [`CameraControl`] on this node.
+pub(crate) type CameraHook = Box<dyn Fn(&CameraControl) + Send + Sync>;
+
 /// A running cluster node. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -138,6 +154,8 @@ struct Inner {
     load: Mutex<Load>,
     /// One membership change at a time on the leader.
     membership: tokio::sync::Mutex<()>,
+    /// Where camera controls from other nodes go (the control plane's live streams).
+    camera_hook: std::sync::OnceLock<CameraHook>,
 }
 
 /// Why the cluster node could not start.
@@ -244,6 +262,7 @@ impl Cluster {
                 key,
                 peer,
                 lease_until: Mutex::new(None),
+                camera_hook: std::sync::OnceLock::new(),
                 load: Mutex::new(Load::default()),
                 membership: tokio::sync::Mutex::new(()),
             }),
@@ -603,6 +622,60 @@ impl Cluster {
                 .unwrap_or_default();
             Some((node, rtmp))
         })
+    }
+
+    /// Sets what applies camera controls sent by other nodes (once).
+    pub(crate) fn on_camera_control(&self, hook: CameraHook) {
+        if self.inner.camera_hook.set(hook).is_err() {
+            tracing::warn!("camera control hook set twice");
+        }
+    }
+
+    /// Applies a camera control sent by another node; `false` before the hook is set.
+    pub(crate) fn apply_camera_control(&self, c: &CameraControl) -> bool {
+        match self.inner.camera_hook.get() {
+            Some(hook) => {
+                hook(c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `control` to every other member, in the background. A member that misses it
+    /// (down, unreachable) reads the camera from the shared store when it (re)starts and
+    /// when a publisher connects, so nothing stays wrong for good; the miss is logged.
+    pub(crate) fn broadcast_camera_control(&self, control: CameraControl) {
+        let me = self.inner.info.id;
+        let targets: Vec<(NodeId, String)> = self.inner.state.read(|s| {
+            s.members()
+                .filter(|(id, _)| *id != me)
+                .map(|(id, m)| (id, m.info.raft_addr.clone()))
+                .collect()
+        });
+        for (node, addr) in targets {
+            let peer = self.inner.peer.clone();
+            let control = control.clone();
+            tokio::spawn(async move {
+                let sent = peer
+                    .post::<_, bool>(
+                        &format!("http://{addr}"),
+                        "/cluster/camera",
+                        &control,
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                match sent {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(node, camera_id = %control.camera, "a node was not ready for a camera control")
+                    }
+                    Err(e) => {
+                        tracing::warn!(node, camera_id = %control.camera, error = %e, "camera control not delivered")
+                    }
+                }
+            });
+        }
     }
 
     /// The API base URL of the member named `node` (a raft id written as text, as

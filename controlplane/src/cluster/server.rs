@@ -19,7 +19,7 @@ use camstream_raft_store::{NodeId, TypeConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Presented;
-use super::{Cluster, Proposal, now_ms};
+use super::{CameraControl, Cluster, Proposal, now_ms};
 
 /// Largest RPC body: snapshots of the cluster state travel whole.
 const MAX_BODY: usize = 64 << 20;
@@ -45,6 +45,7 @@ fn router(cluster: Cluster) -> Router {
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
+        .route("/cluster/camera", post(camera_control))
         .layer(from_fn_with_state(cluster.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(cluster)
@@ -113,4 +114,12 @@ async fn propose(State(c): State<Cluster>, body: Bytes) -> Response {
         Err(e) => return e.into_response(),
     };
     Json(c.propose_here(p).await).into_response()
+}
+
+async fn camera_control(State(c): State<Cluster>, body: Bytes) -> Response {
+    let control: CameraControl = match json_body(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    Json(c.apply_camera_control(&control)).into_response()
 }
