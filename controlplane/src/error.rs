@@ -62,6 +62,10 @@ pub enum ErrorCode {
     TokenNotFound,
     /// The user already has the most live API tokens allowed; revoke one first.
     TokenLimitReached,
+    /// No layout with this id among the caller's.
+    LayoutNotFound,
+    /// The user has the most layouts allowed.
+    LayoutLimitReached,
     /// No recording with this id is visible to the caller (or nothing recorded in the range).
     RecordingNotFound,
     /// The company is not the caller's (only admins reach every company).
@@ -111,14 +115,17 @@ impl ErrorCode {
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::ValidationFailed => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotFound | Self::CameraNotFound | Self::UserNotFound | Self::TokenNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::NotFound
+            | Self::CameraNotFound
+            | Self::UserNotFound
+            | Self::TokenNotFound
+            | Self::LayoutNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::CameraSerialDuplicate
             | Self::UsernameDuplicate
             | Self::UserSelfLockout
             | Self::TokenLimitReached
+            | Self::LayoutLimitReached
             | Self::CameraInactive
             | Self::ClusterNotEnabled => StatusCode::CONFLICT,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -149,6 +156,8 @@ impl ErrorCode {
             Self::UserSelfLockout => "USER_SELF_LOCKOUT",
             Self::TokenNotFound => "TOKEN_NOT_FOUND",
             Self::TokenLimitReached => "TOKEN_LIMIT_REACHED",
+            Self::LayoutNotFound => "LAYOUT_NOT_FOUND",
+            Self::LayoutLimitReached => "LAYOUT_LIMIT_REACHED",
             Self::RecordingNotFound => "RECORDING_NOT_FOUND",
             Self::CompanyNotFound => "COMPANY_NOT_FOUND",
             Self::RecordingInProgress => "RECORDING_IN_PROGRESS",

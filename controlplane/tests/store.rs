@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use camstream_controlplane::rbac::{Permission, Permissions, Role};
+use camstream_controlplane::store::layouts::{LayoutTile, NewLayout, Tiles};
 use camstream_controlplane::store::recordings::{
     AuditFilter, JobKind, JobState, NewAudit, NewBookmark, NewRecording, Recording,
     RecordingFilter, RecordingGrowth, RecordingJob, RecordingStatus, RetentionPolicy, Tier,
@@ -839,12 +840,104 @@ async fn recordings_conformance(s: Arc<dyn Store>) {
     assert_eq!(some[0].action, "recording.playlist");
 }
 
+/// Layouts: per user, one default at a time, tiles round-trip, a cap, gone with the user.
+async fn layouts_conformance(s: Arc<dyn Store>) {
+    let mut users = Vec::new();
+    for name in ["layout-a", "layout-b"] {
+        users.push(
+            s.create_user(NewUser {
+                username: name.into(),
+                email: None,
+                password_hash: "$argon2id$x".into(),
+                role: Role::Viewer,
+                company: None,
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let (a, b) = (&users[0].id, &users[1].id);
+    let new = |name: &str, default: bool| NewLayout {
+        name: name.into(),
+        grid_columns: 2,
+        grid_rows: 3,
+        tiles: Tiles(vec![LayoutTile {
+            camera_id: "cam-1".into(),
+            position: 5,
+        }]),
+        is_default: default,
+    };
+    let one = s
+        .create_layout(a, new("one", true), 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((one.grid_columns, one.grid_rows), (2, 3));
+    assert_eq!(one.tiles.0[0].position, 5);
+    assert!(one.is_default);
+    next_ms().await;
+    let two = s
+        .create_layout(a, new("two", true), 2)
+        .await
+        .unwrap()
+        .unwrap();
+    // The cap counts this user's layouts only.
+    assert!(
+        s.create_layout(a, new("three", false), 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.create_layout(b, new("b's", true), 2)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let listed = s.list_layouts(a).await.unwrap();
+    let flags: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|l| (l.name.as_str(), l.is_default))
+        .collect();
+    assert_eq!(flags, [("one", false), ("two", true)]);
+    // b's default is untouched by a's.
+    assert!(s.list_layouts(b).await.unwrap()[0].is_default);
+    let changed = s
+        .update_layout(a, &one.id, new("one again", true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.name, "one again");
+    assert!(!s.get_layout(a, &two.id).await.unwrap().unwrap().is_default);
+    // Another user's id is nobody's to read, change or delete.
+    assert!(s.get_layout(b, &one.id).await.unwrap().is_none());
+    assert!(
+        s.update_layout(b, &one.id, new("x", true))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_layout(a, &one.id).await.unwrap().unwrap().is_default,
+        "a failed update of b's changed a's default"
+    );
+    assert!(!s.delete_layout(b, &one.id).await.unwrap());
+    assert!(s.delete_layout(a, &two.id).await.unwrap());
+    assert_eq!(s.list_layouts(a).await.unwrap().len(), 1);
+    // A deleted user's layouts go with them.
+    for u in &users {
+        assert!(s.delete_user(&u.id).await.unwrap());
+    }
+    assert!(s.list_layouts(a).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn conformance_sqlite() {
     let dir = support::temp_dir("store");
     let s = store::connect(None, &dir).await.unwrap();
     assert_eq!(s.backend(), "sqlite");
     conformance(s.clone()).await;
+    layouts_conformance(s.clone()).await;
     recordings_conformance(s).await;
     // Reopening runs migrations again without harm and keeps the data.
     let s = store::connect(None, &dir).await.unwrap();
@@ -861,6 +954,7 @@ async fn conformance_postgres() {
     let s = store::connect(Some(&url), &dir).await.unwrap();
     assert_eq!(s.backend(), "postgres");
     conformance(s.clone()).await;
+    layouts_conformance(s.clone()).await;
     recordings_conformance(s).await;
     let s = store::connect(Some(&url), &dir).await.unwrap();
     assert_eq!(s.camera_counts(None).await.unwrap().total, 3);

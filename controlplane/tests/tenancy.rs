@@ -129,6 +129,9 @@ fn rule(spec: &RouteSpec) -> Rule {
         ("PUT", "/api/v1/retention") | ("POST", "/api/v1/retention/run") => Admin,
         (_, p) if p.starts_with("/api/v1/cluster") => Admin,
         ("GET", "/api/v1/tokens") => List,
+        ("GET", "/api/v1/layouts") => List,
+        ("POST", "/api/v1/layouts") => NoTenant,
+        (_, "/api/v1/layouts/{id}") => Own("LAYOUT_NOT_FOUND"),
         ("POST", "/api/v1/tokens") => NoTenant,
         (_, p) if p.starts_with("/api/v1/tokens/") => Own("TOKEN_NOT_FOUND"),
         ("GET", "/api/v1/cameras" | "/api/v1/recordings" | "/api/v1/retention") => List,
@@ -211,6 +214,17 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
     let cam_id = cam["id"].as_str().unwrap().to_owned();
     let rec_id = recording(&app, &cam_id, "acme-1.mp4", Duration::from_secs(60)).await;
     let (_, acme_token_id) = api_token(&app, &acme_op, &["cameras:read"]).await;
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/layouts",
+            Some(&acme_op),
+            Some(json!({ "name": "Acme grid", "columns": 1, "rows": 1,
+                         "tiles": [{ "cameraId": cam_id, "position": 0 }] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let acme_layout_id = r.json["data"]["id"].as_str().unwrap().to_owned();
     for (path, body) in [
         (
             format!("/api/v1/retention/cameras/{cam_id}"),
@@ -248,6 +262,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             .path
             .replace("/recordings/{id}", &format!("/recordings/{rec_id}"))
             .replace("/tokens/{id}", &format!("/tokens/{acme_token_id}"))
+            .replace("/layouts/{id}", &format!("/layouts/{acme_layout_id}"))
             .replace("{company}", "acme")
             .replace("{id}", &cam_id);
         let what = |who: &str| format!("{} {} [{who}]", spec.method, spec.path);
@@ -275,6 +290,9 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             }
             ("PUT", "/api/v1/tokens/{id}/permissions") => {
                 Some(json!({ "permissions": ["cameras:read"] }))
+            }
+            ("PUT", "/api/v1/layouts/{id}") => {
+                Some(json!({ "name": "stolen", "columns": 1, "rows": 1, "tiles": [] }))
             }
             ("PUT", _) => Some(json!({ "name": "stolen" })),
             _ => None,
@@ -329,9 +347,10 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
                     let r = app.call(spec.method, &path, Some(token), None).await;
                     let d = &r.json["data"];
                     let empty = match spec.path {
-                        "/api/v1/cameras" | "/api/v1/recordings" | "/api/v1/tokens" => {
+                        "/api/v1/cameras" | "/api/v1/recordings" | "/api/v1/tokens"
+                        | "/api/v1/layouts" => {
                             d.as_array().is_some_and(Vec::is_empty)
-                                && (spec.path == "/api/v1/tokens"
+                                && (matches!(spec.path, "/api/v1/tokens" | "/api/v1/layouts")
                                     || r.json["pagination"]["total"] == 0)
                         }
                         "/api/v1/retention" => {
@@ -369,7 +388,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         }
     }
     assert!(objects >= 20, "{objects} object routes");
-    assert_eq!(lists, 6, "list routes");
+    assert_eq!(lists, 7, "list routes");
 
     // Nothing of acme was changed or removed by all of the above.
     let r = app

@@ -11,6 +11,7 @@ mod cluster;
 mod docs;
 mod extract;
 pub mod guard;
+mod layouts;
 mod observe;
 mod recordings;
 mod retention;
@@ -78,6 +79,8 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cluster::status))
         .routes(routes!(cluster::drain))
         .routes(routes!(cluster::remove))
+        .routes(routes!(layouts::list, layouts::create))
+        .routes(routes!(layouts::get, layouts::update, layouts::delete))
         .split_for_parts();
     let (router, mut doc) = parts;
     spec::complete(&mut doc);

@@ -233,6 +233,9 @@ fn links_of(method: &str, path: &str) -> Option<Links> {
         ("POST", "/api/v1/cameras") => Some(("201", CAMERA)),
         ("POST", "/api/v1/users") => Some(("201", &["getUser", "updateUser", "deleteUser"])),
         ("POST", "/api/v1/tokens") => Some(("201", &["revokeToken", "setTokenPermissions"])),
+        ("POST", "/api/v1/layouts") => {
+            Some(("201", &["getLayout", "updateLayout", "deleteLayout"]))
+        }
         _ => None,
     }
 }

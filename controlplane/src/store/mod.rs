@@ -9,12 +9,14 @@
 //! with a short public prefix to find the row (the caller compares digests in constant time).
 //! Business rules (who may see what, password strength) live in the API layer, not here.
 
+pub mod layouts;
 pub mod recordings;
 mod sql;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use layouts::LayoutStore;
 pub use recordings::RecordingStore;
 pub use sql::{PgStore, SqliteStore, connect};
 
@@ -408,7 +410,7 @@ pub struct NewAlert {
 /// # Cancel safety
 /// Dropping a future may leave its statement executed or not, never half-applied.
 #[async_trait]
-pub trait Store: RecordingStore + Send + Sync + 'static {
+pub trait Store: RecordingStore + LayoutStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Checks the connection.

@@ -723,6 +723,7 @@ macro_rules! sql_store {
 sql_store!(SqliteStore, "sqlite");
 sql_store!(PgStore, "postgres");
 
+mod layouts;
 mod recordings;
 
 #[cfg(test)]
