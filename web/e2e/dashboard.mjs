@@ -51,6 +51,18 @@ try {
   context.setDefaultTimeout(TIMEOUT);
   const page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+  // Resolves when the page saved a layout (POST or PUT /api/v1/layouts, 200/201) whose
+  // body satisfies `pred`.
+  const layoutSaved = (pred) =>
+    page.waitForResponse((r) => {
+      const q = r.request();
+      if (!/\/api\/v1\/layouts/.test(q.url()) || q.method() === "GET" || !r.ok()) return false;
+      try {
+        return pred(q.postDataJSON());
+      } catch {
+        return false;
+      }
+    });
   page.on("console", (m) => {
     // 4xx answers the test provokes on purpose show up as console errors of the network layer.
     if (m.type() === "error" && !/status of 40[0-9]/.test(m.text())) problems.push(`console: ${m.text()}`);
@@ -142,8 +154,11 @@ try {
   await page.getByRole("button", { name: "3×3" }).click();
   expect((await page.getByTestId("live-tile").count()) === 9, "nine tiles in 3×3");
   const tiles = page.getByTestId("live-tile");
+  // The layout is saved through /api/v1/layouts: wait for the save of the moved grid.
+  const moved = layoutSaved((b) => b.columns === 3 && b.tiles.some((t) => t.position === 1) && !b.tiles.some((t) => t.position === 0));
   await page.getByTestId("tile-handle").first().dragTo(tiles.nth(1));
   await tiles.nth(1).getByRole("link", { name: "E2E Front door" }).waitFor();
+  await moved;
   await page.reload();
   await tiles.nth(1).getByRole("link", { name: "E2E Front door" }).waitFor();
   expect((await tiles.nth(0).getByRole("link").count()) === 0, "the first slot is empty after the move");
@@ -210,8 +225,10 @@ try {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();
   await page.getByRole("heading", { name: "Live" }).waitFor();
   await page.getByTestId("live-tile").first().waitFor();
+  const single = layoutSaved((b) => b.columns === 1);
   await page.getByRole("button", { name: "1×1" }).click();
   expect((await page.getByTestId("live-tile").count()) === 1, "one tile in 1×1");
+  await single;
   await page.reload();
   await page.getByTestId("live-tile").first().waitFor();
   expect((await page.getByTestId("live-tile").count()) === 1, "the 1×1 layout survives a reload");

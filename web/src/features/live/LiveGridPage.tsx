@@ -1,19 +1,27 @@
-import { queryOptions, useQuery } from "@tanstack/react-query";
-import { useEffect, useMemo, useState } from "react";
+import { queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useMemo, useRef, useState } from "react";
 import { Link } from "wouter";
 import { Button } from "@/components/ui/button";
 import { Select } from "@/components/ui/input";
-import { EmptyState, ErrorState, Spinner } from "@/components/ui/state";
+import { EmptyState, ErrorState, Spinner, errorMessage } from "@/components/ui/state";
 import { StatusDot } from "@/components/ui/status-dot";
 import { cameraListQuery, STATUS_POLL_MS, type Camera } from "@/features/cameras/api";
 import { api } from "@/lib/client";
 import type { Schemas } from "@/lib/api";
 import { cn } from "@/lib/cn";
 import { formatBitrate } from "@/lib/format";
-import { GRID_SIZES, assign, defaultLayout, parseLayout, prune, resize, type GridLayout, type GridSize } from "./layout";
+import { GRID_SIZES, assign, defaultLayout, fromStored, parseLayout, prune, resize, toStored, type GridLayout, type GridSize } from "./layout";
 import { LivePlayer } from "./LivePlayer";
 
-const STORAGE_KEY = "camstream.liveLayout";
+/** Where an earlier version kept the layout in the browser: the start until the first save. */
+const LEGACY_KEY = "camstream.liveLayout";
+
+type StoredLayout = Schemas["LayoutView"];
+
+const layoutsQuery = queryOptions({
+  queryKey: ["layouts"],
+  queryFn: ({ signal }) => api.get<Schemas["Envelope_Vec_LayoutView"]>("/api/v1/layouts", { signal }).then((r) => r.data),
+});
 
 const liveStatusQuery = (id: string) =>
   queryOptions({
@@ -107,19 +115,43 @@ export function LiveGridPage() {
   const list = useQuery(cameraListQuery({ search: "", status: "", company: "", location: "", page: 1, limit: 100 }));
   const cameras = useMemo(() => list.data?.data ?? [], [list.data]);
   const byId = useMemo(() => new Map(cameras.map((c) => [c.id, c])), [cameras]);
-  const [stored, setStored] = useState<GridLayout | null>(() => parseLayout(localStorage.getItem(STORAGE_KEY)));
+  const saved = useQuery(layoutsQuery);
+  const qc = useQueryClient();
+  // The user's default layout (or their first); the page edits that one.
+  const current: StoredLayout | null = saved.data?.find((l) => l.isDefault) ?? saved.data?.[0] ?? null;
+  // Edits show at once; saving follows, one request at a time, so a quick second change
+  // updates the layout the first one created instead of creating another.
+  const [draft, setDraft] = useState<GridLayout | null>(null);
+  const savedId = useRef<string | null>(null);
+  savedId.current ??= current?.id ?? null;
+  const save = useMutation({
+    scope: { id: "live-layout" },
+    mutationFn: (next: GridLayout) => {
+      const body: Schemas["LayoutRequest"] = { ...toStored(next), name: current?.name ?? "My grid", isDefault: true };
+      const id = savedId.current;
+      return (
+        id
+          ? api.put<Schemas["Envelope_LayoutView"]>("/api/v1/layouts/{id}", { params: { id }, body })
+          : api.post<Schemas["Envelope_LayoutView"]>("/api/v1/layouts", { body })
+      ).then((r) => r.data);
+    },
+    onSuccess: (stored) => {
+      savedId.current = stored.id;
+      localStorage.removeItem(LEGACY_KEY);
+      qc.setQueryData<StoredLayout[]>(["layouts"], (old) => [...(old ?? []).filter((l) => l.id !== stored.id).map((l) => ({ ...l, isDefault: false })), stored]);
+    },
+  });
 
   const layout = useMemo(() => {
-    if (!list.data) return stored;
-    const base = stored ?? defaultLayout(cameras.filter((c) => c.isActive).map((c) => c.id), 2);
+    if (!list.data || saved.isPending) return null;
+    const base = draft ?? (current ? fromStored(current) : null) ?? parseLayout(localStorage.getItem(LEGACY_KEY)) ?? defaultLayout(cameras.filter((c) => c.isActive).map((c) => c.id), 2);
     return prune(base, new Set(byId.keys()));
-  }, [stored, list.data, cameras, byId]);
+  }, [draft, current, saved.isPending, list.data, cameras, byId]);
 
-  useEffect(() => {
-    if (stored) localStorage.setItem(STORAGE_KEY, JSON.stringify(stored));
-  }, [stored]);
-
-  const change = (next: GridLayout) => setStored(next);
+  const change = (next: GridLayout) => {
+    setDraft(next);
+    save.mutate(next);
+  };
 
   return (
     <section aria-labelledby="live-title" className="space-y-4">
@@ -142,12 +174,17 @@ export function LiveGridPage() {
         </div>
       </div>
       <p className="text-sm text-slate-600 dark:text-slate-400">
-        Drag a tile's ⠿ handle onto another tile to swap them, or choose each slot's camera in its list. The layout is kept in this browser. Tiles load video only while on screen and while this tab is visible.
+        Drag a tile's ⠿ handle onto another tile to swap them, or choose each slot's camera in its list. The layout is saved to your account. Tiles load video only while on screen and while this tab is visible.
       </p>
-      {list.isPending ? (
+      <p role="status" aria-live="polite" className="text-sm text-slate-600 dark:text-slate-400" data-testid="layout-save-state" data-state={save.isPending ? "saving" : save.isError ? "error" : save.isSuccess ? "saved" : "idle"}>
+        {save.isPending ? "Saving layout…" : save.isError ? `Layout not saved: ${errorMessage(save.error)}` : save.isSuccess ? "Layout saved" : ""}
+      </p>
+      {list.isPending || saved.isPending ? (
         <Spinner label="Loading cameras" />
       ) : list.isError ? (
         <ErrorState error={list.error} onRetry={() => void list.refetch()} />
+      ) : saved.isError ? (
+        <ErrorState error={saved.error} onRetry={() => void saved.refetch()} />
       ) : cameras.length === 0 || !layout ? (
         <EmptyState title="No cameras yet">Add cameras in the fleet, then pick them here.</EmptyState>
       ) : (

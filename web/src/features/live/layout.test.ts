@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { assign, defaultLayout, parseLayout, prune, resize } from "./layout";
+import { assign, defaultLayout, fromStored, parseLayout, prune, resize, toStored } from "./layout";
 
 describe("grid layout", () => {
   it("fills a default layout in order and pads with empty slots", () => {
@@ -36,5 +36,17 @@ describe("grid layout", () => {
     expect(parseLayout(JSON.stringify({ columns: 1, tiles: [1] }))).toBeNull();
     expect(parseLayout("{not json")).toBeNull();
     expect(parseLayout(null)).toBeNull();
+  });
+
+  it("converts to and from the API's grids", () => {
+    const l = { columns: 2 as const, tiles: [null, "a", "b", null] };
+    const stored = toStored(l);
+    expect(stored).toEqual({ columns: 2, rows: 2, tiles: [{ cameraId: "a", position: 1 }, { cameraId: "b", position: 2 }] });
+    expect(fromStored(stored)).toEqual(l);
+    // A 4×2 grid from another client: shown as 3×3, tiles keep row and column, the rest is left out.
+    const wide = { columns: 4, rows: 2, tiles: [{ cameraId: "a", position: 0 }, { cameraId: "b", position: 3 }, { cameraId: "c", position: 5 }] };
+    expect(fromStored(wide)).toEqual({ columns: 3, tiles: ["a", null, null, null, "c", null, null, null, null] });
+    // Nonsense is dropped, never thrown.
+    expect(fromStored({ columns: 1, rows: 1, tiles: [{ cameraId: "a", position: -1 }, { cameraId: "a", position: 0 }, { cameraId: "a", position: 0 }] })).toEqual({ columns: 1, tiles: ["a"] });
   });
 });

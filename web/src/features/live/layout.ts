@@ -1,6 +1,7 @@
 /**
- * Live grid layouts (pure): an N×N grid of slots, each empty or showing one camera.
- * Kept in localStorage until the layouts API (issue 12: `/api/v1/layouts`) exists.
+ * Live grid layouts (pure): an N×N grid of slots, each empty or showing one camera. Saved
+ * per user through `/api/v1/layouts` (the user's default layout is the grid shown); a
+ * layout an earlier version kept in localStorage is the starting point until the first save.
  */
 
 export const GRID_SIZES = [1, 2, 3] as const;
@@ -62,4 +63,37 @@ export function parseLayout(raw: string | null): GridLayout | null {
   } catch {
     return null;
   }
+}
+
+/** A layout's grid as the API stores it: `columns × rows` slots, tiles by row-major position. */
+export interface StoredGrid {
+  columns: number;
+  rows: number;
+  tiles: { cameraId: string; position: number }[];
+}
+
+/**
+ * The grid a stored layout shows here: square, 1×1 to 3×3 (the largest side of the stored
+ * grid, at most 3). Tiles keep their row and column; those outside the square are left out.
+ */
+export function fromStored(l: StoredGrid): GridLayout {
+  const side = Math.min(3, Math.max(1, l.columns, l.rows)) as GridSize;
+  const tiles: (string | null)[] = Array.from({ length: side * side }, () => null);
+  for (const t of l.tiles) {
+    if (l.columns < 1 || t.position < 0) continue;
+    const row = Math.floor(t.position / l.columns);
+    const col = t.position % l.columns;
+    const slot = row * side + col;
+    if (row < side && col < side && tiles[slot] === null && !tiles.includes(t.cameraId)) tiles[slot] = t.cameraId;
+  }
+  return { columns: side, tiles };
+}
+
+/** What the API stores for a grid shown here. */
+export function toStored(l: GridLayout): StoredGrid {
+  return {
+    columns: l.columns,
+    rows: l.columns,
+    tiles: l.tiles.flatMap((cameraId, position) => (cameraId === null ? [] : [{ cameraId, position }])),
+  };
 }
