@@ -288,6 +288,12 @@ try {
   await page.getByRole("heading", { name: "Per tier" }).waitFor();
   await shot("12a-storage");
 
+  step("nodes: a single node has no Nodes link, and the page says why");
+  expect((await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Nodes" }).count()) === 0, "no Nodes link on a single node");
+  await page.goto(`${base}/nodes`);
+  await page.getByText("A single node", { exact: true }).waitFor();
+  await shot("12b-nodes-single");
+
   step("users: create a viewer in the camera's company (a weak password shows the API's message)");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
   await page.getByRole("heading", { name: "Users" }).waitFor();

@@ -7,6 +7,7 @@ import { LoginPage } from "@/features/auth/LoginPage";
 import { CameraDetailPage } from "@/features/cameras/CameraDetailPage";
 import { FleetPage } from "@/features/cameras/FleetPage";
 import { LiveGridPage } from "@/features/live/LiveGridPage";
+import { NodesPage } from "@/features/nodes/NodesPage";
 import { TokensPage } from "@/features/tokens/TokensPage";
 import { StoragePage } from "@/features/storage/StoragePage";
 import { UsersPage } from "@/features/users/UsersPage";
@@ -70,6 +71,11 @@ export function App() {
         <Route path="/storage">
           <Needs permission="analytics:read">
             <StoragePage />
+          </Needs>
+        </Route>
+        <Route path="/nodes">
+          <Needs permission="cluster:manage">
+            <NodesPage />
           </Needs>
         </Route>
         <Route path="/users">

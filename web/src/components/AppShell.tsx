@@ -1,7 +1,9 @@
+import { useQuery } from "@tanstack/react-query";
 import type { ReactNode } from "react";
 import { Link, useLocation } from "wouter";
 import { Button } from "@/components/ui/button";
 import { useAuth, useMe } from "@/features/auth/auth";
+import { clusterQuery } from "@/features/nodes/NodesPage";
 import { cn } from "@/lib/cn";
 import { useTheme } from "@/lib/theme";
 import type { Schemas } from "@/lib/api";
@@ -10,6 +12,8 @@ interface NavItem {
   href: string;
   label: string;
   needs: Schemas["Permission"];
+  /** Shown only when the server is a cluster node. */
+  clusteredOnly?: boolean;
 }
 
 /** Only screens that exist are here (README "Dashboard"). */
@@ -19,6 +23,7 @@ export const NAV: NavItem[] = [
   { href: "/tokens", label: "API tokens", needs: "tokens:manage" },
   { href: "/storage", label: "Storage", needs: "analytics:read" },
   { href: "/users", label: "Users", needs: "users:manage" },
+  { href: "/nodes", label: "Nodes", needs: "cluster:manage", clusteredOnly: true },
 ];
 
 export function AppShell({ children }: { children: ReactNode }) {
@@ -26,7 +31,9 @@ export function AppShell({ children }: { children: ReactNode }) {
   const { logout } = useAuth();
   const me = useMe();
   const [theme, toggleTheme] = useTheme();
-  const items = NAV.filter((n) => me.can(n.needs));
+  const cluster = useQuery({ ...clusterQuery, enabled: me.can("cluster:manage"), refetchInterval: 30_000 });
+  const clustered = cluster.data?.clustered === true;
+  const items = NAV.filter((n) => me.can(n.needs) && (!n.clusteredOnly || clustered));
 
   return (
     <div className="min-h-screen bg-slate-50 dark:bg-slate-950">
