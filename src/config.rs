@@ -135,6 +135,10 @@ pub(crate) struct ServeArgs {
     /// none. Default 15m.
     #[arg(long, env = "CAMSTREAM_RECORDING_URL_TTL")]
     pub(crate) recording_url_ttl: Option<String>,
+    /// How long an active camera that was streaming stays offline before a CAMERA_OFFLINE
+    /// alert is raised (resolved when it streams again). Default 5m.
+    #[arg(long, env = "CAMSTREAM_ALERT_OFFLINE_AFTER")]
+    pub(crate) alert_offline_after: Option<String>,
     /// Test hooks (`--test-crash-at`): present only in builds with the control plane's
     /// `test-hooks` feature, which tests turn on and release builds do not.
     #[command(flatten)]
@@ -252,6 +256,7 @@ struct File {
     archive_url: Option<String>,
     retention_interval: Option<String>,
     recording_url_ttl: Option<String>,
+    alert_offline_after: Option<String>,
     log_format: Option<String>,
     database_url: Option<String>,
     redis_url: Option<String>,
@@ -548,6 +553,14 @@ impl ServeArgs {
             }
             None => None,
         };
+        let alert_offline_after = match self.alert_offline_after.or(file.alert_offline_after) {
+            Some(d) => {
+                let d = duration("alert-offline-after", &d)?;
+                check_range("alert-offline-after", d, 1.0, 7.0 * 86_400.0)?;
+                Some(d)
+            }
+            None => None,
+        };
         let recording_url_ttl = match self.recording_url_ttl.or(file.recording_url_ttl) {
             Some(d) => {
                 let d = duration("recording-url-ttl", &d)?;
@@ -597,6 +610,9 @@ impl ServeArgs {
         }
         if let Some(d) = recording_url_ttl {
             cp.recording_url_ttl = d;
+        }
+        if let Some(d) = alert_offline_after {
+            cp.alert_offline_after = d;
         }
         if let Some(host) = self.public_host.or(file.public_host) {
             cp.public_host = host;

@@ -113,6 +113,9 @@ pub struct ControlPlaneConfig {
     pub max_body_bytes: usize,
     /// How long after the last health report a camera still counts as online. Default 30 s.
     pub health_timeout: Duration,
+    /// How long a camera that was streaming stays offline before `CAMERA_OFFLINE` is raised.
+    /// Default 5 minutes.
+    pub alert_offline_after: Duration,
     /// The hot tier: where the recorder writes (the binary passes the data plane's absolute
     /// recordings directory). Default `None`: `{data_dir}/recordings`.
     pub recordings_dir: Option<PathBuf>,
@@ -184,6 +187,7 @@ impl Default for ControlPlaneConfig {
             login_window: Duration::from_secs(15 * 60),
             max_body_bytes: 64 * 1024,
             health_timeout: Duration::from_secs(30),
+            alert_offline_after: Duration::from_secs(300),
             recordings_dir: None,
             storage_warm: None,
             storage_cold: None,

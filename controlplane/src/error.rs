@@ -64,6 +64,8 @@ pub enum ErrorCode {
     TokenLimitReached,
     /// No layout with this id among the caller's.
     LayoutNotFound,
+    /// No alert with this id in the caller's reach.
+    AlertNotFound,
     /// The user has the most layouts allowed.
     LayoutLimitReached,
     /// No recording with this id is visible to the caller (or nothing recorded in the range).
@@ -119,7 +121,8 @@ impl ErrorCode {
             | Self::CameraNotFound
             | Self::UserNotFound
             | Self::TokenNotFound
-            | Self::LayoutNotFound => StatusCode::NOT_FOUND,
+            | Self::LayoutNotFound
+            | Self::AlertNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::CameraSerialDuplicate
             | Self::UsernameDuplicate
@@ -157,6 +160,7 @@ impl ErrorCode {
             Self::TokenNotFound => "TOKEN_NOT_FOUND",
             Self::TokenLimitReached => "TOKEN_LIMIT_REACHED",
             Self::LayoutNotFound => "LAYOUT_NOT_FOUND",
+            Self::AlertNotFound => "ALERT_NOT_FOUND",
             Self::LayoutLimitReached => "LAYOUT_LIMIT_REACHED",
             Self::RecordingNotFound => "RECORDING_NOT_FOUND",
             Self::CompanyNotFound => "COMPANY_NOT_FOUND",

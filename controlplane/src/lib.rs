@@ -16,6 +16,7 @@
 //! (gauge), `camstream_bytes_in_total`, `camstream_bytes_out_total` (counters) and
 //! `camstream_viewers` (gauge), which appear in `/metrics` with no further wiring.
 
+mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cache;
@@ -620,6 +621,23 @@ async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
         sweeps = sweeps.wrapping_add(1);
         if let Some(m) = &shared.memory_cache {
             m.sweep();
+        }
+        match alerts::offline_pass(
+            &*shared.store,
+            shared.config.alert_offline_after,
+            clock::now_ms(),
+        )
+        .await
+        {
+            Ok(p) if p != alerts::OfflinePass::default() => {
+                tracing::debug!(
+                    raised = p.raised,
+                    resolved = p.resolved,
+                    "offline alerts pass"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "offline alerts pass failed"),
         }
         if let Err(e) = health::sweep(
             &shared.health,

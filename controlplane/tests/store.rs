@@ -488,6 +488,7 @@ async fn conformance(s: Arc<dyn Store>) {
             user_id: Some(bob.id.clone()),
             token_id: Some(t.id.clone()),
             message: "limit".into(),
+            ..NewAlert::default()
         })
         .await
         .unwrap();
@@ -498,6 +499,7 @@ async fn conformance(s: Arc<dyn Store>) {
         user_id: None,
         token_id: None,
         message: "x".into(),
+        ..NewAlert::default()
     })
     .await
     .unwrap();
@@ -506,6 +508,7 @@ async fn conformance(s: Arc<dyn Store>) {
         vec![a]
     );
     assert_eq!(s.list_alerts(None, 10).await.unwrap().len(), 2);
+    alerts_conformance(&*s, &c1.id, &bob.id).await;
 
     // Deletes cascade: a user's tokens go with them.
     assert!(s.delete_user(&bob.id).await.unwrap());
@@ -800,6 +803,7 @@ async fn recordings_conformance(s: Arc<dyn Store>) {
         user_id: None,
         token_id: None,
         message: "full".into(),
+        ..NewAlert::default()
     })
     .await
     .unwrap();
@@ -838,6 +842,189 @@ async fn recordings_conformance(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!((some.len(), total), (1, 1));
     assert_eq!(some[0].action, "recording.playlist");
+}
+
+/// Alerts: one open alert per cause counting occurrences, resolve, acknowledge, the
+/// filtered list with tenants, and cameras offline since a time.
+async fn alerts_conformance(s: &dyn Store, camera: &str, user: &str) {
+    use camstream_controlplane::store::alerts::AlertFilter;
+    let raise = |cause: &str, company: Option<&str>, severity: &str| NewAlert {
+        kind: "CAMERA_OFFLINE".into(),
+        severity: severity.into(),
+        camera_id: Some(camera.into()),
+        message: format!("raised {cause}"),
+        cause: Some(cause.into()),
+        company: company.map(str::to_owned),
+        ..NewAlert::default()
+    };
+    let first = s
+        .create_alert(raise("CAMERA_OFFLINE:x", Some("acme"), "warning"))
+        .await
+        .unwrap();
+    next_ms().await;
+    let again = s
+        .create_alert(raise("CAMERA_OFFLINE:x", Some("acme"), "critical"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id, "an open cause is counted, not repeated");
+    assert_eq!(
+        (again.occurrences, again.severity.as_str()),
+        (2, "critical")
+    );
+    assert!(again.last_seen_at > first.last_seen_at);
+    assert_eq!(s.open_alerts("CAMERA_OFFLINE").await.unwrap().len(), 1);
+    // Resolved: the next raise is a new alert.
+    assert!(s.resolve_cause("CAMERA_OFFLINE:x", 5).await.unwrap());
+    assert!(!s.resolve_cause("CAMERA_OFFLINE:x", 6).await.unwrap());
+    let third = s
+        .create_alert(raise("CAMERA_OFFLINE:x", Some("acme"), "warning"))
+        .await
+        .unwrap();
+    assert_ne!(third.id, first.id);
+    assert_eq!(third.occurrences, 1);
+    s.create_alert(raise("CAMERA_OFFLINE:y", Some("globex"), "info"))
+        .await
+        .unwrap();
+    s.create_alert(raise("CAMERA_OFFLINE:z", None, "info"))
+        .await
+        .unwrap();
+    // Acknowledge once; a second acknowledgement keeps the first.
+    let acked = s
+        .acknowledge_alert(&third.id, user, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (acked.acknowledged_at, acked.acknowledged_by.as_deref()),
+        (Some(100), Some(user))
+    );
+    let acked = s
+        .acknowledge_alert(&third.id, "someone-else", 200)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (acked.acknowledged_at, acked.acknowledged_by.as_deref()),
+        (Some(100), Some(user))
+    );
+    assert!(
+        s.acknowledge_alert("nope", user, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let list = |f: AlertFilter| async move {
+        let (rows, total) = s
+            .list_alerts_page(&AlertFilter { limit: 50, ..f })
+            .await
+            .unwrap();
+        assert_eq!(rows.len() as i64, total);
+        rows.into_iter().map(|a| a.message).collect::<Vec<_>>()
+    };
+    let acme = || AlertFilter {
+        tenant: Some("acme".into()),
+        ..AlertFilter::default()
+    };
+    assert_eq!(
+        list(acme()).await,
+        ["raised CAMERA_OFFLINE:x", "raised CAMERA_OFFLINE:x"]
+    );
+    assert_eq!(
+        list(AlertFilter {
+            open: Some(true),
+            ..acme()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        list(AlertFilter {
+            open: Some(false),
+            ..acme()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        list(AlertFilter {
+            acknowledged: Some(true),
+            ..acme()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        list(AlertFilter {
+            severity: Some("info".into()),
+            ..AlertFilter::default()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert_eq!(
+        list(AlertFilter {
+            kind: Some("CAMERA_OFFLINE".into()),
+            camera_id: Some(camera.into()),
+            ..AlertFilter::default()
+        })
+        .await
+        .len(),
+        4
+    );
+    let (page, total) = s
+        .list_alerts_page(&AlertFilter {
+            limit: 1,
+            offset: 1,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.len(), total), (1, 6));
+    // A camera whose stream went offline is found once it has been so long enough.
+    assert!(
+        s.set_stream_status(camera, StreamStatus::Online, Some("n1"))
+            .await
+            .unwrap()
+    );
+    next_ms().await;
+    assert!(
+        s.set_stream_status(camera, StreamStatus::Offline, None)
+            .await
+            .unwrap()
+    );
+    let went = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        s.cameras_offline_since(went - 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let found = s.cameras_offline_since(went + 1, 10).await.unwrap();
+    assert!(found.iter().any(|c| c.id == camera), "{found:?}");
+    // Reporting the same status again does not move the time it changed.
+    next_ms().await;
+    assert!(
+        s.set_stream_status(camera, StreamStatus::Offline, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.cameras_offline_since(went + 1, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.id == camera)
+    );
+    for cause in ["CAMERA_OFFLINE:x", "CAMERA_OFFLINE:y", "CAMERA_OFFLINE:z"] {
+        s.resolve_cause(cause, 7).await.unwrap();
+    }
 }
 
 /// Layouts: per user, one default at a time, tiles round-trip, a cap, gone with the user.

@@ -130,6 +130,8 @@ fn rule(spec: &RouteSpec) -> Rule {
         (_, p) if p.starts_with("/api/v1/cluster") => Admin,
         ("GET", "/api/v1/tokens") => List,
         ("GET", "/api/v1/layouts") => List,
+        ("GET", "/api/v1/alerts") => List,
+        (_, "/api/v1/alerts/{id}/ack") => Object("ALERT_NOT_FOUND"),
         ("POST", "/api/v1/layouts") => NoTenant,
         (_, "/api/v1/layouts/{id}") => Own("LAYOUT_NOT_FOUND"),
         ("POST", "/api/v1/tokens") => NoTenant,
@@ -225,6 +227,21 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     let acme_layout_id = r.json["data"]["id"].as_str().unwrap().to_owned();
+    let acme_alert_id = app
+        .cp
+        .store()
+        .create_alert(camstream_controlplane::store::NewAlert {
+            kind: "CAMERA_OFFLINE".into(),
+            severity: "critical".into(),
+            camera_id: Some(cam_id.clone()),
+            message: "camera Acme gate is offline".into(),
+            cause: Some(format!("CAMERA_OFFLINE:{cam_id}")),
+            company: Some("acme".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
     for (path, body) in [
         (
             format!("/api/v1/retention/cameras/{cam_id}"),
@@ -263,6 +280,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             .replace("/recordings/{id}", &format!("/recordings/{rec_id}"))
             .replace("/tokens/{id}", &format!("/tokens/{acme_token_id}"))
             .replace("/layouts/{id}", &format!("/layouts/{acme_layout_id}"))
+            .replace("/alerts/{id}", &format!("/alerts/{acme_alert_id}"))
             .replace("{company}", "acme")
             .replace("{id}", &cam_id);
         let what = |who: &str| format!("{} {} [{who}]", spec.method, spec.path);
@@ -348,7 +366,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
                     let d = &r.json["data"];
                     let empty = match spec.path {
                         "/api/v1/cameras" | "/api/v1/recordings" | "/api/v1/tokens"
-                        | "/api/v1/layouts" => {
+                        | "/api/v1/layouts" | "/api/v1/alerts" => {
                             d.as_array().is_some_and(Vec::is_empty)
                                 && (matches!(spec.path, "/api/v1/tokens" | "/api/v1/layouts")
                                     || r.json["pagination"]["total"] == 0)
@@ -388,7 +406,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         }
     }
     assert!(objects >= 20, "{objects} object routes");
-    assert_eq!(lists, 7, "list routes");
+    assert_eq!(lists, 8, "list routes");
 
     // Nothing of acme was changed or removed by all of the above.
     let r = app

@@ -28,6 +28,7 @@ use crate::state::AppState;
         (name = "auth", description = "Login, refresh, logout"),
         (name = "users", description = "User management (admin)"),
         (name = "tokens", description = "API tokens"),
+        (name = "alerts", description = "Alerts of the caller's tenant and their acknowledgement"),
         (name = "layouts", description = "Live grid layouts of the calling user (the dashboard)"),
         (name = "cameras", description = "Camera fleet"),
         (name = "streams", description = "Playback and live status"),

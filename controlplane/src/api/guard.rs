@@ -329,6 +329,15 @@ async fn rate_limit(state: &AppState, p: &Principal) -> Result<Quota, ApiError> 
         remaining: limit - count.value,
         reset,
     };
+    if count.value == 1
+        && let Some(id) = token_id
+    {
+        // A new window: a token refused in an earlier one is not over its limit now.
+        state
+            .store
+            .resolve_cause(&format!("API_RATE_LIMIT:{id}"), crate::clock::now_ms())
+            .await?;
+    }
     if count.value > limit {
         if let Some(id) = token_id
             && count.value == limit + 1
@@ -343,6 +352,8 @@ async fn rate_limit(state: &AppState, p: &Principal) -> Result<Quota, ApiError> 
                     user_id: Some(p.user_id.clone()),
                     token_id: Some(id.to_owned()),
                     message: format!("API token {id} reached its limit of {limit} requests/hour"),
+                    cause: Some(format!("API_RATE_LIMIT:{id}")),
+                    company: p.tenant.clone(),
                 })
                 .await?;
         }

@@ -3,6 +3,7 @@
 //! matched routes). Route access rules live in [`routes::ROUTES`]; handlers live in one
 //! file per resource.
 
+mod alerts;
 mod analytics;
 mod audit;
 mod auth;
@@ -79,6 +80,8 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cluster::status))
         .routes(routes!(cluster::drain))
         .routes(routes!(cluster::remove))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::acknowledge))
         .routes(routes!(layouts::list, layouts::create))
         .routes(routes!(layouts::get, layouts::update, layouts::delete))
         .split_for_parts();

@@ -187,6 +187,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/cluster/nodes/{node}",
         Perm(ClusterManage),
     ),
+    r("GET", "/api/v1/alerts", Perm(CamerasRead)),
+    r("POST", "/api/v1/alerts/{id}/ack", Perm(CamerasWrite)),
     r("GET", "/api/v1/layouts", Authenticated),
     r("POST", "/api/v1/layouts", Authenticated),
     r("GET", "/api/v1/layouts/{id}", Authenticated),

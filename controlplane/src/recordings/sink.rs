@@ -155,6 +155,14 @@ impl RecordingSink {
                 };
                 let row = retry("open", || self.store.open_recording(r.clone())).await?;
                 tracing::info!(recording_id = %row.id, camera_id = %row.camera_id, path = %row.file_path, "recording file opened");
+                // Recording works again: the camera's recording alerts are resolved.
+                let at = crate::clock::now_ms();
+                for code in ["RECORDING_FAILED", "STORAGE_FULL"] {
+                    let cause = format!("{code}:{}", row.camera_id);
+                    if retry("alert", || self.store.resolve_cause(&cause, at)).await? {
+                        tracing::info!(camera_id = %row.camera_id, kind = code, "alert resolved: recording again");
+                    }
+                }
             }
             RecorderEvent::Progress {
                 path,
@@ -215,13 +223,18 @@ impl RecordingSink {
                 message,
                 at: _,
             } => {
+                let company = retry("camera", || self.store.get_camera(&camera))
+                    .await?
+                    .and_then(|c| c.company);
                 let alert = NewAlert {
                     kind: code.to_owned(),
                     severity: "critical".into(),
+                    cause: Some(format!("{code}:{camera}")),
                     camera_id: Some(camera),
                     user_id: None,
                     token_id: None,
                     message,
+                    company,
                 };
                 retry("alert", || self.store.create_alert(alert.clone())).await?;
             }

@@ -9,6 +9,7 @@
 //! with a short public prefix to find the row (the caller compares digests in constant time).
 //! Business rules (who may see what, password strength) live in the API layer, not here.
 
+pub mod alerts;
 pub mod layouts;
 pub mod recordings;
 mod sql;
@@ -16,6 +17,7 @@ mod sql;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use alerts::AlertStore;
 pub use layouts::LayoutStore;
 pub use recordings::RecordingStore;
 pub use sql::{PgStore, SqliteStore, connect};
@@ -385,10 +387,22 @@ pub struct Alert {
     pub created_at: i64,
     /// Unix ms.
     pub resolved_at: Option<i64>,
+    /// What raised it (`KIND:subject`); at most one open alert per cause.
+    pub cause: Option<String>,
+    /// Times the cause was raised while this alert was open.
+    pub occurrences: i64,
+    /// Unix ms of the last occurrence.
+    pub last_seen_at: Option<i64>,
+    /// Unix ms of the acknowledgement.
+    pub acknowledged_at: Option<i64>,
+    /// Who acknowledged it (user id).
+    pub acknowledged_by: Option<String>,
+    /// The tenant it belongs to (the camera's or the user's company); `None`: admins only.
+    pub company: Option<String>,
 }
 
 /// Fields of a new alert.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewAlert {
     /// Kind.
     pub kind: String,
@@ -402,6 +416,11 @@ pub struct NewAlert {
     pub token_id: Option<String>,
     /// Text.
     pub message: String,
+    /// Its cause: while an alert of this cause is open, raising it again counts an
+    /// occurrence on that alert instead of making a new one. `None`: always a new alert.
+    pub cause: Option<String>,
+    /// The tenant (see [`Alert::company`]).
+    pub company: Option<String>,
 }
 
 /// The repository. Every method is one statement or one transaction; none holds a
@@ -410,7 +429,7 @@ pub struct NewAlert {
 /// # Cancel safety
 /// Dropping a future may leave its statement executed or not, never half-applied.
 #[async_trait]
-pub trait Store: RecordingStore + LayoutStore + Send + Sync + 'static {
+pub trait Store: RecordingStore + LayoutStore + AlertStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Checks the connection.
@@ -507,7 +526,8 @@ pub trait Store: RecordingStore + LayoutStore + Send + Sync + 'static {
     /// Deletes refresh tokens that expired before `before`; how many.
     async fn purge_refresh_tokens(&self, before: i64) -> Result<u64, StoreError>;
 
-    /// Records an alert.
+    /// Records an alert; with a cause that has an open alert, counts one more occurrence
+    /// on it (and refreshes its message) instead.
     async fn create_alert(&self, alert: NewAlert) -> Result<Alert, StoreError>;
     /// The newest alerts, optionally of one kind.
     async fn list_alerts(&self, kind: Option<&str>, limit: i64) -> Result<Vec<Alert>, StoreError>;

@@ -467,8 +467,9 @@ macro_rules! sql_store {
                 node: Option<&str>,
             ) -> Result<bool, StoreError> {
                 let r = sqlx::query(
-                    "UPDATE cameras SET stream_status = $1, assigned_node = $2, updated_at = $3 \
-                     WHERE id = $4",
+                    "UPDATE cameras SET stream_status = $1, assigned_node = $2, updated_at = $3, \
+                     status_changed_at = CASE WHEN stream_status = $1 THEN status_changed_at \
+                     ELSE $3 END WHERE id = $4",
                 )
                 .bind(status.as_str())
                 .bind(node)
@@ -686,9 +687,15 @@ macro_rules! sql_store {
             }
 
             async fn create_alert(&self, n: NewAlert) -> Result<Alert, StoreError> {
+                // The partial unique index on open causes makes this one statement on both
+                // databases: a second raise of an open cause counts an occurrence.
                 Ok(sqlx::query_as(
                     "INSERT INTO alerts (id, kind, severity, camera_id, user_id, token_id, \
-                     message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                     message, created_at, cause, occurrences, last_seen_at, company) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $8, $10) \
+                     ON CONFLICT (cause) WHERE resolved_at IS NULL DO UPDATE SET \
+                     occurrences = alerts.occurrences + 1, last_seen_at = excluded.last_seen_at, \
+                     message = excluded.message, severity = excluded.severity RETURNING *",
                 )
                 .bind(uuid::Uuid::new_v4().to_string())
                 .bind(n.kind)
@@ -698,6 +705,8 @@ macro_rules! sql_store {
                 .bind(n.token_id)
                 .bind(n.message)
                 .bind(now_ms())
+                .bind(n.cause)
+                .bind(n.company)
                 .fetch_one(&self.pool)
                 .await?)
             }
@@ -723,6 +732,7 @@ macro_rules! sql_store {
 sql_store!(SqliteStore, "sqlite");
 sql_store!(PgStore, "postgres");
 
+mod alerts;
 mod layouts;
 mod recordings;
 

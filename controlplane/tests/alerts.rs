@@ -1,0 +1,176 @@
+//! Alerts in process: a camera that was streaming goes offline and stays so past a
+//! shortened `alert_offline_after` → one CAMERA_OFFLINE alert for its tenant (raised by the
+//! control plane's sweeper, not by the test), acknowledged once, resolved when the camera
+//! streams again; filters, tenancy and bad input of `GET /api/v1/alerts`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use camstream_protocol::{StreamHealth, StreamState};
+use serde_json::Value;
+use support::TestApp;
+
+fn report(camera: &str, state: StreamState) -> StreamHealth {
+    StreamHealth {
+        camera_id: camera.into(),
+        state,
+        fps: 25.0,
+        bitrate_bps: 1_000_000,
+        dropped_frames: 0,
+        resolution: Some((1280, 720)),
+        codecs: vec!["avc1.64001f".into()],
+        viewers: 0,
+        bytes_in: 1,
+        bytes_out: 0,
+        since: std::time::SystemTime::now(),
+        last_seen: std::time::SystemTime::now(),
+    }
+}
+
+async fn alerts(app: &TestApp, who: &str, query: &str) -> Vec<Value> {
+    let r = app
+        .call("GET", &format!("/api/v1/alerts{query}"), Some(who), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.json);
+    r.json["data"].as_array().cloned().unwrap_or_default()
+}
+
+async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_offline_camera_raises_one_alert_for_its_tenant_which_resolves_when_it_returns() {
+    let app = TestApp::start(|c| c.alert_offline_after = Duration::from_secs(1)).await;
+    let admin = app.admin().await;
+    let (acme, _) = app.user(&admin, "acme-op", "operator", Some("acme")).await;
+    let (globex, _) = app
+        .user(&admin, "globex-op", "operator", Some("globex"))
+        .await;
+    let (nobody, _) = app.user(&admin, "nobody-op", "operator", None).await;
+    let cam = app.camera(&acme, "Gate", "AL-1", None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Never streamed: no alert, however long it stays offline.
+    let quiet = app.camera(&acme, "Spare", "AL-2", None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    app.cp
+        .report_health(vec![report(&cam, StreamState::Online)])
+        .await
+        .unwrap();
+    app.cp
+        .report_health(vec![report(&cam, StreamState::Offline)])
+        .await
+        .unwrap();
+    let went = Instant::now();
+    let alert = until("CAMERA_OFFLINE", async || {
+        alerts(&app, &acme, "?type=CAMERA_OFFLINE&state=open")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    eprintln!(
+        "CAMERA_OFFLINE raised {:?} after the camera went offline",
+        went.elapsed()
+    );
+    assert_eq!(alert["cameraId"], cam.as_str());
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["occurrences"], 1);
+    assert!(alert["acknowledgedAt"].is_null() && alert["resolvedAt"].is_null());
+    let id = alert["id"].as_str().unwrap().to_owned();
+    // Still one after more sweeps.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let open = alerts(&app, &acme, "?state=open").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        !open.iter().any(|a| a["cameraId"] == quiet.as_str()),
+        "a camera that never streamed raised an alert"
+    );
+
+    // Other tenants and company-less users see nothing and cannot acknowledge it.
+    assert!(alerts(&app, &globex, "").await.is_empty());
+    assert!(alerts(&app, &nobody, "").await.is_empty());
+    for who in [&globex, &nobody] {
+        let r = app
+            .call("POST", &format!("/api/v1/alerts/{id}/ack"), Some(who), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json);
+        assert_eq!(r.code(), "ALERT_NOT_FOUND");
+    }
+    // The admin sees it too.
+    assert_eq!(alerts(&app, &admin, "?type=CAMERA_OFFLINE").await.len(), 1);
+
+    // Acknowledged once; again changes nothing.
+    let r = app
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{id}/ack"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let acked_at = r.json["data"]["acknowledgedAt"].clone();
+    assert!(acked_at.is_string(), "{}", r.json);
+    let r = app
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{id}/ack"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json["data"]["acknowledgedAt"], acked_at);
+    assert_eq!(alerts(&app, &acme, "?acknowledged=false").await.len(), 0);
+    assert_eq!(alerts(&app, &acme, "?acknowledged=true").await.len(), 1);
+
+    // Back online: resolved by the next sweep.
+    app.cp
+        .report_health(vec![report(&cam, StreamState::Online)])
+        .await
+        .unwrap();
+    let resolved = until("resolved", async || {
+        alerts(&app, &acme, "?state=resolved")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(resolved["id"], id.as_str());
+    assert!(resolved["resolvedAt"].is_string());
+    assert!(alerts(&app, &acme, "?state=open").await.is_empty());
+
+    // Bad input.
+    for q in [
+        "?severity=bogus",
+        "?type=lower_case",
+        "?state=closed",
+        "?from=yesterday",
+        "?limit=0",
+        "?page=0",
+        "?nope=1",
+    ] {
+        let r = app
+            .call("GET", &format!("/api/v1/alerts{q}"), Some(&acme), None)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.json);
+    }
+    let r = app
+        .call("POST", "/api/v1/alerts/not-an-id/ack", Some(&acme), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
