@@ -33,6 +33,15 @@ impl Severity {
             Self::Critical => "critical",
         }
     }
+
+    /// The stored name (the table's CHECK keeps it to these three).
+    fn of(s: &str) -> Self {
+        match s {
+            "info" => Self::Info,
+            "critical" => Self::Critical,
+            _ => Self::Warning,
+        }
+    }
 }
 
 /// Open or resolved.
@@ -51,8 +60,7 @@ pub(crate) struct AlertView {
     /// `CAMERA_OFFLINE`, `RECORDING_FAILED`, `STORAGE_FULL`, `API_RATE_LIMIT`.
     #[serde(rename = "type")]
     kind: String,
-    /// `info`, `warning` or `critical`.
-    severity: String,
+    severity: Severity,
     state: AlertState,
     message: String,
     camera_id: Option<String>,
@@ -75,7 +83,7 @@ fn view(a: &Alert) -> AlertView {
     AlertView {
         id: a.id.clone(),
         kind: a.kind.clone(),
-        severity: a.severity.clone(),
+        severity: Severity::of(&a.severity),
         state: if a.resolved_at.is_some() {
             AlertState::Resolved
         } else {
