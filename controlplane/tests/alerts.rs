@@ -158,6 +158,8 @@ async fn an_offline_camera_raises_one_alert_for_its_tenant_which_resolves_when_i
     for q in [
         "?severity=bogus",
         "?type=lower_case",
+        "?type=0",
+        "?type=",
         "?state=closed",
         "?from=yesterday",
         "?limit=0",

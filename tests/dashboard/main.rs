@@ -43,6 +43,12 @@ async fn dashboard_login_create_camera_tokens_viewer_logout() {
             ADMIN_PASSWORD.into(),
             "--web-dir".into(),
             dist,
+            // The alerts step: a camera whose publisher is killed is offline 2 s later and
+            // raises CAMERA_OFFLINE 1 s after that.
+            "--reconnect-window".into(),
+            "2s".into(),
+            "--alert-offline-after".into(),
+            "1s".into(),
         ],
     )
     .await;

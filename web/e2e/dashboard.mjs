@@ -294,6 +294,20 @@ try {
   await page.getByText("A single node", { exact: true }).waitFor();
   await shot("12b-nodes-single");
 
+  step("alerts: the camera stops publishing → CAMERA_OFFLINE in the bell and on the alerts page; acknowledge it");
+  publisher.kill("SIGKILL");
+  const bell = (n) => page.getByRole("link", { name: `Alerts: ${n} open` });
+  await bell(1).waitFor({ timeout: 60_000 });
+  await bell(1).click();
+  await page.getByRole("heading", { name: "Alerts" }).waitFor();
+  const alertRow = page.getByTestId("alert-row").filter({ hasText: "CAMERA_OFFLINE" });
+  await alertRow.waitFor();
+  expect((await alertRow.textContent()).includes("E2E Front door"), "the alert names the camera");
+  await shot("12c-alerts");
+  await alertRow.getByRole("button", { name: /^Acknowledge/ }).click();
+  await alertRow.getByText(/acknowledged/).waitFor();
+  await bell(0).waitFor();
+
   step("users: create a viewer in the camera's company (a weak password shows the API's message)");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
   await page.getByRole("heading", { name: "Users" }).waitFor();

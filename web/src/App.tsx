@@ -6,6 +6,7 @@ import { useAuth, useMe } from "@/features/auth/auth";
 import { LoginPage } from "@/features/auth/LoginPage";
 import { CameraDetailPage } from "@/features/cameras/CameraDetailPage";
 import { FleetPage } from "@/features/cameras/FleetPage";
+import { AlertsPage } from "@/features/alerts/AlertsPage";
 import { LiveGridPage } from "@/features/live/LiveGridPage";
 import { NodesPage } from "@/features/nodes/NodesPage";
 import { TokensPage } from "@/features/tokens/TokensPage";
@@ -71,6 +72,11 @@ export function App() {
         <Route path="/storage">
           <Needs permission="analytics:read">
             <StoragePage />
+          </Needs>
+        </Route>
+        <Route path="/alerts">
+          <Needs permission="cameras:read">
+            <AlertsPage />
           </Needs>
         </Route>
         <Route path="/nodes">

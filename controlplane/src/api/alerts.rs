@@ -154,9 +154,10 @@ pub(crate) async fn list(
     if let Some(c) = &q.camera_id {
         text("cameraId", c, 128)?;
     }
+    // As the documented pattern: `^[A-Z][A-Z0-9_]{0,63}$`.
     if let Some(k) = &q.kind
-        && (k.is_empty()
-            || k.len() > 64
+        && (k.len() > 64
+            || !k.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
             || !k
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))

@@ -3,6 +3,7 @@ import type { ReactNode } from "react";
 import { Link, useLocation } from "wouter";
 import { Button } from "@/components/ui/button";
 import { useAuth, useMe } from "@/features/auth/auth";
+import { AlertsBell } from "@/features/alerts/AlertsBell";
 import { clusterQuery } from "@/features/nodes/NodesPage";
 import { cn } from "@/lib/cn";
 import { useTheme } from "@/lib/theme";
@@ -20,6 +21,7 @@ interface NavItem {
 export const NAV: NavItem[] = [
   { href: "/cameras", label: "Fleet", needs: "cameras:read" },
   { href: "/live", label: "Live", needs: "streams:play" },
+  { href: "/alerts", label: "Alerts", needs: "cameras:read" },
   { href: "/tokens", label: "API tokens", needs: "tokens:manage" },
   { href: "/storage", label: "Storage", needs: "analytics:read" },
   { href: "/users", label: "Users", needs: "users:manage" },
@@ -66,6 +68,7 @@ export function AppShell({ children }: { children: ReactNode }) {
               );
             })}
           </nav>
+          {me.can("cameras:read") ? <AlertsBell /> : null}
           <Button variant="ghost" size="sm" onClick={toggleTheme} aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}>
             {theme === "dark" ? "☀" : "☾"}
           </Button>
