@@ -19,6 +19,8 @@ use crate::store::{Store, StoreError, StreamStatus};
 pub(crate) const STATUS_TTL: Duration = Duration::from_secs(30);
 /// Per-day analytics are kept a little over a week.
 const ANALYTICS_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+/// A health series outlives its last sample by its own length.
+const SERIES_TTL: Duration = Duration::from_secs(3600);
 /// A gap between reports longer than this does not count as online time.
 const MAX_ONLINE_STEP: Duration = Duration::from_secs(5);
 
@@ -91,6 +93,24 @@ struct Seen {
     bytes_in: u64,
     bytes_out: u64,
     dropped: u64,
+    /// When the last sample went into the camera's series.
+    sampled: Option<Instant>,
+}
+
+/// Seconds between two samples of a camera's health series.
+pub(crate) const SERIES_STEP_S: u64 = 10;
+/// Samples kept: one hour.
+pub(crate) const SERIES_LEN: usize = 360;
+
+/// One sample of a camera's health series: (UNIX s, fps, bits/s, dropped frames since the
+/// publish began, viewers). A tuple keeps the cached JSON small (360 of them per camera).
+pub(crate) type Sample = (i64, f32, u64, u64, u32);
+
+/// A camera's last hour of health, one sample every [`SERIES_STEP_S`] while it reports,
+/// kept in the cache (`health:series:{id}`) so every node of a cluster reads the same.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Series {
+    pub(crate) samples: std::collections::VecDeque<Sample>,
 }
 
 /// What the control plane remembers between reports (per process).
@@ -114,6 +134,8 @@ struct Delta {
     dropped: u64,
     online: Duration,
     changed: bool,
+    /// A series sample is due.
+    sample: bool,
 }
 
 impl Tracker {
@@ -142,6 +164,15 @@ impl Tracker {
                 _ => Duration::ZERO,
             },
             changed: prev.as_ref().is_none_or(|p| p.status != status),
+            sample: prev
+                .as_ref()
+                .and_then(|p| p.sampled)
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(SERIES_STEP_S)),
+        };
+        let sampled = if delta.sample {
+            Some(now)
+        } else {
+            prev.as_ref().and_then(|p| p.sampled)
         };
         map.insert(
             h.camera_id.clone(),
@@ -151,6 +182,7 @@ impl Tracker {
                 bytes_in: h.bytes_in,
                 bytes_out: h.bytes_out,
                 dropped: h.dropped_frames,
+                sampled,
             },
         );
         delta
@@ -241,6 +273,28 @@ pub(crate) async fn record(
         let json = serde_json::to_string(&a).unwrap_or_default();
         cache.set(&key, &json, Some(ANALYTICS_TTL)).await?;
 
+        if delta.sample {
+            // One writer per camera (its node's report loop): read-modify-write is safe.
+            let key = keys::health_series(&h.camera_id);
+            let mut series: Series = cache
+                .get(&key)
+                .await?
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
+            series.samples.push_back((
+                now_ms / 1000,
+                h.fps,
+                h.bitrate_bps,
+                h.dropped_frames,
+                h.viewers,
+            ));
+            while series.samples.len() > SERIES_LEN {
+                series.samples.pop_front();
+            }
+            let json = serde_json::to_string(&series).unwrap_or_default();
+            cache.set(&key, &json, Some(SERIES_TTL)).await?;
+        }
+
         if delta.changed {
             let node = (status != StreamStatus::Offline).then_some(node_id);
             store.set_stream_status(&h.camera_id, status, node).await?;
@@ -248,6 +302,24 @@ pub(crate) async fn record(
         }
     }
     Ok(())
+}
+
+/// A camera's health samples of the last `minutes` (oldest first).
+pub(crate) async fn series(
+    cache: &dyn Cache,
+    camera_id: &str,
+    minutes: u32,
+) -> Result<Vec<Sample>, CacheError> {
+    let Some(json) = cache.get(&keys::health_series(camera_id)).await? else {
+        return Ok(Vec::new());
+    };
+    let series: Series = serde_json::from_str(&json).unwrap_or_default();
+    let since = now_ms() / 1000 - i64::from(minutes) * 60;
+    Ok(series
+        .samples
+        .into_iter()
+        .filter(|s| s.0 >= since)
+        .collect())
 }
 
 /// Marks cameras whose reports stopped as offline.

@@ -1248,6 +1248,40 @@ async fn cameras_keys_playback_and_health() {
     assert_eq!(d["droppedFrames"], 2);
     assert_eq!(d["resolution"], "1280x720");
     assert_eq!(d["nodeId"], "local");
+    // The health series: one sample per 10 s, so the second report (a moment later) adds
+    // none; the first one's figures are there.
+    let h = app
+        .call(
+            "GET",
+            &format!("/api/v1/cameras/{id}/health?minutes=5"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(h.status, StatusCode::OK, "{}", h.json);
+    assert_eq!(h.json["data"]["stepSeconds"], 10);
+    let samples = h.json["data"]["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 1, "{}", h.json);
+    assert_eq!(
+        (
+            samples[0]["fps"].clone(),
+            samples[0]["bitrate"].clone(),
+            samples[0]["viewers"].clone(),
+            samples[0]["droppedFrames"].clone()
+        ),
+        (json!(30.0), json!(2_500_000), json!(4), json!(2))
+    );
+    for bad in ["?minutes=0", "?minutes=61", "?minutes=x", "?other=1"] {
+        let r = app
+            .call(
+                "GET",
+                &format!("/api/v1/cameras/{id}/health{bad}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.json);
+    }
     let cam = app
         .call("GET", &format!("/api/v1/cameras/{id}"), Some(&admin), None)
         .await;

@@ -678,6 +678,81 @@ pub(crate) async fn status(
     Ok(ok(live).into_response())
 }
 
+/// How much health history to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HealthQuery {
+    /// Minutes back from now, 1–60 (default 60).
+    #[param(minimum = 1, maximum = 60)]
+    minutes: Option<i64>,
+}
+
+/// One health sample.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HealthSample {
+    #[schema(format = DateTime)]
+    at: String,
+    /// Video frames per second.
+    fps: f32,
+    /// Ingest bitrate, bits per second.
+    bitrate: u64,
+    /// Frames dropped since the publish began (a smaller value: a new publish).
+    dropped_frames: u64,
+    viewers: u32,
+}
+
+/// A camera's recent health.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HealthSeries {
+    camera_id: String,
+    /// Seconds between samples; a longer gap means the camera did not report.
+    step_seconds: u64,
+    /// Oldest first.
+    samples: Vec<HealthSample>,
+}
+
+/// A camera's health over the last hour: fps, bitrate, dropped frames and viewers, one
+/// sample every 10 s while it reports.
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/health", operation_id = "getCameraHealth", tag = "streams", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id"), HealthQuery),
+    responses(
+        (status = 200, description = "Samples", body = Envelope<HealthSeries>),
+        (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn health_series(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<HealthQuery>,
+) -> Result<Response, ApiError> {
+    let minutes = q.minutes.unwrap_or(60);
+    if !(1..=60).contains(&minutes) {
+        return Err(ApiError::validation("minutes", "must be between 1 and 60"));
+    }
+    let c = visible(&state, &principal, &id).await?;
+    let samples = health::series(&*state.cache, &c.id, u32::try_from(minutes).unwrap_or(60))
+        .await?
+        .into_iter()
+        .map(|(at, fps, bitrate, dropped_frames, viewers)| HealthSample {
+            at: rfc3339(at * 1000),
+            fps,
+            bitrate,
+            dropped_frames,
+            viewers,
+        })
+        .collect();
+    Ok(ok(HealthSeries {
+        camera_id: c.id,
+        step_seconds: health::SERIES_STEP_S,
+        samples,
+    })
+    .into_response())
+}
+
 /// One day's counters for a camera.
 #[utoipa::path(get, path = "/api/v1/cameras/{id}/analytics", operation_id = "getCameraAnalytics", tag = "analytics", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id"), DayQuery),

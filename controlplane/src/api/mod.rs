@@ -57,6 +57,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cameras::rotate_key))
         .routes(routes!(cameras::stream_hls))
         .routes(routes!(cameras::status))
+        .routes(routes!(cameras::health_series))
         .routes(routes!(cameras::analytics))
         .routes(routes!(cameras::recording_start))
         .routes(routes!(cameras::recording_stop))

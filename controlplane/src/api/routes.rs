@@ -108,6 +108,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     r("GET", "/api/v1/cameras/{id}/stream/hls", Perm(StreamsPlay)),
     r("GET", "/api/v1/cameras/{id}/status", Perm(CamerasRead)),
+    r("GET", "/api/v1/cameras/{id}/health", Perm(CamerasRead)),
     r("GET", "/api/v1/cameras/{id}/analytics", Perm(AnalyticsRead)),
     r(
         "POST",

@@ -220,6 +220,7 @@ fn links_of(method: &str, path: &str) -> Option<Links> {
         "rotateCameraKey",
         "getCameraPlayback",
         "getCameraStatus",
+        "getCameraHealth",
         "getCameraAnalytics",
         "startCameraRecording",
         "stopCameraRecording",

@@ -50,6 +50,10 @@ pub mod keys {
     pub fn analytics(camera_id: &str, date: &str) -> String {
         format!("analytics:camera:{camera_id}:{date}")
     }
+    /// A camera's last hour of health samples (JSON, see `health::Series`).
+    pub fn health_series(camera_id: &str) -> String {
+        format!("health:series:{camera_id}")
+    }
     /// A camera's current viewer count.
     pub fn viewers(camera_id: &str) -> String {
         format!("viewers:{camera_id}")
