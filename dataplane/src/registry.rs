@@ -124,6 +124,11 @@ impl Stream {
         self.ll.subscribe()
     }
 
+    /// Whether a publisher (encoder or relay) feeds the stream now.
+    pub(crate) fn is_live(&self) -> bool {
+        self.slot.lock().expect("slot poisoned").phase == Phase::Live
+    }
+
     /// Subscribes to the TS window.
     pub(crate) fn ts(&self) -> watch::Receiver<Arc<Window>> {
         self.ts.subscribe()
@@ -216,6 +221,11 @@ pub(crate) enum ClaimError {
     /// Another encoder is publishing this camera.
     #[error("camera {0} is already being published")]
     AlreadyPublishing(CameraId),
+    /// A relay from another node feeds this camera here (this node is an edge). A local
+    /// encoder wins: the relay was told to stop; claim again once it has (after the next
+    /// [`Registry::changes`]).
+    #[error("camera {0} is being relayed from another node; the relay was told to stop")]
+    Relayed(CameraId),
 }
 
 /// The registry of camera streams.
@@ -225,6 +235,9 @@ pub(crate) struct Registry {
     relay: AtomicBool,
     streams: ArcSwap<HashMap<CameraId, Arc<Stream>>>,
     writer: Mutex<()>,
+    /// Bumped when a stream is added or a publisher leaves (rare): what waiters for a
+    /// stream to appear or a slot to free up watch.
+    changes: watch::Sender<u64>,
 }
 
 impl Registry {
@@ -235,6 +248,7 @@ impl Registry {
             relay: AtomicBool::new(false),
             streams: ArcSwap::from_pointee(HashMap::new()),
             writer: Mutex::new(()),
+            changes: watch::channel(0).0,
         })
     }
 
@@ -242,6 +256,15 @@ impl Registry {
     /// so other nodes can relay it. Off by default: a single node pays nothing.
     pub(crate) fn enable_relay(&self) {
         self.relay.store(true, Ordering::Relaxed);
+    }
+
+    /// Changes when a stream is added or a publisher (encoder or relay) leaves.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The stream of a camera, if it has one. Lock-free.
@@ -258,7 +281,8 @@ impl Registry {
     /// reconnect window, starts a new one otherwise.
     ///
     /// # Errors
-    /// [`ClaimError::AlreadyPublishing`] while another publisher holds it.
+    /// [`ClaimError::AlreadyPublishing`] while another encoder holds it;
+    /// [`ClaimError::Relayed`] while a relay feeds it (the relay is told to stop).
     pub(crate) fn claim(self: &Arc<Self>, camera: CameraId) -> Result<Publisher, ClaimError> {
         self.claim_as(camera, None)
     }
@@ -287,9 +311,15 @@ impl Registry {
         let _w = self.writer.lock().expect("registry writer poisoned");
         let now = SystemTime::now();
         let existing = self.get(&camera);
-        if let Some(stream) = existing {
+        if let Some(stream) = existing.as_ref() {
             let mut slot = stream.slot.lock().expect("slot poisoned");
             match slot.phase {
+                // A local encoder wins over a relayed feed of the same camera: the encoder
+                // is the camera, the relay only a copy from a node that lost it.
+                Phase::Live if !relayed && stream.is_relayed() => {
+                    slot.kick.cancel();
+                    return Err(ClaimError::Relayed(camera));
+                }
                 Phase::Live => return Err(ClaimError::AlreadyPublishing(camera)),
                 Phase::Away(_) => {
                     let mut seg = slot
@@ -310,11 +340,24 @@ impl Registry {
                 Phase::Ended(_) => {} // start over below
             }
         }
+        let clustered = self.relay.load(Ordering::Relaxed);
+        // In a cluster a camera's origin may move between nodes, and viewers of the nodes
+        // that stay must never see the media sequence go back: a new stream starts above
+        // any number an earlier origin can have reached (docs/architecture.md, "Numbering
+        // across origins"). Edges take the origin's numbers; a single node starts at 0.
+        let first_msn = (clustered && !relayed).then(|| {
+            let ended = existing.as_ref().map_or(0, |s| s.ll.borrow().next_msn);
+            let secs = SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
+            secs.max(ended)
+        });
         let kick = CancellationToken::new();
         let prefix =
             relayed_prefix.unwrap_or_else(|| Arc::from(format!("{:08x}", rand::random::<u32>())));
         let mut seg = Segmenter::new(self.config.segmenter.clone(), prefix);
-        seg.set_relay(!relayed && self.relay.load(Ordering::Relaxed));
+        if let Some(msn) = first_msn {
+            seg.set_first_msn(msn);
+        }
+        seg.set_relay(!relayed && clustered);
         seg.start_session();
         let (ll, _) = watch::channel(Arc::new(seg.ll().clone()));
         let (ts, _) = watch::channel(Arc::new(seg.ts().clone()));
@@ -345,6 +388,7 @@ impl Registry {
         let mut map = HashMap::clone(&self.streams.load());
         map.insert(camera, stream.clone());
         self.streams.store(Arc::new(map));
+        self.changed();
         Ok(Publisher::new(self.clone(), stream, seg, kick))
     }
 
@@ -400,7 +444,9 @@ impl Registry {
     pub(crate) fn health(&self, now: Instant) -> Vec<StreamHealth> {
         let map = self.streams.load();
         let mut out = Vec::with_capacity(map.len());
-        for stream in map.values() {
+        // A relayed copy (this node is an edge) is not this node's camera: its origin
+        // reports it, and a report from here would claim its placement.
+        for stream in map.values().filter(|s| !s.is_relayed()) {
             let mut slot = stream.slot.lock().expect("slot poisoned");
             let counters = slot.counters;
             let (fps, bitrate) = match slot.sampled {
@@ -593,6 +639,8 @@ impl Drop for Publisher {
         slot.segmenter = Some(seg);
         slot.phase = Phase::Away(Instant::now());
         slot.since = now;
+        drop(slot);
+        registry.changed();
     }
 }
 

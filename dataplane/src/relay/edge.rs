@@ -30,6 +30,8 @@ pub enum PullEnd {
     /// this node's; `Lagged`: this node fell behind and may pull again; `Shutdown`: the
     /// origin is going away).
     Ended(EndReason),
+    /// An encoder started publishing the camera on this node: the local publisher wins.
+    Replaced,
 }
 
 /// Why a pull failed. The edge's playlists stop growing (the segment in progress is closed);
@@ -80,6 +82,16 @@ impl Edge {
             ctx,
             conns: Arc::default(),
         }
+    }
+
+    /// The registry pulled cameras go into.
+    pub(crate) fn registry(&self) -> &Arc<crate::registry::Registry> {
+        &self.ctx.registry
+    }
+
+    /// How long a pull runs without a viewer.
+    pub(crate) fn idle_timeout(&self) -> std::time::Duration {
+        self.ctx.idle_timeout
     }
 
     async fn connection(&self, origin: SocketAddr) -> Result<Connection, PullError> {
@@ -204,6 +216,12 @@ impl Edge {
                     let _ = send.finish();
                     return Ok(PullEnd::Shutdown);
                 }
+                () = kicked(publisher.as_ref()) => {
+                    let end = End { reason: EndReason::Shutdown, text: "published on the edge".into() };
+                    let _ = write(&mut send, &Message::End(end), &mut scratch).await;
+                    let _ = send.finish();
+                    return Ok(PullEnd::Replaced);
+                }
                 m = reader.next() => match m {
                     Ok(Some(msg)) => {
                         if let Some(end) = self.handle(&camera, &mut publisher, msg)? {
@@ -249,7 +267,7 @@ impl Edge {
                     .ctx
                     .registry
                     .claim_relayed(camera.clone(), &init.prefix)
-                    .map_err(|ClaimError::AlreadyPublishing(_)| PullError::Busy)?;
+                    .map_err(|_: ClaimError| PullError::Busy)?;
                 *publisher = Some(p);
             }
         }
@@ -268,6 +286,15 @@ impl Edge {
             warn!(problem = %problem, "segmenter");
         }
         Ok(end)
+    }
+}
+
+/// Resolves when the registry asks the relayed publisher to go (a local encoder claims the
+/// camera); never before the relay has claimed it.
+async fn kicked(publisher: Option<&Publisher>) {
+    match publisher {
+        Some(p) => p.kicked().cancelled_owned().await,
+        None => std::future::pending().await,
     }
 }
 
