@@ -326,7 +326,13 @@ impl Registry {
                         .segmenter
                         .take()
                         .expect("away streams hold a segmenter");
-                    seg.set_relay(!relayed && self.relay.load(Ordering::Relaxed));
+                    let clustered = self.relay.load(Ordering::Relaxed);
+                    if clustered && !relayed && stream.is_relayed() {
+                        // This node becomes the origin of a camera it relayed: number as a
+                        // new origin (see below).
+                        seg.renumber_from(cluster_first_msn(0));
+                    }
+                    seg.set_relay(!relayed && clustered);
                     stream.relayed.store(relayed, Ordering::Relaxed);
                     let changed = seg.start_session();
                     stream.publish(&seg, changed);
@@ -345,11 +351,8 @@ impl Registry {
         // that stay must never see the media sequence go back: a new stream starts above
         // any number an earlier origin can have reached (docs/architecture.md, "Numbering
         // across origins"). Edges take the origin's numbers; a single node starts at 0.
-        let first_msn = (clustered && !relayed).then(|| {
-            let ended = existing.as_ref().map_or(0, |s| s.ll.borrow().next_msn);
-            let secs = SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
-            secs.max(ended)
-        });
+        let first_msn = (clustered && !relayed)
+            .then(|| cluster_first_msn(existing.as_ref().map_or(0, |s| s.ll.borrow().next_msn)));
         let kick = CancellationToken::new();
         let prefix =
             relayed_prefix.unwrap_or_else(|| Arc::from(format!("{:08x}", rand::random::<u32>())));
@@ -482,6 +485,14 @@ impl Registry {
         }
         out
     }
+}
+
+/// The first media sequence number of a stream starting on a cluster node: the UNIX time in
+/// seconds, which no earlier origin's numbering can have reached while its segments last at
+/// least a second, or `after` (what this node showed) when that is higher.
+fn cluster_first_msn(after: u64) -> u64 {
+    let secs = SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
+    secs.max(after)
 }
 
 /// Stats are copied from the segmenter into the shared slot at most this often.

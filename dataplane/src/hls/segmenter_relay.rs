@@ -218,6 +218,21 @@ impl Segmenter {
         changed
     }
 
+    /// Numbers the next segment at least `msn` (LL-HLS and TS): a node becoming a camera's
+    /// origin after relaying it starts above any number an earlier origin reached. A window
+    /// that must jump restarts there, behind a discontinuity. Call between sessions.
+    pub(crate) fn renumber_from(&mut self, msn: u64) {
+        for w in [&mut self.ll, &mut self.ts] {
+            if msn <= w.next_msn {
+                continue;
+            }
+            if !w.segments.is_empty() || w.partial.is_some() {
+                restart_window(w);
+            }
+            w.next_msn = msn;
+        }
+    }
+
     /// Edge side: one relayed frame, cut where the origin cut it. Ignored (and counted as
     /// dropped) before the first `Init`.
     pub(crate) fn follow_frame(&mut self, now: SystemTime, frame: relay::Frame) -> Changed {
