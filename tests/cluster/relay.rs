@@ -186,7 +186,7 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
         .bearer_auth(&session)
         .json(&json!({
             "name": "relay test",
-            "permissions": ["cluster:manage", "cameras:read", "cameras:write"]
+            "permissions": ["cluster:manage", "cameras:read", "cameras:write", "streams:play"]
         }))
         .send()
         .await
@@ -222,7 +222,7 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
         .unwrap();
     let token = urls["data"]["token"]
         .as_str()
-        .expect("playback token")
+        .unwrap_or_else(|| panic!("playback token: {urls}"))
         .to_owned();
 
     // The balancer prefers the leader: the first kill takes the leader and the ingest.
@@ -413,6 +413,18 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
             .unwrap()
             .discontinuity_sequence;
         let was_leader = on == leader;
+        // The killed node comes back on the same relay address (the others know it from
+        // its join; a restart with --join pointing at a node that moved could not update it).
+        let c = cluster_of(s_any, &api).await.unwrap();
+        let relay_addr = c["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == on)
+            .unwrap()["relayAddr"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let k = node(&nodes, on);
         nodes[k].server.kill9().await;
         let t_kill = Instant::now();
@@ -432,6 +444,16 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
         };
         let took = t_kill.elapsed();
         times.push(took);
+        // The same playlist URL goes on behind a discontinuity (listed, or counted in the
+        // discontinuity sequence when the numbers jumped and the window restarted).
+        let p = &after.2;
+        assert!(
+            p.discontinuity_sequence > ds_before
+                || p.segments.iter().any(|s| s.discontinuity)
+                || p.trailing_discontinuity,
+            "round {round}: no discontinuity announced:\n{}",
+            p.text
+        );
         eprintln!(
             "round {round}: killed ingest node {on}{}; publisher to node {next}; viewer on node {viewer} saw part {}.{} (before {}.{}, discontinuity sequence {} -> {}) after {took:?}",
             if was_leader { " (the leader)" } else { "" },
@@ -446,7 +468,10 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
         let dead = on;
         on = next;
         let n = nodes.remove(k);
-        let server = n.server.relaunch(&[], &[]).await;
+        let server = n
+            .server
+            .relaunch(&[("--relay-addr", relay_addr.as_str())], &[])
+            .await;
         nodes.insert(k, Node { server, ..n });
         balancer.set(rtmp_of(&nodes, &order));
         let all: Vec<&Node> = nodes.iter().collect();

@@ -148,7 +148,9 @@ impl Segmenter {
             restart_window(&mut self.ts);
         }
         self.fragment_seq = init.fragment_seq;
-        self.discontinuity = init.discontinuity || jumped;
+        // A window that goes on from an earlier session (another pull, another origin)
+        // continues behind a discontinuity even when the origin's stream has none there.
+        self.discontinuity = init.discontinuity || jumped || (!fresh && self.discontinuity);
         let part_target = f64::from(init.part_target_us) / 1e6;
         for w in [&mut self.ll, &mut self.ts] {
             w.target_duration = w.target_duration.max(init.target_duration);

@@ -94,6 +94,17 @@ impl Edge {
         self.ctx.idle_timeout
     }
 
+    /// Drops the shared connection to `origin`, if any, so the next pull connects afresh:
+    /// after a failure or a move, a cached connection may lead to a process that is gone
+    /// (restarted on the same address) and would look open until the QUIC idle timeout.
+    /// Streams already open on it are not affected.
+    pub(crate) fn forget(&self, origin: SocketAddr) {
+        self.conns
+            .lock()
+            .expect("relay connections poisoned")
+            .remove(&origin);
+    }
+
     async fn connection(&self, origin: SocketAddr) -> Result<Connection, PullError> {
         let existing = self
             .conns

@@ -126,7 +126,12 @@ async fn run(inner: Arc<Inner>, camera: CameraId, mut origin: Origin) {
     let started = Instant::now();
     let idle = inner.edge.idle_timeout();
     let mut backoff = BACKOFF_MIN;
+    let mut first = true;
     loop {
+        if !first {
+            inner.edge.forget(origin.relay_addr);
+        }
+        first = false;
         metrics::counter!("camstream_relay_pulls_started_total").increment(1);
         info!(origin = origin.node, relay = %origin.relay_addr, epoch = origin.epoch, "pulling");
         let attempt = inner.shutdown.child_token();
