@@ -691,6 +691,44 @@ mod tests {
     }
 
     #[test]
+    fn a_local_encoder_replaces_a_relay_and_numbers_above_it() {
+        let r = registry(Duration::from_secs(30), Duration::from_secs(60));
+        r.enable_relay();
+        let relay = r.claim_relayed(CameraId::from("cam"), "0000beef").unwrap();
+        assert_eq!(
+            r.health(Instant::now()),
+            vec![],
+            "a relayed copy is not reported"
+        );
+        let mut changes = r.changes();
+        changes.mark_unchanged();
+        assert_eq!(
+            r.claim(CameraId::from("cam")).err(),
+            Some(ClaimError::Relayed(CameraId::from("cam")))
+        );
+        assert!(relay.kicked().is_cancelled(), "the relay is told to stop");
+        drop(relay);
+        assert!(
+            changes.has_changed().unwrap(),
+            "waiters hear the slot free up"
+        );
+        let mut p = r.claim(CameraId::from("cam")).unwrap();
+        publish_clip(&mut p);
+        let w = r.get("cam").unwrap().ll().borrow().clone();
+        let now = SystemTime::UNIX_EPOCH.elapsed().unwrap().as_secs();
+        assert!(
+            (now - 5..=now + 5).contains(&w.first_msn()),
+            "a new origin numbers from the UNIX time: {}",
+            w.first_msn()
+        );
+        assert_eq!(r.health(Instant::now()).len(), 1);
+        // A single node (no relay) numbers from 0, as always.
+        let single = registry(Duration::from_secs(30), Duration::from_secs(60));
+        let _p = single.claim(CameraId::from("cam")).unwrap();
+        assert_eq!(single.get("cam").unwrap().ll().borrow().next_msn, 0);
+    }
+
+    #[test]
     fn disconnect_kicks_only_the_live_publisher() {
         let r = registry(Duration::from_secs(30), Duration::from_secs(60));
         assert!(!r.disconnect("cam"), "no stream yet");
