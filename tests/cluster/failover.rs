@@ -56,6 +56,17 @@ pub(crate) struct Node {
 }
 
 pub(crate) async fn start(id: u64, raft: u16, db: &str, join: Option<String>) -> Server {
+    start_named(&format!("cluster-node{id}"), id, raft, db, join).await
+}
+
+/// [`start`] in the scratch directory `name` (tests running at once need their own).
+pub(crate) async fn start_named(
+    name: &str,
+    id: u64,
+    raft: u16,
+    db: &str,
+    join: Option<String>,
+) -> Server {
     let mut extra = vec![
         "--database-url".to_owned(),
         db.to_owned(),
@@ -76,7 +87,7 @@ pub(crate) async fn start(id: u64, raft: u16, db: &str, join: Option<String>) ->
         extra.extend(["--join".to_owned(), j]);
     }
     Server::start_with(
-        &format!("cluster-node{id}"),
+        name,
         ServerOptions {
             allow_any_key: false,
             ..ServerOptions::default()

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::failover::{ADMIN_PASSWORD, Node, cluster_of, converged, free_port, start};
+use super::failover::{ADMIN_PASSWORD, Node, cluster_of, converged, free_port, start_named};
 use crate::common::hls::LlPlaylist;
 use crate::common::services::Postgres;
 use crate::common::{Server, eventually};
@@ -156,7 +156,7 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
     let pg = Postgres::start("relay-pg").await;
     let db = pg.url();
     let ports = [free_port(), free_port(), free_port()];
-    let n1 = start(1, ports[0], &db, None).await;
+    let n1 = start_named("relay-node1", 1, ports[0], &db, None).await;
     let join = format!("http://{}", n1.http);
     let mut nodes = vec![Node {
         id: 1,
@@ -165,7 +165,14 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
     }];
     for id in [2u64, 3] {
         let raft = ports[id as usize - 1];
-        let server = start(id, raft, &db, Some(join.clone())).await;
+        let server = start_named(
+            &format!("relay-node{id}"),
+            id,
+            raft,
+            &db,
+            Some(join.clone()),
+        )
+        .await;
         nodes.push(Node { id, raft, server });
     }
     let s1 = &nodes[0].server;
