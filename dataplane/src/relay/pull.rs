@@ -103,6 +103,14 @@ impl Puller {
     }
 }
 
+#[cfg(test)]
+impl Puller {
+    /// Cameras with a pull task.
+    pub(crate) fn pulling(&self) -> usize {
+        self.inner.pulling.lock().unwrap().len()
+    }
+}
+
 /// Takes the camera out of the pulling set however its task ends.
 struct Pulling<'a>(&'a Inner, &'a CameraId);
 
