@@ -213,6 +213,8 @@ impl Edge {
         debug!("relay accepted");
         let _open = super::gauge::OpenStream::open(super::gauge::Direction::In);
         let mut publisher: Option<Publisher> = None;
+        // The relayed publisher's kick token, taken once it exists (not per message).
+        let mut kick: Option<CancellationToken> = None;
         let started = Instant::now();
         let idle = self.ctx.idle_timeout;
         let mut tick = tokio::time::interval((idle / 4).max(std::time::Duration::from_millis(50)));
@@ -227,7 +229,7 @@ impl Edge {
                     let _ = send.finish();
                     return Ok(PullEnd::Shutdown);
                 }
-                () = kicked(publisher.as_ref()) => {
+                () = kicked(kick.as_ref()) => {
                     let end = End { reason: EndReason::Shutdown, text: "published on the edge".into() };
                     let _ = write(&mut send, &Message::End(end), &mut scratch).await;
                     let _ = send.finish();
@@ -237,6 +239,9 @@ impl Edge {
                     Ok(Some(msg)) => {
                         if let Some(end) = self.handle(&camera, &mut publisher, msg)? {
                             return Ok(end);
+                        }
+                        if kick.is_none() {
+                            kick = publisher.as_ref().map(Publisher::kicked);
                         }
                     }
                     Ok(None) => return Err(PullError::Lost("the origin closed the stream without End".into())),
@@ -301,10 +306,10 @@ impl Edge {
 }
 
 /// Resolves when the registry asks the relayed publisher to go (a local encoder claims the
-/// camera); never before the relay has claimed it.
-async fn kicked(publisher: Option<&Publisher>) {
-    match publisher {
-        Some(p) => p.kicked().cancelled_owned().await,
+/// camera, or the control plane disconnects it); never before the relay has claimed it.
+async fn kicked(kick: Option<&CancellationToken>) {
+    match kick {
+        Some(k) => k.cancelled().await,
         None => std::future::pending().await,
     }
 }
