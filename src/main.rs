@@ -142,6 +142,14 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         .await
         .context("cannot start the control plane")?;
     deferred.fill(&cp);
+    // A cluster node with a relay serves any camera: viewers of a camera ingested elsewhere
+    // get it pulled from its origin. Without one (or on a single node) the HLS routes
+    // answer only for cameras ingested here.
+    if let (Some(relay), Some(locator)) = (&relay, cp.origin_locator()) {
+        server
+            .data_plane()
+            .enable_pulls(relay.edge(), locator, shutdown.clone());
+    }
     cp.attach_live(Arc::new(server.data_plane()));
     // Recording: the recorder has repaired the hot tier during bind; the control plane now
     // finishes interrupted tier moves, reconciles the hot tier with its rows, and turns

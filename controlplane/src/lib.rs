@@ -517,6 +517,15 @@ impl ControlPlane {
         self.shared.cluster.as_ref()
     }
 
+    /// Where cameras placed on other nodes are ingested, for the data plane's relay pulls;
+    /// `None` on a single node.
+    pub fn origin_locator(&self) -> Option<Arc<dyn camstream_protocol::OriginLocator>> {
+        self.shared
+            .cluster
+            .clone()
+            .map(|c| Arc::new(c) as Arc<dyn camstream_protocol::OriginLocator>)
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &ControlPlaneConfig {
         &self.shared.config

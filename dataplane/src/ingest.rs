@@ -192,13 +192,33 @@ impl Ingest {
             .authorize(req.clone())
             .await
             .map_err(|e| format!("{e} (key {})", redact(req.stream_key)))?;
-        self.registry.claim(camera).map_err(|e| match e {
-            ClaimError::AlreadyPublishing(c) => format!(
-                "camera {c} is already being published by another encoder; the first keeps streaming"
-            ),
-        })
+        // A relay feeding the camera here is told to stop by the claim; it lets go within
+        // a message or two.
+        let deadline = tokio::time::Instant::now() + RELAY_TAKEOVER;
+        let mut changes = self.registry.changes();
+        loop {
+            match self.registry.claim(camera.clone()) {
+                Ok(p) => return Ok(p),
+                Err(ClaimError::Relayed(_)) if tokio::time::Instant::now() < deadline => {
+                    let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+                }
+                Err(ClaimError::AlreadyPublishing(c)) => {
+                    return Err(format!(
+                        "camera {c} is already being published by another encoder; the first keeps streaming"
+                    ));
+                }
+                Err(ClaimError::Relayed(c)) => {
+                    return Err(format!(
+                        "camera {c} is relayed from another node and the relay did not stop in time"
+                    ));
+                }
+            }
+        }
     }
 }
+
+/// How long a publish waits for a relayed feed of its camera to stop.
+const RELAY_TAKEOVER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Writes everything the session wants sent.
 async fn flush<S: AsyncWrite + Unpin>(session: &mut Session, io: &mut S) -> std::io::Result<()> {

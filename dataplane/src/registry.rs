@@ -124,6 +124,11 @@ impl Stream {
         self.ll.subscribe()
     }
 
+    /// Whether a publisher (encoder or relay) feeds the stream now.
+    pub(crate) fn is_live(&self) -> bool {
+        self.slot.lock().expect("slot poisoned").phase == Phase::Live
+    }
+
     /// Subscribes to the TS window.
     pub(crate) fn ts(&self) -> watch::Receiver<Arc<Window>> {
         self.ts.subscribe()
@@ -216,6 +221,11 @@ pub(crate) enum ClaimError {
     /// Another encoder is publishing this camera.
     #[error("camera {0} is already being published")]
     AlreadyPublishing(CameraId),
+    /// A relay from another node feeds this camera here (this node is an edge). A local
+    /// encoder wins: the relay was told to stop; claim again once it has (after the next
+    /// [`Registry::changes`]).
+    #[error("camera {0} is being relayed from another node; the relay was told to stop")]
+    Relayed(CameraId),
 }
 
 /// The registry of camera streams.
@@ -225,6 +235,9 @@ pub(crate) struct Registry {
     relay: AtomicBool,
     streams: ArcSwap<HashMap<CameraId, Arc<Stream>>>,
     writer: Mutex<()>,
+    /// Bumped when a stream is added or a publisher leaves (rare): what waiters for a
+    /// stream to appear or a slot to free up watch.
+    changes: watch::Sender<u64>,
 }
 
 impl Registry {
@@ -235,6 +248,7 @@ impl Registry {
             relay: AtomicBool::new(false),
             streams: ArcSwap::from_pointee(HashMap::new()),
             writer: Mutex::new(()),
+            changes: watch::channel(0).0,
         })
     }
 
@@ -242,6 +256,15 @@ impl Registry {
     /// so other nodes can relay it. Off by default: a single node pays nothing.
     pub(crate) fn enable_relay(&self) {
         self.relay.store(true, Ordering::Relaxed);
+    }
+
+    /// Changes when a stream is added or a publisher (encoder or relay) leaves.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The stream of a camera, if it has one. Lock-free.
@@ -258,7 +281,8 @@ impl Registry {
     /// reconnect window, starts a new one otherwise.
     ///
     /// # Errors
-    /// [`ClaimError::AlreadyPublishing`] while another publisher holds it.
+    /// [`ClaimError::AlreadyPublishing`] while another encoder holds it;
+    /// [`ClaimError::Relayed`] while a relay feeds it (the relay is told to stop).
     pub(crate) fn claim(self: &Arc<Self>, camera: CameraId) -> Result<Publisher, ClaimError> {
         self.claim_as(camera, None)
     }
@@ -287,16 +311,28 @@ impl Registry {
         let _w = self.writer.lock().expect("registry writer poisoned");
         let now = SystemTime::now();
         let existing = self.get(&camera);
-        if let Some(stream) = existing {
+        if let Some(stream) = existing.as_ref() {
             let mut slot = stream.slot.lock().expect("slot poisoned");
             match slot.phase {
+                // A local encoder wins over a relayed feed of the same camera: the encoder
+                // is the camera, the relay only a copy from a node that lost it.
+                Phase::Live if !relayed && stream.is_relayed() => {
+                    slot.kick.cancel();
+                    return Err(ClaimError::Relayed(camera));
+                }
                 Phase::Live => return Err(ClaimError::AlreadyPublishing(camera)),
                 Phase::Away(_) => {
                     let mut seg = slot
                         .segmenter
                         .take()
                         .expect("away streams hold a segmenter");
-                    seg.set_relay(!relayed && self.relay.load(Ordering::Relaxed));
+                    let clustered = self.relay.load(Ordering::Relaxed);
+                    if clustered && !relayed && stream.is_relayed() {
+                        // This node becomes the origin of a camera it relayed: number as a
+                        // new origin (see below).
+                        seg.renumber_from(cluster_first_msn(0));
+                    }
+                    seg.set_relay(!relayed && clustered);
                     stream.relayed.store(relayed, Ordering::Relaxed);
                     let changed = seg.start_session();
                     stream.publish(&seg, changed);
@@ -310,11 +346,21 @@ impl Registry {
                 Phase::Ended(_) => {} // start over below
             }
         }
+        let clustered = self.relay.load(Ordering::Relaxed);
+        // In a cluster a camera's origin may move between nodes, and viewers of the nodes
+        // that stay must never see the media sequence go back: a new stream starts above
+        // any number an earlier origin can have reached (docs/architecture.md, "Numbering
+        // across origins"). Edges take the origin's numbers; a single node starts at 0.
+        let first_msn = (clustered && !relayed)
+            .then(|| cluster_first_msn(existing.as_ref().map_or(0, |s| s.ll.borrow().next_msn)));
         let kick = CancellationToken::new();
         let prefix =
             relayed_prefix.unwrap_or_else(|| Arc::from(format!("{:08x}", rand::random::<u32>())));
         let mut seg = Segmenter::new(self.config.segmenter.clone(), prefix);
-        seg.set_relay(!relayed && self.relay.load(Ordering::Relaxed));
+        if let Some(msn) = first_msn {
+            seg.set_first_msn(msn);
+        }
+        seg.set_relay(!relayed && clustered);
         seg.start_session();
         let (ll, _) = watch::channel(Arc::new(seg.ll().clone()));
         let (ts, _) = watch::channel(Arc::new(seg.ts().clone()));
@@ -345,6 +391,7 @@ impl Registry {
         let mut map = HashMap::clone(&self.streams.load());
         map.insert(camera, stream.clone());
         self.streams.store(Arc::new(map));
+        self.changed();
         Ok(Publisher::new(self.clone(), stream, seg, kick))
     }
 
@@ -400,7 +447,9 @@ impl Registry {
     pub(crate) fn health(&self, now: Instant) -> Vec<StreamHealth> {
         let map = self.streams.load();
         let mut out = Vec::with_capacity(map.len());
-        for stream in map.values() {
+        // A relayed copy (this node is an edge) is not this node's camera: its origin
+        // reports it, and a report from here would claim its placement.
+        for stream in map.values().filter(|s| !s.is_relayed()) {
             let mut slot = stream.slot.lock().expect("slot poisoned");
             let counters = slot.counters;
             let (fps, bitrate) = match slot.sampled {
@@ -436,6 +485,14 @@ impl Registry {
         }
         out
     }
+}
+
+/// The first media sequence number of a stream starting on a cluster node: the UNIX time in
+/// seconds, which no earlier origin's numbering can have reached while its segments last at
+/// least a second, or `after` (what this node showed) when that is higher.
+fn cluster_first_msn(after: u64) -> u64 {
+    let secs = SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
+    secs.max(after)
 }
 
 /// Stats are copied from the segmenter into the shared slot at most this often.
@@ -593,6 +650,8 @@ impl Drop for Publisher {
         slot.segmenter = Some(seg);
         slot.phase = Phase::Away(Instant::now());
         slot.since = now;
+        drop(slot);
+        registry.changed();
     }
 }
 
@@ -629,6 +688,44 @@ mod tests {
         let stream = r.get("cam").unwrap();
         assert!(stream.ll().borrow().segments.len() >= 2);
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn a_local_encoder_replaces_a_relay_and_numbers_above_it() {
+        let r = registry(Duration::from_secs(30), Duration::from_secs(60));
+        r.enable_relay();
+        let relay = r.claim_relayed(CameraId::from("cam"), "0000beef").unwrap();
+        assert_eq!(
+            r.health(Instant::now()),
+            vec![],
+            "a relayed copy is not reported"
+        );
+        let mut changes = r.changes();
+        changes.mark_unchanged();
+        assert_eq!(
+            r.claim(CameraId::from("cam")).err(),
+            Some(ClaimError::Relayed(CameraId::from("cam")))
+        );
+        assert!(relay.kicked().is_cancelled(), "the relay is told to stop");
+        drop(relay);
+        assert!(
+            changes.has_changed().unwrap(),
+            "waiters hear the slot free up"
+        );
+        let mut p = r.claim(CameraId::from("cam")).unwrap();
+        publish_clip(&mut p);
+        let w = r.get("cam").unwrap().ll().borrow().clone();
+        let now = SystemTime::UNIX_EPOCH.elapsed().unwrap().as_secs();
+        assert!(
+            (now - 5..=now + 5).contains(&w.first_msn()),
+            "a new origin numbers from the UNIX time: {}",
+            w.first_msn()
+        );
+        assert_eq!(r.health(Instant::now()).len(), 1);
+        // A single node (no relay) numbers from 0, as always.
+        let single = registry(Duration::from_secs(30), Duration::from_secs(60));
+        let _p = single.claim(CameraId::from("cam")).unwrap();
+        assert_eq!(single.get("cam").unwrap().ll().borrow().next_msn, 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,6 +32,7 @@ use crate::http::{self, Gate, HlsState, HttpLimits, Waits};
 use crate::ingest::Ingest;
 use crate::record::{Recorder, RecorderConfig, RecorderError, RecordingEvent};
 use crate::registry::{Registry, RegistryConfig};
+use crate::relay::Puller;
 use crate::tls::{self, CertSource, TlsError};
 
 /// The data plane's configuration, validated by the binary.
@@ -166,6 +167,7 @@ pub struct BoundAddrs {
 pub struct DataPlane {
     registry: Arc<Registry>,
     recorder: Arc<Recorder>,
+    puller: Arc<OnceLock<Puller>>,
 }
 
 impl DataPlane {
@@ -206,6 +208,19 @@ impl DataPlane {
     pub fn recordings_dir(&self) -> PathBuf {
         self.recorder.dir().to_owned()
     }
+
+    /// Cluster node: from now on a viewer asking for a camera that `locator` places on
+    /// another node gets it pulled through `edge` ([`Puller`]). Call once, before
+    /// [`Server::run`]; a second call is ignored. A node that never calls it answers 404
+    /// for cameras it does not ingest, as a single node does.
+    pub fn enable_pulls(
+        &self,
+        edge: crate::relay::Edge,
+        locator: Arc<dyn camstream_protocol::OriginLocator>,
+        shutdown: CancellationToken,
+    ) {
+        let _ = self.puller.set(Puller::new(edge, locator, shutdown));
+    }
 }
 
 impl camstream_protocol::LiveControl for DataPlane {
@@ -229,6 +244,7 @@ pub struct Server {
     registry: Arc<Registry>,
     ingest: Arc<Ingest>,
     hls: HlsState,
+    puller: Arc<OnceLock<Puller>>,
     max_ingest: usize,
     http_limits: HttpLimits,
     recorder: Arc<Recorder>,
@@ -311,10 +327,12 @@ impl Server {
             authorizer,
             rtmp: crate::rtmp::Config::default(),
         });
+        let puller = Arc::new(OnceLock::new());
         let hls = HlsState {
             registry: registry.clone(),
             guard,
             waits: Waits::default(),
+            puller: puller.clone(),
         };
         Ok(Self {
             rtmp,
@@ -326,6 +344,7 @@ impl Server {
             registry,
             ingest,
             hls,
+            puller,
             max_ingest: config.max_ingest_connections,
             http_limits: config.http.clone(),
             recorder,
@@ -355,6 +374,7 @@ impl Server {
         DataPlane {
             registry: self.registry.clone(),
             recorder: self.recorder.clone(),
+            puller: self.puller.clone(),
         }
     }
 

@@ -11,6 +11,7 @@ mod codec;
 mod control;
 mod frame;
 mod health;
+mod placement;
 pub mod relay;
 mod time;
 
@@ -20,4 +21,5 @@ pub use codec::{
 pub use control::LiveControl;
 pub use frame::{MediaEvent, MediaFrame, StreamMetadata, TrackKind};
 pub use health::{StreamHealth, StreamState};
+pub use placement::{Origin, OriginLocator};
 pub use time::{MS_TO_90K, TICKS_PER_SECOND, Unwrapper};

@@ -12,12 +12,12 @@ use sha2::{Digest, Sha256};
 use crate::common::services::Postgres;
 use crate::common::{Server, ServerOptions};
 
-const SECRET: &str = "cluster-test-secret-0123456789";
-const ADMIN_PASSWORD: &str = "Raft-Operator-Pass-42";
+pub(crate) const SECRET: &str = "cluster-test-secret-0123456789";
+pub(crate) const ADMIN_PASSWORD: &str = "Raft-Operator-Pass-42";
 /// Leader kills measured.
 const ROUNDS: usize = 5;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind a loopback port")
@@ -49,13 +49,24 @@ fn sign(secret: &str, path: &str, node: u64, time_ms: u64, nonce: &str, body: &[
     hex(&mac.finalize().into_bytes())
 }
 
-struct Node {
-    id: u64,
-    raft: u16,
-    server: Server,
+pub(crate) struct Node {
+    pub(crate) id: u64,
+    pub(crate) raft: u16,
+    pub(crate) server: Server,
 }
 
-async fn start(id: u64, raft: u16, db: &str, join: Option<String>) -> Server {
+pub(crate) async fn start(id: u64, raft: u16, db: &str, join: Option<String>) -> Server {
+    start_named(&format!("cluster-node{id}"), id, raft, db, join).await
+}
+
+/// [`start`] in the scratch directory `name` (tests running at once need their own).
+pub(crate) async fn start_named(
+    name: &str,
+    id: u64,
+    raft: u16,
+    db: &str,
+    join: Option<String>,
+) -> Server {
     let mut extra = vec![
         "--database-url".to_owned(),
         db.to_owned(),
@@ -76,7 +87,7 @@ async fn start(id: u64, raft: u16, db: &str, join: Option<String>) -> Server {
         extra.extend(["--join".to_owned(), j]);
     }
     Server::start_with(
-        &format!("cluster-node{id}"),
+        name,
         ServerOptions {
             allow_any_key: false,
             ..ServerOptions::default()
@@ -86,7 +97,7 @@ async fn start(id: u64, raft: u16, db: &str, join: Option<String>) -> Server {
     .await
 }
 
-async fn cluster_of(server: &Server, token: &str) -> Option<Value> {
+pub(crate) async fn cluster_of(server: &Server, token: &str) -> Option<Value> {
     let r = server
         .client()
         .get(server.url("/api/v1/cluster"))
@@ -103,7 +114,7 @@ async fn cluster_of(server: &Server, token: &str) -> Option<Value> {
 
 /// Polls until every node in `nodes` shows `ids` as voting members holding leases and all
 /// name the same leader; returns it.
-async fn converged(nodes: &[&Node], ids: &[u64], token: &str, timeout: Duration) -> u64 {
+pub(crate) async fn converged(nodes: &[&Node], ids: &[u64], token: &str, timeout: Duration) -> u64 {
     let deadline = Instant::now() + timeout;
     let mut last = Vec::new();
     loop {

@@ -3,10 +3,13 @@
 //! secret, join into one cluster through `--join`; every node's `GET /api/v1/cluster` shows
 //! the same members and leader; a raft RPC signed with another secret is refused with 401
 //! and logged with the peer's address; `kill -9` of the leader gives a new leader among the
-//! survivors (the time is printed, run with `--nocapture`).
+//! survivors (the time is printed, run with `--nocapture`); a viewer on any node plays a
+//! camera ingested on another through the QUIC relay, and keeps playing when the ingest
+//! node is killed and the publisher reconnects elsewhere (`relay`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod failover;
 mod recordings;
+mod relay;

@@ -690,6 +690,24 @@ impl Cluster {
             .read(|s| s.member(id).map(|m| m.info.api_url.clone()))
     }
 
+    /// Where `camera` is ingested when that is another node with a relay address, for the
+    /// data plane's pulls ([`camstream_protocol::OriginLocator`]).
+    pub fn origin(&self, camera: &str) -> Option<camstream_protocol::Origin> {
+        let me = self.node_id();
+        self.inner.state.read(|s| {
+            let p = s.placement(camera)?;
+            let node = p.node.filter(|n| *n != me)?;
+            // Advertised as HOST:PORT; a name that is not an address is not resolved here
+            // (this runs per viewer request): advertise an IP address.
+            let relay_addr = s.member(node)?.info.relay_addr.parse().ok()?;
+            Some(camstream_protocol::Origin {
+                node,
+                relay_addr,
+                epoch: p.epoch,
+            })
+        })
+    }
+
     /// What `GET /api/v1/cluster` shows.
     pub(crate) fn status(&self) -> ClusterStatus {
         let i = &self.inner;
@@ -776,4 +794,10 @@ pub(crate) struct ClusterStatus {
     pub(crate) own_lease_held: bool,
     pub(crate) members: Vec<MemberStatus>,
     pub(crate) cameras: Vec<(String, Option<NodeId>, u64)>,
+}
+
+impl camstream_protocol::OriginLocator for Cluster {
+    fn locate(&self, camera: &str) -> Option<camstream_protocol::Origin> {
+        self.origin(camera)
+    }
 }

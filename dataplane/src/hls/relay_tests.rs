@@ -200,3 +200,52 @@ fn frames_before_an_init_are_dropped() {
     assert_eq!(changed, Changed::default());
     assert_eq!(edge.counters().dropped, 1);
 }
+
+#[test]
+fn an_edge_following_a_new_origin_numbered_higher_restarts_its_window_behind_a_discontinuity() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let mut first = segmenter();
+    first.set_relay(true);
+    first.set_first_msn(1_000);
+    let mut edge = edge_for(&first);
+    first.start_session();
+    for ev in clip_events(BOTH) {
+        first.handle_event(t0, ev);
+        follow(&mut edge, first.take_relay().collect::<Vec<_>>());
+    }
+    // The origin is lost mid-segment: the edge closes what it has.
+    edge.end_session();
+    let shown = edge.ll().next_msn;
+    let ds = edge.ll().discontinuity_sequence;
+    assert!(shown > 1_000 && !edge.ll().segments.is_empty());
+
+    // The camera starts again on another node, numbered above anything shown.
+    let mut second = segmenter();
+    second.set_relay(true);
+    second.set_first_msn(shown + 50);
+    second.start_session();
+    for ev in clip_events(BOTH) {
+        second.handle_event(t0, ev);
+        follow(&mut edge, second.take_relay().collect::<Vec<_>>());
+    }
+    let w = edge.ll();
+    assert_eq!(
+        w.first_msn(),
+        shown + 50,
+        "the window restarted at the jump"
+    );
+    assert_eq!(w.next_msn, second.ll().next_msn, "the new origin's numbers");
+    assert_eq!(
+        w.discontinuity_sequence,
+        ds + 1,
+        "one discontinuity at the jump"
+    );
+    assert_eq!(edge.ts().first_msn(), shown + 50);
+    // The parts are the new origin's, byte for byte.
+    for s in &w.segments {
+        let o = second.ll().segment(s.msn).unwrap();
+        for (a, b) in o.parts.iter().zip(&s.parts) {
+            assert_eq!(a.data.to_bytes(), b.data.to_bytes(), "msn {}", s.msn);
+        }
+    }
+}

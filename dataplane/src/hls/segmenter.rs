@@ -218,6 +218,14 @@ impl Segmenter {
         }
     }
 
+    /// Numbers the first segment `msn` (LL-HLS and TS) instead of 0. Call before the first
+    /// session (a cluster origin starts above what an earlier origin reached).
+    pub(crate) fn set_first_msn(&mut self, msn: u64) {
+        debug_assert!(self.ll.segments.is_empty() && self.ll.partial.is_none());
+        self.ll.next_msn = msn;
+        self.ts.next_msn = msn;
+    }
+
     /// Whether completed parts are queued for the recorder ([`Segmenter::take_recorded`]).
     pub(crate) fn set_recording(&mut self, on: bool) {
         self.record = on;

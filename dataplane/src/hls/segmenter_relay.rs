@@ -130,6 +130,9 @@ impl Segmenter {
         self.ll.ended = false;
         self.ts.ended = false;
         let fresh = self.ll.segments.is_empty() && self.ll.partial.is_none();
+        // Numbers ahead of this window's (segments missed while not relaying, or a new
+        // origin, which starts above any earlier one): the window restarts there.
+        let jumped = !fresh && (init.msn > self.ll.next_msn || init.ts_msn > self.ts.next_msn);
         if fresh || init.msn >= self.ll.next_msn {
             self.ll.next_msn = init.msn;
         }
@@ -140,8 +143,14 @@ impl Segmenter {
             self.ll.discontinuity_sequence = init.discontinuity_sequence;
             self.ts.discontinuity_sequence = init.discontinuity_sequence;
         }
+        if jumped {
+            restart_window(&mut self.ll);
+            restart_window(&mut self.ts);
+        }
         self.fragment_seq = init.fragment_seq;
-        self.discontinuity = init.discontinuity;
+        // A window that goes on from an earlier session (another pull, another origin)
+        // continues behind a discontinuity even when the origin's stream has none there.
+        self.discontinuity = init.discontinuity || jumped || (!fresh && self.discontinuity);
         let part_target = f64::from(init.part_target_us) / 1e6;
         for w in [&mut self.ll, &mut self.ts] {
             w.target_duration = w.target_duration.max(init.target_duration);
@@ -211,6 +220,21 @@ impl Segmenter {
         changed
     }
 
+    /// Numbers the next segment at least `msn` (LL-HLS and TS): a node becoming a camera's
+    /// origin after relaying it starts above any number an earlier origin reached. A window
+    /// that must jump restarts there, behind a discontinuity. Call between sessions.
+    pub(crate) fn renumber_from(&mut self, msn: u64) {
+        for w in [&mut self.ll, &mut self.ts] {
+            if msn <= w.next_msn {
+                continue;
+            }
+            if !w.segments.is_empty() || w.partial.is_some() {
+                restart_window(w);
+            }
+            w.next_msn = msn;
+        }
+    }
+
     /// Edge side: one relayed frame, cut where the origin cut it. Ignored (and counted as
     /// dropped) before the first `Init`.
     pub(crate) fn follow_frame(&mut self, now: SystemTime, frame: relay::Frame) -> Changed {
@@ -222,4 +246,21 @@ impl Segmenter {
             }
         }
     }
+}
+
+/// Empties a window whose numbering jumps forward (a playlist's segments are numbered
+/// consecutively from its MEDIA-SEQUENCE, so no gap can be listed). Viewers see the media
+/// sequence jump and the discontinuity sequence grow by the discontinuities that left the
+/// window plus the one at the jump: the next segment is listed first, where its
+/// `EXT-X-DISCONTINUITY` is not printed (RFC 8216bis §6.2.2).
+fn restart_window(w: &mut super::Window) {
+    let left = w
+        .segments
+        .iter()
+        .skip(1)
+        .filter(|s| s.discontinuity)
+        .count() as u64;
+    w.discontinuity_sequence += left + 1;
+    w.segments.clear();
+    w.partial = None;
 }

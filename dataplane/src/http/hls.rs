@@ -1,7 +1,7 @@
 //! The `/hls/...` routes.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,6 +21,7 @@ use crate::chunks::Chunks;
 use crate::hls::playlist::{self, Render, names};
 use crate::hls::window::{Flavor, Window};
 use crate::registry::{Registry, Stream};
+use crate::relay::Puller;
 
 /// Playlist content type (RFC 8216bis §4).
 const M3U8: &str = "application/vnd.apple.mpegurl";
@@ -52,6 +53,9 @@ pub(crate) struct HlsState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) guard: Arc<dyn PlaybackGuard>,
     pub(crate) waits: Waits,
+    /// Set once on a cluster node with a relay (after the relay and the control plane have
+    /// started): pulls cameras ingested elsewhere. Unset on a single node.
+    pub(crate) puller: Arc<OnceLock<Puller>>,
 }
 
 /// The `/hls` router.
@@ -94,20 +98,57 @@ fn denied(e: &PlaybackDenied) -> Reject {
     Reject(status, e.to_string())
 }
 
-/// Looks the camera up and checks the token: the common first step of every route.
-fn admit(
+/// Looks the camera up and checks the token: the common first step of every route. On a
+/// cluster node, a camera with no live stream here that another node ingests is pulled from
+/// that node (token first: an unauthorized request never starts a pull), waiting up to the
+/// startup time for its stream to appear.
+async fn admit(
     state: &HlsState,
     camera: &str,
     directives: &Directives<'_>,
 ) -> Result<Arc<Stream>, Reject> {
-    let Some(stream) = state.registry.get(camera) else {
-        return Err(Reject(StatusCode::NOT_FOUND, "no such stream".into()));
+    let stream = state.registry.get(camera);
+    let check = || {
+        state
+            .guard
+            .check(camera, directives.token)
+            .map_err(|e| denied(&e))
     };
-    state
-        .guard
-        .check(camera, directives.token)
-        .map_err(|e| denied(&e))?;
-    Ok(stream)
+    let Some(puller) = state.puller.get() else {
+        // A single node: today's path.
+        let Some(stream) = stream else {
+            return Err(Reject(StatusCode::NOT_FOUND, "no such stream".into()));
+        };
+        check()?;
+        return Ok(stream);
+    };
+    check()?;
+    if let Some(s) = stream.as_ref().filter(|s| s.is_live()) {
+        return Ok(s.clone());
+    }
+    if !puller.ensure(camera) {
+        return stream.ok_or_else(|| Reject(StatusCode::NOT_FOUND, "no such stream".into()));
+    }
+    if let Some(s) = stream {
+        // A stream left from an earlier pull or publish: the pull continues it.
+        return Ok(s);
+    }
+    let deadline = Instant::now() + state.waits.startup;
+    let mut changes = state.registry.changes();
+    loop {
+        if let Some(s) = state.registry.get(camera) {
+            return Ok(s);
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(Reject(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "stream is starting".into(),
+                ));
+            }
+        }
+    }
 }
 
 fn directives(raw: &Option<String>) -> Result<Directives<'_>, Reject> {
@@ -168,7 +209,7 @@ async fn playlist(
         Ok(d) => d,
         Err(r) => return r.into_response(),
     };
-    let stream = match admit(&state, camera, &d) {
+    let stream = match admit(&state, camera, &d).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -281,7 +322,7 @@ async fn media(
         Ok(d) => d,
         Err(r) => return r.into_response(),
     };
-    let stream = match admit(&state, camera, &d) {
+    let stream = match admit(&state, camera, &d).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };

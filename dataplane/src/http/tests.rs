@@ -43,6 +43,7 @@ fn fixture(seconds: f64, guard: Arc<dyn PlaybackGuard>) -> Fixture {
             startup: Duration::from_millis(300),
             min_parts: 3,
         },
+        puller: Arc::default(),
     });
     Fixture {
         registry,

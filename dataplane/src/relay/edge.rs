@@ -30,6 +30,8 @@ pub enum PullEnd {
     /// this node's; `Lagged`: this node fell behind and may pull again; `Shutdown`: the
     /// origin is going away).
     Ended(EndReason),
+    /// An encoder started publishing the camera on this node: the local publisher wins.
+    Replaced,
 }
 
 /// Why a pull failed. The edge's playlists stop growing (the segment in progress is closed);
@@ -80,6 +82,27 @@ impl Edge {
             ctx,
             conns: Arc::default(),
         }
+    }
+
+    /// The registry pulled cameras go into.
+    pub(crate) fn registry(&self) -> &Arc<crate::registry::Registry> {
+        &self.ctx.registry
+    }
+
+    /// How long a pull runs without a viewer.
+    pub(crate) fn idle_timeout(&self) -> std::time::Duration {
+        self.ctx.idle_timeout
+    }
+
+    /// Drops the shared connection to `origin`, if any, so the next pull connects afresh:
+    /// after a failure or a move, a cached connection may lead to a process that is gone
+    /// (restarted on the same address) and would look open until the QUIC idle timeout.
+    /// Streams already open on it are not affected.
+    pub(crate) fn forget(&self, origin: SocketAddr) {
+        self.conns
+            .lock()
+            .expect("relay connections poisoned")
+            .remove(&origin);
     }
 
     async fn connection(&self, origin: SocketAddr) -> Result<Connection, PullError> {
@@ -190,6 +213,8 @@ impl Edge {
         debug!("relay accepted");
         let _open = super::gauge::OpenStream::open(super::gauge::Direction::In);
         let mut publisher: Option<Publisher> = None;
+        // The relayed publisher's kick token, taken once it exists (not per message).
+        let mut kick: Option<CancellationToken> = None;
         let started = Instant::now();
         let idle = self.ctx.idle_timeout;
         let mut tick = tokio::time::interval((idle / 4).max(std::time::Duration::from_millis(50)));
@@ -204,10 +229,19 @@ impl Edge {
                     let _ = send.finish();
                     return Ok(PullEnd::Shutdown);
                 }
+                () = kicked(kick.as_ref()) => {
+                    let end = End { reason: EndReason::Shutdown, text: "published on the edge".into() };
+                    let _ = write(&mut send, &Message::End(end), &mut scratch).await;
+                    let _ = send.finish();
+                    return Ok(PullEnd::Replaced);
+                }
                 m = reader.next() => match m {
                     Ok(Some(msg)) => {
                         if let Some(end) = self.handle(&camera, &mut publisher, msg)? {
                             return Ok(end);
+                        }
+                        if kick.is_none() {
+                            kick = publisher.as_ref().map(Publisher::kicked);
                         }
                     }
                     Ok(None) => return Err(PullError::Lost("the origin closed the stream without End".into())),
@@ -249,7 +283,7 @@ impl Edge {
                     .ctx
                     .registry
                     .claim_relayed(camera.clone(), &init.prefix)
-                    .map_err(|ClaimError::AlreadyPublishing(_)| PullError::Busy)?;
+                    .map_err(|_: ClaimError| PullError::Busy)?;
                 *publisher = Some(p);
             }
         }
@@ -268,6 +302,15 @@ impl Edge {
             warn!(problem = %problem, "segmenter");
         }
         Ok(end)
+    }
+}
+
+/// Resolves when the registry asks the relayed publisher to go (a local encoder claims the
+/// camera, or the control plane disconnects it); never before the relay has claimed it.
+async fn kicked(kick: Option<&CancellationToken>) {
+    match kick {
+        Some(k) => k.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -9,9 +9,12 @@
 //! [`camstream_protocol::relay`]; the segmenter's relay log and follow mode
 //! (`hls/segmenter_relay.rs`) make the edge cut parts and segments exactly where the origin did.
 //!
+//! On-demand pulls ([`Puller`]): the HLS handler asks for a camera placed on another node
+//! (after checking the viewer's token); one task per camera pulls it, follows the camera to
+//! a new origin and stops when viewers leave.
+//!
 //! Leaves to others: deciding which node is a camera's origin (placement and epochs in
-//! `raft-store/`), when to pull (the HLS handler or the control plane calls
-//! [`Edge::pull`]) and reconnecting after a pull ends.
+//! `raft-store/`, read through [`camstream_protocol::OriginLocator`]).
 //!
 //! Stream layout (edge → origin, then origin → edge):
 //! `Hello{version, camera, proof}` → `Accept{proof}`, `Init`, `Frame`…, (`Flush`, `Init`,
@@ -21,6 +24,7 @@ mod auth;
 mod edge;
 mod gauge;
 mod origin;
+mod pull;
 
 #[cfg(test)]
 mod tests;
@@ -35,6 +39,7 @@ use quinn::{RecvStream, SendStream};
 
 pub use auth::RelayTlsError;
 pub use edge::{Edge, PullEnd, PullError};
+pub use pull::Puller;
 
 use crate::registry::Registry;
 use crate::server::DataPlane;

@@ -484,3 +484,59 @@ async fn a_lost_origin_ends_the_edge_stream_cleanly() {
         "the playlist stopped growing"
     );
 }
+
+/// Where the test says the camera is.
+struct FixedOrigin(Mutex<Option<camstream_protocol::Origin>>);
+
+impl camstream_protocol::OriginLocator for FixedOrigin {
+    fn locate(&self, _camera: &str) -> Option<camstream_protocol::Origin> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Many viewers asking at once start one pull; an encoder publishing the camera on the edge
+/// replaces the relay and the pull task ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_are_single_flight_and_yield_to_a_local_encoder() {
+    let origin = node("pull-origin", b"k", Duration::from_secs(60)).await;
+    let edge = node("pull-edge", b"k", Duration::from_secs(60)).await;
+    let _p = publish_clip(&origin, "cam", 3);
+    let locator = Arc::new(FixedOrigin(Mutex::new(None)));
+    let puller = Puller::new(edge.edge.clone(), locator.clone(), edge.stop.clone());
+    assert!(!puller.ensure("cam"), "unplaced: nothing to pull");
+    *locator.0.lock().unwrap() = Some(camstream_protocol::Origin {
+        node: 1,
+        relay_addr: origin.relay_addr,
+        epoch: 1,
+    });
+    for _ in 0..20 {
+        assert!(puller.ensure("cam"));
+    }
+    assert_eq!(puller.pulling(), 1, "one pull for every viewer");
+    let stream = eventually("the edge has parts", Duration::from_secs(10), || {
+        let s = edge.dp.registry().get("cam")?;
+        let has = s.ll().borrow().next_part() != (s.ll().borrow().first_msn(), 0);
+        has.then_some(s)
+    })
+    .await;
+    assert!(stream.is_relayed() && stream.is_live());
+    stream.saw_viewer("10.1.2.3".parse().unwrap(), Instant::now());
+
+    // A local encoder: the relay is told to go, and the encoder gets the camera.
+    let registry = edge.dp.registry().clone();
+    let mut changes = registry.changes();
+    assert_eq!(
+        registry.claim(CameraId::from("cam")).err(),
+        Some(crate::registry::ClaimError::Relayed(CameraId::from("cam")))
+    );
+    tokio::time::timeout(Duration::from_secs(5), changes.changed())
+        .await
+        .expect("the relay lets go")
+        .unwrap();
+    let local = registry.claim(CameraId::from("cam")).unwrap();
+    assert!(!local.stream().is_relayed());
+    eventually("the pull task ends", Duration::from_secs(5), || {
+        (puller.pulling() == 0).then_some(())
+    })
+    .await;
+}
