@@ -184,6 +184,10 @@ try {
   await page.getByRole("heading", { name: "E2E Front door" }).waitFor();
   await page.getByRole("heading", { name: /Today/ }).waitFor();
   await page.getByText(/\d+ fps/).first().waitFor();
+  // The last hour's health: the camera has streamed for a while, so the charts have a line.
+  await page.getByTestId("health-fps").waitFor();
+  const line = await page.getByTestId("health-fps").locator("path").getAttribute("d");
+  expect(line && line.startsWith("M"), `an fps line, got ${line}`);
   await shot("06-camera-detail");
 
   step("recordings: the timeline shows what was recorded; a click plays it at that wall-clock time (± 1 s)");

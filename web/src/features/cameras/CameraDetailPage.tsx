@@ -10,6 +10,7 @@ import { RecordingsPanel } from "@/features/recordings/RecordingsPanel";
 import { formatBitrate, formatBytes, formatDateTime, formatDuration } from "@/lib/format";
 import { cameraMetricsQuery, cameraQuery } from "./api";
 import { CameraForm } from "./CameraForm";
+import { HealthCharts } from "./HealthCharts";
 
 function Stat({ label, children }: { label: string; children: ReactNode }) {
   return (
@@ -110,6 +111,7 @@ export function CameraDetailPage({ id }: { id: string }) {
       </div>
       {me.can("recordings:read") ? <RecordingsPanel cameraId={c.id} /> : null}
       {me.can("analytics:read") ? <Analytics id={c.id} /> : null}
+      <HealthCharts id={c.id} />
       {editing ? <CameraForm camera={c} open onOpenChange={setEditing} /> : null}
     </article>
   );
