@@ -9,6 +9,7 @@
 pub mod auth;
 mod codec;
 mod control;
+mod fence;
 mod frame;
 mod health;
 pub mod relay;
@@ -18,6 +19,7 @@ pub use codec::{
     AacConfig, AudioCodec, AudioConfig, AvcConfig, CodecError, TrackConfig, VideoCodec, VideoConfig,
 };
 pub use control::LiveControl;
+pub use fence::{Fenced, OriginFence};
 pub use frame::{MediaEvent, MediaFrame, StreamMetadata, TrackKind};
 pub use health::{StreamHealth, StreamState};
 pub use time::{MS_TO_90K, TICKS_PER_SECOND, Unwrapper};

@@ -8,12 +8,15 @@
 //! - [`server`]: the listener on `--raft-addr`.
 //! - [`tasks`]: join, heartbeat, leader and metrics loops.
 //!
-//! Left to others: the QUIC relay (`--relay-addr` is advertised only) and fencing in the
-//! data plane, which should serve a camera as origin only while [`Cluster::holds_lease`]
-//! and the camera's placement names this node (docs/architecture.md, "Epochs and fencing").
-//! A single node (no `--node-id`) never builds any of this.
+//! - [`fence`]: when this node stops acting as a camera's origin (lease, placement epoch);
+//!   [`Cluster`] implements the relay's [`OriginFence`] with it.
+//!
+//! Left to others: the QUIC relay itself (the binary hands it this [`Cluster`] as its
+//! fence) and disconnecting publishers (`ControlPlane::report_health` does, through
+//! `LiveControl`). A single node (no `--node-id`) never builds any of this.
 
 pub(crate) mod auth;
+pub(crate) mod fence;
 mod network;
 mod server;
 mod tasks;
@@ -22,6 +25,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use camstream_protocol::{Fenced, OriginFence};
 use camstream_raft_store::openraft::error::{ClientWriteError, RaftError};
 use camstream_raft_store::openraft::{BasicNode, ChangeMembers, ServerState};
 use camstream_raft_store::{
@@ -138,6 +142,8 @@ struct Inner {
     load: Mutex<Load>,
     /// One membership change at a time on the leader.
     membership: tokio::sync::Mutex<()>,
+    /// What the fence remembers between health rounds.
+    fence: Mutex<fence::Fence>,
 }
 
 /// Why the cluster node could not start.
@@ -234,6 +240,7 @@ impl Cluster {
                 addr: config.raft_addr,
                 source,
             })?;
+        let (node_id, lease) = (config.node_id, config.lease);
         let cluster = Self {
             inner: Arc::new(Inner {
                 config,
@@ -246,6 +253,7 @@ impl Cluster {
                 lease_until: Mutex::new(None),
                 load: Mutex::new(Load::default()),
                 membership: tokio::sync::Mutex::new(()),
+                fence: Mutex::new(fence::Fence::new(node_id, lease)),
             }),
         };
         let i = &cluster.inner;
@@ -310,6 +318,34 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this node may serve `camera` as origin now (lease view and placement); the
+    /// epoch it serves it at.
+    ///
+    /// # Errors
+    /// [`Fenced`] with the reason.
+    pub fn may_serve(&self, camera: &str) -> Result<u64, Fenced> {
+        fence::may_serve(
+            self.node_id(),
+            self.holds_lease(),
+            self.inner.state.read(|s| s.placement(camera)),
+        )
+    }
+
+    /// One fencing round over the cameras published here now (`online`): the publishers to
+    /// drop because their camera moved to another node with a newer epoch, or because this
+    /// node's lease view has been lapsed for a whole lease.
+    pub(crate) fn fence_round(&self, online: &[String]) -> Vec<fence::Drop> {
+        let held = self.holds_lease();
+        let state = &self.inner.state;
+        self.inner
+            .fence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(Instant::now(), held, online, |c| {
+                state.read(|s| s.placement(c))
+            })
+    }
+
     /// Checks a request another node signed (the join route on the API listener).
     ///
     /// # Errors
@@ -369,7 +405,21 @@ impl Cluster {
                 (leader, addr)
             };
             let result = match (leader, addr) {
-                (Some(l), _) if l == self.node_id() => self.propose_here(p.clone()).await,
+                // Bounded: a leader cut off from the majority never commits, and its
+                // proposals must fail rather than hang (the minority cannot change the
+                // state).
+                (Some(l), _) if l == self.node_id() => {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(50));
+                    tokio::time::timeout(left, self.propose_here(p.clone()))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ProposeFailure::Failed(
+                                "not committed in time (no quorum?)".into(),
+                            ))
+                        })
+                }
                 (Some(_), Some(addr)) => self.inner.peer.propose(&addr, &p, within).await,
                 _ => Err(ProposeFailure::NotLeader { leader: None }),
             };
@@ -605,6 +655,25 @@ impl Cluster {
         })
     }
 
+    /// The applied state machine with the log position it reflects (term, index), and its
+    /// SHA-256 (hex of the JSON): what `GET /api/v1/cluster/state` shows, so replicas can be
+    /// compared at one log index.
+    pub(crate) fn applied_state(&self) -> (Option<(u64, u64)>, String, serde_json::Value) {
+        use sha2::Digest;
+        let (at, json) = self.inner.state.read_applied(|at, s| {
+            (
+                at.map(|l| (l.leader_id.term, l.index)),
+                serde_json::to_vec(s).unwrap_or_default(),
+            )
+        });
+        let digest = sha2::Sha256::digest(&json)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let value = serde_json::from_slice(&json).unwrap_or_default();
+        (at, digest, value)
+    }
+
     /// What `GET /api/v1/cluster` shows.
     pub(crate) fn status(&self) -> ClusterStatus {
         let i = &self.inner;
@@ -653,6 +722,12 @@ impl Cluster {
             members,
             cameras,
         }
+    }
+}
+
+impl OriginFence for Cluster {
+    fn may_serve(&self, camera: &str) -> Result<u64, Fenced> {
+        Cluster::may_serve(self, camera)
     }
 }
 
