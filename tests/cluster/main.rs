@@ -3,9 +3,15 @@
 //! secret, join into one cluster through `--join`; every node's `GET /api/v1/cluster` shows
 //! the same members and leader; a raft RPC signed with another secret is refused with 401
 //! and logged with the peer's address; `kill -9` of the leader gives a new leader among the
-//! survivors (the time is printed, run with `--nocapture`).
+//! survivors (the time is printed, run with `--nocapture`); a node cut off from the
+//! others by fault-injecting raft proxies is fenced and rejoins (`partition`); `kill -9` of
+//! a follower and of the leader under continuous placements loses nothing (`crash`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod crash;
 mod failover;
+mod nodes;
+mod partition;
+mod proxy;
