@@ -11,6 +11,9 @@ use tokio::sync::watch;
 use crate::common::services::Postgres;
 use crate::nodes::{Node, admin_token, converged, free_port, start, states_agree};
 
+/// Placements acknowledged while a killed node is down.
+const DOWN_FOR: usize = 15;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_state_survives_kill9_of_a_follower_and_the_leader_under_placements() {
     let started = Instant::now();
@@ -107,6 +110,15 @@ async fn raft_state_survives_kill9_of_a_follower_and_the_leader_under_placements
         nodes[i].server.kill9().await;
         let t_kill = Instant::now();
         let next = wait_acks("a placement acknowledged after the kill", t_kill).await;
+        // Keep it down while placements go on without it: it must catch up from its own
+        // log after the restart.
+        let down_from = acked.lock().unwrap().len();
+        crate::common::eventually(
+            "placements while the node is down",
+            Duration::from_secs(20),
+            || async { (acked.lock().unwrap().len() >= down_from + DOWN_FOR).then_some(()) },
+        )
+        .await;
         let node = nodes.remove(i);
         let server = node.server.relaunch(&[], &[]).await;
         nodes.insert(i, Node { server, ..node });
@@ -114,7 +126,7 @@ async fn raft_state_survives_kill9_of_a_follower_and_the_leader_under_placements
         converged(&all, &[1, 2, 3], &token, Duration::from_secs(30)).await;
         let rejoined = t_kill.elapsed();
         eprintln!(
-            "kill -9 of the {role} (node {victim}): next placement acknowledged after {next:?}; restarted and rejoined after {rejoined:?}"
+            "kill -9 of the {role} (node {victim}): next placement acknowledged after {next:?}; restarted after {DOWN_FOR} more, rejoined {rejoined:?} after the kill"
         );
         report.push((role, next));
     }
