@@ -59,26 +59,66 @@ async fn a_node_cut_off_from_the_majority_is_fenced_and_rejoins_after_healing() 
         );
     }
 
-    // A camera published on the node about to be cut off (the leader).
+    // A camera published on a majority node y, then (the same key, a second encoder) on
+    // the node about to be cut off, x (the leader): x claims it with a newer epoch and y,
+    // fenced by that epoch, drops its publisher.
     let x = nodes.iter().find(|n| n.id == leader).unwrap();
     let majority: Vec<&Node> = nodes.iter().filter(|n| n.id != leader).collect();
+    let y = majority[0];
     let (cam, key, _) = create_camera(&x.server, &token, "PARTITION-1")
         .await
         .expect("camera created");
     let clip = clips().await.av_long.clone();
+    let live_on = |n: &Node| {
+        let (id, cam, token) = (n.id, cam.clone(), token.clone());
+        let s = &majority[1].server;
+        async move {
+            eventually(
+                "the camera live on its node",
+                Duration::from_secs(15),
+                || async {
+                    let c = cluster_of(s, &token).await?;
+                    let (node, epoch) = placement_in(&c, &cam)?;
+                    let load = &c["members"].as_array()?.iter().find(|m| m["id"] == id)?["load"];
+                    (node == Some(id) && load["activeStreams"] == 1).then_some(epoch)
+                },
+            )
+            .await
+        }
+    };
+    let _first = Ffmpeg::publish(
+        &clip,
+        &y.server.rtmp_url(&key),
+        y.server.dir.join("ffmpeg-first.log"),
+    );
+    let on_y = live_on(y).await;
     let _publisher = Ffmpeg::publish(
         &clip,
         &x.server.rtmp_url(&key),
         x.server.dir.join("ffmpeg-partition.log"),
     );
-    // Placed on x (created there or claimed), and x heartbeats it as a live stream.
-    let epoch = eventually("the camera live on x", Duration::from_secs(15), || async {
-        let c = cluster_of(&majority[0].server, &token).await?;
-        let (node, epoch) = placement_in(&c, &cam)?;
-        let load = &c["members"].as_array()?.iter().find(|m| m["id"] == x.id)?["load"];
-        (node == Some(x.id) && load["activeStreams"] == 1).then_some(epoch)
-    })
-    .await;
+    let t_second = Instant::now();
+    let line = y
+        .server
+        .wait_log(
+            &["fenced: the camera moved to another node, publisher dropped", &cam],
+            Duration::from_secs(15),
+        )
+        .await;
+    let t_moved = t_second.elapsed();
+    for field in [
+        format!("old_node={}", y.id),
+        format!("old_epoch={on_y}"),
+        format!("new_node={}", x.id),
+    ] {
+        assert!(line.contains(&field), "{field} not in {line}");
+    }
+    let epoch = live_on(x).await;
+    assert!(epoch > on_y, "epoch {epoch} after {on_y}");
+    eprintln!(
+        "a second encoder on node {}: node {} (epoch {on_y}) dropped its publisher {t_moved:?} after it started (epoch {epoch})",
+        x.id, y.id
+    );
 
     // Cut x off.
     cut.send_replace(BTreeSet::from([x.id]));
@@ -121,7 +161,7 @@ async fn a_node_cut_off_from_the_majority_is_fenced_and_rejoins_after_healing() 
         let line = x
             .server
             .wait_log(
-                &["fenced: this node's cluster lease lapsed", &cam],
+                &["fenced: this node's cluster lease lapsed, publisher dropped", &cam],
                 Duration::from_secs(15),
             )
             .await;

@@ -96,6 +96,13 @@ impl Fence {
         }
     }
 
+    /// Records that this node became `camera`'s origin at `epoch` (its claim was applied),
+    /// whether or not a round sees the placement before it moves again.
+    pub(crate) fn held(&mut self, camera: &str, epoch: u64) {
+        let e = self.held.entry(camera.to_owned()).or_insert(epoch);
+        *e = (*e).max(epoch);
+    }
+
     /// One round at `now`: `online` are the cameras published on this node, `lease_held` its
     /// lease view, `placement` reads the applied placement. Returns the publishers to drop
     /// (each once: a dropped camera is forgotten until it is published and placed here
@@ -216,6 +223,27 @@ mod tests {
         // Claimed: now held at 9; a later move away drops it.
         assert!(f.check(t, true, &online, |_| at(Some(1), 9)).is_empty());
         assert_eq!(f.check(t, true, &online, |_| at(Some(3), 10)).len(), 1);
+    }
+
+    #[test]
+    fn a_claim_applied_between_rounds_is_fenced_by_a_later_claim() {
+        // Two encoders of one camera on two nodes: each round sees the other's claim; the
+        // claim recorded when applied makes the older one go instead of claiming back.
+        let mut f = Fence::new(1, Duration::from_secs(2));
+        let t = Instant::now();
+        let online = vec!["cam".to_owned()];
+        assert!(f.check(t, true, &online, |_| at(Some(2), 4)).is_empty());
+        f.held("cam", 5);
+        let d = f.check(t, true, &online, |_| at(Some(2), 6));
+        assert_eq!(
+            d,
+            vec![Drop::Moved {
+                camera: "cam".into(),
+                held: 5,
+                node: 2,
+                epoch: 6
+            }]
+        );
     }
 
     #[test]

@@ -629,15 +629,32 @@ impl Cluster {
         {
             return Ok(false);
         }
-        self.propose(
-            Proposal::Claim {
-                camera: camera.to_owned(),
-                node: me,
-            },
-            within,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let r = self
+            .propose(
+                Proposal::Claim {
+                    camera: camera.to_owned(),
+                    node: me,
+                },
+                within,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Response::Placed {
+            node: Some(n),
+            epoch,
+            ..
+        } = r
+            && n == me
+        {
+            // Held from this epoch on, even if another node claims it before the next
+            // fencing round: the later claim then fences this one (two encoders of one
+            // camera on two nodes do not take it from each other every second).
+            self.inner
+                .fence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .held(camera, epoch);
+        }
         tracing::info!(camera_id = %camera, node = me, "claimed a camera published here");
         Ok(true)
     }
