@@ -101,7 +101,10 @@ async fn a_node_cut_off_from_the_majority_is_fenced_and_rejoins_after_healing() 
     let line = y
         .server
         .wait_log(
-            &["fenced: the camera moved to another node, publisher dropped", &cam],
+            &[
+                "fenced: the camera moved to another node, publisher dropped",
+                &cam,
+            ],
             Duration::from_secs(15),
         )
         .await;
@@ -161,7 +164,10 @@ async fn a_node_cut_off_from_the_majority_is_fenced_and_rejoins_after_healing() 
         let line = x
             .server
             .wait_log(
-                &["fenced: this node's cluster lease lapsed, publisher dropped", &cam],
+                &[
+                    "fenced: this node's cluster lease lapsed, publisher dropped",
+                    &cam,
+                ],
                 Duration::from_secs(15),
             )
             .await;

@@ -144,6 +144,10 @@ struct Inner {
     membership: tokio::sync::Mutex<()>,
     /// What the fence remembers between health rounds.
     fence: Mutex<fence::Fence>,
+    /// The term in which this node, as leader, wrote its `Takeover` (0: none yet), and the
+    /// lock that makes it written once.
+    taken_over: std::sync::atomic::AtomicU64,
+    takeover: tokio::sync::Mutex<()>,
 }
 
 /// Why the cluster node could not start.
@@ -254,6 +258,8 @@ impl Cluster {
                 load: Mutex::new(Load::default()),
                 membership: tokio::sync::Mutex::new(()),
                 fence: Mutex::new(fence::Fence::new(node_id, lease)),
+                taken_over: std::sync::atomic::AtomicU64::new(0),
+                takeover: tokio::sync::Mutex::new(()),
             }),
         };
         let i = &cluster.inner;
@@ -439,8 +445,37 @@ impl Cluster {
         }
     }
 
+    /// On a leader that has not written `Takeover` in its term yet, writes it now (once).
+    /// Every write of a new leader comes after it: a heartbeat stamped by the new leader's
+    /// clock must not expire the leases of live nodes that could not renew during the
+    /// election (their cameras would be re-placed and their publishers fenced).
+    ///
+    /// # Errors
+    /// The `Takeover` was not written (not the leader any more, shutting down).
+    pub(crate) async fn ensure_takeover(&self) -> Result<(), ProposeFailure> {
+        use std::sync::atomic::Ordering;
+        let i = &self.inner;
+        let term = i.raft.metrics().borrow().current_term;
+        if i.taken_over.load(Ordering::Acquire) == term {
+            return Ok(());
+        }
+        let _once = i.takeover.lock().await;
+        if i.taken_over.load(Ordering::Acquire) == term {
+            return Ok(());
+        }
+        let cmd = Command::Takeover {
+            at_ms: now_ms(),
+            grace_ms: self.lease_ms(),
+        };
+        self.write_unchecked(cmd).await?;
+        i.taken_over.store(term, Ordering::Release);
+        tracing::info!(term, "leading the cluster");
+        Ok(())
+    }
+
     /// Applies `p` on this node, which must be the leader.
     pub(crate) async fn propose_here(&self, p: Proposal) -> Result<Response, ProposeFailure> {
+        self.ensure_takeover().await?;
         let i = &self.inner;
         let cmd = match p {
             Proposal::Join(info) => {
@@ -507,8 +542,13 @@ impl Cluster {
         self.write(cmd).await
     }
 
-    /// Writes one command through raft on this node (the leader).
+    /// Writes one command through raft on this node (the leader), after its `Takeover`.
     pub(crate) async fn write(&self, cmd: Command) -> Result<Response, ProposeFailure> {
+        self.ensure_takeover().await?;
+        self.write_unchecked(cmd).await
+    }
+
+    async fn write_unchecked(&self, cmd: Command) -> Result<Response, ProposeFailure> {
         match self.inner.raft.client_write(cmd).await {
             Ok(r) => match r.data {
                 Response::Refused(refusal) => Err(ProposeFailure::Refused(refusal)),
