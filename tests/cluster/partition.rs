@@ -222,7 +222,59 @@ async fn a_node_cut_off_from_the_majority_is_fenced_and_rejoins_after_healing() 
     assert!(cameras.get(&majority_cam).is_some(), "{state}");
     assert_eq!(cameras[&cam]["node"], to, "{state}");
     eprintln!(
-        "healed: node {} rejoined after {t_rejoined:?}; all state machines equal at log index {index} (whole test {:?})",
+        "healed: node {} rejoined after {t_rejoined:?}; all state machines equal at log index {index}",
+        x.id,
+    );
+
+    // Drain hands a camera over through the same fence: a camera live on the drained node is
+    // re-placed by the scheduler with a newer epoch, and the drained node drops its
+    // publisher.
+    let (drained_cam, drained_key, _) = create_camera(&x.server, &token, "PARTITION-DRAIN")
+        .await
+        .expect("camera created");
+    let _drained_publisher = Ffmpeg::publish(
+        &clip,
+        &x.server.rtmp_url(&drained_key),
+        x.server.dir.join("ffmpeg-drain.log"),
+    );
+    let on_x = eventually("the camera live on x", Duration::from_secs(15), || async {
+        let c = cluster_of(&majority[1].server, &token).await?;
+        let (node, epoch) = placement_in(&c, &drained_cam)?;
+        (node == Some(x.id)).then_some(epoch)
+    })
+    .await;
+    x.server
+        .wait_log(&["publishing", &drained_cam], Duration::from_secs(10))
+        .await;
+    let r = majority[0]
+        .server
+        .client()
+        .post(
+            majority[0]
+                .server
+                .url(&format!("/api/v1/cluster/nodes/{}/drain", x.id)),
+        )
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let t_drain = Instant::now();
+    x.server
+        .wait_log(
+            &[
+                "fenced: the camera moved to another node, publisher dropped",
+                &drained_cam,
+            ],
+            Duration::from_secs(10),
+        )
+        .await;
+    let t_dropped = t_drain.elapsed();
+    let c = cluster_of(&majority[1].server, &token).await.unwrap();
+    let (node, epoch) = placement_in(&c, &drained_cam).unwrap();
+    assert!(node.is_some_and(|n| n != x.id) && epoch > on_x, "{c}");
+    eprintln!(
+        "drain of node {}: its publisher dropped {t_dropped:?} after the drain, camera on node {node:?} (epoch {on_x} -> {epoch}) (whole test {:?})",
         x.id,
         started.elapsed()
     );
