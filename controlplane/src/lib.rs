@@ -405,6 +405,7 @@ impl ControlPlane {
                     cluster::fence::Drop::Moved { .. } => {
                         "fenced: the camera moved to another node"
                     }
+                    cluster::fence::Drop::Draining { .. } => "fenced: this node is draining",
                     cluster::fence::Drop::LeaseLapsed { .. } => {
                         "fenced: this node's cluster lease lapsed"
                     }
@@ -429,6 +430,11 @@ impl ControlPlane {
                         new_node = node,
                         new_epoch = epoch,
                         "fenced: the camera moved to another node, publisher dropped"
+                    ),
+                    cluster::fence::Drop::Draining { camera } => tracing::warn!(
+                        camera_id = %camera,
+                        node = cluster.node_id(),
+                        "fenced: this node is draining and the camera is placed elsewhere, publisher dropped"
                     ),
                     cluster::fence::Drop::LeaseLapsed { camera, lapsed } => tracing::warn!(
                         camera_id = %camera,

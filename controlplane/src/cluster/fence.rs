@@ -55,6 +55,12 @@ pub(crate) enum Drop {
         /// The new epoch.
         epoch: u64,
     },
+    /// This node is draining and the camera is not placed on it: it can neither claim it
+    /// nor serve it, so the publisher should go to another node.
+    Draining {
+        /// The camera.
+        camera: String,
+    },
     /// This node's lease view has been lapsed for `lapsed`.
     LeaseLapsed {
         /// The camera.
@@ -68,7 +74,9 @@ impl Drop {
     /// The camera to disconnect.
     pub(crate) fn camera(&self) -> &str {
         match self {
-            Drop::Moved { camera, .. } | Drop::LeaseLapsed { camera, .. } => camera,
+            Drop::Moved { camera, .. }
+            | Drop::Draining { camera }
+            | Drop::LeaseLapsed { camera, .. } => camera,
         }
     }
 }
@@ -104,13 +112,14 @@ impl Fence {
     }
 
     /// One round at `now`: `online` are the cameras published on this node, `lease_held` its
-    /// lease view, `placement` reads the applied placement. Returns the publishers to drop
-    /// (each once: a dropped camera is forgotten until it is published and placed here
-    /// again).
+    /// lease view, `draining` whether the applied state says it drains, `placement` reads
+    /// the applied placement. Returns the publishers to drop (each once: a dropped camera is
+    /// forgotten until it is published and placed here again).
     pub(crate) fn check(
         &mut self,
         now: Instant,
         lease_held: bool,
+        draining: bool,
         online: &[String],
         placement: impl Fn(&str) -> Option<Placement>,
     ) -> Vec<Drop> {
@@ -133,7 +142,16 @@ impl Fence {
         self.lapsed_since = None;
         let mut drops = Vec::new();
         for camera in online {
-            let Some(p) = placement(camera) else { continue };
+            let p = placement(camera);
+            if draining && p.is_none_or(|p| p.node != Some(self.me)) {
+                // A draining node's claims are refused: the publisher must go elsewhere.
+                self.held.remove(camera);
+                drops.push(Drop::Draining {
+                    camera: camera.clone(),
+                });
+                continue;
+            }
+            let Some(p) = p else { continue };
             match p.node {
                 Some(n) if n == self.me => {
                     let e = self.held.entry(camera.clone()).or_insert(p.epoch);
@@ -195,8 +213,11 @@ mod tests {
         let mut f = Fence::new(1, Duration::from_secs(2));
         let t = Instant::now();
         let online = vec!["cam".to_owned()];
-        assert!(f.check(t, true, &online, |_| at(Some(1), 3)).is_empty());
-        let d = f.check(t, true, &online, |_| at(Some(2), 4));
+        assert!(
+            f.check(t, true, false, &online, |_| at(Some(1), 3))
+                .is_empty()
+        );
+        let d = f.check(t, true, false, &online, |_| at(Some(2), 4));
         assert_eq!(
             d,
             vec![Drop::Moved {
@@ -207,7 +228,10 @@ mod tests {
             }]
         );
         // Still listed as online until the disconnect lands: not dropped twice.
-        assert!(f.check(t, true, &online, |_| at(Some(2), 4)).is_empty());
+        assert!(
+            f.check(t, true, false, &online, |_| at(Some(2), 4))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -217,12 +241,21 @@ mod tests {
         let mut f = Fence::new(1, Duration::from_secs(2));
         let online = vec!["cam".to_owned()];
         let t = Instant::now();
-        assert!(f.check(t, true, &online, |_| at(Some(2), 7)).is_empty());
-        assert!(f.check(t, true, &online, |_| at(None, 8)).is_empty());
-        assert!(f.check(t, true, &online, |_| None).is_empty());
+        assert!(
+            f.check(t, true, false, &online, |_| at(Some(2), 7))
+                .is_empty()
+        );
+        assert!(f.check(t, true, false, &online, |_| at(None, 8)).is_empty());
+        assert!(f.check(t, true, false, &online, |_| None).is_empty());
         // Claimed: now held at 9; a later move away drops it.
-        assert!(f.check(t, true, &online, |_| at(Some(1), 9)).is_empty());
-        assert_eq!(f.check(t, true, &online, |_| at(Some(3), 10)).len(), 1);
+        assert!(
+            f.check(t, true, false, &online, |_| at(Some(1), 9))
+                .is_empty()
+        );
+        assert_eq!(
+            f.check(t, true, false, &online, |_| at(Some(3), 10)).len(),
+            1
+        );
     }
 
     #[test]
@@ -232,9 +265,12 @@ mod tests {
         let mut f = Fence::new(1, Duration::from_secs(2));
         let t = Instant::now();
         let online = vec!["cam".to_owned()];
-        assert!(f.check(t, true, &online, |_| at(Some(2), 4)).is_empty());
+        assert!(
+            f.check(t, true, false, &online, |_| at(Some(2), 4))
+                .is_empty()
+        );
         f.held("cam", 5);
-        let d = f.check(t, true, &online, |_| at(Some(2), 6));
+        let d = f.check(t, true, false, &online, |_| at(Some(2), 6));
         assert_eq!(
             d,
             vec![Drop::Moved {
@@ -247,14 +283,37 @@ mod tests {
     }
 
     #[test]
+    fn a_draining_node_drops_publishers_of_cameras_placed_elsewhere() {
+        let mut f = Fence::new(1, Duration::from_secs(2));
+        let t = Instant::now();
+        let online = vec!["here".to_owned(), "away".to_owned(), "none".to_owned()];
+        let d = f.check(t, true, true, &online, |c| match c {
+            "here" => at(Some(1), 1),
+            "away" => at(Some(2), 2),
+            _ => None,
+        });
+        assert_eq!(
+            d,
+            vec![
+                Drop::Draining {
+                    camera: "away".into()
+                },
+                Drop::Draining {
+                    camera: "none".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
     fn an_unpublished_camera_is_forgotten() {
         let mut f = Fence::new(1, Duration::from_secs(2));
         let t = Instant::now();
         let cam = vec!["cam".to_owned()];
-        assert!(f.check(t, true, &cam, |_| at(Some(1), 3)).is_empty());
-        assert!(f.check(t, true, &[], |_| at(Some(2), 4)).is_empty());
+        assert!(f.check(t, true, false, &cam, |_| at(Some(1), 3)).is_empty());
+        assert!(f.check(t, true, false, &[], |_| at(Some(2), 4)).is_empty());
         // Published here again while placed elsewhere: a pending claim, not a move.
-        assert!(f.check(t, true, &cam, |_| at(Some(2), 4)).is_empty());
+        assert!(f.check(t, true, false, &cam, |_| at(Some(2), 4)).is_empty());
     }
 
     #[test]
@@ -263,16 +322,16 @@ mod tests {
         let t = Instant::now();
         let online = vec!["a".to_owned(), "b".to_owned()];
         let here = |_: &str| at(Some(1), 1);
-        assert!(f.check(t, true, &online, here).is_empty());
-        assert!(f.check(t, false, &online, here).is_empty());
+        assert!(f.check(t, true, false, &online, here).is_empty());
+        assert!(f.check(t, false, false, &online, here).is_empty());
         let t1 = t + Duration::from_millis(1999);
-        assert!(f.check(t1, false, &online, here).is_empty());
+        assert!(f.check(t1, false, false, &online, here).is_empty());
         // Renewed in time: the clock starts again at the next lapse.
-        assert!(f.check(t1, true, &online, here).is_empty());
+        assert!(f.check(t1, true, false, &online, here).is_empty());
         let t2 = t1 + Duration::from_secs(1);
-        assert!(f.check(t2, false, &online, here).is_empty());
+        assert!(f.check(t2, false, false, &online, here).is_empty());
         let t3 = t2 + Duration::from_secs(2);
-        let d = f.check(t3, false, &online, here);
+        let d = f.check(t3, false, false, &online, here);
         assert_eq!(
             d,
             vec![

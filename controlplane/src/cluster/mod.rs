@@ -338,16 +338,19 @@ impl Cluster {
     }
 
     /// One fencing round over the cameras published here now (`online`): the publishers to
-    /// drop because their camera moved to another node with a newer epoch, or because this
-    /// node's lease view has been lapsed for a whole lease.
+    /// drop because their camera moved to another node with a newer epoch, because this node
+    /// drains and the camera is not placed here, or because this node's lease view has been
+    /// lapsed for a whole lease.
     pub(crate) fn fence_round(&self, online: &[String]) -> Vec<fence::Drop> {
         let held = self.holds_lease();
         let state = &self.inner.state;
+        let me = self.node_id();
+        let draining = state.read(|s| s.member(me).is_some_and(|m| m.draining));
         self.inner
             .fence
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .check(Instant::now(), held, online, |c| {
+            .check(Instant::now(), held, draining, online, |c| {
                 state.read(|s| s.placement(c))
             })
     }
