@@ -10,7 +10,8 @@
 //! (`hls/segmenter_relay.rs`) make the edge cut parts and segments exactly where the origin did.
 //!
 //! Leaves to others: deciding which node is a camera's origin (placement and epochs in
-//! `raft-store/`), when to pull (the HLS handler or the control plane calls
+//! `raft-store/`; the origin side only asks the [`OriginFence`] the binary sets with
+//! [`Relay::set_fence`], when a stream opens and every 200 ms while serving), when to pull (the HLS handler or the control plane calls
 //! [`Edge::pull`]) and reconnecting after a pull ends.
 //!
 //! Stream layout (edge → origin, then origin → edge):
