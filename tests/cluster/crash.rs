@@ -30,23 +30,28 @@ async fn raft_state_survives_kill9_of_a_follower_and_the_leader_under_placements
     let token = admin_token(&nodes[0].server).await;
     let all: Vec<&Node> = nodes.iter().collect();
     let leader = converged(&all, &[1, 2, 3], &token, Duration::from_secs(30)).await;
-    // Kill a follower first, then whoever leads; the writer talks to the node never killed.
+    // Kill a follower first, then whoever leads then; the writer talks to a node that is not
+    // about to be killed.
     let follower = nodes.iter().find(|n| n.id != leader).unwrap().id;
-    let stable = nodes
+    let mut writer_node = nodes
         .iter()
         .find(|n| n.id != leader && n.id != follower)
         .unwrap()
         .id;
 
-    // The writer: creates cameras back to back through the stable node's API and records
-    // every placement acknowledged (camera, node) and when.
+    // The writer: creates cameras back to back through `target`'s API and records every
+    // placement acknowledged (camera, node) and when.
     let acked: Arc<Mutex<Vec<(String, u64, Instant)>>> = Arc::default();
     let (stop, mut stopped) = watch::channel(false);
+    let url_of = |nodes: &[Node], id: u64| {
+        let s = &nodes.iter().find(|n| n.id == id).unwrap().server;
+        s.url("/api/v1/cameras")
+    };
+    let target = Arc::new(Mutex::new(url_of(&nodes, writer_node)));
     let writer = {
         let acked = acked.clone();
-        let s = nodes.iter().find(|n| n.id == stable).unwrap();
-        let url = s.server.url("/api/v1/cameras");
-        let client = s.server.client().clone();
+        let target = target.clone();
+        let client = nodes[0].server.client().clone();
         let token = token.clone();
         tokio::spawn(async move {
             let mut n = 0u32;
@@ -54,6 +59,7 @@ async fn raft_state_survives_kill9_of_a_follower_and_the_leader_under_placements
             while !*stopped.borrow_and_update() {
                 n += 1;
                 let name = format!("CRASH-{n}");
+                let url = target.lock().unwrap().clone();
                 let r = client
                     .post(&url)
                     .bearer_auth(&token)
@@ -94,13 +100,18 @@ async fn raft_state_survives_kill9_of_a_follower_and_the_leader_under_placements
     wait_acks("first placements", Instant::now()).await;
 
     let mut report = Vec::new();
-    for victim in [follower, leader] {
-        let i = nodes.iter().position(|n| n.id == victim).unwrap();
-        let role = if victim == leader {
-            "leader"
+    let mut leader_now = leader;
+    for role in ["follower", "leader"] {
+        let victim = if role == "leader" {
+            leader_now
         } else {
-            "follower"
+            follower
         };
+        if victim == writer_node {
+            writer_node = nodes.iter().find(|n| n.id != victim).unwrap().id;
+            *target.lock().unwrap() = url_of(&nodes, writer_node);
+        }
+        let i = nodes.iter().position(|n| n.id == victim).unwrap();
         // Let placements flow for a moment before the kill.
         let before = acked.lock().unwrap().len();
         crate::common::eventually("placements flowing", Duration::from_secs(20), || async {
@@ -123,7 +134,7 @@ async fn raft_state_survives_kill9_of_a_follower_and_the_leader_under_placements
         let server = node.server.relaunch(&[], &[]).await;
         nodes.insert(i, Node { server, ..node });
         let all: Vec<&Node> = nodes.iter().collect();
-        converged(&all, &[1, 2, 3], &token, Duration::from_secs(30)).await;
+        leader_now = converged(&all, &[1, 2, 3], &token, Duration::from_secs(30)).await;
         let rejoined = t_kill.elapsed();
         eprintln!(
             "kill -9 of the {role} (node {victim}): next placement acknowledged after {next:?}; restarted after {DOWN_FOR} more, rejoined {rejoined:?} after the kill"
