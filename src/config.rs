@@ -386,6 +386,11 @@ impl Serve {
 }
 
 impl Serve {
+    /// Whether this node is a cluster node (cluster flags given and valid).
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     /// The relay's settings: `Some` only for a cluster node given `--relay-addr` (a single
     /// node starts no relay and keeps no GOP for edges).
     pub(crate) fn relay_config(&self) -> Option<camstream_dataplane::relay::RelayConfig> {

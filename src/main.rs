@@ -114,6 +114,18 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
         };
         (authorizer, deferred.clone())
     };
+    // A cluster node takes publishers only while it holds its lease (fencing); a single
+    // node keeps the authorizer as it is.
+    let lease_gate = serve.is_cluster().then(|| {
+        Arc::new(LeaseGate {
+            inner: authorizer.clone(),
+            cluster: OnceLock::new(),
+        })
+    });
+    let authorizer: Arc<dyn Authorizer> = match &lease_gate {
+        Some(g) => g.clone(),
+        None => authorizer,
+    };
     let mut server = Server::bind(serve.dataplane.clone(), authorizer, guard)
         .await
         .context("cannot start the data plane")?;
@@ -151,6 +163,16 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
             .enable_pulls(relay.edge(), locator, shutdown.clone());
     }
     cp.attach_live(Arc::new(server.data_plane()));
+    if let Some(cluster) = cp.cluster() {
+        if let Some(g) = &lease_gate {
+            let _ = g.cluster.set(cluster.clone());
+        }
+        // The origin serves a camera to edges only while this node holds its lease and the
+        // placement names it.
+        if let Some(r) = &relay {
+            r.set_fence(Arc::new(cluster.clone()));
+        }
+    }
     // Recording: the recorder has repaired the hot tier during bind; the control plane now
     // finishes interrupted tier moves, reconciles the hot tier with its rows, and turns
     // recording on for the cameras stored with isRecording. Nothing records before
@@ -293,6 +315,28 @@ impl CpuUse {
         };
         self.last = Some((now, ticks));
         permille.clamp(0.0, 1000.0) as u16
+    }
+}
+
+/// A cluster node's ingest gate: refuses publishers while the node's own view of its
+/// cluster lease has lapsed (cut off from the majority, or still joining), so a camera is
+/// never ingested on a node that may already have lost it; otherwise asks `inner`.
+struct LeaseGate {
+    inner: Arc<dyn Authorizer>,
+    cluster: OnceLock<camstream_controlplane::Cluster>,
+}
+
+impl Authorizer for LeaseGate {
+    fn authorize<'a>(&'a self, req: PublishRequest<'a>) -> BoxFuture<'a, Result<CameraId, Denied>> {
+        match self.cluster.get() {
+            Some(c) if c.holds_lease() => self.inner.authorize(req),
+            Some(_) => Box::pin(std::future::ready(Err(Denied::Fenced(
+                "this cluster node does not hold its lease (cut off from the majority?); publish to another node".into(),
+            )))),
+            None => Box::pin(std::future::ready(Err(Denied::Unavailable(
+                "the cluster node is starting".into(),
+            )))),
+        }
     }
 }
 

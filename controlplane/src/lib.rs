@@ -388,8 +388,9 @@ impl ControlPlane {
     /// Records the data plane's health reports (call about once a second with every
     /// camera it knows): cache `stream:status:{id}` (30 s TTL) and `viewers:{id}`, the
     /// day's analytics, and `cameras.stream_status` when a state changes. On a cluster node,
-    /// every camera published here that the placement puts elsewhere (or nowhere) is
-    /// claimed for this node.
+    /// fences first (drops the publishers of cameras placed on another node at a newer
+    /// epoch, and all of them once the lease has been lapsed for a lease), then claims for
+    /// this node every camera published here that the placement puts elsewhere (or nowhere).
     ///
     /// # Errors
     /// The cache or store refused; the next report retries (nothing is half-applied per
@@ -410,10 +411,64 @@ impl ControlPlane {
         };
         let recorded =
             health::record(&s.health, &*s.store, &*s.cache, &s.config.node_id, reports).await;
-        // A camera published here is ingested here: the placement follows the publisher
-        // (a plain TCP balancer in front of the RTMP ports works).
         if let Some(cluster) = &s.cluster {
+            // Fencing first: a publisher whose camera moved to another node (newer epoch),
+            // or every publisher once this node's lease has been lapsed for a lease, goes.
+            let drops = cluster.fence_round(&online);
+            for d in &drops {
+                let reason = match d {
+                    cluster::fence::Drop::Moved { .. } => {
+                        "fenced: the camera moved to another node"
+                    }
+                    cluster::fence::Drop::Draining { .. } => "fenced: this node is draining",
+                    cluster::fence::Drop::LeaseLapsed { .. } => {
+                        "fenced: this node's cluster lease lapsed"
+                    }
+                };
+                let kicked = s
+                    .live
+                    .get()
+                    .is_some_and(|l| l.disconnect_publisher(d.camera(), reason));
+                if !kicked {
+                    continue;
+                }
+                match d {
+                    cluster::fence::Drop::Moved {
+                        camera,
+                        held,
+                        node,
+                        epoch,
+                    } => tracing::warn!(
+                        camera_id = %camera,
+                        old_node = cluster.node_id(),
+                        old_epoch = held,
+                        new_node = node,
+                        new_epoch = epoch,
+                        "fenced: the camera moved to another node, publisher dropped"
+                    ),
+                    cluster::fence::Drop::Draining { camera } => tracing::warn!(
+                        camera_id = %camera,
+                        node = cluster.node_id(),
+                        "fenced: this node is draining and the camera is placed elsewhere, publisher dropped"
+                    ),
+                    cluster::fence::Drop::LeaseLapsed { camera, lapsed } => tracing::warn!(
+                        camera_id = %camera,
+                        node = cluster.node_id(),
+                        lapsed_ms = lapsed.as_millis() as u64,
+                        "fenced: this node's cluster lease lapsed, publisher dropped"
+                    ),
+                }
+            }
+            // Without a lease a claim would be refused (or not reach a leader) anyway.
+            if !cluster.holds_lease() {
+                return recorded;
+            }
+            // A camera published here is ingested here: the placement follows the publisher
+            // (a plain TCP balancer in front of the RTMP ports works).
             for camera in online {
+                if drops.iter().any(|d| d.camera() == camera) {
+                    continue;
+                }
                 if let Err(e) = cluster.claim(&camera, Duration::from_millis(500)).await {
                     tracing::debug!(camera_id = %camera, error = %e, "claim not applied");
                 }

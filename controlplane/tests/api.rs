@@ -1658,6 +1658,7 @@ async fn a_single_node_says_it_is_not_clustered() {
     for (method, path) in [
         ("POST", "/api/v1/cluster/nodes/2/drain"),
         ("DELETE", "/api/v1/cluster/nodes/2"),
+        ("GET", "/api/v1/cluster/state"),
     ] {
         let r = app.call(method, path, Some(&admin), None).await;
         assert_error(&r, StatusCode::CONFLICT, "CLUSTER_NOT_ENABLED", path);

@@ -120,10 +120,12 @@ impl Ingest {
                             }
                             Err(why) => {
                                 // Tell the encoder (NetStream.Publish.BadName), flush, close.
-                                // Only a busy camera is explained to it; why a key is
-                                // refused stays in our log.
+                                // Only a busy camera and a fenced cluster node are
+                                // explained to it; why a key is refused stays in our log.
                                 let told = if why.contains("already being published") {
                                     "this camera is already being published"
+                                } else if why.contains("takes no publishers now") {
+                                    "this node takes no publishers now: publish to another node"
                                 } else {
                                     "publish refused"
                                 };

@@ -44,6 +44,10 @@ pub enum Denied {
     /// The source of truth could not answer (database down, ...).
     #[error("authorization unavailable: {0}")]
     Unavailable(String),
+    /// This cluster node may not ingest now (its lease lapsed: cut off from the majority,
+    /// or still joining); the encoder should publish to another node.
+    #[error("this node takes no publishers now: {0}")]
+    Fenced(String),
 }
 
 /// A boxed future, as [`Authorizer`] returns (one allocation per publish request).

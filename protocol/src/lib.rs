@@ -9,6 +9,7 @@
 pub mod auth;
 mod codec;
 mod control;
+mod fence;
 mod frame;
 mod health;
 mod placement;
@@ -19,6 +20,7 @@ pub use codec::{
     AacConfig, AudioCodec, AudioConfig, AvcConfig, CodecError, TrackConfig, VideoCodec, VideoConfig,
 };
 pub use control::LiveControl;
+pub use fence::{Fenced, OriginFence};
 pub use frame::{MediaEvent, MediaFrame, StreamMetadata, TrackKind};
 pub use health::{StreamHealth, StreamState};
 pub use placement::{Origin, OriginLocator};

@@ -62,6 +62,14 @@ impl StateHandle {
         f(&read_lock(&self.shared.applied).state)
     }
 
+    /// Runs `f` on the last log entry applied and the state it produced, read together (no
+    /// apply in between), so replicas can be compared at the same log position. Keep `f`
+    /// short: `apply` waits for it.
+    pub fn read_applied<R>(&self, f: impl FnOnce(Option<LogId<NodeId>>, &ClusterState) -> R) -> R {
+        let a = read_lock(&self.shared.applied);
+        f(a.last_applied, &a.state)
+    }
+
     /// The last log entry applied.
     pub fn last_applied(&self) -> Option<LogId<NodeId>> {
         read_lock(&self.shared.applied).last_applied

@@ -5,11 +5,18 @@
 //! and logged with the peer's address; `kill -9` of the leader gives a new leader among the
 //! survivors (the time is printed, run with `--nocapture`); a viewer on any node plays a
 //! camera ingested on another through the QUIC relay, and keeps playing when the ingest
-//! node is killed and the publisher reconnects elsewhere (`relay`).
+//! node is killed and the publisher reconnects elsewhere (`relay`); a node cut off from the
+//! others by fault-injecting raft proxies is fenced and rejoins (`partition`); `kill -9` of
+//! a follower and of the leader under continuous placements loses nothing (`crash`); a
+//! recording made on one node is served and deleted through others (`recordings`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod crash;
 mod failover;
+mod nodes;
+mod partition;
+mod proxy;
 mod recordings;
 mod relay;

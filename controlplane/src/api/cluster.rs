@@ -214,6 +214,45 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
     ok(view).into_response()
 }
 
+/// The applied cluster state machine of this node at one log position.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AppliedState {
+    /// This node.
+    node_id: u64,
+    /// Term of the last log entry applied (null before any).
+    last_applied_term: Option<u64>,
+    /// Index of the last log entry applied (null before any).
+    last_applied_index: Option<u64>,
+    /// SHA-256 (hex) of `state` serialized as JSON: equal on two nodes at the same index
+    /// when their state machines agree.
+    digest: String,
+    /// The state machine (members with leases and load, placements with epochs, clock), as
+    /// replicated.
+    #[schema(value_type = Object)]
+    state: serde_json::Value,
+}
+
+/// The applied state machine and the log position it reflects, read together: compare two
+/// nodes at the same `lastAppliedIndex` (a debugging and test aid).
+#[utoipa::path(get, path = "/api/v1/cluster/state", operation_id = "getClusterState", tag = "cluster", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The applied state machine", body = Envelope<AppliedState>),
+        (status = 409, description = "CLUSTER_NOT_ENABLED: this node runs alone", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn applied_state(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let cluster = clustered(&state)?;
+    let (at, digest, value) = cluster.applied_state();
+    Ok(ok(AppliedState {
+        node_id: cluster.node_id(),
+        last_applied_term: at.map(|a| a.0),
+        last_applied_index: at.map(|a| a.1),
+        digest,
+        state: value,
+    })
+    .into_response())
+}
+
 /// What a drain or removal did.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -79,6 +79,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(analytics::camera_metrics))
         .routes(routes!(analytics::storage_usage))
         .routes(routes!(cluster::status))
+        .routes(routes!(cluster::applied_state))
         .routes(routes!(cluster::drain))
         .routes(routes!(cluster::remove))
         .routes(routes!(alerts::list))

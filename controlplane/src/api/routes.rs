@@ -178,6 +178,7 @@ pub const ROUTES: &[RouteSpec] = &[
         Perm(AnalyticsRead),
     ),
     r("GET", "/api/v1/cluster", Perm(ClusterManage)),
+    r("GET", "/api/v1/cluster/state", Perm(ClusterManage)),
     r(
         "POST",
         "/api/v1/cluster/nodes/{node}/drain",

@@ -8,12 +8,15 @@
 //! - [`server`]: the listener on `--raft-addr`.
 //! - [`tasks`]: join, heartbeat, leader and metrics loops.
 //!
-//! Left to others: the QUIC relay (`--relay-addr` is advertised only) and fencing in the
-//! data plane, which should serve a camera as origin only while [`Cluster::holds_lease`]
-//! and the camera's placement names this node (docs/architecture.md, "Epochs and fencing").
-//! A single node (no `--node-id`) never builds any of this.
+//! - [`fence`]: when this node stops acting as a camera's origin (lease, placement epoch);
+//!   [`Cluster`] implements the relay's [`OriginFence`] with it.
+//!
+//! Left to others: the QUIC relay itself (the binary hands it this [`Cluster`] as its
+//! fence) and disconnecting publishers (`ControlPlane::report_health` does, through
+//! `LiveControl`). A single node (no `--node-id`) never builds any of this.
 
 pub(crate) mod auth;
+pub(crate) mod fence;
 mod network;
 mod server;
 mod tasks;
@@ -22,6 +25,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use camstream_protocol::{Fenced, OriginFence};
 use camstream_raft_store::openraft::error::{ClientWriteError, RaftError};
 use camstream_raft_store::openraft::{BasicNode, ChangeMembers, ServerState};
 use camstream_raft_store::{
@@ -156,6 +160,12 @@ struct Inner {
     membership: tokio::sync::Mutex<()>,
     /// Where camera controls from other nodes go (the control plane's live streams).
     camera_hook: std::sync::OnceLock<CameraHook>,
+    /// What the fence remembers between health rounds.
+    fence: Mutex<fence::Fence>,
+    /// The term in which this node, as leader, wrote its `Takeover` (0: none yet), and the
+    /// lock that makes it written once.
+    taken_over: std::sync::atomic::AtomicU64,
+    takeover: tokio::sync::Mutex<()>,
 }
 
 /// Why the cluster node could not start.
@@ -252,6 +262,7 @@ impl Cluster {
                 addr: config.raft_addr,
                 source,
             })?;
+        let (node_id, lease) = (config.node_id, config.lease);
         let cluster = Self {
             inner: Arc::new(Inner {
                 config,
@@ -265,6 +276,9 @@ impl Cluster {
                 camera_hook: std::sync::OnceLock::new(),
                 load: Mutex::new(Load::default()),
                 membership: tokio::sync::Mutex::new(()),
+                fence: Mutex::new(fence::Fence::new(node_id, lease)),
+                taken_over: std::sync::atomic::AtomicU64::new(0),
+                takeover: tokio::sync::Mutex::new(()),
             }),
         };
         let i = &cluster.inner;
@@ -329,6 +343,37 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this node may serve `camera` as origin now (lease view and placement); the
+    /// epoch it serves it at.
+    ///
+    /// # Errors
+    /// [`Fenced`] with the reason.
+    pub fn may_serve(&self, camera: &str) -> Result<u64, Fenced> {
+        fence::may_serve(
+            self.node_id(),
+            self.holds_lease(),
+            self.inner.state.read(|s| s.placement(camera)),
+        )
+    }
+
+    /// One fencing round over the cameras published here now (`online`): the publishers to
+    /// drop because their camera moved to another node with a newer epoch, because this node
+    /// drains and the camera is not placed here, or because this node's lease view has been
+    /// lapsed for a whole lease.
+    pub(crate) fn fence_round(&self, online: &[String]) -> Vec<fence::Drop> {
+        let held = self.holds_lease();
+        let state = &self.inner.state;
+        let me = self.node_id();
+        let draining = state.read(|s| s.member(me).is_some_and(|m| m.draining));
+        self.inner
+            .fence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(Instant::now(), held, draining, online, |c| {
+                state.read(|s| s.placement(c))
+            })
+    }
+
     /// Checks a request another node signed (the join route on the API listener).
     ///
     /// # Errors
@@ -388,7 +433,21 @@ impl Cluster {
                 (leader, addr)
             };
             let result = match (leader, addr) {
-                (Some(l), _) if l == self.node_id() => self.propose_here(p.clone()).await,
+                // Bounded: a leader cut off from the majority never commits, and its
+                // proposals must fail rather than hang (the minority cannot change the
+                // state).
+                (Some(l), _) if l == self.node_id() => {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(50));
+                    tokio::time::timeout(left, self.propose_here(p.clone()))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ProposeFailure::Failed(
+                                "not committed in time (no quorum?)".into(),
+                            ))
+                        })
+                }
                 (Some(_), Some(addr)) => self.inner.peer.propose(&addr, &p, within).await,
                 _ => Err(ProposeFailure::NotLeader { leader: None }),
             };
@@ -408,8 +467,37 @@ impl Cluster {
         }
     }
 
+    /// On a leader that has not written `Takeover` in its term yet, writes it now (once).
+    /// Every write of a new leader comes after it: a heartbeat stamped by the new leader's
+    /// clock must not expire the leases of live nodes that could not renew during the
+    /// election (their cameras would be re-placed and their publishers fenced).
+    ///
+    /// # Errors
+    /// The `Takeover` was not written (not the leader any more, shutting down).
+    pub(crate) async fn ensure_takeover(&self) -> Result<(), ProposeFailure> {
+        use std::sync::atomic::Ordering;
+        let i = &self.inner;
+        let term = i.raft.metrics().borrow().current_term;
+        if i.taken_over.load(Ordering::Acquire) == term {
+            return Ok(());
+        }
+        let _once = i.takeover.lock().await;
+        if i.taken_over.load(Ordering::Acquire) == term {
+            return Ok(());
+        }
+        let cmd = Command::Takeover {
+            at_ms: now_ms(),
+            grace_ms: self.lease_ms(),
+        };
+        self.write_unchecked(cmd).await?;
+        i.taken_over.store(term, Ordering::Release);
+        tracing::info!(term, "leading the cluster");
+        Ok(())
+    }
+
     /// Applies `p` on this node, which must be the leader.
     pub(crate) async fn propose_here(&self, p: Proposal) -> Result<Response, ProposeFailure> {
+        self.ensure_takeover().await?;
         let i = &self.inner;
         let cmd = match p {
             Proposal::Join(info) => {
@@ -476,8 +564,13 @@ impl Cluster {
         self.write(cmd).await
     }
 
-    /// Writes one command through raft on this node (the leader).
+    /// Writes one command through raft on this node (the leader), after its `Takeover`.
     pub(crate) async fn write(&self, cmd: Command) -> Result<Response, ProposeFailure> {
+        self.ensure_takeover().await?;
+        self.write_unchecked(cmd).await
+    }
+
+    async fn write_unchecked(&self, cmd: Command) -> Result<Response, ProposeFailure> {
         match self.inner.raft.client_write(cmd).await {
             Ok(r) => match r.data {
                 Response::Refused(refusal) => Err(ProposeFailure::Refused(refusal)),
@@ -598,15 +691,32 @@ impl Cluster {
         {
             return Ok(false);
         }
-        self.propose(
-            Proposal::Claim {
-                camera: camera.to_owned(),
-                node: me,
-            },
-            within,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let r = self
+            .propose(
+                Proposal::Claim {
+                    camera: camera.to_owned(),
+                    node: me,
+                },
+                within,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Response::Placed {
+            node: Some(n),
+            epoch,
+            ..
+        } = r
+            && n == me
+        {
+            // Held from this epoch on, even if another node claims it before the next
+            // fencing round: the later claim then fences this one (two encoders of one
+            // camera on two nodes do not take it from each other every second).
+            self.inner
+                .fence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .held(camera, epoch);
+        }
         tracing::info!(camera_id = %camera, node = me, "claimed a camera published here");
         Ok(true)
     }
@@ -708,6 +818,25 @@ impl Cluster {
         })
     }
 
+    /// The applied state machine with the log position it reflects (term, index), and its
+    /// SHA-256 (hex of the JSON): what `GET /api/v1/cluster/state` shows, so replicas can be
+    /// compared at one log index.
+    pub(crate) fn applied_state(&self) -> (Option<(u64, u64)>, String, serde_json::Value) {
+        use sha2::Digest;
+        let (at, json) = self.inner.state.read_applied(|at, s| {
+            (
+                at.map(|l| (l.leader_id.term, l.index)),
+                serde_json::to_vec(s).unwrap_or_default(),
+            )
+        });
+        let digest = sha2::Sha256::digest(&json)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let value = serde_json::from_slice(&json).unwrap_or_default();
+        (at, digest, value)
+    }
+
     /// What `GET /api/v1/cluster` shows.
     pub(crate) fn status(&self) -> ClusterStatus {
         let i = &self.inner;
@@ -756,6 +885,12 @@ impl Cluster {
             members,
             cameras,
         }
+    }
+}
+
+impl OriginFence for Cluster {
+    fn may_serve(&self, camera: &str) -> Result<u64, Fenced> {
+        Cluster::may_serve(self, camera)
     }
 }
 

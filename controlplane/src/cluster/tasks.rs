@@ -89,11 +89,12 @@ pub(super) async fn heartbeat(cluster: Cluster, cancel: CancellationToken) {
 
 pub(super) async fn lead(cluster: Cluster, cancel: CancellationToken) {
     let lease = cluster.inner.config.lease;
-    let lease_ms = cluster.lease_ms();
     let mut tick = tokio::time::interval(lease / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut taken_over: Option<u64> = None;
     let mut last_tick = Instant::now();
+    // `Takeover` itself is written by `Cluster::ensure_takeover`, before the first write of
+    // the term from whichever path (a heartbeat may come first).
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -111,13 +112,8 @@ pub(super) async fn lead(cluster: Cluster, cancel: CancellationToken) {
             continue;
         }
         if taken_over != Some(term) {
-            let cmd = Command::Takeover {
-                at_ms: now_ms(),
-                grace_ms: lease_ms,
-            };
-            match cluster.write(cmd).await {
-                Ok(_) => {
-                    tracing::info!(term, "leading the cluster");
+            match cluster.ensure_takeover().await {
+                Ok(()) => {
                     taken_over = Some(term);
                     last_tick = Instant::now();
                 }

@@ -14,7 +14,9 @@
 //! a new origin and stops when viewers leave.
 //!
 //! Leaves to others: deciding which node is a camera's origin (placement and epochs in
-//! `raft-store/`, read through [`camstream_protocol::OriginLocator`]).
+//! `raft-store/`, read through [`camstream_protocol::OriginLocator`]); the origin side only
+//! asks the [`OriginFence`] the binary sets with [`Relay::set_fence`] (when a stream opens and
+//! every 200 ms while serving).
 //!
 //! Stream layout (edge → origin, then origin → edge):
 //! `Hello{version, camera, proof}` → `Accept{proof}`, `Init`, `Frame`…, (`Flush`, `Init`,
@@ -30,10 +32,11 @@ mod pull;
 mod tests;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use camstream_protocol::OriginFence;
 use camstream_protocol::relay::{self, Message, RelayError};
 use quinn::{RecvStream, SendStream};
 
@@ -120,6 +123,9 @@ struct Context {
     registry: Arc<Registry>,
     secret: auth::Secret,
     idle_timeout: Duration,
+    /// Whether this node may serve a camera as origin (a cluster node's lease and the
+    /// camera's placement). Unset: every camera ingested here is served.
+    fence: OnceLock<Arc<dyn OriginFence>>,
 }
 
 impl Relay {
@@ -160,6 +166,7 @@ impl Relay {
                 registry,
                 secret: auth::Secret::new(&config.secret),
                 idle_timeout: config.idle_timeout,
+                fence: OnceLock::new(),
             }),
         })
     }
@@ -172,6 +179,14 @@ impl Relay {
         self.endpoint
             .local_addr()
             .expect("a bound endpoint has an address")
+    }
+
+    /// Makes the origin side serve a camera only while `fence` allows it: checked when an
+    /// edge opens a stream and twice a second while it is served; a refusal ends the stream
+    /// with `End{Fenced}` and the reason. Call once, before [`Relay::run`]; later calls are
+    /// ignored (returns `false`).
+    pub fn set_fence(&self, fence: Arc<dyn OriginFence>) -> bool {
+        self.ctx.fence.set(fence).is_ok()
     }
 
     /// The edge side: pulls cameras from other nodes through this endpoint.

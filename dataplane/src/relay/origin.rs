@@ -6,6 +6,7 @@
 //! than its capacity behind gets `End{Lagged}`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use camstream_protocol::relay::{self, Accept, End, EndReason, Message};
@@ -75,6 +76,11 @@ async fn serve_connection(conn: Connection, ctx: Arc<Context>, shutdown: Cancell
     }
     while streams.join_next().await.is_some() {}
 }
+
+/// How often a served stream asks the fence again: a node that lost its lease or the
+/// camera's placement stops feeding edges within this (its lease view is 90 % of the
+/// replicated lease, so this fits in the remaining 10 % of the default 2 s).
+const FENCE_RECHECK: Duration = Duration::from_millis(200);
 
 /// How a served stream ended, for the log.
 #[derive(Debug)]
@@ -149,6 +155,13 @@ async fn serve_stream(
             .await;
             return Served::Ended(EndReason::UnknownCamera);
         };
+        if let Some(fence) = ctx.fence.get()
+            && let Err(why) = fence.may_serve(&camera)
+        {
+            info!(reason = %why, "relay stream refused: fenced");
+            end(&mut send, &mut scratch, EndReason::Fenced, why.to_string()).await;
+            return Served::Ended(EndReason::Fenced);
+        }
         info!("relay stream opened");
         let _open = super::gauge::OpenStream::open(super::gauge::Direction::Out);
         let feed = tokio::select! {
@@ -172,8 +185,19 @@ async fn serve_stream(
                 return Served::EdgeLeft;
             }
         }
+        // Only a cluster node has a fence; a node without one never wakes for it.
+        let fence = ctx.fence.get();
+        let mut recheck = tokio::time::interval(FENCE_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = recheck.tick(), if fence.is_some() => {
+                    if let Some(Err(why)) = fence.map(|f| f.may_serve(&camera)) {
+                        info!(reason = %why, "relay stream ended: fenced");
+                        end(&mut send, &mut scratch, EndReason::Fenced, why.to_string()).await;
+                        return Served::Ended(EndReason::Fenced);
+                    }
+                }
                 m = live.recv() => match m {
                     Ok(msg) => {
                         started |= matches!(msg, Message::Init(_));

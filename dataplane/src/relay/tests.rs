@@ -25,6 +25,8 @@ struct Node {
     relay_addr: SocketAddr,
     edge: Edge,
     relay_task: tokio::task::JoinHandle<()>,
+    /// The relay's shared context (the fence test sets the fence through it).
+    ctx: Arc<Context>,
     stop: CancellationToken,
     _dir: TempDir,
 }
@@ -61,6 +63,7 @@ async fn node(name: &str, secret: &[u8], idle: Duration) -> Node {
     let stop = CancellationToken::new();
     let relay_addr = relay.local_addr();
     let edge = relay.edge();
+    let ctx = relay.ctx.clone();
     tokio::spawn(server.run(axum::Router::new(), stop.clone()));
     let relay_task = tokio::spawn(relay.run(stop.clone()));
     Node {
@@ -69,6 +72,7 @@ async fn node(name: &str, secret: &[u8], idle: Duration) -> Node {
         relay_addr,
         edge,
         relay_task,
+        ctx,
         stop,
         _dir: dir,
     }
@@ -539,4 +543,91 @@ async fn pulls_are_single_flight_and_yield_to_a_local_encoder() {
         (puller.pulling() == 0).then_some(())
     })
     .await;
+}
+
+fn origin_fence(node: &Node) -> &OnceLock<Arc<dyn camstream_protocol::OriginFence>> {
+    &node.ctx.fence
+}
+
+/// A fence the test switches: refuses every camera once `fenced` is set.
+struct Switch {
+    fenced: std::sync::atomic::AtomicBool,
+}
+
+impl camstream_protocol::OriginFence for Switch {
+    fn may_serve(&self, _camera: &str) -> Result<u64, camstream_protocol::Fenced> {
+        if self.fenced.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(camstream_protocol::Fenced::NoLease)
+        } else {
+            Ok(7)
+        }
+    }
+}
+
+/// A fenced origin refuses a new stream with `End{Fenced}` and the reason, and ends a stream
+/// it is serving within its recheck period once the fence closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_origin_refuses_and_ends_relay_streams() {
+    let origin = node("fence-origin", b"k", Duration::from_secs(60)).await;
+    let edge = node("fence-edge", b"k", Duration::from_secs(60)).await;
+    let _p = publish_clip(&origin, "cam", 5);
+    let switch = Arc::new(Switch {
+        fenced: true.into(),
+    });
+    // Set on a relay already running: the origin's context is shared with its tasks.
+    assert!(origin_fence(&origin).set(switch.clone()).is_ok());
+    let got = edge
+        .edge
+        .pull(
+            origin.relay_addr,
+            CameraId::from("cam"),
+            CancellationToken::new(),
+        )
+        .await;
+    match got {
+        Err(PullError::Refused { reason, text }) => {
+            assert_eq!(reason, EndReason::Fenced);
+            assert!(text.contains("lease"), "{text}");
+        }
+        other => panic!("expected a fenced refusal, got {other:?}"),
+    }
+    assert!(edge.dp.registry().get("cam").is_none(), "nothing relayed");
+
+    // Open: served; closed again: the stream ends with Fenced.
+    switch
+        .fenced
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let pull = tokio::spawn({
+        let e = edge.edge.clone();
+        let addr = origin.relay_addr;
+        async move {
+            e.pull(addr, CameraId::from("cam"), CancellationToken::new())
+                .await
+        }
+    });
+    eventually("the edge has parts", Duration::from_secs(10), || {
+        let s = edge.dp.registry().get("cam")?;
+        let has = s
+            .ll()
+            .borrow()
+            .partial
+            .as_ref()
+            .is_some_and(|p| !p.parts.is_empty());
+        has.then_some(())
+    })
+    .await;
+    switch
+        .fenced
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let t = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(5), pull)
+        .await
+        .expect("the fenced stream ends")
+        .unwrap();
+    assert_eq!(got.unwrap(), PullEnd::Ended(EndReason::Fenced));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
 }

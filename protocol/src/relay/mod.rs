@@ -178,6 +178,9 @@ pub enum EndReason {
     Idle,
     /// A message broke the protocol.
     Protocol,
+    /// The origin is fenced: it lost its cluster lease, or the camera's placement moved to
+    /// another node (a newer epoch). The edge should follow the placement.
+    Fenced,
     /// A reason this version does not know.
     Other(u8),
 }
@@ -193,6 +196,7 @@ impl EndReason {
             EndReason::Shutdown => 5,
             EndReason::Idle => 6,
             EndReason::Protocol => 7,
+            EndReason::Fenced => 8,
             EndReason::Other(c) => c,
         }
     }
@@ -207,6 +211,7 @@ impl EndReason {
             5 => EndReason::Shutdown,
             6 => EndReason::Idle,
             7 => EndReason::Protocol,
+            8 => EndReason::Fenced,
             c => EndReason::Other(c),
         }
     }
