@@ -21,6 +21,7 @@ const adminPassword = process.env.ADMIN_PASSWORD;
 const shots = process.env.SHOTS_DIR ?? "shots";
 const clip = process.env.CLIP;
 let publisher = null;
+let publisher2 = null;
 if (!base || !adminPassword || !clip) throw new Error("CAMSTREAM_URL, ADMIN_PASSWORD and CLIP are required");
 mkdirSync(shots, { recursive: true });
 rmSync(join(shots, "failure.png"), { force: true });
@@ -127,40 +128,59 @@ try {
   await page.waitForFunction(() => document.querySelector('input[aria-label="E2E Front door recording"]')?.checked === true);
   await shot("04-fleet");
 
-  step("the live grid plays the camera (time advances, the frame is not black)");
+  step("a second camera, published too");
+  await page.getByRole("button", { name: "Add camera" }).click();
+  await dialog.getByLabel("Name").fill("E2E Back door");
+  await dialog.getByLabel("Serial number").fill("E2E-SN-2");
+  await dialog.getByLabel("Company").fill("acme");
+  await dialog.getByRole("button", { name: "Create camera" }).click();
+  await page.getByRole("dialog", { name: "Publish to E2E Back door" }).waitFor();
+  const rtmp2 = await page.getByTestId("secret-RTMP URL").textContent();
+  await page.getByRole("button", { name: "Done" }).click();
+  publisher2 = spawn("ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", clip, "-c", "copy", "-f", "flv", rtmp2], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const row2 = page.getByTestId("camera-row").filter({ hasText: "E2E Back door" });
+  await row2.getByText("Online").waitFor({ timeout: 30_000 });
+
+  step("the live grid plays both cameras (each tile's time advances, its frame is not black)");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Live" }).click();
   await page.getByRole("heading", { name: "Live" }).waitFor();
-  const video = page.getByTestId("live-video").first();
-  await video.waitFor();
-  await page.waitForFunction(() => (document.querySelector('[data-testid="live-video"]')?.currentTime ?? 0) > 0.5, null, { timeout: 30_000 });
-  const t0 = await video.evaluate((v) => v.currentTime);
-  await page.waitForFunction((t) => (document.querySelector('[data-testid="live-video"]')?.currentTime ?? 0) > t + 1.5, t0, { timeout: 15_000 });
-  const brightness = await video.evaluate((v) => {
-    const c = document.createElement("canvas");
-    c.width = 64;
-    c.height = 36;
-    const g = c.getContext("2d");
-    g.drawImage(v, 0, 0, c.width, c.height);
-    const d = g.getImageData(0, 0, c.width, c.height).data;
-    let sum = 0;
-    for (let i = 0; i < d.length; i += 4) sum += d[i] + d[i + 1] + d[i + 2];
-    return sum / (d.length / 4) / 3;
-  });
-  expect(brightness > 20, `a frame that is not black (mean ${brightness.toFixed(1)})`);
-  console.log(`live tile: currentTime ${t0.toFixed(2)} s then +1.5 s, mean brightness ${brightness.toFixed(1)}`);
+  const videos = page.getByTestId("live-video");
+  await videos.nth(1).waitFor();
+  for (const i of [0, 1]) {
+    await page.waitForFunction((n) => (document.querySelectorAll('[data-testid="live-video"]')[n]?.currentTime ?? 0) > 0.5, i, { timeout: 30_000 });
+    const t0 = await videos.nth(i).evaluate((v) => v.currentTime);
+    await page.waitForFunction(([n, t]) => (document.querySelectorAll('[data-testid="live-video"]')[n]?.currentTime ?? 0) > t + 1.5, [i, t0], { timeout: 15_000 });
+    const brightness = await videos.nth(i).evaluate((v) => {
+      const c = document.createElement("canvas");
+      c.width = 64;
+      c.height = 36;
+      const g = c.getContext("2d");
+      g.drawImage(v, 0, 0, c.width, c.height);
+      const d = g.getImageData(0, 0, c.width, c.height).data;
+      let sum = 0;
+      for (let k = 0; k < d.length; k += 4) sum += d[k] + d[k + 1] + d[k + 2];
+      return sum / (d.length / 4) / 3;
+    });
+    expect(brightness > 20, `tile ${i}: a frame that is not black (mean ${brightness.toFixed(1)})`);
+    console.log(`live tile ${i}: currentTime ${t0.toFixed(2)} s then +1.5 s, mean brightness ${brightness.toFixed(1)}`);
+  }
   await shot("04b-live-playing");
 
-  step("3×3, drag the tile to the next slot; the layout survives a reload");
+  step("3×3, drag the first tile to an empty slot; the layout survives a reload");
   await page.getByRole("button", { name: "3×3" }).click();
   expect((await page.getByTestId("live-tile").count()) === 9, "nine tiles in 3×3");
   const tiles = page.getByTestId("live-tile");
+  const firstName = (await tiles.nth(0).getByRole("link").first().textContent())?.trim();
+  expect(firstName?.startsWith("E2E"), `a camera in the first slot, got ${firstName}`);
   // The layout is saved through /api/v1/layouts: wait for the save of the moved grid.
-  const moved = layoutSaved((b) => b.columns === 3 && b.tiles.some((t) => t.position === 1) && !b.tiles.some((t) => t.position === 0));
-  await page.getByTestId("tile-handle").first().dragTo(tiles.nth(1));
-  await tiles.nth(1).getByRole("link", { name: "E2E Front door" }).waitFor();
+  const moved = layoutSaved((b) => b.columns === 3 && b.tiles.some((t) => t.position === 2) && !b.tiles.some((t) => t.position === 0));
+  await page.getByTestId("tile-handle").first().dragTo(tiles.nth(2));
+  await tiles.nth(2).getByRole("link", { name: firstName }).waitFor();
   await moved;
   await page.reload();
-  await tiles.nth(1).getByRole("link", { name: "E2E Front door" }).waitFor();
+  await tiles.nth(2).getByRole("link", { name: firstName }).waitFor();
   expect((await tiles.nth(0).getByRole("link").count()) === 0, "the first slot is empty after the move");
   await shot("04c-live-3x3-moved");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Fleet" }).click();
@@ -363,6 +383,7 @@ try {
   process.exitCode = 1;
 } finally {
   publisher?.kill("SIGKILL");
+  publisher2?.kill("SIGKILL");
   await context?.close();
   rmSync(userDataDir, { recursive: true, force: true });
 }
