@@ -141,9 +141,12 @@ fn rule(spec: &RouteSpec) -> Rule {
         ("POST", "/api/v1/cameras") => Create,
         (_, p) if p.starts_with("/api/v1/cameras/{id}") => Object("CAMERA_NOT_FOUND"),
         (_, "/api/v1/analytics/cameras/{id}/metrics") => Object("CAMERA_NOT_FOUND"),
-        (_, "/api/v1/recordings/timeline/{id}" | "/api/v1/recordings/playback/{id}") => {
-            Object("CAMERA_NOT_FOUND")
-        }
+        (
+            _,
+            "/api/v1/recordings/timeline/{id}"
+            | "/api/v1/recordings/playback/{id}"
+            | "/api/v1/recordings/export/{id}",
+        ) => Object("CAMERA_NOT_FOUND"),
         ("POST", "/api/v1/recordings/bookmarks") => Object("CAMERA_NOT_FOUND"),
         (_, p) if p.starts_with("/api/v1/recordings/{id}") => Object("RECORDING_NOT_FOUND"),
         (_, "/api/v1/retention/cameras/{id}") => Object("CAMERA_NOT_FOUND"),

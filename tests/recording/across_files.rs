@@ -4,7 +4,8 @@
 //! the boundaries (decoded video lasts the sum of the files within a frame, no hole between
 //! frames, audio continuous); hls.js in headless Chromium plays a range that starts inside
 //! a file continuing its session (first decode time 10 s) across the boundary to the next
-//! without waiting for data, from one contiguous buffered range.
+//! without waiting for data, from one contiguous buffered range; an export of a range across
+//! a boundary is one MP4 that decodes cleanly and lasts the range.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -202,6 +203,63 @@ async fn a_vod_range_across_three_files_plays_as_one_timeline() {
         "audio {} s vs {sum} s",
         a_end - a_first
     );
+
+    // An export from 4 s before the end of the first file to 4 s into the second: one MP4
+    // (one init, fragments of both files) that decodes cleanly and lasts the range, within
+    // a fragment at each end.
+    let (from, to) = (files[0].end_ms - 4000, files[1].start_ms + 4000);
+    let export = signed(
+        &api,
+        &format!(
+            "/api/v1/recordings/export/{id}?from={}&to={}",
+            rfc3339(from),
+            rfc3339(to)
+        ),
+    )
+    .await;
+    let r = server
+        .client()
+        .get(&export)
+        .send()
+        .await
+        .expect("GET export");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"),
+        "{:?}",
+        r.headers()
+    );
+    assert!(r.headers().get("x-camstream-export-end").is_none());
+    let bytes = r.bytes().await.expect("export body");
+    assert_eq!(&bytes[4..8], b"ftyp", "an MP4 file");
+    let mp4 = server.dir.join("export.mp4");
+    std::fs::write(&mp4, &bytes).expect("write export");
+    let mp4 = mp4.to_string_lossy().into_owned();
+    decode_clean(&mp4).await;
+    let video = decoded(&mp4, "v:0").await;
+    let (first, end, step) = span(&video);
+    let want = (to - from) as f64 / 1000.0;
+    println!(
+        "export over a file boundary: {} bytes, {} video frames, {:.3} s (range {want:.3} s), \
+         largest step {:.1} ms",
+        bytes.len(),
+        video.len(),
+        end - first,
+        step * 1000.0
+    );
+    assert!(
+        ((end - first) - want).abs() <= 1.5,
+        "exported {} s of a {want} s range",
+        end - first
+    );
+    assert!(step <= 1.5 * FRAME, "a {step} s hole in the export");
+    // The signature covers the range: widened, it is refused.
+    let widened = export.replace(&format!("to={to}"), &format!("to={}", to + 60_000));
+    let r = server.client().get(&widened).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // hls.js in Chromium from 8 s into the second file (which continues its session: its
     // first decode time is 10 s) across the boundary to the third.

@@ -8,7 +8,7 @@
 // Env: CAMSTREAM_URL (http://127.0.0.1:PORT), ADMIN_PASSWORD, SHOTS_DIR, CLIP (an FLV file
 // ffmpeg publishes in a loop, `-c copy`, to the RTMP URL the UI shows).
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
@@ -233,6 +233,14 @@ try {
   const failure = await download.failure();
   expect(failure === null, `the download completes (${failure})`);
   expect(/\.mp4$/.test(download.suggestedFilename()), `an .mp4 file, got ${download.suggestedFilename()}`);
+
+  step("recordings: download a minute from the playhead as one file (signed export URL)");
+  const [ranged] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download range as one file" }).click()]);
+  expect((await ranged.failure()) === null, "the range download completes");
+  const rangedPath = await ranged.path();
+  const head = readFileSync(rangedPath).subarray(4, 8).toString("latin1");
+  expect(head === "ftyp", `an MP4 (ftyp first), got ${JSON.stringify(head)}`);
+  expect(/\.mp4$/.test(ranged.suggestedFilename()), `an .mp4 file, got ${ranged.suggestedFilename()}`);
 
   step("recordings: bookmark the moment, then jump back to it as the previous event");
   const markedAt = Number(await panel.getAttribute("data-position"));

@@ -481,6 +481,58 @@ pub(crate) async fn playback(
     .into_response())
 }
 
+/// Longest range one export may span.
+const MAX_EXPORT_RANGE_MS: i64 = 3 * 3600 * 1000;
+
+/// A signed download URL of a time range as one MP4 file.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ExportUrl {
+    camera_id: String,
+    /// One fragmented MP4 of the range (no other credential; audited when fetched).
+    url: String,
+    #[schema(format = DateTime)]
+    from: String,
+    #[schema(format = DateTime)]
+    to: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+/// A signed URL that downloads a time range of a camera's recordings as one fragmented MP4
+/// (at most 3 h; default the last 10 min): the first file's init segment and every fragment
+/// of the range, across files. Fetching it is audited.
+#[utoipa::path(get, path = "/api/v1/recordings/export/{id}", operation_id = "getRecordingExport", tag = "recordings", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id"), RangeQuery),
+    responses(
+        (status = 200, description = "The URL", body = Envelope<ExportUrl>),
+        (status = 400, description = "VALIDATION_FAILED: `to` not after `from`, or the range over 3 h", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(camera): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
+    camera_visible(&state, &principal, &camera).await?;
+    let (from, to) = window(&q, 600_000, MAX_EXPORT_RANGE_MS)?;
+    let exp = now_ms() / 1000 + ttl(&state, q.expires_in)?;
+    let by = actor(&principal);
+    let token = state
+        .keys
+        .sign_url(&super::vod::export_scope(&camera, from, to, &by), exp);
+    let base = state.config.public_base_url.trim_end_matches('/');
+    Ok(ok(ExportUrl {
+        url: format!("{base}/vod/{camera}/export.mp4?from={from}&to={to}&by={by}&token={token}"),
+        camera_id: camera,
+        from: rfc3339(from),
+        to: rfc3339(to),
+        expires_at: rfc3339(exp * 1000),
+    })
+    .into_response())
+}
+
 /// An interval of the timeline.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -139,6 +139,11 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/recordings/playback/{id}",
         Perm(RecordingsRead),
     ),
+    r(
+        "GET",
+        "/api/v1/recordings/export/{id}",
+        Perm(RecordingsRead),
+    ),
     r("POST", "/api/v1/recordings/bookmarks", Perm(RecordingsRead)),
     r("GET", "/api/v1/retention", Perm(RecordingsRead)),
     r("PUT", "/api/v1/retention", Perm(RetentionManage)),
@@ -165,6 +170,7 @@ pub const ROUTES: &[RouteSpec] = &[
     r("POST", "/api/v1/retention/run", Perm(RetentionManage)),
     r("GET", "/api/v1/audit", Perm(AuditRead)),
     r("GET", "/vod/{id}/playlist.m3u8", Signed),
+    r("GET", "/vod/{id}/export.mp4", Signed),
     r("GET", "/vod/{id}/{file}", Signed),
     r("GET", "/api/v1/analytics/dashboard", Perm(AnalyticsRead)),
     r(

@@ -192,6 +192,7 @@ fn path_params(path: &str, op: &mut Operation) {
         let camera = path.starts_with("/vod/")
             || path.starts_with("/api/v1/recordings/timeline/")
             || path.starts_with("/api/v1/recordings/playback/")
+            || path.starts_with("/api/v1/recordings/export/")
             || path.starts_with("/api/v1/retention/cameras/");
         let string = ObjectBuilder::new().schema_type(Type::String);
         let string = match name.as_str() {

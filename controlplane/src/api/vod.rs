@@ -34,6 +34,7 @@ use crate::recordings::playlist::{self, VodFile};
 use crate::recordings::range::{self, ByteRange};
 use crate::state::AppState;
 use crate::store::recordings::{NewAudit, Recording, Tier};
+use futures_util::{StreamExt, TryStreamExt};
 
 /// Target duration of VOD segments (consecutive fragments are merged up to it).
 const VOD_SEGMENT: std::time::Duration = std::time::Duration::from_secs(4);
@@ -50,6 +51,11 @@ pub(crate) fn download_scope(recording: &str, by: &str) -> String {
 /// What a playlist URL grants.
 pub(crate) fn playlist_scope(camera: &str, from: i64, to: i64, by: &str) -> String {
     format!("vod\n{camera}\n{from}\n{to}\n{by}")
+}
+
+/// What an export URL grants: one camera's recordings over `[from, to)` as one file.
+pub(crate) fn export_scope(camera: &str, from: i64, to: i64, by: &str) -> String {
+    format!("export\n{camera}\n{from}\n{to}\n{by}")
 }
 
 /// What a playlist's media URL grants: bytes of one recording of one camera (the path names
@@ -263,6 +269,154 @@ pub(crate) async fn playlist(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
+    Ok(resp)
+}
+
+/// One piece of an export: `len` bytes of a file from `start`.
+struct Piece {
+    path: std::path::PathBuf,
+    start: u64,
+    len: u64,
+}
+
+/// A camera's recordings over a time range as one fragmented MP4 (signed URL from
+/// `/api/v1/recordings/export/{id}`; audited): the first file's init segment, then every
+/// fragment of the range, file after file. The export stops before a file whose init
+/// segment differs (the camera's codec or resolution changed) or which is archived; the
+/// `X-Camstream-Export-End` header then says where it ended.
+#[utoipa::path(get, path = "/vod/{id}/export.mp4", operation_id = "getVodExport", tag = "recordings",
+    params(("id" = String, Path, description = "Camera id"), PlaylistQuery),
+    responses(
+        (status = 200, description = "The range as one MP4 file", content_type = "video/mp4"),
+        (status = 403, description = "URL_SIGNATURE_INVALID or URL_EXPIRED", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "RECORDING_NOT_FOUND: nothing recorded in the range, or a file missing", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    ip: ClientAddr,
+    Path(camera): Path<String>,
+    Query(q): Query<PlaylistQuery>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (from, to, by) = (
+        q.from.unwrap_or(0),
+        q.to.unwrap_or(0),
+        q.by.unwrap_or_default(),
+    );
+    if !well_formed(&camera, Some(&by)) {
+        return Err(signature_invalid());
+    }
+    check(
+        &state,
+        q.token.as_deref(),
+        &export_scope(&camera, from, to, &by),
+    )?;
+    let recs = state
+        .store
+        .recordings_between(&camera, from, to, MAX_FILES)
+        .await?;
+    // Files on another node's disk: that node answers the whole export.
+    if let Some(cluster) = &state.cluster
+        && !headers.contains_key(FORWARDED_BY)
+    {
+        for r in recs.iter().filter(|r| r.storage_tier != Tier::Archived) {
+            if let Some(node) = &r.node_id
+                && !tokio::fs::try_exists(&r.file_path).await.unwrap_or(false)
+                && let Some(base) = cluster.api_url_of(node)
+            {
+                return forward(&base, node, &uri, &headers, cluster.node_id()).await;
+            }
+        }
+    }
+    // An archived file is not read back here: the export ends before it.
+    let archived = recs.iter().position(|r| r.storage_tier == Tier::Archived);
+    let local = &recs[..archived.unwrap_or(recs.len())];
+    let mut loaded = Vec::with_capacity(local.len());
+    for r in local {
+        loaded.push(entries(&state, r).await?);
+    }
+    let files: Vec<VodFile<'_>> = local
+        .iter()
+        .zip(&loaded)
+        .map(|(r, e)| VodFile {
+            id: &r.id,
+            init_size: u64::try_from(r.init_size).unwrap_or(0),
+            entries: e,
+        })
+        .collect();
+    let plan =
+        playlist::export_plan(&files, system_time(from), system_time(to)).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::RecordingNotFound,
+                "nothing recorded in this range",
+            )
+        })?;
+    let path = |i: usize| std::path::PathBuf::from(&local[i].file_path);
+    let mut pieces = vec![Piece {
+        path: path(plan.init.0),
+        start: plan.init.1,
+        len: plan.init.2,
+    }];
+    pieces.extend(plan.spans.iter().map(|&(i, start, len)| Piece {
+        path: path(i),
+        start,
+        len,
+    }));
+    for p in &pieces {
+        if !tokio::fs::try_exists(&p.path).await.unwrap_or(false) {
+            return Err(ApiError::new(
+                ErrorCode::RecordingNotFound,
+                "recording file missing",
+            ));
+        }
+    }
+    let end = crate::clock::to_ms(plan.end).min(to);
+    let stopped = plan.stopped || (archived.is_some() && end < to);
+    let (user_id, token_id) = parse_actor(&by).unzip();
+    state
+        .store
+        .add_audit(NewAudit {
+            action: "recording.export".into(),
+            user_id,
+            token_id: token_id.flatten(),
+            camera_id: Some(camera.clone()),
+            ip: ip.0.map(|a| a.to_string()),
+            detail: Some(format!("{} to {}", rfc3339(from), rfc3339(end))),
+            ..NewAudit::default()
+        })
+        .await?;
+    let total: u64 = pieces.iter().map(|p| p.len).sum();
+    let body = Body::from_stream(
+        futures_util::stream::iter(pieces)
+            .then(|p| async move {
+                let mut f = tokio::fs::File::open(&p.path).await?;
+                f.seek(std::io::SeekFrom::Start(p.start)).await?;
+                Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(
+                    f.take(p.len),
+                    STREAM_BUF,
+                ))
+            })
+            .try_flatten(),
+    );
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    let name = format!(
+        "attachment; filename=\"{camera}-{}.mp4\"",
+        rfc3339(from).replace(':', "")
+    );
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if stopped && let Ok(v) = HeaderValue::from_str(&rfc3339(end)) {
+        h.insert("x-camstream-export-end", v);
+    }
     Ok(resp)
 }
 

@@ -105,6 +105,80 @@ fn select(entries: &[IndexEntry], from: SystemTime, to: SystemTime) -> Option<(u
     Some((start, last))
 }
 
+/// What an export of a range reads: the init segment and byte spans of files, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportPlan {
+    /// (file index, offset, length) of the init segment players get (the first file's).
+    pub init: (usize, u64, u64),
+    /// (file index, offset, length) of consecutive fragments, in order.
+    pub spans: Vec<(usize, u64, u64)>,
+    /// Wall-clock end of the last fragment exported.
+    pub end: SystemTime,
+    /// The export stopped before the range's end at a break of the timeline (a new
+    /// session, a hole, dropped fragments, a change of init): one file holds one timeline.
+    pub stopped: bool,
+}
+
+/// Plans the export of `[from, to)` over `files` as one fragmented MP4: the first used
+/// file's init segment (the session's live init, which has no edit list), then its
+/// fragments and those of the files continuing the same session, up to the first break.
+/// `None` when no fragment overlaps.
+pub fn export_plan(files: &[VodFile<'_>], from: SystemTime, to: SystemTime) -> Option<ExportPlan> {
+    let mut plan: Option<ExportPlan> = None;
+    // The map of the previous file used and the media end of its last fragment.
+    let mut previous: Option<((u64, u64), Duration)> = None;
+    'files: for (fi, f) in files.iter().enumerate() {
+        let Some((start, last)) = select(f.entries, from, to) else {
+            continue;
+        };
+        let map = f.map();
+        let first = &f.entries[start];
+        if let (Some((prev_map, media_end)), Some(p)) = (previous, plan.as_mut()) {
+            let same_session = prev_map.0 > 0
+                && map.0 > 0
+                && prev_map.1 == map.1
+                && first.independent
+                && !first.discontinuity
+                && first.media_time.abs_diff(media_end) <= MEDIA_SLACK;
+            if !same_session {
+                p.stopped = true;
+                break;
+            }
+        }
+        let p = plan.get_or_insert_with(|| ExportPlan {
+            init: (fi, map.0, map.1),
+            spans: Vec::new(),
+            end: first.wall_time,
+            stopped: false,
+        });
+        let mut span: Option<(u64, u64)> = None;
+        for (i, e) in f.entries[start..=last].iter().enumerate() {
+            if i > 0 && e.discontinuity {
+                if let Some((a, b)) = span {
+                    p.spans.push((fi, a, b - a));
+                }
+                p.stopped = true;
+                break 'files;
+            }
+            span = match span {
+                Some((a, b)) if b == e.offset => Some((a, e.offset + e.size)),
+                Some((a, b)) => {
+                    p.spans.push((fi, a, b - a));
+                    Some((e.offset, e.offset + e.size))
+                }
+                None => Some((e.offset, e.offset + e.size)),
+            };
+            p.end = e.wall_end();
+        }
+        if let Some((a, b)) = span {
+            p.spans.push((fi, a, b - a));
+        }
+        let last_entry = &f.entries[last];
+        previous = Some((map, last_entry.media_time + last_entry.duration));
+    }
+    plan
+}
+
 fn seconds(d: Duration) -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
@@ -388,6 +462,44 @@ mod tests {
             x.media_time += Duration::from_millis(media_ms);
         }
         e
+    }
+
+    #[test]
+    fn an_export_spans_a_session_and_stops_at_a_break() {
+        let a = session_file(50, T0, 0);
+        let b = session_file(50, T0 + 10_000, 10_000);
+        // A new session after a hole: its timeline starts at 0 again.
+        let c = session_file(50, T0 + 25_000, 0);
+        let vf = |id, entries| VodFile {
+            id,
+            init_size: 700,
+            entries,
+        };
+        let files = [vf("a", &a[..]), vf("b", &b), vf("c", &c)];
+        // 6 s into a to 4 s into b: the keyframe at 6 s (fragment 30) to the fragment
+        // ending at 4.2 s of b (fragment 20); one init (a's live init), one span per file.
+        let p = export_plan(&files, at(T0 + 6_000), at(T0 + 14_100)).unwrap();
+        assert_eq!(p.init, (0, 708, 600));
+        assert_eq!(
+            p.spans,
+            [(0, 1308 + 30 * 1000, 20 * 1000), (1, 1308, 21 * 1000)]
+        );
+        assert_eq!(p.end, at(T0 + 14_200));
+        assert!(!p.stopped);
+        // Across the new session: the export ends with b.
+        let p = export_plan(&files, at(T0 + 12_000), at(T0 + 30_000)).unwrap();
+        assert_eq!(p.spans.last().unwrap().0, 1);
+        assert_eq!(p.end, at(T0 + 20_000));
+        assert!(p.stopped);
+        // A break inside a file stops there too.
+        let mut d = session_file(50, T0, 0);
+        d[25].discontinuity = true;
+        let files = [vf("d", &d[..])];
+        let p = export_plan(&files, at(T0), at(T0 + 10_000)).unwrap();
+        assert_eq!(p.spans, [(0, 1308, 25 * 1000)]);
+        assert!(p.stopped);
+        // Nothing in the range.
+        assert!(export_plan(&files, at(T0 + 60_000), at(T0 + 70_000)).is_none());
     }
 
     #[test]

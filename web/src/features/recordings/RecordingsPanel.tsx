@@ -70,6 +70,9 @@ function VodPlayer({ url, startAt, speed, onPosition }: { url: string; startAt: 
   );
 }
 
+/** Lengths an export from the playhead may have (the API allows up to 3 h). */
+const EXPORT_MINUTES = [1, 5, 15, 60, 180] as const;
+
 /** A camera's recordings: timeline of the last hours with gaps and markers, click to play. */
 export function RecordingsPanel({ cameraId }: { cameraId: string }) {
   const [minutes, setMinutes] = useState<(typeof WINDOWS)[number]>(60);
@@ -84,6 +87,25 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
     setDownloadError(null);
     try {
       const r = await api.get<Schemas["Envelope_SignedUrl"]>("/api/v1/recordings/{id}/signed-url", { params: { id: recordingId } });
+      const a = document.createElement("a");
+      a.href = r.data.url;
+      a.download = "";
+      document.body.append(a);
+      a.click();
+      a.remove();
+    } catch (e) {
+      setDownloadError(errorMessage(e));
+    }
+  };
+  const [exportMinutes, setExportMinutes] = useState<number>(1);
+  /** Downloads `[from, from + minutes)` as one MP4 through a signed export URL. */
+  const downloadRange = async (from: number, minutes: number) => {
+    setDownloadError(null);
+    try {
+      const r = await api.get<Schemas["Envelope_ExportUrl"]>("/api/v1/recordings/export/{id}", {
+        params: { id: cameraId },
+        query: { from: new Date(from).toISOString(), to: new Date(from + minutes * 60_000).toISOString() },
+      });
       const a = document.createElement("a");
       a.href = r.data.url;
       a.download = "";
@@ -273,6 +295,21 @@ export function RecordingsPanel({ cameraId }: { cameraId: string }) {
             </Button>
             <Button variant="secondary" size="sm" disabled={!fileHere} onClick={() => fileHere && void download(fileHere.id)}>
               Download this recording file
+            </Button>
+            <div>
+              <label htmlFor="rec-export" className="block text-sm font-medium">
+                Length from here
+              </label>
+              <Select id="rec-export" value={String(exportMinutes)} onChange={(e) => setExportMinutes(Number(e.target.value))}>
+                {EXPORT_MINUTES.map((m) => (
+                  <option key={m} value={m}>
+                    {m < 60 ? `${m} min` : `${m / 60} h`}
+                  </option>
+                ))}
+              </Select>
+            </div>
+            <Button variant="secondary" size="sm" disabled={position === null} onClick={() => position !== null && void downloadRange(position, exportMinutes)}>
+              Download range as one file
             </Button>
             {downloadError ? (
               <p role="alert" className="text-sm text-red-600 dark:text-red-400">
