@@ -196,12 +196,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
 fn scraped_names(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            l.split(|c| c == '{' || c == ' ')
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
+        .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_owned())
         .collect()
 }
 
