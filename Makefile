@@ -12,7 +12,7 @@ RUN_ARGS ?=
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: run build test lint unit fuzz fuzz-smoke bench bench-mux deps-run deps-test web web-spec web-test
+.PHONY: run build test lint unit fuzz fuzz-smoke bench bench-mux deps-run deps-test web web-spec web-test deploy-test
 
 # The release binary embeds web/dist (build.rs), so the dashboard is built first.
 run: deps-run web
@@ -26,7 +26,7 @@ build: deps-run web
 # anyway; the test targets with the dev profile `cargo test` uses.
 run build: WEB_SPEC_FLAGS = --release
 
-test: deps-test web-test lint unit fuzz-smoke
+test: deps-test web-test deploy-test lint unit fuzz-smoke
 	@echo "make test: all passed"
 
 # --- web dashboard (web/, README "Dashboard") ---
@@ -55,6 +55,14 @@ web: web-spec
 # tests/dashboard, which needs web/dist).
 web-test: deps-test web
 	cd web && npx tsc --noEmit && npx eslint . && npx vitest run
+
+# Alerting rules (deploy/prometheus, README "Deployment"): syntax and the cases that fire and
+# do not fire each rule. promtool comes from Debian's `prometheus` package (scripts/deps.sh);
+# a missing promtool fails here. The metric names themselves are checked against a live
+# server by `cargo test --test deploy` (in `unit`).
+deploy-test: deps-test
+	promtool check rules deploy/prometheus/rules.yml
+	cd deploy/prometheus && promtool test rules rules.test.yml
 
 lint: deps-test
 	$(CARGO) fmt --all -- --check

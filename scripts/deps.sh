@@ -34,6 +34,10 @@ if [ "$want" = test ]; then
   # venv under target/testdata when `python3 -m moto.server` is missing.
   need python3 python3
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv python3-pip)
+  # deploy/: `promtool check|test rules` (make deploy-test); tests/deploy parses the
+  # compose and Kubernetes YAML with Python's yaml.
+  need promtool prometheus
+  python3 -c 'import yaml' >/dev/null 2>&1 || packages+=(python3-yaml)
 fi
 
 if [ ${#packages[@]} -gt 0 ]; then

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod gauges;
 mod recording;
 mod web;
 
@@ -244,6 +245,7 @@ async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationTo
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cpu = CpuUse::default();
+    let mut gauges = gauges::Gauges::new(dp.recordings_dir());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -277,6 +279,7 @@ async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationTo
         metrics::gauge!("camstream_viewers").set(viewers as f64);
         metrics::counter!("camstream_bytes_in_total").absolute(bytes_in);
         metrics::counter!("camstream_bytes_out_total").absolute(bytes_out);
+        gauges.update(&health);
         if let Err(e) = cp.report_health(health).await {
             warn!(error = %e, "stream health not recorded");
         }

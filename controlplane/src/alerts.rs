@@ -23,6 +23,8 @@ fn cause(camera: &str) -> String {
 pub(crate) struct OfflinePass {
     pub(crate) raised: usize,
     pub(crate) resolved: usize,
+    /// `CAMERA_OFFLINE` alerts open after the pass (`camstream_alerts_open`).
+    pub(crate) open: usize,
 }
 
 /// One pass at `now_ms`: raises for cameras offline longer than `after` without an open
@@ -69,5 +71,6 @@ pub(crate) async fn offline_pass(
         pass.raised += 1;
         tracing::warn!(camera_id = %c.id, offline_before = %rfc3339(before), "alert: camera offline");
     }
+    pass.open = (open.len() + pass.raised).saturating_sub(pass.resolved);
     Ok(pass)
 }

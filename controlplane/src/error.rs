@@ -137,6 +137,20 @@ impl ErrorCode {
         }
     }
 
+    /// A refused credential (`camstream_auth_failures_total`): a wrong password, a token
+    /// that does not verify or is expired or revoked, a badly signed node-to-node request.
+    /// A missing token is not one: a browser without a session sends none.
+    pub(crate) fn is_auth_failure(self) -> bool {
+        matches!(
+            self,
+            Self::AuthCredentialsInvalid
+                | Self::AuthTokenInvalid
+                | Self::AuthTokenExpired
+                | Self::AuthTokenRevoked
+                | Self::ClusterAuthInvalid
+        )
+    }
+
     /// The code as it appears on the wire (`CAMERA_NOT_FOUND`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -282,6 +296,10 @@ pub(crate) struct ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();
+        if self.code.is_auth_failure() {
+            metrics::counter!("camstream_auth_failures_total", "code" => self.code.as_str())
+                .increment(1);
+        }
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
         if status.is_server_error() {
             // 5xx: the operator needs the chain; the client gets the generic message.
@@ -322,6 +340,15 @@ mod tests {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().to_owned()));
         }
+    }
+
+    #[test]
+    fn auth_failures() {
+        assert!(ErrorCode::AuthCredentialsInvalid.is_auth_failure());
+        assert!(ErrorCode::AuthTokenRevoked.is_auth_failure());
+        assert!(!ErrorCode::AuthTokenMissing.is_auth_failure());
+        assert!(!ErrorCode::AuthInsufficientPermissions.is_auth_failure());
+        assert!(!ErrorCode::CameraNotFound.is_auth_failure());
     }
 
     #[test]

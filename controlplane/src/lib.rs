@@ -171,6 +171,18 @@ fn metrics_handle() -> PrometheusHandle {
                 "Last raft log index applied to this node's state"
             );
             metrics::describe_gauge!(
+                "camstream_alerts_open",
+                "Open alerts by type, from the shared store (CAMERA_OFFLINE)"
+            );
+            metrics::describe_counter!(
+                "camstream_auth_failures_total",
+                "API requests refused for bad credentials or tokens, by error code"
+            );
+            metrics::describe_gauge!(
+                "camstream_storage_used_ratio",
+                "Used share of the recordings file system (df Use%), by tier"
+            );
+            metrics::describe_gauge!(
                 "camstream_cluster_lease_held",
                 "1 while this node holds its liveness lease (its own view)"
             );
@@ -693,14 +705,19 @@ async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
         )
         .await
         {
-            Ok(p) if p != alerts::OfflinePass::default() => {
-                tracing::debug!(
-                    raised = p.raised,
-                    resolved = p.resolved,
-                    "offline alerts pass"
-                );
+            Ok(p) => {
+                // The store is shared: in a cluster every node reports the same count
+                // (rules take the max over nodes).
+                metrics::gauge!("camstream_alerts_open", "type" => alerts::CAMERA_OFFLINE)
+                    .set(p.open as f64);
+                if p.raised > 0 || p.resolved > 0 {
+                    tracing::debug!(
+                        raised = p.raised,
+                        resolved = p.resolved,
+                        "offline alerts pass"
+                    );
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "offline alerts pass failed"),
         }
         if let Err(e) = health::sweep(

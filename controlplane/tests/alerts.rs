@@ -48,6 +48,16 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
+/// `camstream_alerts_open{type="CAMERA_OFFLINE"}` from `/metrics`.
+async fn open_offline_gauge(app: &TestApp) -> Option<f64> {
+    let m = app.call("GET", "/metrics", None, None).await;
+    let text = String::from_utf8(m.bytes).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("camstream_alerts_open{type=\"CAMERA_OFFLINE\"} "))?
+        .parse()
+        .ok()
+}
+
 #[tokio::test]
 async fn an_offline_camera_raises_one_alert_for_its_tenant_which_resolves_when_it_returns() {
     let app = TestApp::start(|c| c.alert_offline_after = Duration::from_secs(1)).await;
@@ -100,6 +110,8 @@ async fn an_offline_camera_raises_one_alert_for_its_tenant_which_resolves_when_i
         !open.iter().any(|a| a["cameraId"] == quiet.as_str()),
         "a camera that never streamed raised an alert"
     );
+    // The gauge the CamstreamCameraOffline rule (deploy/prometheus) watches.
+    assert_eq!(open_offline_gauge(&app).await, Some(1.0));
 
     // Other tenants and company-less users see nothing and cannot acknowledge it.
     assert!(alerts(&app, &globex, "").await.is_empty());
@@ -153,6 +165,10 @@ async fn an_offline_camera_raises_one_alert_for_its_tenant_which_resolves_when_i
     assert_eq!(resolved["id"], id.as_str());
     assert!(resolved["resolvedAt"].is_string());
     assert!(alerts(&app, &acme, "?state=open").await.is_empty());
+    until("the open-alerts gauge back to 0", async || {
+        (open_offline_gauge(&app).await == Some(0.0)).then_some(())
+    })
+    .await;
 
     // Bad input.
     for q in [
