@@ -183,6 +183,17 @@ try {
   await tiles.nth(2).getByRole("link", { name: firstName }).waitFor();
   expect((await tiles.nth(0).getByRole("link").count()) === 0, "the first slot is empty after the move");
   await shot("04c-live-3x3-moved");
+
+  step("save the grid as a second layout, make it the default; a reload shows it");
+  await page.getByLabel("Save as a new layout").fill("Night shift");
+  await page.getByRole("button", { name: "Save as new" }).click();
+  await page.waitForFunction(() => document.querySelector("#layout-pick")?.selectedOptions[0]?.textContent === "Night shift");
+  await page.getByRole("button", { name: "Make default" }).click();
+  await page.waitForFunction(() => document.querySelector("#layout-pick")?.selectedOptions[0]?.textContent === "Night shift (default)");
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector("#layout-pick")?.selectedOptions[0]?.textContent === "Night shift (default)");
+  expect((await page.locator("#layout-pick option").count()) === 2, "two saved layouts");
+  await tiles.nth(2).getByRole("link", { name: firstName }).waitFor();
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Fleet" }).click();
   await row.waitFor();
 

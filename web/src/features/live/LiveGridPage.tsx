@@ -117,18 +117,26 @@ export function LiveGridPage() {
   const byId = useMemo(() => new Map(cameras.map((c) => [c.id, c])), [cameras]);
   const saved = useQuery(layoutsQuery);
   const qc = useQueryClient();
-  // The user's default layout (or their first); the page edits that one.
-  const current: StoredLayout | null = saved.data?.find((l) => l.isDefault) ?? saved.data?.[0] ?? null;
+  // The layout shown and edited: the one picked, else the user's default, else the first.
+  const [picked, setPicked] = useState<string | null>(null);
+  const current: StoredLayout | null =
+    saved.data?.find((l) => l.id === picked) ?? saved.data?.find((l) => l.isDefault) ?? saved.data?.[0] ?? null;
   // Edits show at once; saving follows, one request at a time, so a quick second change
   // updates the layout the first one created instead of creating another.
   const [draft, setDraft] = useState<GridLayout | null>(null);
-  const savedId = useRef<string | null>(null);
-  savedId.current ??= current?.id ?? null;
+  const created = useRef<string | null>(null);
+  const remember = (stored: StoredLayout) => {
+    localStorage.removeItem(LEGACY_KEY);
+    qc.setQueryData<StoredLayout[]>(["layouts"], (old) => {
+      const rest = (old ?? []).filter((l) => l.id !== stored.id).map((l) => (stored.isDefault ? { ...l, isDefault: false } : l));
+      return [...rest, stored];
+    });
+  };
   const save = useMutation({
     scope: { id: "live-layout" },
-    mutationFn: (next: GridLayout) => {
-      const body: Schemas["LayoutRequest"] = { ...toStored(next), name: current?.name ?? "My grid", isDefault: true };
-      const id = savedId.current;
+    mutationFn: ({ grid, target }: { grid: GridLayout; target: StoredLayout | null }) => {
+      const id = target?.id ?? created.current;
+      const body: Schemas["LayoutRequest"] = { ...toStored(grid), name: target?.name ?? "My grid", isDefault: target?.isDefault ?? true };
       return (
         id
           ? api.put<Schemas["Envelope_LayoutView"]>("/api/v1/layouts/{id}", { params: { id }, body })
@@ -136,9 +144,37 @@ export function LiveGridPage() {
       ).then((r) => r.data);
     },
     onSuccess: (stored) => {
-      savedId.current = stored.id;
-      localStorage.removeItem(LEGACY_KEY);
-      qc.setQueryData<StoredLayout[]>(["layouts"], (old) => [...(old ?? []).filter((l) => l.id !== stored.id).map((l) => ({ ...l, isDefault: false })), stored]);
+      created.current = stored.id;
+      remember(stored);
+    },
+  });
+  const [newName, setNewName] = useState("");
+  const saveAs = useMutation({
+    mutationFn: (body: Schemas["LayoutRequest"]) => api.post<Schemas["Envelope_LayoutView"]>("/api/v1/layouts", { body }).then((r) => r.data),
+    onSuccess: (stored) => {
+      remember(stored);
+      setPicked(stored.id);
+      setDraft(null);
+      setNewName("");
+    },
+  });
+  const makeDefault = useMutation({
+    mutationFn: (l: StoredLayout) =>
+      api
+        .put<Schemas["Envelope_LayoutView"]>("/api/v1/layouts/{id}", {
+          params: { id: l.id },
+          body: { name: l.name, columns: l.columns, rows: l.rows, tiles: l.tiles, isDefault: true },
+        })
+        .then((r) => r.data),
+    onSuccess: remember,
+  });
+  const remove = useMutation({
+    mutationFn: (id: string) => api.delete<unknown>("/api/v1/layouts/{id}", { params: { id } }).then(() => id),
+    onSuccess: (id) => {
+      if (created.current === id) created.current = null;
+      setPicked(null);
+      setDraft(null);
+      qc.setQueryData<StoredLayout[]>(["layouts"], (old) => (old ?? []).filter((l) => l.id !== id));
     },
   });
 
@@ -150,8 +186,9 @@ export function LiveGridPage() {
 
   const change = (next: GridLayout) => {
     setDraft(next);
-    save.mutate(next);
+    save.mutate({ grid: next, target: current });
   };
+  const layoutError = [saveAs, makeDefault, remove].find((m) => m.isError)?.error;
 
   return (
     <section aria-labelledby="live-title" className="space-y-4">
@@ -173,6 +210,71 @@ export function LiveGridPage() {
           ))}
         </div>
       </div>
+      {saved.data && saved.data.length > 0 ? (
+        <div role="group" aria-label="Saved layouts" className="flex flex-wrap items-end gap-2">
+          <div>
+            <label htmlFor="layout-pick" className="block text-sm font-medium">
+              Layout
+            </label>
+            <Select
+              id="layout-pick"
+              className="w-auto"
+              value={current?.id ?? ""}
+              onChange={(e) => {
+                setPicked(e.target.value);
+                setDraft(null);
+              }}
+            >
+              {saved.data.map((l) => (
+                <option key={l.id} value={l.id}>
+                  {l.name}
+                  {l.isDefault ? " (default)" : ""}
+                </option>
+              ))}
+            </Select>
+          </div>
+          {current && !current.isDefault ? (
+            <Button variant="secondary" size="sm" disabled={makeDefault.isPending} onClick={() => makeDefault.mutate(current)}>
+              Make default
+            </Button>
+          ) : null}
+          {current && saved.data.length > 1 ? (
+            <Button variant="ghost" size="sm" className="text-red-600 dark:text-red-400" disabled={remove.isPending} onClick={() => remove.mutate(current.id)}>
+              Delete layout
+            </Button>
+          ) : null}
+          <form
+            className="flex items-end gap-2"
+            onSubmit={(e) => {
+              e.preventDefault();
+              if (!layout || !newName.trim()) return;
+              saveAs.mutate({ ...toStored(layout), name: newName.trim(), isDefault: false });
+            }}
+          >
+            <div>
+              <label htmlFor="layout-new" className="block text-sm font-medium">
+                Save as a new layout
+              </label>
+              <input
+                id="layout-new"
+                value={newName}
+                maxLength={100}
+                onChange={(e) => setNewName(e.target.value)}
+                placeholder="Name"
+                className="rounded-md border border-slate-300 bg-white px-2 py-1.5 text-sm dark:border-slate-700 dark:bg-slate-900"
+              />
+            </div>
+            <Button type="submit" variant="secondary" size="sm" disabled={!newName.trim() || saveAs.isPending}>
+              Save as new
+            </Button>
+          </form>
+          {layoutError ? (
+            <p role="alert" className="text-sm text-red-600 dark:text-red-400">
+              {errorMessage(layoutError)}
+            </p>
+          ) : null}
+        </div>
+      ) : null}
       <p className="text-sm text-slate-600 dark:text-slate-400">
         Drag a tile's ⠿ handle onto another tile to swap them, or choose each slot's camera in its list. The layout is saved to your account. Tiles load video only while on screen and while this tab is visible.
       </p>
