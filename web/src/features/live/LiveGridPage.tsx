@@ -1,3 +1,4 @@
+import { DndContext, KeyboardSensor, PointerSensor, closestCenter, useDraggable, useDroppable, useSensor, useSensors, type DragEndEvent } from "@dnd-kit/core";
 import { queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useMemo, useRef, useState } from "react";
 import { Link } from "wouter";
@@ -32,35 +33,26 @@ const liveStatusQuery = (id: string) =>
 
 const gridClass: Record<GridSize, string> = { 1: "grid-cols-1", 2: "sm:grid-cols-2", 3: "sm:grid-cols-2 lg:grid-cols-3" };
 
-/** Drag-and-drop payload type: the id of the camera being moved. */
-const DRAG_TYPE = "application/x-camstream-camera";
+/** The drop target id of a slot (dnd-kit ids are per context). */
+const slotId = (index: number) => `slot-${index}`;
 
 function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Camera | null; cameras: Camera[]; onAssign: (id: string | null) => void }) {
   const status = useQuery({ ...liveStatusQuery(camera?.id ?? ""), enabled: camera !== null });
   const live = status.data;
   const selectId = `tile-${index}-camera`;
-  const [over, setOver] = useState(false);
+  // dnd-kit: the slot is a drop target; the handle drags the camera (pointer, or keyboard:
+  // focus the handle, Space, arrow keys, Space again).
+  const { setNodeRef, isOver } = useDroppable({ id: slotId(index) });
+  const drag = useDraggable({ id: camera?.id ?? `empty-${index}`, disabled: camera === null });
   return (
     <figure
+      ref={setNodeRef}
       className={cn(
         "space-y-2 rounded-lg border bg-white p-2 dark:bg-slate-900",
-        over ? "border-sky-500 ring-2 ring-sky-500" : "border-slate-200 dark:border-slate-800",
+        isOver ? "border-sky-500 ring-2 ring-sky-500" : "border-slate-200 dark:border-slate-800",
+        drag.isDragging ? "opacity-60" : "",
       )}
       data-testid="live-tile"
-      onDragOver={(e) => {
-        if (!e.dataTransfer.types.includes(DRAG_TYPE)) return;
-        e.preventDefault();
-        e.dataTransfer.dropEffect = "move";
-        setOver(true);
-      }}
-      onDragLeave={() => setOver(false)}
-      onDrop={(e) => {
-        setOver(false);
-        const id = e.dataTransfer.getData(DRAG_TYPE);
-        if (!id) return;
-        e.preventDefault();
-        onAssign(id);
-      }}
     >
       {camera ? (
         <LivePlayer key={camera.id} cameraId={camera.id} label={camera.name} />
@@ -70,19 +62,18 @@ function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Cam
       <figcaption className="flex flex-wrap items-center gap-x-3 gap-y-1 text-sm">
         {camera ? (
           <>
-            <span
-              draggable
-              onDragStart={(e) => {
-                e.dataTransfer.setData(DRAG_TYPE, camera.id);
-                e.dataTransfer.effectAllowed = "move";
-              }}
-              className="cursor-grab select-none rounded px-1 text-slate-500 hover:bg-slate-100 dark:hover:bg-slate-800"
+            <button
+              type="button"
+              ref={drag.setNodeRef}
+              {...drag.listeners}
+              {...drag.attributes}
+              aria-label={`Move ${camera.name} (drag onto another tile, or Space then arrow keys)`}
+              className="cursor-grab touch-none select-none rounded px-1 text-slate-500 hover:bg-slate-100 dark:hover:bg-slate-800"
               title="Drag onto another tile to move (or choose the slot's camera in the list)"
-              aria-hidden="true"
               data-testid="tile-handle"
             >
               ⠿
-            </span>
+            </button>
             <Link href={`/cameras/${encodeURIComponent(camera.id)}`} className="font-medium text-sky-700 hover:underline dark:text-sky-400">
               {camera.name}
             </Link>
@@ -184,6 +175,7 @@ export function LiveGridPage() {
     return prune(base, new Set(byId.keys()));
   }, [draft, current, saved.isPending, list.data, cameras, byId]);
 
+  const sensors = useSensors(useSensor(PointerSensor), useSensor(KeyboardSensor));
   const change = (next: GridLayout) => {
     setDraft(next);
     save.mutate({ grid: next, target: current });
@@ -290,11 +282,20 @@ export function LiveGridPage() {
       ) : cameras.length === 0 || !layout ? (
         <EmptyState title="No cameras yet">Add cameras in the fleet, then pick them here.</EmptyState>
       ) : (
+        <DndContext
+          sensors={sensors}
+          collisionDetection={closestCenter}
+          onDragEnd={(e: DragEndEvent) => {
+            const over = e.over ? Number(String(e.over.id).replace("slot-", "")) : NaN;
+            if (!Number.isNaN(over) && !String(e.active.id).startsWith("empty-")) change(assign(layout, over, String(e.active.id)));
+          }}
+        >
         <div className={cn("grid gap-3", gridClass[layout.columns])}>
           {layout.tiles.map((id, i) => (
             <Tile key={i} index={i} camera={id ? (byId.get(id) ?? null) : null} cameras={cameras} onAssign={(cam) => change(assign(layout, i, cam))} />
           ))}
         </div>
+        </DndContext>
       )}
     </section>
   );
