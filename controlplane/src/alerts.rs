@@ -2,6 +2,9 @@
 //! camera that was streaming and has been offline for `--alert-offline-after`, resolved
 //! when it streams again (or is disabled or deleted). Run by the control plane's sweeper;
 //! every node of a cluster may run it (the store keeps one open alert per cause).
+//! And `LOGIN_FAILURES`: more than [`LOGIN_FAILURES_PER_MINUTE`] failed (or throttled)
+//! logins for one username or from one address within a minute, resolved after
+//! [`LOGIN_QUIET`] without another burst.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -73,4 +76,87 @@ pub(crate) async fn offline_pass(
     }
     pass.open = (open.len() + pass.raised).saturating_sub(pass.resolved);
     Ok(pass)
+}
+
+/// Kind of the failed-login alert.
+pub(crate) const LOGIN_FAILURES: &str = "LOGIN_FAILURES";
+/// Failed logins per username or address within a minute above which it is raised.
+pub(crate) const LOGIN_FAILURES_PER_MINUTE: i64 = 10;
+/// A login-failure alert with no new burst for this long is resolved.
+pub(crate) const LOGIN_QUIET: Duration = Duration::from_secs(300);
+
+/// Counts a failed login for `username` and the client address; raises (or counts another
+/// occurrence of) `LOGIN_FAILURES` when either goes over the limit within a minute. Never
+/// fails the request: a cache or store problem is logged.
+pub(crate) async fn login_failed(
+    state: &crate::state::Shared,
+    username: &str,
+    ip: Option<std::net::IpAddr>,
+) {
+    let minute = crate::clock::now_ms() / 60_000;
+    let mut subjects = vec![format!("user:{}", username.to_lowercase())];
+    if let Some(ip) = ip {
+        subjects.push(format!("ip:{ip}"));
+    }
+    for subject in subjects {
+        let key = format!("alert:login_fail:{subject}:{minute}");
+        let n = match state.cache.incr(&key, 1, Duration::from_secs(120)).await {
+            Ok(n) => n.value,
+            Err(e) => {
+                tracing::warn!(error = %e, "failed-login counter not kept");
+                continue;
+            }
+        };
+        if n != LOGIN_FAILURES_PER_MINUTE + 1 {
+            continue;
+        }
+        // A user's burst belongs to the user's company; an address's to admins.
+        let company = match subject.strip_prefix("user:") {
+            Some(name) => state
+                .store
+                .get_user_by_username(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|u| u.company),
+            None => None,
+        };
+        let raised = state
+            .store
+            .create_alert(NewAlert {
+                kind: LOGIN_FAILURES.into(),
+                severity: "warning".into(),
+                message: format!(
+                    "more than {LOGIN_FAILURES_PER_MINUTE} failed logins within a minute for {subject}"
+                ),
+                cause: Some(format!("{LOGIN_FAILURES}:{subject}")),
+                company,
+                ..NewAlert::default()
+            })
+            .await;
+        match raised {
+            Ok(a) => tracing::warn!(
+                subject,
+                occurrences = a.occurrences,
+                "alert: repeated failed logins"
+            ),
+            Err(e) => tracing::warn!(error = %e, "failed-login alert not stored"),
+        }
+    }
+}
+
+/// Resolves login-failure alerts with no new burst for [`LOGIN_QUIET`]; how many.
+pub(crate) async fn quiet_logins_pass(store: &dyn Store, now_ms: i64) -> Result<usize, StoreError> {
+    let quiet = i64::try_from(LOGIN_QUIET.as_millis()).unwrap_or(i64::MAX);
+    let mut resolved = 0;
+    for a in store.open_alerts(LOGIN_FAILURES).await? {
+        let last = a.last_seen_at.unwrap_or(a.created_at);
+        if now_ms - last >= quiet
+            && let Some(cause) = &a.cause
+            && store.resolve_cause(cause, now_ms).await?
+        {
+            resolved += 1;
+        }
+    }
+    Ok(resolved)
 }

@@ -720,6 +720,9 @@ async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
             }
             Err(e) => tracing::warn!(error = %e, "offline alerts pass failed"),
         }
+        if let Err(e) = alerts::quiet_logins_pass(&*shared.store, clock::now_ms()).await {
+            tracing::warn!(error = %e, "login alerts pass failed");
+        }
         if let Err(e) = health::sweep(
             &shared.health,
             &*shared.store,

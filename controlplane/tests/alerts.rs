@@ -192,3 +192,56 @@ async fn an_offline_camera_raises_one_alert_for_its_tenant_which_resolves_when_i
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// More than ten failed logins for one user within a minute (throttled ones included) raise
+/// one LOGIN_FAILURES alert for the user's company; a wrong password a few times does not.
+#[tokio::test]
+async fn a_burst_of_failed_logins_raises_one_alert_for_the_users_company() {
+    let app = TestApp::start(|_| {}).await;
+    let admin = app.admin().await;
+    let (acme, _) = app.user(&admin, "acme-op", "operator", Some("acme")).await;
+    let (globex, _) = app
+        .user(&admin, "globex-op", "operator", Some("globex"))
+        .await;
+    let attempt = |user: &'static str| {
+        app.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(serde_json::json!({ "username": user, "password": "Not-The-Password-1" })),
+        )
+    };
+    for _ in 0..3 {
+        let r = attempt("globex-op").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let mut throttled = 0;
+    for _ in 0..12 {
+        let r = attempt("acme-op").await;
+        assert!(
+            r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            r.json
+        );
+        throttled += usize::from(r.status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(throttled > 0, "the login throttle did not engage");
+    let mine = alerts(&app, &acme, "?type=LOGIN_FAILURES").await;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["severity"], "warning");
+    assert!(
+        mine[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user:acme-op"),
+        "{mine:?}"
+    );
+    assert!(
+        alerts(&app, &globex, "?type=LOGIN_FAILURES")
+            .await
+            .is_empty()
+    );
+    // Admins see every tenant's.
+    let all = alerts(&app, &admin, "?type=LOGIN_FAILURES").await;
+    assert!(all.iter().any(|a| a["id"] == mine[0]["id"]), "{all:?}");
+}

@@ -57,7 +57,8 @@ pub(crate) enum AlertState {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct AlertView {
     id: String,
-    /// `CAMERA_OFFLINE`, `RECORDING_FAILED`, `STORAGE_FULL`, `API_RATE_LIMIT`.
+    /// `CAMERA_OFFLINE`, `RECORDING_FAILED`, `STORAGE_FULL`, `API_RATE_LIMIT`,
+    /// `LOGIN_FAILURES`.
     #[serde(rename = "type")]
     kind: String,
     severity: Severity,

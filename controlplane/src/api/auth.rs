@@ -189,7 +189,11 @@ pub(crate) async fn login(
     }
     let user_key = keys::login_fail(&format!("user:{}", req.username.to_lowercase()));
     let ip_key = ip.map(|ip| keys::login_fail(&format!("ip:{ip}")));
-    count_attempt(&state, &user_key, ip_key.as_deref()).await?;
+    if let Err(e) = count_attempt(&state, &user_key, ip_key.as_deref()).await {
+        // Throttled: refused, so failed too.
+        crate::alerts::login_failed(&state, &req.username, ip).await;
+        return Err(e);
+    }
 
     let user = state.store.get_user_by_username(&req.username).await?;
     // Verify against a dummy hash for unknown users so both failures cost the same.
@@ -203,6 +207,7 @@ pub(crate) async fn login(
         _ => {
             // The attempt was counted before the hash check.
             tracing::info!(username = %req.username, ip = ?ip, "login failed");
+            crate::alerts::login_failed(&state, &req.username, ip).await;
             return Err(ApiError::new(
                 ErrorCode::AuthCredentialsInvalid,
                 "invalid username or password",

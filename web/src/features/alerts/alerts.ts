@@ -16,7 +16,7 @@ export interface AlertFilters {
   page: number;
 }
 
-export const ALERT_TYPES = ["CAMERA_OFFLINE", "RECORDING_FAILED", "STORAGE_FULL", "API_RATE_LIMIT"] as const;
+export const ALERT_TYPES = ["CAMERA_OFFLINE", "RECORDING_FAILED", "STORAGE_FULL", "API_RATE_LIMIT", "LOGIN_FAILURES"] as const;
 
 /** The list query's parameters for the page's filters (empty ones left out). */
 export function alertQuery(f: AlertFilters): Record<string, string | number | boolean> {
