@@ -19,6 +19,7 @@ pub mod auth;
 #[doc(hidden)]
 pub mod bench;
 pub mod chunks;
+mod deadline;
 mod flv;
 mod fmp4;
 #[cfg(feature = "fuzz")]
