@@ -10,11 +10,11 @@
 //! second, so what every wake-up polls is built once per connection, not per loop: one
 //! [`Deadline`] timer re-armed lazily, the shutdown wait on a child token of its own (polling
 //! a cancellation future locks its token's node and `Notify`; on the token all connections
-//! share, those locks bounced between the cores), the kick wait pinned once per publish, and
-//! the connection's span entered only when something logs.
+//! share, those locks bounced between the cores), the kick wait built once per publish, both
+//! waits re-polled only when their own waker fired ([`Woken`]), and the connection's span
+//! entered only when something logs.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -27,6 +27,7 @@ use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use crate::auth::{Authorizer, PublishRequest};
 use crate::deadline::Deadline;
+use crate::woken::Woken;
 use crate::registry::{ClaimError, Publisher, Registry};
 use crate::rtmp::{self, Event, Session};
 
@@ -103,10 +104,8 @@ impl Ingest {
         let mut publisher: Option<Publisher> = None;
         // Futures a wake-up polls are built once, not per loop (see the module docs).
         let mut timer = Deadline::new(session.poll_timeout());
-        let stop = shutdown.child_token();
-        let stopped = stop.cancelled();
-        tokio::pin!(stopped);
-        let mut kicked: Option<Pin<Box<WaitForCancellationFutureOwned>>> = None;
+        let mut stopped = Woken::new(shutdown.child_token().cancelled_owned());
+        let mut kicked: Option<Woken<WaitForCancellationFutureOwned>> = None;
         loop {
             // Drain everything the session has for us before waiting again. The events of one
             // read arrived together: one wall-clock read serves them all.
@@ -132,7 +131,7 @@ impl Ingest {
                                 if let Err(e) = session.accept_publish() {
                                     return End::Error(e.to_string());
                                 }
-                                kicked = Some(Box::pin(p.kicked().cancelled_owned()));
+                                kicked = Some(Woken::new(p.kicked().cancelled_owned()));
                                 publisher = Some(p);
                             }
                             Err(why) => {
@@ -176,7 +175,13 @@ impl Ingest {
             if buf.capacity() - buf.len() < MIN_READ {
                 buf.reserve(READ_BUF);
             }
+            // Biased: the stop and kick waits come first, so a peer that keeps the socket
+            // readable cannot hide them (they cost one atomic load each, see `Woken`), and
+            // no random start is drawn per wake-up.
             tokio::select! {
+                biased;
+                () = &mut stopped => return End::Shutdown,
+                () = kick(&mut kicked) => return End::Kicked,
                 read = io.read_buf(&mut buf) => match read {
                     Ok(0) => return End::PeerClosed,
                     Ok(_) => {
@@ -192,8 +197,6 @@ impl Ingest {
                         return End::Error(e.to_string());
                     }
                 }
-                () = &mut stopped => return End::Shutdown,
-                () = kick(&mut kicked) => return End::Kicked,
             }
         }
     }
@@ -227,9 +230,9 @@ async fn flush<S: AsyncWrite + Unpin>(session: &mut Session, io: &mut S) -> std:
 }
 
 /// Resolves when the publisher is kicked; never without a publisher.
-async fn kick(kicked: &mut Option<Pin<Box<WaitForCancellationFutureOwned>>>) {
+async fn kick(kicked: &mut Option<Woken<WaitForCancellationFutureOwned>>) {
     match kicked {
-        Some(k) => k.as_mut().await,
+        Some(k) => k.await,
         None => std::future::pending().await,
     }
 }

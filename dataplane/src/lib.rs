@@ -36,6 +36,7 @@ mod server;
 mod testing;
 mod tls;
 mod ts;
+mod woken;
 
 pub use http::{HttpLimits, MIN_PROGRESS};
 pub use record::{RecorderError, RepairError, read_index, repair};
