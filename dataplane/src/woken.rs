@@ -4,8 +4,8 @@
 //! future already returned `Pending` has its waker registered and has nothing new to say
 //! until that waker fires. For most futures that re-poll is cheap; a `CancellationToken`'s
 //! wait is not: each poll locks the token's tree node and its `Notify` (issue 11: 1.9 % of
-//! the server's CPU at 100 cameras, the connection task waking ~100 times a second per
-//! camera for socket reads). `Woken` gives the inner future a waker of its own that records
+//! the server's CPU samples at 100 cameras, where an ingest task wakes up to once per RTMP
+//! message). `Woken` gives the inner future a waker of its own that records
 //! that it fired; until then (and while the task's waker is the same) a poll is one atomic
 //! load.
 //!
