@@ -28,9 +28,9 @@ use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use crate::auth::{Authorizer, PublishRequest};
 use crate::deadline::Deadline;
-use crate::woken::Woken;
 use crate::registry::{ClaimError, Publisher, Registry};
 use crate::rtmp::{self, Event, Session};
+use crate::woken::Woken;
 
 /// Size of a read buffer block.
 const READ_BUF: usize = 64 << 10;
@@ -151,9 +151,9 @@ impl Ingest {
                         }
                     }
                     Event::Media(media) => {
-                        let problem = publisher
-                            .as_mut()
-                            .and_then(|p| p.handle_event(*wall.get_or_insert_with(SystemTime::now), media));
+                        let problem = publisher.as_mut().and_then(|p| {
+                            p.handle_event(*wall.get_or_insert_with(SystemTime::now), media)
+                        });
                         if let Some(problem) = problem {
                             span.in_scope(|| warn!(problem = %problem, "segmenter"));
                         }

@@ -86,7 +86,9 @@ impl<F: Future> Future for Woken<F> {
         }
         // Cleared before the poll: a wake-up during it sets it again.
         this.signal.fired.store(false, Ordering::Release);
-        this.inner.as_mut().poll(&mut Context::from_waker(&this.own))
+        this.inner
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.own))
     }
 }
 
