@@ -129,7 +129,7 @@ mod tests {
         // Polled once by this task, then moved to another task that must be woken.
         let polled = tokio::time::timeout(Duration::from_millis(10), &mut wait).await;
         assert!(polled.is_err());
-        let waiter = tokio::spawn(async move { wait.await });
+        let waiter = tokio::spawn(wait);
         tokio::time::sleep(Duration::from_millis(10)).await;
         token.cancel();
         tokio::time::timeout(Duration::from_secs(5), waiter)
