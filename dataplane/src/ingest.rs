@@ -8,12 +8,11 @@
 //!
 //! Per wake-up cost (issue 11): a connection task wakes up to once per RTMP message (a
 //! 30 fps camera with AAC sends ~77 a second), so what every wake-up polls is built once per
-//! connection, not per loop: one
-//! [`Deadline`] timer re-armed lazily, the shutdown wait on a child token of its own (polling
-//! a cancellation future locks its token's node and `Notify`; on the token all connections
-//! share, those locks bounced between the cores), the kick wait built once per publish, both
-//! waits re-polled only when their own waker fired ([`Woken`]), and the connection's span
-//! entered only when something logs.
+//! connection, not per loop: one [`Deadline`] timer re-armed lazily, the shutdown wait on a
+//! child token of its own (polling a cancellation future locks its token's node and `Notify`;
+//! on the token all connections share, those locks bounced between the cores), the kick wait
+//! built once per publish, both waits re-polled only when their own waker fired ([`Woken`]),
+//! and the connection's span entered only when something logs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
