@@ -19,6 +19,7 @@ pub mod auth;
 #[doc(hidden)]
 pub mod bench;
 pub mod chunks;
+mod deadline;
 mod flv;
 mod fmp4;
 #[cfg(feature = "fuzz")]
@@ -35,6 +36,7 @@ mod server;
 mod testing;
 mod tls;
 mod ts;
+mod woken;
 
 pub use http::{HttpLimits, MIN_PROGRESS};
 pub use record::{RecorderError, RepairError, read_index, repair};
