@@ -32,9 +32,9 @@ fn is_root() -> bool {
 
 /// A PostgreSQL program: `PATH`, then Debian's versioned folders.
 fn pg_bin(name: &str) -> anyhow::Result<PathBuf> {
-    let on_path = std::env::var_os("PATH")
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|rd| {
             rd.flatten()

@@ -40,6 +40,9 @@ const RELAY_METRICS: [&str; 4] = [
     "camstream_relay_pulls_failed_total",
 ];
 
+/// One table cell from a run's summary.
+type SummaryCell<'a> = dyn Fn(&crate::report::Summary) -> String + 'a;
+
 /// Both runs of a relay benchmark.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RelayReport {
@@ -334,10 +337,8 @@ impl RelayReport {
             "| | local: viewers on the origin | relayed: viewers on the edge |\n|---|---:|---:|"
         );
         let l = self.local.as_ref().map(|l| &l.summary);
-        let col = |g: &dyn Fn(&crate::report::Summary) -> String| {
-            (l.map_or_else(|| "–".to_owned(), g), g(s))
-        };
-        let rows: [(&str, &dyn Fn(&crate::report::Summary) -> String); 12] = [
+        let col = |g: &SummaryCell<'_>| (l.map_or_else(|| "–".to_owned(), g), g(s));
+        let rows: [(&str, &SummaryCell<'_>); 12] = [
             ("cameras reached", &|s| s.cameras_reached.to_string()),
             ("viewers started", &|s| s.viewers_started.to_string()),
             ("origin CPU, % of one core", &|s| f(s.server_cpu_pct)),
