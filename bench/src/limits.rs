@@ -56,7 +56,7 @@ impl Detector {
         }
         // A machine kept busy by something else (a build next door) is noise, not the
         // limit of what is measured: the run's own processes must own most of the CPU.
-        let ours = s.server_cpu_pct + s.generator_cpu_pct;
+        let ours = s.server_cpu_pct + s.peer_cpu_pct + s.generator_cpu_pct;
         if s.machine_cpu_pct >= self.cfg.machine_cpu_pct
             && ours >= 0.5 * s.machine_cpu_pct * self.cores
         {

@@ -4,7 +4,8 @@
 //! process, watches it with HLS and LL-HLS viewers that behave like hls.js, drives the API,
 //! measures the server's CPU and memory from /proc, latency, loss, stalls and errors, and
 //! writes a JSON + Markdown report with SVG plots. `compare` runs the same scenario against
-//! camstream and then nginx with libnginx-mod-rtmp on the same machine.
+//! camstream and then nginx with libnginx-mod-rtmp on the same machine; `relay` runs it on
+//! a two-node camstream cluster, viewers on the origin and then on the edge.
 
 mod api;
 mod clip;
@@ -12,11 +13,14 @@ mod limits;
 mod marker;
 mod metrics;
 mod pacing;
+mod partclock;
 mod player;
 mod playlist;
 mod plot;
+mod postgres;
 mod procstat;
 mod publisher;
+mod relay;
 mod report;
 mod run;
 mod scenario;
@@ -58,6 +62,12 @@ enum Cmd {
     },
     /// Run a scenario against camstream, then against nginx-rtmp, and compare.
     Compare {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Relay benchmark: a PostgreSQL and a two-node cluster; publishers on node 1, the
+    /// viewers on node 1 (local baseline), then on node 2 (relayed). Needs `[cluster]`.
+    Relay {
         #[command(flatten)]
         common: Common,
     },
@@ -176,10 +186,25 @@ fn write_compare(dir: &Path, c: &Comparison) -> anyhow::Result<()> {
     write(dir, "compare.md", &c.markdown(&plots))
 }
 
+/// Writes relay.json, relay.md and the origin's plots of both runs.
+fn write_relay(dir: &Path, r: &relay::RelayReport) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write(dir, "relay.json", &serde_json::to_string_pretty(r)?)?;
+    let runs: Vec<&Report> = r.local.iter().chain(std::iter::once(&r.relay)).collect();
+    let plots = plot::all(dir, &runs)?;
+    write(dir, "relay.md", &r.markdown(&plots))
+}
+
 async fn main_async(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Run { common, server } => {
             let (scenario, clip, tool) = prepare(&common)?;
+            if scenario.cluster.is_some() {
+                anyhow::bail!(
+                    "scenario {} has a [cluster] section: run it with `relay`",
+                    scenario.name
+                );
+            }
             let out = common.out.clone().unwrap_or_else(|| {
                 PathBuf::from(format!(
                     "bench-results/{}-{}",
@@ -205,6 +230,12 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Compare { common } => {
             let (scenario, clip, tool) = prepare(&common)?;
+            if scenario.cluster.is_some() {
+                anyhow::bail!(
+                    "scenario {} has a [cluster] section: run it with `relay`",
+                    scenario.name
+                );
+            }
             let out = common.out.clone().unwrap_or_else(|| {
                 PathBuf::from(format!("bench-results/{}-compare", scenario.name))
             });
@@ -231,6 +262,31 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             );
             println!("report: {}", out.join("compare.md").display());
         }
+        Cmd::Relay { common } => {
+            let (scenario, clip, tool) = prepare(&common)?;
+            let out = common
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("bench-results/{}", scenario.name)));
+            let cfg = RunConfig {
+                scenario,
+                kind: Kind::Camstream,
+                camstream_bin: common
+                    .camstream_bin
+                    .clone()
+                    .unwrap_or_else(default_camstream_bin),
+                clip,
+                progress: !common.quiet,
+                tool,
+            };
+            let r = relay::run(&cfg).await?;
+            write_relay(&out, &r)?;
+            if let Some(l) = &r.local {
+                println!("local: {}", l.verdict());
+            }
+            println!("relayed: {}", r.relay.verdict());
+            println!("report: {}", out.join("relay.md").display());
+        }
         Cmd::Clip { dir } => {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("camstream-bench"));
             let path = clip::generate(&clip::ClipSpec::default(), &dir)?;
@@ -247,6 +303,8 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             let dir = json.parent().unwrap_or(Path::new("."));
             if let Ok(c) = serde_json::from_str::<Comparison>(&text) {
                 write_compare(dir, &c)?;
+            } else if let Ok(r) = serde_json::from_str::<relay::RelayReport>(&text) {
+                write_relay(dir, &r)?;
             } else {
                 let r: Report =
                     serde_json::from_str(&text).context("neither a report nor a comparison")?;

@@ -41,6 +41,12 @@ pub(crate) struct Sample {
     /// field read 0).
     #[serde(default)]
     pub(crate) settled_stalls: u64,
+    /// Relay runs: the other cluster node's process tree (the edge when the server is
+    /// the origin), % of one core and MB; 0 otherwise.
+    #[serde(default)]
+    pub(crate) peer_cpu_pct: f64,
+    #[serde(default)]
+    pub(crate) peer_rss_mb: f64,
 }
 
 /// The machine a run used.
@@ -77,6 +83,10 @@ pub(crate) struct Latency {
     pub(crate) llhls: FlavorLatency,
     pub(crate) blocking_reload_wakeup: LatencySummary,
     pub(crate) generator_lag: LatencySummary,
+    /// Relay runs: a part's first listing in an edge blocking reload minus its first
+    /// listing in an origin one (`partclock`), over the probed cameras.
+    #[serde(default)]
+    pub(crate) edge_added: LatencySummary,
 }
 
 /// API load results.
@@ -140,6 +150,15 @@ pub(crate) struct Summary {
     pub(crate) publish_failures: u64,
     /// Every camera published, every started viewer got frames, none missing anywhere.
     pub(crate) zero_loss: bool,
+    /// Relay runs: the edge node (second cluster member), as the server fields above.
+    #[serde(default)]
+    pub(crate) peer_cpu_idle_pct: f64,
+    #[serde(default)]
+    pub(crate) peer_cpu_pct: f64,
+    #[serde(default)]
+    pub(crate) peer_rss_idle_mb: f64,
+    #[serde(default)]
+    pub(crate) peer_rss_mb: f64,
 }
 
 /// The report of one run.

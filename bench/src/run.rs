@@ -77,6 +77,17 @@ pub(crate) fn machine() -> Machine {
     }
 }
 
+/// A relay run's second cluster node: measured beside the server, and where the viewers
+/// may watch instead (`relay`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer<'a> {
+    pub(crate) server: &'a Server,
+    /// Viewers watch on the peer (the edge), so every camera is relayed to it.
+    pub(crate) watch_here: bool,
+    /// Cameras (the first ones) whose parts are timed on both nodes; with `watch_here`.
+    pub(crate) probe_cameras: u32,
+}
+
 /// One camera of the run: what to publish to and where to watch it.
 #[derive(Debug, Clone)]
 struct Cam {
@@ -102,7 +113,7 @@ pub(crate) async fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
         }
         Kind::Nginx => Server::nginx(&sc.server.nginx_workers).await?,
     };
-    let result = drive(cfg, &mut server).await;
+    let result = drive(cfg, &mut server, None).await;
     let died = server.stop().await?;
     let mut report = result?;
     if let Some(d) = died {
@@ -124,6 +135,7 @@ fn first_line(e: &anyhow::Error) -> String {
 async fn cameras(
     sc: &Scenario,
     server: &Server,
+    watch: &crate::server::Endpoints,
     session: Option<&Session>,
 ) -> anyhow::Result<Vec<Cam>> {
     let ep = &server.endpoints;
@@ -159,8 +171,8 @@ async fn cameras(
             let key = sc.key(i);
             out.push(Cam {
                 publish: PublishUrl::parse(&ep.publish_url(&key))?,
-                hls: ep.hls_url(&key),
-                llhls: ep.llhls_url(&key),
+                hls: watch.hls_url(&key),
+                llhls: watch.llhls_url(&key),
                 key,
             });
         }
@@ -173,7 +185,12 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
-async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
+/// Runs the scenario against a started server (and measures `peer` beside it).
+pub(crate) async fn drive(
+    cfg: &RunConfig,
+    server: &mut Server,
+    peer: Option<Peer<'_>>,
+) -> anyhow::Result<Report> {
     let sc = &cfg.scenario;
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -185,6 +202,8 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
     let clk = clock_ticks();
     let mut server_s = TreeSampler::new(server.pid(), clk, true);
     let mut self_s = TreeSampler::new(std::process::id() as i32, clk, false);
+    let mut peer_s = peer.map(|p| TreeSampler::new(p.server.pid(), clk, true));
+    let mut peer_idle = Vec::new();
     let mut machine_s = MachineSampler::default();
     machine_s.sample();
     let client = http_client()?;
@@ -195,7 +214,11 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
     let mut last = Instant::now();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        idle.push(server_s.sample(last.elapsed().as_secs_f64()));
+        let dt = last.elapsed().as_secs_f64();
+        idle.push(server_s.sample(dt));
+        if let Some(p) = peer_s.as_mut() {
+            peer_idle.push(p.sample(dt));
+        }
         last = Instant::now();
     }
     let _ = self_s.sample(1.0);
@@ -215,7 +238,11 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
             },
         }
     }
-    let cams = cameras(sc, server, session.as_deref()).await?;
+    let watch = match peer {
+        Some(p) if p.watch_here => p.server.endpoints.clone(),
+        _ => server.endpoints.clone(),
+    };
+    let cams = cameras(sc, server, &watch, session.as_deref()).await?;
     let stop = CancellationToken::new();
     let t_start = metrics.clock.now_us();
 
@@ -321,6 +348,38 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
         })
     };
 
+    // Relay runs: the probed cameras' parts timed on both nodes.
+    let probe_task = peer
+        .filter(|p| p.watch_here && p.probe_cameras > 0)
+        .map(|p| {
+            let mut set = JoinSet::new();
+            for (i, c) in cams.iter().take(p.probe_cameras as usize).enumerate() {
+                let (Some(edge), Some(origin)) =
+                    (c.llhls.clone(), server.endpoints.llhls_url(&c.key))
+                else {
+                    continue;
+                };
+                let at = i as f64 / sc.publishers.ramp_per_s + v.start_delay_s;
+                set.spawn(crate::relay::probe(
+                    origin,
+                    edge,
+                    client.clone(),
+                    metrics.clone(),
+                    stop.clone(),
+                    metrics.clock.at_us(t_start + (at * 1e6) as u64),
+                ));
+            }
+            tokio::spawn(async move {
+                let mut deltas = Vec::new();
+                while let Some(r) = set.join_next().await {
+                    if let Ok(d) = r {
+                        deltas.extend(d);
+                    }
+                }
+                deltas
+            })
+        });
+
     let api_task = session.clone().zip(sc.api.clone()).map(|(s, a)| {
         let (metrics, stop) = (metrics.clone(), stop.clone());
         tokio::spawn(api::load(s, a, metrics, stop))
@@ -355,6 +414,7 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
         let t = (metrics.clock.now_us() - t_start) as f64 / 1e6;
         let srv = server_s.sample(dt);
         let me = self_s.sample(dt);
+        let pr = peer_s.as_mut().map(|p| p.sample(dt));
         let (pub_b, view_b, api_n) = (
             Metrics::get(&metrics.bytes_sent),
             Metrics::get(&metrics.viewer_bytes),
@@ -380,6 +440,8 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
             http_errors: Metrics::get(&metrics.http_errors),
             stalls: Metrics::get(&metrics.stalls),
             settled_stalls: Metrics::get(&metrics.settled_stalls),
+            peer_cpu_pct: pr.as_ref().map_or(0.0, |p| p.cpu_pct),
+            peer_rss_mb: pr.as_ref().map_or(0.0, |p| p.rss_kib as f64 / 1024.0),
         };
         (prev_pub, prev_view, prev_api) = (pub_b, view_b, api_n);
         pb.set_position(t as u64);
@@ -424,6 +486,19 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
     if let Some(t) = api_task {
         let _ = tokio::time::timeout(join_deadline, t).await;
     }
+    let edge_deltas = match probe_task {
+        Some(t) => match tokio::time::timeout(join_deadline, t).await {
+            Ok(Ok(d)) => d,
+            _ => {
+                notes.push(
+                    "The part probe did not stop within 30 s; edge-added latency is missing."
+                        .into(),
+                );
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
 
     // Summary over the steady window.
     let steady: Vec<&Sample> = series.iter().filter(|s| s.t_s >= steady_from_s).collect();
@@ -495,6 +570,10 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
         http_errors: Metrics::get(&metrics.http_errors),
         publish_failures,
         zero_loss: false,
+        peer_cpu_idle_pct: mean(peer_idle.iter().map(|s| s.cpu_pct)),
+        peer_cpu_pct: mean(steady.iter().map(|s| s.peer_cpu_pct)),
+        peer_rss_idle_mb: mean(peer_idle.iter().map(|s| s.rss_kib as f64 / 1024.0)),
+        peer_rss_mb: steady.last().map_or(0.0, |s| s.peer_rss_mb),
     };
     summary.zero_loss = publish_failures == 0
         && cameras_reached == n as u64
@@ -541,7 +620,8 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
         }
     });
     let others = mean(steady.iter().map(|s| {
-        (s.machine_cpu_pct * cores as f64 - s.server_cpu_pct - s.generator_cpu_pct).max(0.0)
+        (s.machine_cpu_pct * cores as f64 - s.server_cpu_pct - s.peer_cpu_pct - s.generator_cpu_pct)
+            .max(0.0)
     }));
     if others > 10.0 {
         notes.push(format!(
@@ -567,6 +647,7 @@ async fn drive(cfg: &RunConfig, server: &mut Server) -> anyhow::Result<Report> {
             llhls: fl(&metrics.llhls),
             blocking_reload_wakeup: metrics.wakeup.summary(),
             generator_lag: metrics.generator_lag.summary(),
+            edge_added: crate::partclock::summarize_signed(&edge_deltas),
         },
         api,
         cameras: cam_results,

@@ -29,6 +29,34 @@ pub(crate) struct Scenario {
     pub(crate) server: ServerOptions,
     #[serde(default)]
     pub(crate) limits: Limits,
+    /// Relay benchmark (`camstream-bench relay`): a two-node cluster, publishers on the
+    /// origin, viewers on the edge, against the same viewers on the origin.
+    #[serde(default)]
+    pub(crate) cluster: Option<Cluster>,
+}
+
+/// The two-node cluster of a relay run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Cluster {
+    /// Cameras whose parts are timed on both nodes (blocking reloads of both playlists)
+    /// for the edge-added latency; the first ones. Default 10.
+    pub(crate) probe_cameras: u32,
+    /// Run the local baseline (viewers on the origin) before the relayed run. Default true.
+    pub(crate) baseline: bool,
+    /// Seconds the edge has to serve the first camera's playlist once publishers are on
+    /// the origin. Default 30.
+    pub(crate) edge_ready_s: u64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            probe_cameras: 10,
+            baseline: true,
+            edge_ready_s: 30,
+        }
+    }
 }
 
 /// RTMP publishers.
@@ -253,6 +281,22 @@ impl Scenario {
             !p.keys_from_api || self.api.is_some(),
             "keys_from_api needs an [api] section (credentials)"
         );
+        if let Some(c) = &self.cluster {
+            ensure!(
+                c.probe_cameras <= p.count,
+                "cluster.probe_cameras {} is more than the {} cameras",
+                c.probe_cameras,
+                p.count
+            );
+            ensure!(
+                !p.keys_from_api && self.api.is_none(),
+                "a relay run publishes with --allow-any-key keys: no [api], no keys_from_api"
+            );
+            ensure!(
+                v.llhls + v.hls > 0,
+                "a relay run needs viewers: relaying starts when the edge has one"
+            );
+        }
         Ok(())
     }
 
@@ -305,6 +349,7 @@ mod tests {
             "cameras-500",
             "mixed",
             "quick",
+            "relay-100",
         ] {
             assert!(
                 names.iter().any(|n| n == wanted),
@@ -345,5 +390,30 @@ mod tests {
         )
         .expect("parses");
         assert!(lonely.validate().is_err(), "viewers without cameras");
+    }
+
+    #[test]
+    fn cluster_section() {
+        let s: Scenario = toml::from_str(
+            "name = \"r\"\nduration_s = 10\n[publishers]\ncount = 4\n[viewers]\nllhls = 4\n[cluster]\n",
+        )
+        .expect("parses");
+        assert_eq!(s.cluster, Some(Cluster::default()));
+        assert!(s.validate().is_err(), "10 probed cameras of 4");
+        let s: Scenario = toml::from_str(
+            "name = \"r\"\nduration_s = 10\n[publishers]\ncount = 4\n[viewers]\nllhls = 4\n[cluster]\nprobe_cameras = 2\nbaseline = false\n",
+        )
+        .expect("parses");
+        s.validate().expect("valid");
+        assert!(!s.cluster.expect("cluster").baseline);
+        let s: Scenario = toml::from_str(
+            "name = \"r\"\nduration_s = 10\n[publishers]\ncount = 4\n[cluster]\nprobe_cameras = 2\n",
+        )
+        .expect("parses");
+        assert!(s.validate().is_err(), "no viewers, nothing relayed");
+        assert!(
+            toml::from_str::<Scenario>("name = \"r\"\nduration_s = 10\n[cluster]\nnodes = 3\n")
+                .is_err()
+        );
     }
 }
