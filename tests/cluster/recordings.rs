@@ -113,6 +113,22 @@ async fn a_recording_made_on_one_node_is_listed_downloaded_played_and_deleted_th
     assert_eq!(status, StatusCode::CREATED, "{t}");
     let token = t["data"]["tokenSecret"].as_str().expect("token").to_owned();
     let get = reqwest::Method::GET;
+    // Publish once every node holds its lease: a node without one refuses publishers
+    // (fencing), as it may just after the others joined.
+    eventually(
+        "three members holding leases",
+        Duration::from_secs(30),
+        || async {
+            let (s, v) = call(&n1, &session, get.clone(), "/api/v1/cluster", None).await;
+            let members = v["data"]["members"].as_array()?;
+            (s == StatusCode::OK
+                && members.len() == 3
+                && members.iter().all(|m| m["leaseHeld"] == true)
+                && v["data"]["leaseHeld"] == true)
+                .then_some(())
+        },
+    )
+    .await;
 
     // A recording camera published to node 1 (the placement follows the publisher).
     let (status, cam) = call(
@@ -127,16 +143,27 @@ async fn a_recording_made_on_one_node_is_listed_downloaded_played_and_deleted_th
     let id = cam["data"]["id"].as_str().unwrap().to_owned();
     let key = cam["data"]["streamKey"].as_str().unwrap().to_owned();
     let clip = crate::common::ffmpeg::clips().await.av_short.clone();
-    let mut publisher = crate::common::ffmpeg::Ffmpeg::publish(
-        &clip,
-        &format!("rtmp://127.0.0.1:{}/live/{key}", n1.rtmp.port()),
-        n1.dir.join("ffmpeg-rec.log"),
-    );
-    assert!(
-        publisher.wait(Duration::from_secs(60)).await.success(),
-        "{}",
-        publisher.stderr()
-    );
+    // An encoder retries a refusal: a node whose own lease view lapsed for a moment (a slow
+    // heartbeat on a loaded machine) takes no publishers until it holds the lease again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut publisher = crate::common::ffmpeg::Ffmpeg::publish(
+            &clip,
+            &format!("rtmp://127.0.0.1:{}/live/{key}", n1.rtmp.port()),
+            n1.dir.join(format!("ffmpeg-rec-{attempts}.log")),
+        );
+        let ok = publisher.wait(Duration::from_secs(60)).await.success();
+        if ok {
+            break;
+        }
+        let err = publisher.stderr();
+        assert!(
+            attempts < 5 && err.contains("takes no publishers now"),
+            "attempt {attempts}: {err}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     // Recording turned off through node 3: node 1, which records, closes the file (the
     // control is sent to every node).
     let (status, v) = call(

@@ -254,9 +254,13 @@ try {
   expect(/\.mp4$/.test(ranged.suggestedFilename()), `an .mp4 file, got ${ranged.suggestedFilename()}`);
 
   step("recordings: bookmark the moment, then jump back to it as the previous event");
-  const markedAt = Number(await panel.getAttribute("data-position"));
   await page.getByLabel("Bookmark this moment").fill("e2e-mark");
+  // The bookmark's time is the playhead when the button is pressed: read it from the API's
+  // answer (reading the playhead before typing the label raced with playback under load).
+  const created = page.waitForResponse((r) => r.url().includes("/api/v1/recordings/bookmarks") && r.request().method() === "POST");
   await page.getByRole("button", { name: "Add bookmark" }).click();
+  const markedAt = Date.parse((await (await created).json()).data.at);
+  expect(Number.isFinite(markedAt), "the bookmark's time");
   await page.getByText("Bookmark added.").waitFor();
   await bar.locator('[title^="e2e-mark"]').waitFor({ state: "attached" });
   const v1 = await vod.evaluate((v) => v.currentTime);
