@@ -913,6 +913,49 @@ async fn alerts_conformance(s: &dyn Store, camera: &str, user: &str) {
             .unwrap()
             .is_none()
     );
+    // The outbox saw every change once, in order, with the tenant and the actor.
+    let start = s.last_alert_event_seq().await.unwrap();
+    assert!(start > 0);
+    let events = s.alert_events_since(0, i64::MAX, 1000).await.unwrap();
+    let mine: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.alert_id == first.id || e.alert_id == third.id)
+        .map(|e| (e.alert_id.as_str(), e.event.as_str()))
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            (first.id.as_str(), "opened"),
+            (first.id.as_str(), "repeated"),
+            (first.id.as_str(), "resolved"),
+            (third.id.as_str(), "opened"),
+            (third.id.as_str(), "acknowledged"),
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let ack = events.iter().find(|e| e.event == "acknowledged").unwrap();
+    assert_eq!(
+        (ack.actor.as_deref(), ack.company.as_deref(), ack.at),
+        (Some(user), Some("acme"), 100)
+    );
+    let esc = s
+        .record_alert_event(&third.id, "escalated", None, Some(r#"{"step":1}"#))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(esc.seq, start + 1);
+    assert_eq!(
+        s.alert_events_since(start, i64::MAX, 10).await.unwrap(),
+        [esc.clone()]
+    );
+    // The look-back window by time brings back older ones too.
+    assert!(s.alert_events_since(start, 0, 1000).await.unwrap().len() > 1);
+    assert!(
+        s.record_alert_event("nope", "escalated", None, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let list = |f: AlertFilter| async move {
         let (rows, total) = s
             .list_alerts_page(&AlertFilter { limit: 50, ..f })

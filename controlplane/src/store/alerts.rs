@@ -7,6 +7,34 @@ use async_trait::async_trait;
 
 use super::{Alert, Camera, StoreError};
 
+/// One row of the alert outbox (`alert_events`), written in the same transaction as the
+/// change it records: `opened`, `repeated` (the open cause raised again), `resolved`,
+/// `acknowledged` (first acknowledgement only) or `escalated`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertEvent {
+    /// Order of the events (a reader's cursor).
+    pub seq: i64,
+    /// The alert.
+    pub alert_id: String,
+    /// `opened`, `repeated`, `resolved`, `acknowledged`, `escalated`.
+    pub event: String,
+    /// Unix ms.
+    pub at: i64,
+    /// The alert's tenant (`None`: admins only).
+    pub company: Option<String>,
+    /// The alert's camera.
+    pub camera_id: Option<String>,
+    /// The alert's kind (`CAMERA_OFFLINE`, ...).
+    pub kind: String,
+    /// The alert's severity.
+    pub severity: String,
+    /// Who caused it (the acknowledging user's id), if anyone.
+    pub actor: Option<String>,
+    /// JSON detail (the escalation step), if any.
+    pub data: Option<String>,
+}
+
 /// Which alerts to list (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
@@ -52,6 +80,26 @@ pub trait AlertStore: Send + Sync + 'static {
     ) -> Result<Option<Alert>, StoreError>;
     /// Resolves the open alert of `cause` at `at`; whether there was one.
     async fn resolve_cause(&self, cause: &str, at: i64) -> Result<bool, StoreError>;
+    /// Outbox events with `seq > after` or raised at or after `since_at` (Unix ms; a reader
+    /// re-reads a short window behind its cursor because a concurrent transaction may commit
+    /// a lower `seq` later), in `seq` order, at most `limit`.
+    async fn alert_events_since(
+        &self,
+        after: i64,
+        since_at: i64,
+        limit: i64,
+    ) -> Result<Vec<AlertEvent>, StoreError>;
+    /// The highest `seq` written so far (0 when none): where a new reader starts.
+    async fn last_alert_event_seq(&self) -> Result<i64, StoreError>;
+    /// Records an event on an alert not made by the other methods (`escalated`, with its
+    /// step as JSON `data`); `None` when there is no such alert.
+    async fn record_alert_event(
+        &self,
+        alert_id: &str,
+        event: &str,
+        actor: Option<&str>,
+        data: Option<&str>,
+    ) -> Result<Option<AlertEvent>, StoreError>;
     /// The open alerts of one kind.
     async fn open_alerts(&self, kind: &str) -> Result<Vec<Alert>, StoreError>;
     /// Active cameras whose stream went offline before `before` (Unix ms) and stayed so

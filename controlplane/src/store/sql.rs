@@ -211,6 +211,36 @@ fn camera_where(filter: &CameraFilter, args: &mut Args) -> String {
     }
 }
 
+/// Writes one `alert_events` outbox row for alert `$a` inside transaction `$tx` (a macro
+/// so each backend binds its own types); evaluates to the [`AlertEvent`](crate::store::alerts::AlertEvent).
+macro_rules! insert_alert_event {
+    ($tx:ident, $a:expr, $event:expr, $at:expr, $actor:expr, $data:expr) => {{
+        let a: &crate::store::Alert = $a;
+        let e: crate::store::alerts::AlertEvent = sqlx::query_as(
+            "INSERT INTO alert_events (alert_id, event, at, company, camera_id, kind, \
+             severity, actor, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+        )
+        .bind(&a.id)
+        .bind($event)
+        .bind($at)
+        .bind(&a.company)
+        .bind(&a.camera_id)
+        .bind(&a.kind)
+        .bind(&a.severity)
+        .bind({
+            let actor: Option<&str> = $actor;
+            actor
+        })
+        .bind({
+            let data: Option<&str> = $data;
+            data
+        })
+        .fetch_one(&mut *$tx)
+        .await?;
+        e
+    }};
+}
+
 macro_rules! sql_store {
     ($store:ty, $backend:literal) => {
         #[async_trait]
@@ -688,8 +718,11 @@ macro_rules! sql_store {
 
             async fn create_alert(&self, n: NewAlert) -> Result<Alert, StoreError> {
                 // The partial unique index on open causes makes this one statement on both
-                // databases: a second raise of an open cause counts an occurrence.
-                Ok(sqlx::query_as(
+                // databases: a second raise of an open cause counts an occurrence. The
+                // outbox row (`opened` or `repeated`) is written in the same transaction.
+                let at = now_ms();
+                let mut tx = self.pool.begin().await?;
+                let a: Alert = sqlx::query_as(
                     "INSERT INTO alerts (id, kind, severity, camera_id, user_id, token_id, \
                      message, created_at, cause, occurrences, last_seen_at, company) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $8, $10) \
@@ -704,11 +737,15 @@ macro_rules! sql_store {
                 .bind(n.user_id)
                 .bind(n.token_id)
                 .bind(n.message)
-                .bind(now_ms())
+                .bind(at)
                 .bind(n.cause)
                 .bind(n.company)
-                .fetch_one(&self.pool)
-                .await?)
+                .fetch_one(&mut *tx)
+                .await?;
+                let event = if a.occurrences > 1 { "repeated" } else { "opened" };
+                insert_alert_event!(tx, &a, event, at, None, None);
+                tx.commit().await?;
+                Ok(a)
             }
 
             async fn list_alerts(

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{Arg, Args, CAMERA_COLUMNS, PgStore, SqliteStore};
-use crate::store::alerts::{AlertFilter, AlertStore};
+use crate::store::alerts::{AlertEvent, AlertFilter, AlertStore};
 use crate::store::{Alert, Camera, StoreError};
 
 fn alert_where(f: &AlertFilter, a: &mut Args) -> String {
@@ -83,26 +83,92 @@ macro_rules! sql_alert_store {
                 user: &str,
                 at: i64,
             ) -> Result<Option<Alert>, StoreError> {
-                Ok(sqlx::query_as(
-                    "UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, $1), \
-                     acknowledged_by = COALESCE(acknowledged_by, $2) WHERE id = $3 RETURNING *",
+                let mut tx = self.pool.begin().await?;
+                let first: Option<Alert> = sqlx::query_as(
+                    "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2 \
+                     WHERE id = $3 AND acknowledged_at IS NULL RETURNING *",
                 )
                 .bind(at)
                 .bind(user)
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let row = match first {
+                    Some(a) => {
+                        insert_alert_event!(tx, &a, "acknowledged", at, Some(user), None);
+                        Some(a)
+                    }
+                    // Already acknowledged (it keeps its first acknowledgement), or none.
+                    None => {
+                        sqlx::query_as("SELECT * FROM alerts WHERE id = $1")
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                    }
+                };
+                tx.commit().await?;
+                Ok(row)
             }
 
             async fn resolve_cause(&self, cause: &str, at: i64) -> Result<bool, StoreError> {
-                let r = sqlx::query(
-                    "UPDATE alerts SET resolved_at = $1 WHERE cause = $2 AND resolved_at IS NULL",
+                let mut tx = self.pool.begin().await?;
+                let resolved: Vec<Alert> = sqlx::query_as(
+                    "UPDATE alerts SET resolved_at = $1 WHERE cause = $2 AND resolved_at IS NULL \
+                     RETURNING *",
                 )
                 .bind(at)
                 .bind(cause)
-                .execute(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?;
-                Ok(r.rows_affected() > 0)
+                for a in &resolved {
+                    insert_alert_event!(tx, a, "resolved", at, None, None);
+                }
+                tx.commit().await?;
+                Ok(!resolved.is_empty())
+            }
+
+            async fn alert_events_since(
+                &self,
+                after: i64,
+                since_at: i64,
+                limit: i64,
+            ) -> Result<Vec<AlertEvent>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM alert_events WHERE seq > $1 OR at >= $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(after)
+                .bind(since_at)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn last_alert_event_seq(&self) -> Result<i64, StoreError> {
+                let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM alert_events")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(seq.unwrap_or(0))
+            }
+
+            async fn record_alert_event(
+                &self,
+                alert_id: &str,
+                event: &str,
+                actor: Option<&str>,
+                data: Option<&str>,
+            ) -> Result<Option<AlertEvent>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let alert: Option<Alert> = sqlx::query_as("SELECT * FROM alerts WHERE id = $1")
+                    .bind(alert_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(a) = alert else {
+                    return Ok(None);
+                };
+                let at = crate::clock::now_ms();
+                let e = insert_alert_event!(tx, &a, event, at, actor, data);
+                tx.commit().await?;
+                Ok(Some(e))
             }
 
             async fn open_alerts(&self, kind: &str) -> Result<Vec<Alert>, StoreError> {
