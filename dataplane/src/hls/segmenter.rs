@@ -829,7 +829,6 @@ impl Segmenter {
                     program_date_time: partial.program_date_time,
                     parts: partial.parts,
                     data,
-                    flat: std::sync::OnceLock::new(),
                 },
                 self.settings.window,
             );
@@ -849,7 +848,6 @@ impl Segmenter {
                     program_date_time: pdt,
                     parts: Vec::new(),
                     data,
-                    flat: std::sync::OnceLock::new(),
                 },
                 self.settings.window,
             );

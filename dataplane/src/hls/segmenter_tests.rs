@@ -155,6 +155,34 @@ fn clip_makes_two_second_segments_and_stable_parts() {
     assert!((d.as_secs_f64() - ll.segments[0].duration).abs() < 0.002);
 }
 
+/// Issue 11: a TS segment's bytes exist once per window. Every viewer's body is the
+/// segment's own slices (same pointers, no copy on first or later requests), and those are
+/// a few 64 KiB blocks of packets, not a slice per packet.
+#[test]
+fn ts_segment_bytes_are_produced_once_per_window() {
+    let mut seg = segmenter();
+    run_session(&mut seg, clip_events(BOTH), SystemTime::UNIX_EPOCH);
+    let ts = seg.ts();
+    for s in &ts.segments {
+        let ptrs = |c: &crate::chunks::Chunks| {
+            c.slices()
+                .iter()
+                .map(|b| (b.as_ptr() as usize, b.len()))
+                .collect::<Vec<_>>()
+        };
+        let first = s.body();
+        let second = s.body();
+        assert_eq!(ptrs(&first), ptrs(&s.data), "served without a copy");
+        assert_eq!(ptrs(&second), ptrs(&s.data), "and the same bytes again");
+        assert!(
+            s.data.slices().len() <= s.data.len() / (64 * 1024) + 2,
+            "{} slices for {} bytes",
+            s.data.slices().len(),
+            s.data.len()
+        );
+    }
+}
+
 #[test]
 fn parts_are_published_before_the_segment_completes() {
     let mut seg = segmenter();

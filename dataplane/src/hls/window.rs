@@ -5,7 +5,7 @@
 //! block the segmenter. Cloning a window clones a few `Arc`s (segments, parts, init
 //! segments), never media bytes.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -38,33 +38,16 @@ pub(crate) struct Segment {
     pub(crate) program_date_time: SystemTime,
     /// Its parts, in order (LL-HLS only; empty for MPEG-TS).
     pub(crate) parts: Vec<Arc<Part>>,
-    /// The whole segment (for fMP4 the concatenation of its parts).
+    /// The whole segment (for fMP4 the concatenation of its parts; for MPEG-TS a few
+    /// 64 KiB blocks of whole packets).
     pub(crate) data: Chunks,
-    /// A contiguous copy made on first request when the segment is many small slices.
-    pub(crate) flat: OnceLock<Bytes>,
 }
 
-/// Segments with more slices than this whose average slice is smaller than
-/// [`FLATTEN_BELOW_AVG`] are served from a contiguous copy.
-const FLATTEN_ABOVE_SLICES: usize = 256;
-const FLATTEN_BELOW_AVG: usize = 1024;
-
 impl Segment {
-    /// What to send for this segment.
-    ///
-    /// MPEG-TS interleaves a 4-byte header every 184 payload bytes, so a segment is
-    /// thousands of tiny slices (a 2 MB keyframe alone is ~22k). hyper writes at most 16
-    /// buffers per `writev`, which would cost ~1,400 syscalls per viewer per segment. Such
-    /// segments are copied into one buffer once, on first request, and every viewer shares
-    /// that copy: one memcpy per segment per camera instead of syscalls per viewer. fMP4
-    /// segments (a few large slices per part) are sent as they are.
+    /// What to send for this segment: its slices, shared by every viewer (both flavours
+    /// are a few large slices, so there is nothing to flatten and no second copy).
     pub(crate) fn body(&self) -> Chunks {
-        let slices = self.data.slices().len();
-        if slices > FLATTEN_ABOVE_SLICES && self.data.len() / slices < FLATTEN_BELOW_AVG {
-            Chunks::from(self.flat.get_or_init(|| self.data.to_bytes()).clone())
-        } else {
-            self.data.clone()
-        }
+        self.data.clone()
     }
 }
 
@@ -253,7 +236,6 @@ pub(crate) mod tests {
             program_date_time: SystemTime::UNIX_EPOCH,
             parts,
             data,
-            flat: OnceLock::new(),
         })
     }
 

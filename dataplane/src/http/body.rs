@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use crate::chunks::Chunks;
 
 /// The most one frame hands hyper. hyper takes a whole frame into its buffers (h2: into
-/// the stream's send queue, whatever the peer's window), so a flattened 1 MB TS segment in
+/// the stream's send queue, whatever the peer's window), so a 1 MB segment slice in
 /// one frame would leave the body at once and the write timeout would only see an idle
 /// connection. Cut into sub-slices, the body stays alive and asked for more only as the
 /// client takes bytes.

@@ -1,5 +1,5 @@
 //! The MPEG-TS muxer for classic HLS: H.264 and AAC frames to 188-byte transport packets,
-//! built in memory without ffmpeg and without copying media.
+//! built in memory without ffmpeg, each segment one compact copy of its media.
 //!
 //! Owns: the transport layer of a segment (PAT/PMT, PES packetization, PCR, continuity
 //! counters, stuffing), AVCC to Annex B for H.264 and ADTS for AAC. Leaves to others: where

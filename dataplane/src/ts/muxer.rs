@@ -15,7 +15,6 @@
 //! Spec: ISO/IEC 13818-1 §2.4 (transport stream), §2.4.2.2 (PCR); ISO/IEC 13818-7 §6.2
 //! (ADTS); RFC 8216 §3.2 (HLS: each segment starts with PAT and PMT).
 
-use bytes::Bytes;
 use camstream_protocol::{AacConfig, AvcConfig, MediaFrame};
 use mpeg2ts::ts::{ContinuityCounter, Pid};
 
@@ -53,10 +52,9 @@ pub(crate) struct MuxStats {
 /// [`Muxer::write_audio`] in decode order, [`Muxer::finish_segment`]; repeat. Writing a frame
 /// with no segment open opens one.
 ///
-/// Each segment is a [`Chunks`]: packet headers, adaptation fields, PES headers, AUDs,
-/// parameter sets, start codes and ADTS headers sit in one arena per segment; media bytes
-/// are slices of the frames' payloads. Buffers are reused, so a steady stream allocates
-/// per segment, not per frame.
+/// Each segment is a [`Chunks`] of a few large slices: whole 188-byte packets written into
+/// 64 KiB blocks (one copy of the media per segment, see `packet::SegmentWriter`). A steady
+/// stream allocates one block per 64 KiB of output, nothing per frame.
 #[derive(Debug)]
 pub(crate) struct Muxer {
     video: Option<VideoTrack>,
@@ -186,7 +184,7 @@ impl Muxer {
         self.write_pes(&frame.data, pid(AUDIO_PID), first);
     }
 
-    fn write_pes(&mut self, media: &Bytes, pid: Pid, first: FirstPacket) {
+    fn write_pes(&mut self, media: &[u8], pid: Pid, first: FirstPacket) {
         if !self.in_segment {
             self.begin_segment();
         }

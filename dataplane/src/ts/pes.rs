@@ -8,16 +8,16 @@
 //! header bytes (`packet`).
 //!
 //! The payload is a list of pieces: small header bytes (start codes, AUD, SPS/PPS, ADTS)
-//! written into a reused scratch buffer, and ranges of the frame's payload. Scratch bytes are
-//! copied into the segment arena next to the packet headers (so they coalesce with them);
-//! frame ranges become `Bytes::slice`s of the frame, never copies.
+//! written into a reused scratch buffer, and ranges of the frame's payload. Both are copied
+//! into the segment's blocks right behind their packet header, so every packet is 188
+//! contiguous bytes (see `packet::SegmentWriter` for why media is copied once here rather
+//! than referred to).
 //!
 //! Spec: ISO/IEC 13818-1 §2.4.3.6–2.4.3.7 (PES packet), §2.4.3.3 (payload spread over
 //! transport packets), §2.4.3.5 (stuffing).
 
 use std::ops::Range;
 
-use bytes::Bytes;
 use mpeg2ts::ts::{ContinuityCounter, Pid};
 
 use super::packet::{Header, SegmentWriter, wrap33};
@@ -118,7 +118,7 @@ impl PesBuilder {
         }
     }
 
-    /// Appends a range of the frame's payload (referred to, not copied).
+    /// Appends a range of the frame's payload (copied when the packets are written).
     pub(super) fn push_media(&mut self, range: Range<usize>) {
         if range.is_empty() {
             return;
@@ -136,14 +136,14 @@ impl PesBuilder {
     }
 
     /// Splits the PES packet into transport packets on `pid` and writes them to `out`.
-    /// Media ranges are sliced out of `media`.
+    /// Media ranges are read from `media`.
     ///
     /// # Panics
     /// If a media range lies outside `media`: callers push ranges they took from the same
     /// buffer after checking them against its length.
     pub(super) fn write_packets(
         &self,
-        media: &Bytes,
+        media: &[u8],
         out: &mut SegmentWriter,
         pid: Pid,
         cc: &mut ContinuityCounter,
@@ -180,7 +180,7 @@ impl PesBuilder {
                     range.start + take..range.end,
                 );
                 if is_media {
-                    out.put_media(media.slice(now));
+                    out.put_arena(&media[now]);
                 } else {
                     out.put_arena(&self.scratch[now]);
                 }
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn splits_into_full_packets_with_stuffing_only_in_the_last() {
-        let media = Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<_>>());
+        let media = (0..=255u8).cycle().take(1000).collect::<Vec<_>>();
         for len in [0usize, 1, 169, 170, 171, 184, 353, 354, 355, 1000] {
             let mut p = PesBuilder::new();
             p.start(STREAM_ID_VIDEO, Timing { pts: 9, dts: 9 }, None);
