@@ -60,10 +60,14 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "camstream")]
         server: Kind,
     },
-    /// Run a scenario against camstream, then against nginx-rtmp, and compare.
+    /// Run a scenario against camstream and nginx-rtmp, interleaved (camstream, nginx,
+    /// camstream, nginx, ...), every run for the full duration, and compare medians.
     Compare {
         #[command(flatten)]
         common: Common,
+        /// Runs of each server (at least 1; 3 gives a median and a spread).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        repeats: u32,
     },
     /// Relay benchmark: a PostgreSQL and a two-node cluster; publishers on node 1, the
     /// viewers on node 1 (local baseline), then on node 2 (relayed). Needs `[cluster]`.
@@ -228,14 +232,17 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             println!("{}", report.verdict());
             println!("report: {}", out.join("report.md").display());
         }
-        Cmd::Compare { common } => {
-            let (scenario, clip, tool) = prepare(&common)?;
+        Cmd::Compare { common, repeats } => {
+            let (mut scenario, clip, tool) = prepare(&common)?;
             if scenario.cluster.is_some() {
                 anyhow::bail!(
                     "scenario {} has a [cluster] section: run it with `relay`",
                     scenario.name
                 );
             }
+            // Equal durations whatever happens: a server that reaches a limit is measured
+            // for as long as the other (the limit is still reported).
+            scenario.limits.stop_on_limit = false;
             let out = common.out.clone().unwrap_or_else(|| {
                 PathBuf::from(format!("bench-results/{}-compare", scenario.name))
             });
@@ -250,13 +257,35 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 progress: !common.quiet,
                 tool,
             };
-            let camstream = run::run(&cfg).await.context("camstream run")?;
-            cfg.kind = Kind::Nginx;
-            let nginx = run::run(&cfg).await.context("nginx-rtmp run")?;
-            let cmp = Comparison { camstream, nginx };
+            let (mut cs_runs, mut ng_runs) = (Vec::new(), Vec::new());
+            for i in 1..=repeats {
+                for kind in [Kind::Camstream, Kind::Nginx] {
+                    cfg.kind = kind;
+                    let r = run::run(&cfg)
+                        .await
+                        .with_context(|| format!("{} run {i}", kind.label()))?;
+                    println!("run {i}/{repeats} {}: {}", kind.label(), r.verdict());
+                    write_run(&out.join(format!("run-{i}-{}", kind.label())), &r)?;
+                    match kind {
+                        Kind::Camstream => cs_runs.push(r),
+                        Kind::Nginx => ng_runs.push(r),
+                    }
+                }
+            }
+            let key = |r: &Report| r.summary.server_cpu_per_camera_pct;
+            let (ci, ni) = (
+                report::median_index(&cs_runs, key),
+                report::median_index(&ng_runs, key),
+            );
+            let cmp = Comparison {
+                camstream_runs: cs_runs.iter().map(|r| r.summary.clone()).collect(),
+                nginx_runs: ng_runs.iter().map(|r| r.summary.clone()).collect(),
+                camstream: cs_runs.swap_remove(ci),
+                nginx: ng_runs.swap_remove(ni),
+            };
             write_compare(&out, &cmp)?;
             println!(
-                "camstream: {}\nnginx-rtmp: {}",
+                "camstream (median of {repeats}): {}\nnginx-rtmp (median of {repeats}): {}",
                 cmp.camstream.verdict(),
                 cmp.nginx.verdict()
             );

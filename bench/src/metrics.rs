@@ -197,7 +197,11 @@ pub(crate) struct ViewerResult {
     pub(crate) missing_frames: u64,
     pub(crate) tail_missing_frames: u64,
     pub(crate) foreign_frames: u64,
+    /// Stalls of at least 100 ms.
     pub(crate) stalls: u64,
+    /// Stalls of at least 1 ms (reports written before this field read 0).
+    #[serde(default)]
+    pub(crate) stalls_1ms: u64,
     pub(crate) stall_ms: f64,
     pub(crate) resyncs: u64,
     pub(crate) http_errors: u64,
@@ -219,7 +223,10 @@ pub(crate) struct Metrics {
     pub(crate) viewer_bytes: AtomicU64,
     pub(crate) viewer_frames: AtomicU64,
     pub(crate) http_errors: AtomicU64,
+    /// Stalls of at least 100 ms.
     pub(crate) stalls: AtomicU64,
+    /// Stalls of at least 1 ms.
+    pub(crate) stalls_1ms: AtomicU64,
     /// Stalls past a player's warm-up (what the limit detector watches).
     pub(crate) settled_stalls: AtomicU64,
     pub(crate) api_requests: AtomicU64,
@@ -251,6 +258,7 @@ impl Metrics {
             viewer_frames: AtomicU64::new(0),
             http_errors: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
+            stalls_1ms: AtomicU64::new(0),
             settled_stalls: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
             api_errors: AtomicU64::new(0),

@@ -38,21 +38,35 @@ pub(crate) struct FrameLatency {
 }
 
 /// The display clock of a simulated player.
+///
+/// A stall is one stretch of late frames: the picture stands still from the first late
+/// frame until a frame is on time again. It counts in [`PlayerClock::stalls`] once the
+/// picture stood still for [`STALL_US`] (100 ms, what a viewer notices) and in
+/// [`PlayerClock::stalls_1ms`] once it stood still for 1 ms (the raw figure, reported
+/// beside it: a frame 2 ms late is not a stall anyone sees).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct PlayerClock {
     /// (wall µs when playback started, capture µs of the first frame shown).
     start: Option<(u64, u64)>,
     slipped_us: u64,
-    in_stall: bool,
+    /// The current stall: (wall µs it began, µs the picture has stood still so far).
+    stall: Option<(u64, u64)>,
+    /// Stalls of at least [`STALL_US`].
     pub(crate) stalls: u64,
-    /// Stalls that began after the player's first [`WARMUP_US`] of playback: a player that
-    /// joins a stream a few seconds old stalls at its start on any server, and that says
-    /// nothing about load.
+    /// Stalls of at least 1 ms (the long ones included).
+    pub(crate) stalls_1ms: u64,
+    /// Stalls of at least [`STALL_US`] that began after the player's first [`WARMUP_US`] of
+    /// playback: a player that joins a stream a few seconds old stalls at its start on any
+    /// server, and that says nothing about load.
     pub(crate) settled_stalls: u64,
 }
 
 /// Playback time after which a stall counts as a symptom of load.
 pub(crate) const WARMUP_US: u64 = 10_000_000;
+/// How long the picture must stand still to count as a stall.
+pub(crate) const STALL_US: u64 = 100_000;
+/// The short-stall figure reported beside it.
+const STALL_1MS_US: u64 = 1_000;
 
 impl PlayerClock {
     /// When a frame captured at `capture_us` and downloaded at `downloaded_us` is shown.
@@ -61,17 +75,23 @@ impl PlayerClock {
         // Frames before the first one shown (B-frame reordering) show at once.
         let scheduled = wall0 + capture_us.saturating_sub(cap0) + self.slipped_us;
         if downloaded_us > scheduled {
-            if !self.in_stall {
+            let wait = downloaded_us - scheduled;
+            let (began, before) = self.stall.unwrap_or((scheduled, 0));
+            let stood = before + wait;
+            if before < STALL_1MS_US && stood >= STALL_1MS_US {
+                self.stalls_1ms += 1;
+            }
+            if before < STALL_US && stood >= STALL_US {
                 self.stalls += 1;
-                if downloaded_us.saturating_sub(wall0) >= WARMUP_US {
+                if began.saturating_sub(wall0) >= WARMUP_US {
                     self.settled_stalls += 1;
                 }
-                self.in_stall = true;
             }
-            self.slipped_us += downloaded_us - scheduled;
+            self.stall = Some((began, stood));
+            self.slipped_us += wait;
             downloaded_us
         } else {
-            self.in_stall = false;
+            self.stall = None;
             scheduled
         }
     }
@@ -220,7 +240,7 @@ mod tests {
             2_600_000,
             "late again after being on time"
         );
-        assert_eq!(c.stalls, 2);
+        assert_eq!((c.stalls, c.stalls_1ms), (2, 2));
         assert_eq!(c.stalled_us(), 400_000 + 100_000);
         assert_eq!(c.settled_stalls, 0, "both within the warm-up");
         // Well past the warm-up: on time first, then 20 s of capture, due at 21.5 s,
@@ -228,6 +248,25 @@ mod tests {
         assert_eq!(c.display(19_000_000, 19_000_000), 20_500_000);
         assert_eq!(c.display(20_000_000, 22_000_000), 22_000_000);
         assert_eq!((c.stalls, c.settled_stalls), (3, 1));
+    }
+
+    #[test]
+    fn a_stall_counts_from_100_ms_the_1_ms_figure_beside_it() {
+        let mut c = PlayerClock::default();
+        c.display(0, 0);
+        // 5 ms late: a 1 ms stall, not a stall.
+        assert_eq!(c.display(1_000_000, 1_005_000), 1_005_000);
+        assert_eq!((c.stalls, c.stalls_1ms), (0, 1));
+        // On time again, then late by 60 ms and 50 ms more in a row: one stall of 110 ms,
+        // counted once in each figure.
+        c.display(1_500_000, 1_000_000);
+        c.display(2_000_000, 2_065_000);
+        assert_eq!((c.stalls, c.stalls_1ms), (0, 2));
+        c.display(2_000_000, 2_115_000);
+        assert_eq!((c.stalls, c.stalls_1ms), (1, 2));
+        c.display(2_010_000, 2_300_000);
+        assert_eq!((c.stalls, c.stalls_1ms), (1, 2), "the same stall goes on");
+        assert_eq!(c.stalled_us(), 5_000 + 60_000 + 50_000 + 175_000);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub(crate) struct PidStat {
     pub(crate) ppid: i32,
     /// `utime + stime`, in clock ticks.
     pub(crate) ticks: u64,
+    /// `utime` (user mode), in clock ticks.
+    pub(crate) utime: u64,
 }
 
 /// Parses `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses,
@@ -30,7 +32,35 @@ pub(crate) fn parse_pid_stat(s: &str) -> Option<PidStat> {
     Some(PidStat {
         ppid,
         ticks: utime + stime,
+        utime,
     })
+}
+
+/// `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` of one task, from
+/// `/proc/PID/task/TID/status` (per thread: a process's own status shows its main thread's).
+pub(crate) fn parse_ctx_switches(status: &str) -> (u64, u64) {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("voluntary_ctxt_switches:"),
+        field("nonvoluntary_ctxt_switches:"),
+    )
+}
+
+/// Context switches of every thread of `pid` (threads that exited are not counted).
+fn ctx_switches(pid: i32) -> (u64, u64) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (0, 0);
+    };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|s| parse_ctx_switches(&s))
+        .fold((0, 0), |(v, n), (a, b)| (v + a, n + b))
 }
 
 /// `VmRSS` from `/proc/PID/status`, in KiB (absent for zombies and kernel threads).
@@ -107,8 +137,24 @@ pub(crate) fn process_tree(root: i32) -> Vec<i32> {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct TreeSample {
     pub(crate) cpu_pct: f64,
+    /// The user-mode share of `cpu_pct` (the rest is the kernel's, on the server's behalf).
+    pub(crate) user_pct: f64,
     pub(crate) rss_kib: u64,
     pub(crate) processes: usize,
+    /// Voluntary context switches per second (a thread went to sleep: waiting for I/O or
+    /// a wake-up), summed over every thread.
+    pub(crate) vol_ctx_s: f64,
+    /// Involuntary context switches per second (a thread was preempted).
+    pub(crate) invol_ctx_s: f64,
+}
+
+/// Per-process counters at the last sample.
+#[derive(Debug, Clone, Copy, Default)]
+struct Last {
+    ticks: u64,
+    utime: u64,
+    vol: u64,
+    invol: u64,
 }
 
 /// Follows a process tree's CPU and RSS between samples.
@@ -116,7 +162,7 @@ pub(crate) struct TreeSample {
 pub(crate) struct TreeSampler {
     root: i32,
     clk_tck: u64,
-    last: HashMap<i32, u64>,
+    last: HashMap<i32, Last>,
     /// Whether descendants are looked for (a `/proc` scan per sample).
     follow_children: bool,
 }
@@ -140,16 +186,25 @@ impl TreeSampler {
         } else {
             vec![self.root]
         };
-        let mut ticks = 0;
+        let (mut ticks, mut utime, mut vol, mut invol) = (0, 0, 0, 0);
         let mut rss_kib = 0;
         let mut now = HashMap::new();
         for pid in pids {
             let Some(st) = read_stat(pid) else { continue };
+            let (v, n) = ctx_switches(pid);
+            let cur = Last {
+                ticks: st.ticks,
+                utime: st.utime,
+                vol: v,
+                invol: n,
+            };
             // A process born since the last sample spent all its ticks in this interval.
-            ticks += st
-                .ticks
-                .saturating_sub(self.last.get(&pid).copied().unwrap_or(0));
-            now.insert(pid, st.ticks);
+            let prev = self.last.get(&pid).copied().unwrap_or_default();
+            ticks += cur.ticks.saturating_sub(prev.ticks);
+            utime += cur.utime.saturating_sub(prev.utime);
+            vol += cur.vol.saturating_sub(prev.vol);
+            invol += cur.invol.saturating_sub(prev.invol);
+            now.insert(pid, cur);
             rss_kib += std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .ok()
                 .and_then(|s| parse_rss_kib(&s))
@@ -157,10 +212,20 @@ impl TreeSampler {
         }
         let processes = now.len();
         self.last = now;
+        let per_s = |n: u64| {
+            if elapsed_s > 0.0 {
+                n as f64 / elapsed_s
+            } else {
+                0.0
+            }
+        };
         TreeSample {
             cpu_pct: cpu_percent(ticks, self.clk_tck, elapsed_s),
+            user_pct: cpu_percent(utime, self.clk_tck, elapsed_s),
             rss_kib,
             processes,
+            vol_ctx_s: per_s(vol),
+            invol_ctx_s: per_s(invol),
         }
     }
 }
@@ -201,7 +266,8 @@ mod tests {
             parse_pid_stat(s),
             Some(PidStat {
                 ppid: 4200,
-                ticks: 287
+                ticks: 287,
+                utime: 250
             })
         );
         assert_eq!(parse_pid_stat("12 (x) S 1"), None, "truncated line");
@@ -214,6 +280,12 @@ mod tests {
             Some(19304)
         );
         assert_eq!(parse_rss_kib("Name:\tkthreadd\n"), None);
+        assert_eq!(
+            parse_ctx_switches(
+                "Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n"
+            ),
+            (120, 7)
+        );
         let stat = "cpu  100 5 50 800 20 1 2 3 0 0\ncpu0 1 2 3 4\n";
         assert_eq!(parse_machine_cpu(stat), Some((161, 981)));
     }
@@ -240,8 +312,14 @@ mod tests {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
         std::hint::black_box(x);
+        std::thread::sleep(std::time::Duration::from_millis(20));
         let sample = s.sample(1.0);
         assert!(sample.rss_kib > 1000, "{sample:?}");
+        assert!(
+            sample.vol_ctx_s >= 1.0,
+            "the sleep is a voluntary switch: {sample:?}"
+        );
+        assert!(sample.user_pct <= sample.cpu_pct, "{sample:?}");
         assert_eq!(sample.processes, 1);
         let _ = child.kill();
         let _ = child.wait();

@@ -23,6 +23,14 @@ pub(crate) struct Sample {
     pub(crate) viewers: u64,
     /// Server process tree, % of one core.
     pub(crate) server_cpu_pct: f64,
+    /// Its user-mode share (reports written before these fields read 0).
+    #[serde(default)]
+    pub(crate) server_user_cpu_pct: f64,
+    /// Context switches per second of the server's threads, voluntary and involuntary.
+    #[serde(default)]
+    pub(crate) server_vol_ctx_s: f64,
+    #[serde(default)]
+    pub(crate) server_invol_ctx_s: f64,
     pub(crate) server_rss_mb: f64,
     pub(crate) server_processes: usize,
     /// The harness itself, % of one core.
@@ -125,6 +133,17 @@ pub(crate) struct Summary {
     pub(crate) server_cpu_pct: f64,
     pub(crate) server_cpu_max_pct: f64,
     pub(crate) server_cpu_per_camera_pct: f64,
+    /// User and system (kernel) parts of `server_cpu_pct` (reports written before these
+    /// fields read 0).
+    #[serde(default)]
+    pub(crate) server_user_cpu_pct: f64,
+    #[serde(default)]
+    pub(crate) server_sys_cpu_pct: f64,
+    /// Context switches per camera per second over the steady window.
+    #[serde(default)]
+    pub(crate) server_vol_ctx_per_camera_s: f64,
+    #[serde(default)]
+    pub(crate) server_invol_ctx_per_camera_s: f64,
     pub(crate) server_rss_idle_mb: f64,
     pub(crate) server_rss_mb: f64,
     pub(crate) server_rss_max_mb: f64,
@@ -143,7 +162,11 @@ pub(crate) struct Summary {
     pub(crate) missing_frames: u64,
     pub(crate) tail_missing_frames: u64,
     pub(crate) foreign_frames: u64,
+    /// Stalls of at least 100 ms.
     pub(crate) stalls: u64,
+    /// Stalls of at least 1 ms (reports written before this field read 0).
+    #[serde(default)]
+    pub(crate) stalls_1ms: u64,
     pub(crate) stall_ms: f64,
     pub(crate) resyncs: u64,
     pub(crate) http_errors: u64,
@@ -187,8 +210,45 @@ pub(crate) struct Report {
 /// camstream side by side with nginx-rtmp.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Comparison {
+    /// The median camstream run (by CPU per camera) of [`Comparison::camstream_runs`].
     pub(crate) camstream: Report,
+    /// The median nginx-rtmp run.
     pub(crate) nginx: Report,
+    /// Every run's summary in the order they ran: camstream, nginx, camstream, nginx, ...
+    /// (comparisons written before repeats existed hold none).
+    #[serde(default)]
+    pub(crate) camstream_runs: Vec<Summary>,
+    #[serde(default)]
+    pub(crate) nginx_runs: Vec<Summary>,
+}
+
+/// The index of the median of `runs` by `key` (the lower middle of an even count).
+pub(crate) fn median_index<T>(runs: &[T], key: impl Fn(&T) -> f64) -> usize {
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| key(&runs[a]).total_cmp(&key(&runs[b])));
+    order
+        .get(runs.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Reads one figure of a run's summary.
+type Figure = fn(&Summary) -> f64;
+
+/// `median [min–max]` of one figure over runs.
+fn spread(runs: &[Summary], key: Figure, digits: usize) -> (f64, String) {
+    if runs.is_empty() {
+        return (0.0, "–".into());
+    }
+    let mut v: Vec<f64> = runs.iter().map(key).collect();
+    v.sort_by(f64::total_cmp);
+    let med = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    let (lo, hi) = (v[0], v[v.len() - 1]);
+    (med, format!("{med:.digits$} [{lo:.digits$}–{hi:.digits$}]"))
 }
 
 /// How the latencies are measured; printed under every latency table.
@@ -321,7 +381,7 @@ impl Report {
         self.conditions(&mut o);
         let _ = writeln!(o, "\n**{}**\n", self.verdict());
         let _ = writeln!(o, "## Cost\n\n| | value |\n|---|---:|");
-        let rows: [(&str, String); 15] = [
+        let rows: [(&str, String); 17] = [
             (
                 "cameras reached / target",
                 format!("{} / {}", s.cameras_reached, s.cameras_target),
@@ -346,6 +406,17 @@ impl Report {
             (
                 "server CPU per camera, %",
                 format!("{:.3}", s.server_cpu_per_camera_pct),
+            ),
+            (
+                "server CPU user / system, % of one core",
+                format!("{:.1} / {:.1}", s.server_user_cpu_pct, s.server_sys_cpu_pct),
+            ),
+            (
+                "context switches per camera per s, voluntary / involuntary",
+                format!(
+                    "{:.1} / {:.2}",
+                    s.server_vol_ctx_per_camera_s, s.server_invol_ctx_per_camera_s
+                ),
             ),
             (
                 "server RSS idle, MB",
@@ -419,7 +490,7 @@ impl Report {
         let _ = writeln!(o, "## Loss and errors\n");
         let _ = writeln!(
             o,
-            "Frames in {} ({} MB), frames out {} ({} MB over {} viewers); missing {}, missing at the tail {}, from another camera {}; stalls {} ({:.0} ms; {} past the players' first 10 s), resyncs {}, HTTP errors {}. **Zero loss: {}.**\n",
+            "Frames in {} ({} MB), frames out {} ({} MB over {} viewers); missing {}, missing at the tail {}, from another camera {}; stalls of 100 ms or more {} (of 1 ms or more {}; {:.0} ms stood still in all; {} past the players' first 10 s), resyncs {}, HTTP errors {}. **Zero loss: {}.**\n",
             s.frames_in,
             mb(s.bytes_in),
             s.frames_out,
@@ -429,6 +500,7 @@ impl Report {
             s.tail_missing_frames,
             s.foreign_frames,
             s.stalls,
+            s.stalls_1ms,
             s.stall_ms,
             self.timeseries.last().map_or(0, |x| x.settled_stalls),
             s.resyncs,
@@ -501,6 +573,73 @@ fn ratio(a: f64, b: f64) -> String {
 }
 
 impl Comparison {
+    /// Median and spread over the repeated runs, when there were any.
+    fn repeats_markdown(&self, o: &mut String) {
+        let (c, n) = (&self.camstream_runs, &self.nginx_runs);
+        if c.is_empty() || n.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "## Repeats\n\n{} runs of camstream and {} of nginx-rtmp, interleaved (camstream, nginx, camstream, ...), each for the full duration. Median [min–max]:\n",
+            c.len(),
+            n.len()
+        );
+        let _ = writeln!(
+            o,
+            "| | camstream | nginx-rtmp | nginx ÷ camstream (medians) |\n|---|---:|---:|---:|"
+        );
+        let rows: [(&str, Figure, usize); 10] = [
+            ("cameras reached", |s| s.cameras_reached as f64, 0),
+            (
+                "CPU per camera, % of one core",
+                |s| s.server_cpu_per_camera_pct,
+                3,
+            ),
+            ("server CPU, % of one core", |s| s.server_cpu_pct, 1),
+            (
+                "server CPU user, % of one core",
+                |s| s.server_user_cpu_pct,
+                1,
+            ),
+            (
+                "server CPU system, % of one core",
+                |s| s.server_sys_cpu_pct,
+                1,
+            ),
+            (
+                "voluntary context switches per camera per s",
+                |s| s.server_vol_ctx_per_camera_s,
+                1,
+            ),
+            (
+                "involuntary context switches per camera per s",
+                |s| s.server_invol_ctx_per_camera_s,
+                2,
+            ),
+            ("RSS per camera, KB", |s| s.server_rss_per_camera_kb, 0),
+            ("stalls ≥ 100 ms", |s| s.stalls as f64, 0),
+            ("stalls ≥ 1 ms", |s| s.stalls_1ms as f64, 0),
+        ];
+        for (k, key, digits) in rows {
+            let (a, at) = spread(c, key, digits);
+            let (b, bt) = spread(n, key, digits);
+            let _ = writeln!(o, "| {k} | {at} | {bt} | {} |", ratio(a, b));
+        }
+        let per_run = |runs: &[Summary]| {
+            runs.iter()
+                .map(|s| format!("{:.3}", s.server_cpu_per_camera_pct))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "\nCPU per camera by run, in order: camstream {}; nginx-rtmp {}.\n",
+            per_run(c),
+            per_run(n)
+        );
+    }
+
     /// Side-by-side Markdown: camstream, nginx-rtmp, and nginx ÷ camstream (above 1 means
     /// camstream costs less or is faster).
     pub(crate) fn markdown(&self, plots: &[String]) -> String {
@@ -519,6 +658,11 @@ impl Comparison {
             "camstream: **{}**\n\nnginx-rtmp: **{}**\n",
             c.verdict(),
             n.verdict()
+        );
+        self.repeats_markdown(&mut o);
+        let _ = writeln!(
+            o,
+            "The table below is the median run of each server (by CPU per camera).\n"
         );
         let _ = writeln!(
             o,
@@ -545,6 +689,30 @@ impl Comparison {
             cs.server_cpu_per_camera_pct,
             ns.server_cpu_per_camera_pct,
             3,
+        );
+        row(
+            "server CPU user, % of one core",
+            cs.server_user_cpu_pct,
+            ns.server_user_cpu_pct,
+            1,
+        );
+        row(
+            "server CPU system, % of one core",
+            cs.server_sys_cpu_pct,
+            ns.server_sys_cpu_pct,
+            1,
+        );
+        row(
+            "voluntary context switches per camera per s",
+            cs.server_vol_ctx_per_camera_s,
+            ns.server_vol_ctx_per_camera_s,
+            1,
+        );
+        row(
+            "involuntary context switches per camera per s",
+            cs.server_invol_ctx_per_camera_s,
+            ns.server_invol_ctx_per_camera_s,
+            2,
         );
         row("server RSS, MB", cs.server_rss_mb, ns.server_rss_mb, 1);
         row(
@@ -623,7 +791,13 @@ impl Comparison {
             ns.missing_frames as f64,
             0,
         );
-        row("stalls", cs.stalls as f64, ns.stalls as f64, 0);
+        row("stalls ≥ 100 ms", cs.stalls as f64, ns.stalls as f64, 0);
+        row(
+            "stalls ≥ 1 ms",
+            cs.stalls_1ms as f64,
+            ns.stalls_1ms as f64,
+            0,
+        );
         row(
             "HTTP errors",
             cs.http_errors as f64,
@@ -763,6 +937,8 @@ pub(crate) mod tests {
         let mut n = sample_report("nginx-rtmp");
         n.summary.server_cpu_per_camera_pct = 1.0;
         let cmp = Comparison {
+            camstream_runs: Vec::new(),
+            nginx_runs: Vec::new(),
             camstream: c,
             nginx: n,
         };
@@ -779,5 +955,46 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(md.contains("<summary>nginx-rtmp run</summary>"));
+    }
+
+    #[test]
+    fn repeats_show_median_and_spread_and_pick_the_median_run() {
+        let runs: Vec<Summary> = [0.30, 0.10, 0.20]
+            .iter()
+            .map(|&cpu| Summary {
+                server_cpu_per_camera_pct: cpu,
+                stalls: 1,
+                stalls_1ms: 4,
+                ..Summary::default()
+            })
+            .collect();
+        assert_eq!(median_index(&runs, |s| s.server_cpu_per_camera_pct), 2);
+        assert_eq!(median_index(&runs[..2], |s| s.server_cpu_per_camera_pct), 1);
+        let (m, text) = spread(&runs, |s| s.server_cpu_per_camera_pct, 3);
+        assert_eq!((m, text.as_str()), (0.2, "0.200 [0.100–0.300]"));
+        let nginx: Vec<Summary> = runs
+            .iter()
+            .map(|s| Summary {
+                server_cpu_per_camera_pct: s.server_cpu_per_camera_pct * 2.0,
+                ..s.clone()
+            })
+            .collect();
+        let cmp = Comparison {
+            camstream: sample_report("camstream"),
+            nginx: sample_report("nginx-rtmp"),
+            camstream_runs: runs,
+            nginx_runs: nginx,
+        };
+        let md = cmp.markdown(&[]);
+        assert!(md.contains("## Repeats"), "{md}");
+        assert!(
+            md.contains("| CPU per camera, % of one core | 0.200 [0.100–0.300] | 0.400 [0.200–0.600] | 2.00× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| stalls ≥ 1 ms | 4 [4–4] | 4 [4–4] | 1.00× |"),
+            "{md}"
+        );
+        assert!(md.contains("camstream 0.300, 0.100, 0.200"), "{md}");
     }
 }

@@ -425,6 +425,9 @@ pub(crate) async fn drive(
             cameras: Metrics::get(&metrics.publishers_live),
             viewers: Metrics::get(&metrics.viewers_active),
             server_cpu_pct: srv.cpu_pct,
+            server_user_cpu_pct: srv.user_pct,
+            server_vol_ctx_s: srv.vol_ctx_s,
+            server_invol_ctx_s: srv.invol_ctx_s,
             server_rss_mb: srv.rss_kib as f64 / 1024.0,
             server_processes: srv.processes,
             generator_cpu_pct: me.cpu_pct,
@@ -512,6 +515,8 @@ pub(crate) async fn drive(
     let rss_idle = mean(idle.iter().map(|s| s.rss_kib as f64 / 1024.0));
     let rss_load = steady.last().map_or(0.0, |s| s.server_rss_mb);
     let server_cpu = mean(steady.iter().map(|s| s.server_cpu_pct));
+    let server_user = mean(steady.iter().map(|s| s.server_user_cpu_pct));
+    let per_cam = |x: f64| if n > 0 { x / steady_cams } else { 0.0 };
     let gen_cpu = mean(steady.iter().map(|s| s.generator_cpu_pct));
     let mut cam_results: Vec<CameraResult> = cams
         .iter()
@@ -544,7 +549,11 @@ pub(crate) async fn drive(
         server_cpu_idle_pct: mean(idle.iter().map(|s| s.cpu_pct)),
         server_cpu_pct: server_cpu,
         server_cpu_max_pct: series.iter().map(|s| s.server_cpu_pct).fold(0.0, f64::max),
-        server_cpu_per_camera_pct: if n > 0 { server_cpu / steady_cams } else { 0.0 },
+        server_cpu_per_camera_pct: per_cam(server_cpu),
+        server_user_cpu_pct: server_user,
+        server_sys_cpu_pct: (server_cpu - server_user).max(0.0),
+        server_vol_ctx_per_camera_s: per_cam(mean(steady.iter().map(|s| s.server_vol_ctx_s))),
+        server_invol_ctx_per_camera_s: per_cam(mean(steady.iter().map(|s| s.server_invol_ctx_s))),
         server_rss_idle_mb: rss_idle,
         server_rss_mb: rss_load,
         server_rss_max_mb: series.iter().map(|s| s.server_rss_mb).fold(0.0, f64::max),
@@ -565,6 +574,7 @@ pub(crate) async fn drive(
         tail_missing_frames: sum(&|v| v.tail_missing_frames),
         foreign_frames: sum(&|v| v.foreign_frames),
         stalls: sum(&|v| v.stalls),
+        stalls_1ms: sum(&|v| v.stalls_1ms),
         stall_ms: viewers.iter().map(|v| v.stall_ms).sum(),
         resyncs: sum(&|v| v.resyncs),
         http_errors: Metrics::get(&metrics.http_errors),

@@ -172,6 +172,7 @@ impl Viewer {
         let ledger = &self.metrics.cameras[self.spec.camera as usize];
         let before = self.tracker.frames;
         let stalls_before = self.tracker.clock().stalls;
+        let short_before = self.tracker.clock().stalls_1ms;
         let settled_before = self.tracker.clock().settled_stalls;
         self.tracker.on_media(
             &markers,
@@ -190,6 +191,10 @@ impl Viewer {
         Metrics::add(
             &self.metrics.stalls,
             self.tracker.clock().stalls - stalls_before,
+        );
+        Metrics::add(
+            &self.metrics.stalls_1ms,
+            self.tracker.clock().stalls_1ms - short_before,
         );
         Metrics::add(
             &self.metrics.settled_stalls,
@@ -430,6 +435,7 @@ pub(crate) async fn watch(
     v.result.missing_frames = t.missing;
     v.result.foreign_frames = t.foreign;
     v.result.stalls = t.clock().stalls;
+    v.result.stalls_1ms = t.clock().stalls_1ms;
     v.result.stall_ms = t.clock().stalled_us() as f64 / 1000.0;
     // Frames that had reached the server well before the end but never reached the viewer.
     let cutoff = metrics
