@@ -57,6 +57,9 @@ fn frame_path(c: &mut Criterion) {
     allocations_per_frame("demux+ts", frames, || bench::demux_ts(&tags));
     allocations_per_frame("demux+fmp4", frames, || bench::demux_fmp4(&tags));
     allocations_per_frame("demux+segmenter", frames, || bench::demux_segment(&tags));
+    allocations_per_frame("+TS viewer", frames, || {
+        bench::demux_segment_ts_viewed(&tags)
+    });
     allocations_per_frame("relayed", frames, || bench::demux_segment_relay(&tags));
     assert_eq!(
         bench::demux_segment_relay(&tags),
@@ -71,6 +74,10 @@ fn frame_path(c: &mut Criterion) {
     g.bench_function("demux+fmp4", |b| b.iter(|| bench::demux_fmp4(&tags)));
     g.bench_function("demux+segmenter", |b| {
         b.iter(|| bench::demux_segment(&tags))
+    });
+    // The same with every TS segment requested once (a classic-HLS viewer watching).
+    g.bench_function("demux+segmenter+TS viewer", |b| {
+        b.iter(|| bench::demux_segment_ts_viewed(&tags))
     });
     // Origin (segmenter + relay log) + framing both ways + edge segmenter, no network: divide
     // by demux+segmenter for the CPU a relayed camera costs against serving it locally.

@@ -173,6 +173,16 @@ pub fn demux_ts(tags: &[Tag]) -> usize {
 /// Demux then the full segmenter (LL-HLS fMP4 parts and TS segments on one timeline).
 /// Returns the number of LL-HLS segments made.
 pub fn demux_segment(tags: &[Tag]) -> usize {
+    segment_clip(tags, false)
+}
+
+/// [`demux_segment`] with a classic-HLS viewer: every TS segment is also requested once
+/// (TS segments are muxed on first request, so without viewers they cost nothing).
+pub fn demux_segment_ts_viewed(tags: &[Tag]) -> usize {
+    segment_clip(tags, true)
+}
+
+fn segment_clip(tags: &[Tag], fetch_ts: bool) -> usize {
     let mut d = Demuxer::new();
     let mut seg = Segmenter::new(
         Settings {
@@ -183,6 +193,8 @@ pub fn demux_segment(tags: &[Tag]) -> usize {
     );
     seg.start_session();
     let now = SystemTime::UNIX_EPOCH;
+    let mut fetched = 0;
+    let mut ts_bytes = 0;
     for t in tags.iter().filter(|t| t.kind != 18) {
         let ev = if t.video {
             d.handle_video(t.timestamp, t.body.clone())
@@ -190,10 +202,22 @@ pub fn demux_segment(tags: &[Tag]) -> usize {
             d.handle_audio(t.timestamp, t.body.clone())
         };
         if let Ok(Some(ev)) = ev {
-            seg.handle_event(now, ev);
+            let changed = seg.handle_event(now, ev);
+            if fetch_ts && changed.ts {
+                for s in &seg.ts().segments[fetched..] {
+                    ts_bytes += s.body().len();
+                }
+                fetched = seg.ts().segments.len();
+            }
         }
     }
     seg.end_session();
+    if fetch_ts {
+        for s in &seg.ts().segments[fetched..] {
+            ts_bytes += s.body().len();
+        }
+    }
+    std::hint::black_box(ts_bytes);
     seg.ll().segments.len()
 }
 

@@ -183,7 +183,7 @@ impl Run {
             let w = self.segmenter.ts();
             self.stats.ts_segments = w.next_msn;
             if let Some(last) = w.segments.last() {
-                let data = last.data.to_bytes();
+                let data = last.body().to_bytes();
                 assert_eq!(data.len() % TS_PACKET, 0, "whole TS packets");
                 assert!(
                     data.chunks(TS_PACKET).all(|p| p[0] == 0x47),

@@ -168,7 +168,7 @@ fn an_edge_joining_mid_stream_starts_at_the_segment_in_progress() {
         use std::io::Write;
         f.write_all(&edge.ll().inits.last().unwrap().1).unwrap();
         for s in &edge.ll().segments {
-            f.write_all(&s.data.to_bytes()).unwrap();
+            f.write_all(&s.body().to_bytes()).unwrap();
         }
         drop(f);
         let (streams, _) = probe(&path);

@@ -170,7 +170,10 @@ struct Running {
     /// Start of the part / segment being built (90 kHz); `None` when empty.
     part_start: Option<i64>,
     segment_start: Option<i64>,
-    ts: ts::Muxer,
+    /// The session's TS muxer, used by its segments when first requested.
+    ts: Arc<ts::TsSession>,
+    /// Frames of the TS segment being built (output timeline).
+    ts_frames: Vec<MediaFrame>,
     ts_open: bool,
     /// Seen the first keyframe (video) — media before it is dropped.
     started: bool,
@@ -501,7 +504,8 @@ impl Segmenter {
             audio_next: None,
             part_start: None,
             segment_start: None,
-            ts: ts::Muxer::new(ts_video, ts_audio),
+            ts: ts::TsSession::new(ts_video, ts_audio),
+            ts_frames: Vec::new(),
             ts_open: false,
             started: false,
             video_config: video.cloned(),
@@ -577,7 +581,7 @@ impl Segmenter {
         let segment_starts = run.segment_start.is_none();
         self.open_segment(run, dts);
         let out = MediaFrame { dts, ..frame };
-        run.ts.write_video(&out);
+        run.ts_frames.push(out.clone());
         if self.relay.is_some() {
             let msg = Message::Frame(relay::Frame {
                 frame: out.clone(),
@@ -662,7 +666,7 @@ impl Segmenter {
             self.open_segment(run, start);
         }
         if run.ts_open {
-            run.ts.write_audio(&ts_frame);
+            run.ts_frames.push(ts_frame.clone());
         }
         let relayed = self.relay.is_some().then(|| ts_frame.clone());
         let restart = (self.relay.is_some() && segment_starts).then(|| self.relay_init(run));
@@ -717,7 +721,6 @@ impl Segmenter {
     fn open_segment(&mut self, run: &mut Running, at: i64) {
         if run.segment_start.is_none() {
             run.segment_start = Some(at);
-            run.ts.begin_segment();
             run.ts_open = true;
         }
     }
@@ -829,6 +832,7 @@ impl Segmenter {
                     program_date_time: partial.program_date_time,
                     parts: partial.parts,
                     data,
+                    ts: None,
                 },
                 self.settings.window,
             );
@@ -836,7 +840,9 @@ impl Segmenter {
         }
         if run.ts_open {
             run.ts_open = false;
-            let data = run.ts.finish_segment();
+            let next = Vec::with_capacity(run.ts_frames.len() + run.ts_frames.len() / 4);
+            let frames = std::mem::replace(&mut run.ts_frames, next);
+            let lazy = ts::LazySegment::new(run.ts.clone(), frames);
             let msn = self.ts.next_msn;
             push_segment(
                 &mut self.ts,
@@ -847,7 +853,8 @@ impl Segmenter {
                     init: 0,
                     program_date_time: pdt,
                     parts: Vec::new(),
-                    data,
+                    data: Chunks::new(),
+                    ts: Some(lazy),
                 },
                 self.settings.window,
             );

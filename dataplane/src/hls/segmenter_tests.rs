@@ -155,32 +155,62 @@ fn clip_makes_two_second_segments_and_stable_parts() {
     assert!((d.as_secs_f64() - ll.segments[0].duration).abs() < 0.002);
 }
 
-/// Issue 11: a TS segment's bytes exist once per window. Every viewer's body is the
-/// segment's own slices (same pointers, no copy on first or later requests), and those are
-/// a few 64 KiB blocks of packets, not a slice per packet.
+/// Issue 11: a TS segment's bytes exist once per window, and only once someone asks. Until
+/// the first request a TS segment holds no packets (its frames are the fMP4 window's
+/// `Bytes`); the first request muxes it, and every request shares that result (same
+/// pointers), a few 64 KiB blocks of packets rather than a slice per packet.
 #[test]
 fn ts_segment_bytes_are_produced_once_per_window() {
     let mut seg = segmenter();
     run_session(&mut seg, clip_events(BOTH), SystemTime::UNIX_EPOCH);
     let ts = seg.ts();
+    let ll = seg.ll();
+    let ptrs = |c: &crate::chunks::Chunks| {
+        c.slices()
+            .iter()
+            .map(|b| (b.as_ptr() as usize, b.len()))
+            .collect::<Vec<_>>()
+    };
+    assert!(ts.segments.iter().all(|s| s.data.is_empty()));
+    assert!(
+        ts.segments
+            .iter()
+            .all(|s| !s.ts.as_ref().is_some_and(|t| t.is_muxed())),
+        "nothing muxed before a request"
+    );
     for s in &ts.segments {
-        let ptrs = |c: &crate::chunks::Chunks| {
-            c.slices()
-                .iter()
-                .map(|b| (b.as_ptr() as usize, b.len()))
-                .collect::<Vec<_>>()
-        };
         let first = s.body();
+        assert!(s.ts.as_ref().unwrap().is_muxed());
         let second = s.body();
-        assert_eq!(ptrs(&first), ptrs(&s.data), "served without a copy");
-        assert_eq!(ptrs(&second), ptrs(&s.data), "and the same bytes again");
+        assert_eq!(ptrs(&first), ptrs(&second), "the same bytes again, no copy");
         assert!(
-            s.data.slices().len() <= s.data.len() / (64 * 1024) + 2,
+            first.slices().len() <= first.len() / (64 * 1024) + 2,
             "{} slices for {} bytes",
-            s.data.slices().len(),
-            s.data.len()
+            first.slices().len(),
+            first.len()
         );
     }
+    // The frames a TS segment keeps are the fMP4 window's media, not a copy of it: every
+    // video frame's bytes lie inside some fMP4 part.
+    let parts: Vec<(usize, usize)> = ll
+        .segments
+        .iter()
+        .flat_map(|s| s.parts.iter())
+        .flat_map(|p| p.data.slices().iter())
+        .map(|b| (b.as_ptr() as usize, b.as_ptr() as usize + b.len()))
+        .collect();
+    let mut frames = 0;
+    for s in &ts.segments {
+        for f in s.ts.as_ref().unwrap().frames() {
+            let p = f.data.as_ptr() as usize;
+            assert!(
+                parts.iter().any(|&(a, b)| p >= a && p + f.data.len() <= b),
+                "a TS frame is not fMP4 media"
+            );
+            frames += 1;
+        }
+    }
+    assert!(frames > 300, "{frames}");
 }
 
 #[test]
@@ -207,7 +237,7 @@ fn write_ll(dir: &TempDir, w: &Window) -> std::path::PathBuf {
     let mut f = std::fs::File::create(&path).unwrap();
     f.write_all(&w.inits[0].1).unwrap();
     for s in &w.segments {
-        f.write_all(&s.data.to_bytes()).unwrap();
+        f.write_all(&s.body().to_bytes()).unwrap();
     }
     path
 }
@@ -216,7 +246,7 @@ fn write_ts(dir: &TempDir, w: &Window) -> std::path::PathBuf {
     let path = dir.join("all.ts");
     let mut f = std::fs::File::create(&path).unwrap();
     for s in &w.segments {
-        f.write_all(&s.data.to_bytes()).unwrap();
+        f.write_all(&s.body().to_bytes()).unwrap();
     }
     path
 }

@@ -38,16 +38,21 @@ pub(crate) struct Segment {
     pub(crate) program_date_time: SystemTime,
     /// Its parts, in order (LL-HLS only; empty for MPEG-TS).
     pub(crate) parts: Vec<Arc<Part>>,
-    /// The whole segment (for fMP4 the concatenation of its parts; for MPEG-TS a few
-    /// 64 KiB blocks of whole packets).
+    /// The whole segment for fMP4 (the concatenation of its parts); empty for MPEG-TS.
     pub(crate) data: Chunks,
+    /// MPEG-TS: the frames, muxed on first request (`ts::lazy`).
+    pub(crate) ts: Option<crate::ts::LazySegment>,
 }
 
 impl Segment {
     /// What to send for this segment: its slices, shared by every viewer (both flavours
-    /// are a few large slices, so there is nothing to flatten and no second copy).
+    /// are a few large slices, so there is nothing to flatten and no second copy). A TS
+    /// segment is muxed by its first request.
     pub(crate) fn body(&self) -> Chunks {
-        self.data.clone()
+        match &self.ts {
+            Some(ts) => ts.bytes(),
+            None => self.data.clone(),
+        }
     }
 }
 
@@ -236,6 +241,7 @@ pub(crate) mod tests {
             program_date_time: SystemTime::UNIX_EPOCH,
             parts,
             data,
+            ts: None,
         })
     }
 

@@ -108,7 +108,7 @@ async fn playlists_and_media_with_headers() {
         "public, max-age=31536000, immutable"
     );
     assert_eq!(h[header::CONTENT_LENGTH], body.len().to_string());
-    assert_eq!(body, window.segments[0].data.to_bytes());
+    assert_eq!(body, window.segments[0].body().to_bytes());
 
     let init = format!("/hls/cam/{}-init1.mp4", window.prefix);
     let (status, _, body) = get(&f.app, &init).await;

@@ -252,13 +252,13 @@ async fn edge_serves_the_origins_playlists_through_the_relay() {
     let mp4 = dir.join("edge.mp4");
     let mut body = e.inits.last().unwrap().1.to_vec();
     for s in &e.segments {
-        body.extend_from_slice(&s.data.to_bytes());
+        body.extend_from_slice(&s.body().to_bytes());
     }
     std::fs::write(&mp4, body).unwrap();
     let ts = dir.join("edge.ts");
     let mut body = Vec::new();
     for s in &et.segments {
-        body.extend_from_slice(&s.data.to_bytes());
+        body.extend_from_slice(&s.body().to_bytes());
     }
     std::fs::write(&ts, body).unwrap();
     for path in [&mp4, &ts] {

@@ -16,6 +16,7 @@
 //! RFC 8216 §3.2 (MPEG-2 transport streams in HLS).
 
 mod h264;
+mod lazy;
 mod muxer;
 mod packet;
 mod pes;
@@ -24,6 +25,7 @@ mod psi;
 #[cfg(test)]
 mod inspect;
 
+pub(crate) use lazy::{LazySegment, TsSession};
 pub(crate) use muxer::Muxer;
 #[cfg(test)]
 pub(crate) use muxer::{AUDIO_PID, MuxStats, PCR_DELAY, PMT_PID, VIDEO_PID};
