@@ -86,8 +86,16 @@ impl NotifyArgs {
             c.breaker_failures = n;
         }
         for (flag, v, slot) in [
-            ("notify-backoff-base", self.notify_backoff_base, &mut c.backoff_base),
-            ("notify-backoff-max", self.notify_backoff_max, &mut c.backoff_max),
+            (
+                "notify-backoff-base",
+                self.notify_backoff_base,
+                &mut c.backoff_base,
+            ),
+            (
+                "notify-backoff-max",
+                self.notify_backoff_max,
+                &mut c.backoff_max,
+            ),
             (
                 "notify-breaker-cooldown",
                 self.notify_breaker_cooldown,

@@ -65,8 +65,10 @@ pub(crate) fn channel_matches(c: &Channel, kind: &str, severity: &str) -> bool {
 
 /// The channel kinds (`email`, `sms`) a user asks for on this alert type and severity.
 pub(crate) fn wanted(p: &Preferences, kind: &str, severity: &str) -> Vec<String> {
-    let by_kind: Option<HashMap<String, Vec<String>>> =
-        p.kinds.as_deref().and_then(|k| serde_json::from_str(k).ok());
+    let by_kind: Option<HashMap<String, Vec<String>>> = p
+        .kinds
+        .as_deref()
+        .and_then(|k| serde_json::from_str(k).ok());
     if let Some(list) = by_kind.and_then(|mut m| m.remove(kind)) {
         return list;
     }
@@ -117,7 +119,12 @@ fn payload(e: &AlertEvent, alert: Option<&Alert>) -> Value {
 
 /// One digest line.
 fn line(p: &Value) -> String {
-    let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let s = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     format!(
         "{} [{}] {} {}: {}",
         s("at"),
@@ -229,7 +236,9 @@ impl Notifier {
         for id in ids("channelIds") {
             match self.store.get_channel(&id).await? {
                 Some(c) if c.enabled => self.channel_delivery(e, &c, &p).await?,
-                _ => tracing::warn!(channel = %id, alert_id = %e.alert_id, "escalation names a missing or disabled channel"),
+                _ => {
+                    tracing::warn!(channel = %id, alert_id = %e.alert_id, "escalation names a missing or disabled channel")
+                }
             }
         }
         for r in self.store.recipients_by_id(&ids("userIds")).await? {
@@ -284,7 +293,9 @@ impl Notifier {
         escalation: bool,
     ) -> Result<(), StoreError> {
         let target = match ch {
-            "email" => prefs.and_then(|p| p.email.clone()).or_else(|| r.email.clone()),
+            "email" => prefs
+                .and_then(|p| p.email.clone())
+                .or_else(|| r.email.clone()),
             "sms" => prefs.and_then(|p| p.phone.clone()),
             _ => None,
         };

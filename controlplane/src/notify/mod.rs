@@ -62,10 +62,8 @@ impl Notifier {
         node_id: &str,
     ) -> Result<Self, String> {
         let senders = channels::Senders::new(&cfg)?;
-        let breakers = breaker::Breakers::new(
-            cfg.breaker_failures,
-            crate::clock::ms(cfg.breaker_cooldown),
-        );
+        let breakers =
+            breaker::Breakers::new(cfg.breaker_failures, crate::clock::ms(cfg.breaker_cooldown));
         Ok(Self {
             store,
             clock: cfg.clock.clone(),

@@ -44,7 +44,9 @@ pub(crate) fn quiet_until(now: i64, start: NaiveTime, end: NaiveTime, zone: Tz) 
         LocalResult::Ambiguous(a, _) => a,
         // The end falls in a DST gap (e.g. 02:30 on a spring-forward night): the first
         // instant after the gap.
-        LocalResult::None => zone.from_utc_datetime(&(naive - Duration::hours(1))) + Duration::hours(1),
+        LocalResult::None => {
+            zone.from_utc_datetime(&(naive - Duration::hours(1))) + Duration::hours(1)
+        }
     };
     Some(at.timestamp_millis())
 }

@@ -74,12 +74,7 @@ impl Notifier {
             let now = self.clock.now_ms();
             let batch = self
                 .store
-                .claim_deliveries(
-                    &self.owner,
-                    now,
-                    crate::clock::ms(self.cfg.lease),
-                    BATCH,
-                )
+                .claim_deliveries(&self.owner, now, crate::clock::ms(self.cfg.lease), BATCH)
                 .await?;
             let n = batch.len();
             total += n;
@@ -116,11 +111,11 @@ impl Notifier {
         }
         let result = self.send(&d).await;
         let now = self.clock.now_ms();
-        let state = self
-            .breakers
-            .lock()
-            .expect("breaker lock")
-            .on_result(&d.breaker_key, result.is_ok(), now);
+        let state = self.breakers.lock().expect("breaker lock").on_result(
+            &d.breaker_key,
+            result.is_ok(),
+            now,
+        );
         metrics::gauge!("camstream_notify_breaker_state", "destination" => d.breaker_key.clone())
             .set(state.gauge());
         let kind = d.channel_kind.clone();
@@ -183,7 +178,11 @@ impl Notifier {
             "sms" => self.senders.sms(&d.target, &rendered).await,
             "webhook" => {
                 let channel = match &d.channel_id {
-                    Some(id) => self.store.get_channel(id).await.map_err(|e| e.to_string())?,
+                    Some(id) => self
+                        .store
+                        .get_channel(id)
+                        .await
+                        .map_err(|e| e.to_string())?,
                     None => None,
                 };
                 let Some(channel) = channel else {

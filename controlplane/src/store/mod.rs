@@ -432,7 +432,8 @@ pub struct NewAlert {
 /// Dropping a future may leave its statement executed or not, never half-applied.
 #[async_trait]
 pub trait Store:
-    RecordingStore + LayoutStore + AlertStore + NotifyStore + Send + Sync + 'static {
+    RecordingStore + LayoutStore + AlertStore + NotifyStore + Send + Sync + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Checks the connection.

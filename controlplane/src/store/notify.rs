@@ -224,8 +224,7 @@ pub trait NotifyStore: Send + Sync + 'static {
     /// Channels of one tenant (`Some`), or all (`None`), oldest first.
     async fn list_channels(&self, tenant: Option<&str>) -> Result<Vec<Channel>, StoreError>;
     /// Replaces a channel's fields; `None` when there is no such channel.
-    async fn update_channel(&self, id: &str, c: NewChannel)
-    -> Result<Option<Channel>, StoreError>;
+    async fn update_channel(&self, id: &str, c: NewChannel) -> Result<Option<Channel>, StoreError>;
     /// Deletes a channel; whether it existed.
     async fn delete_channel(&self, id: &str) -> Result<bool, StoreError>;
     /// Enabled channels of `company` (`None`: the company-less ones).
@@ -280,10 +279,7 @@ pub trait NotifyStore: Send + Sync + 'static {
     /// Stores a user's preferences (replacing them).
     async fn put_preferences(&self, p: Preferences) -> Result<Preferences, StoreError>;
     /// Active users of `company`, or the active admins when `None`.
-    async fn notify_recipients(
-        &self,
-        company: Option<&str>,
-    ) -> Result<Vec<Recipient>, StoreError>;
+    async fn notify_recipients(&self, company: Option<&str>) -> Result<Vec<Recipient>, StoreError>;
     /// These users, when active.
     async fn recipients_by_id(&self, ids: &[String]) -> Result<Vec<Recipient>, StoreError>;
 }
