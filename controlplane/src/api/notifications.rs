@@ -237,17 +237,13 @@ fn checked(p: &Principal, req: ChannelRequest) -> Result<NewChannel, ApiError> {
             Some(c) if c == t => Some(c),
             Some(_) => {
                 return Err(ApiError::new(
-                    ErrorCode::CompanyNotFound,
-                    "the company is not yours",
-                ));
+                    ErrorCode::AuthInsufficientPermissions,
+                    "channels can only belong to your company",
+                )
+                .with_details(serde_json::json!({ "field": "company" })));
             }
         },
-        Reach::Nothing => {
-            return Err(ApiError::new(
-                ErrorCode::CompanyNotFound,
-                "a user without a company has no channels",
-            ));
-        }
+        Reach::Nothing => return Err(super::cameras::no_company()),
     };
     let secret = match (req.kind, req.secret) {
         (ChannelKind::Webhook, None) => {
@@ -310,7 +306,7 @@ pub(crate) async fn list_channels(
     responses(
         (status = 201, description = "Created (a webhook's generated secret is in the answer)", body = Envelope<ChannelView>),
         (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
-        (status = 404, description = "COMPANY_NOT_FOUND: not the caller's company", body = crate::error::ErrorEnvelope),
+        (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS: another company's, or the caller has no company", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn create_channel(
     State(state): State<AppState>,
@@ -346,7 +342,8 @@ pub(crate) async fn get_channel(
     responses(
         (status = 200, description = "The channel", body = Envelope<ChannelView>),
         (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
-        (status = 404, description = "CHANNEL_NOT_FOUND or COMPANY_NOT_FOUND", body = crate::error::ErrorEnvelope),
+        (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS: moving it to another company", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "CHANNEL_NOT_FOUND", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn update_channel(
     State(state): State<AppState>,
