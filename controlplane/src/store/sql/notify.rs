@@ -1,9 +1,9 @@
 //! [`NotifyStore`] for both SQL stores: the same statements, bound per backend.
 //!
 //! Claiming is one `UPDATE ... WHERE id IN (due rows) AND <still due>` statement: SQLite
-//! serializes writers; on PostgreSQL a second node blocked on a row re-checks the outer
-//! condition against the committed row (READ COMMITTED re-evaluation), so a row leased by
-//! the first node is skipped rather than leased twice.
+//! serializes writers; on PostgreSQL the due rows are picked `FOR UPDATE SKIP LOCKED`, and
+//! the outer condition is re-checked against the committed row (READ COMMITTED
+//! re-evaluation), so a row leased by one node is never leased by another.
 
 use async_trait::async_trait;
 
@@ -51,7 +51,7 @@ macro_rules! insert_delivery {
 }
 
 macro_rules! sql_notify_store {
-    ($store:ty) => {
+    ($store:ty, $lock:literal) => {
         #[async_trait]
         impl NotifyStore for $store {
             async fn create_channel(&self, c: NewChannel) -> Result<Channel, StoreError> {
@@ -177,11 +177,16 @@ macro_rules! sql_notify_store {
                 lease_ms: i64,
                 limit: i64,
             ) -> Result<Vec<Delivery>, StoreError> {
+                // The due rows are picked once, in a CTE: a sub-select in the WHERE clause
+                // may be evaluated again when PostgreSQL re-checks a concurrently updated
+                // row, and then pick other rows (more than `limit` leased).
                 let sql = format!(
-                    "UPDATE notification_deliveries SET state = 'sending', lease_owner = $2, \
-                     lease_until = $3, updated_at = $1 WHERE id IN (SELECT id FROM \
-                     notification_deliveries WHERE {DUE} ORDER BY next_attempt_at, id LIMIT $4) \
-                     AND {DUE} RETURNING *"
+                    "WITH due AS (SELECT id FROM notification_deliveries WHERE {DUE} \
+                     ORDER BY next_attempt_at, id LIMIT $4{}) \
+                     UPDATE notification_deliveries SET state = 'sending', lease_owner = $2, \
+                     lease_until = $3, updated_at = $1 WHERE id IN (SELECT id FROM due) \
+                     AND {DUE} RETURNING *",
+                    $lock
                 );
                 let mut rows: Vec<Delivery> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(now)
@@ -439,5 +444,7 @@ macro_rules! sql_notify_store {
     };
 }
 
-sql_notify_store!(SqliteStore);
-sql_notify_store!(PgStore);
+sql_notify_store!(SqliteStore, "");
+// Concurrent claimers skip rows another one is leasing instead of all picking the same
+// oldest rows (SQLite has one writer at a time, so needs nothing).
+sql_notify_store!(PgStore, " FOR UPDATE SKIP LOCKED");
