@@ -1511,17 +1511,17 @@ async fn notify_conformance(s: Arc<dyn Store>) {
     };
     assert_eq!(
         ids(s.notify_recipients(Some("acme")).await.unwrap()),
-        [op.id.clone()]
+        vec![op.id.clone()]
     );
     assert_eq!(
         ids(s.notify_recipients(None).await.unwrap()),
-        [admin.id.clone()]
+        vec![admin.id.clone()]
     );
     let r = s
         .recipients_by_id(&[gone.id.clone(), op.id.clone(), "nobody".into()])
         .await
         .unwrap();
-    assert_eq!(ids(r.clone()), [op.id.clone()]);
+    assert_eq!(ids(r.clone()), vec![op.id.clone()]);
     assert_eq!(r[0].email.as_deref(), Some("n-op@example.test"));
     for u in [&admin, &op, &gone] {
         assert!(s.delete_user(&u.id).await.unwrap());
