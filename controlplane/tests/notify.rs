@@ -608,3 +608,59 @@ async fn quiet_hours_digest_and_escalation_follow_the_clock() {
     assert_eq!(smtp.messages().len(), 6);
     assert!(rx.problems().is_empty(), "{:?}", rx.problems());
 }
+
+/// Two control planes on one PostgreSQL both read the outbox and both run workers: every
+/// event is enqueued once and delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_deliver_each_event_once() {
+    let pg = support::Postgres::start();
+    let url = pg.database().await;
+    let rx = Receiver::start(SECRET).await;
+    let node = |url: String| {
+        move |c: &mut camstream_controlplane::ControlPlaneConfig| {
+            c.database_url = Some(url);
+            c.notify.poll = Duration::from_millis(50);
+        }
+    };
+    let a = TestApp::start(node(url.clone())).await;
+    let b = TestApp::start(node(url.clone())).await;
+    let admin = a.admin().await;
+    call_ok(
+        &a,
+        "POST",
+        "/api/v1/notification-channels",
+        &admin,
+        Some(json!({ "name": "ops hook", "kind": "webhook", "target": rx.hook_url(), "secret": SECRET })),
+    )
+    .await;
+    // Alerts raised through both nodes' stores.
+    for i in 0..10 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.cp
+            .store()
+            .create_alert(alert(
+                "STORAGE_FULL",
+                "critical",
+                &format!("disk-{i}"),
+                None,
+            ))
+            .await
+            .unwrap();
+    }
+    until("ten deliveries", WAIT, async || {
+        (rx.delivered_hooks().len() >= 10).then_some(())
+    })
+    .await;
+    // Both nodes keep polling (and re-reading the outbox window): nothing more arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 10, "{hits:?}");
+    let mut ids: Vec<String> = hits.iter().filter_map(|h| h.delivery.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
+    let rows = deliveries(&*a.cp.store()).await;
+    assert_eq!(rows.len(), 10);
+    assert!(rows.iter().all(|d| d.state == "sent"), "{rows:?}");
+    assert!(rx.problems().is_empty(), "{:?}", rx.problems());
+}

@@ -28,6 +28,9 @@ use crate::store::{Alert, StoreError};
 
 /// Events read per query.
 const PAGE: i64 = 500;
+/// How far behind its cursor a running enqueuer re-reads (a transaction that committed a
+/// lower `seq` late; PostgreSQL transactions here last milliseconds).
+const STEADY_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The enqueuer's read position.
 #[derive(Debug, Default)]
@@ -143,7 +146,14 @@ impl Notifier {
     /// The store failed; the events from the failing one on are read again next pass.
     pub(crate) async fn enqueue_pass(&self, cur: &mut Cursor) -> Result<usize, StoreError> {
         let real_now = crate::clock::now_ms();
-        let window_start = real_now - crate::clock::ms(self.cfg.lookback);
+        // A starting node looks back the whole `lookback` (events the previous run may not
+        // have enqueued); afterwards a short window covers late commits.
+        let window = if cur.started {
+            self.cfg.lookback.min(STEADY_WINDOW)
+        } else {
+            self.cfg.lookback
+        };
+        let window_start = real_now - crate::clock::ms(window);
         if !cur.started {
             // Events older than the window were handled by an earlier run (or are too old
             // to be worth sending now); newer ones may not have been.
