@@ -53,6 +53,9 @@ pub(crate) struct NotifyArgs {
     /// Default 60s.
     #[arg(long, env = "CAMSTREAM_NOTIFY_LEASE")]
     pub(crate) notify_lease: Option<String>,
+    /// How long sent and dead notifications are kept, at least 24h. Default 720h (30 days).
+    #[arg(long, env = "CAMSTREAM_NOTIFY_RETENTION")]
+    pub(crate) notify_retention: Option<String>,
 }
 
 impl NotifyArgs {
@@ -103,6 +106,7 @@ impl NotifyArgs {
             ),
             ("notify-poll", self.notify_poll, &mut c.poll),
             ("notify-lease", self.notify_lease, &mut c.lease),
+            ("notify-retention", self.notify_retention, &mut c.retention),
         ] {
             if let Some(v) = v {
                 let d = duration(flag, &v)?;
@@ -112,6 +116,59 @@ impl NotifyArgs {
                 *slot = d;
             }
         }
+        if c.retention < std::time::Duration::from_secs(86_400) {
+            bail!("notify-retention must be at least 24h (longer than any outbox re-read)");
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn flags_apply_and_bad_values_are_refused() {
+        let mut c = camstream_controlplane::NotifyConfig::default();
+        NotifyArgs {
+            smtp_url: Some("smtps://u:p@mail.example.test".into()),
+            sms_url: Some("https://sms.example.test/send".into()),
+            sms_auth: Some("Bearer t0ken".into()),
+            notify_max_attempts: Some(3),
+            notify_backoff_base: Some("500ms".into()),
+            notify_breaker_cooldown: Some("2m".into()),
+            ..NotifyArgs::default()
+        }
+        .apply(&mut c)
+        .unwrap();
+        assert_eq!(c.smtp_url.as_deref(), Some("smtps://u:p@mail.example.test"));
+        assert_eq!(c.sms_auth.as_deref(), Some("Bearer t0ken"));
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.backoff_base, Duration::from_millis(500));
+        assert_eq!(c.breaker_cooldown, Duration::from_secs(120));
+        assert_eq!(c.retention, Duration::from_secs(30 * 86_400));
+        for bad in [
+            NotifyArgs {
+                smtp_url: Some("http://mail".into()),
+                ..NotifyArgs::default()
+            },
+            NotifyArgs {
+                notify_max_attempts: Some(0),
+                ..NotifyArgs::default()
+            },
+            NotifyArgs {
+                notify_poll: Some("0s".into()),
+                ..NotifyArgs::default()
+            },
+            NotifyArgs {
+                notify_retention: Some("1h".into()),
+                ..NotifyArgs::default()
+            },
+        ] {
+            let mut c = camstream_controlplane::NotifyConfig::default();
+            assert!(bad.apply(&mut c).is_err());
+        }
     }
 }

@@ -80,6 +80,10 @@ pub struct NotifyConfig {
     /// How far behind its cursor the outbox is re-read (late commits); also how far back a
     /// starting node looks for events not enqueued yet. Default 10 min.
     pub lookback: Duration,
+    /// Sent and dead deliveries are deleted this long after their last change
+    /// (`--notify-retention`, at least a day: longer than any outbox re-read). Default 30
+    /// days.
+    pub retention: Duration,
     /// The notifier's clock (tests set a manual one). Default: the system clock.
     pub clock: std::sync::Arc<dyn crate::notify::Clock>,
 }
@@ -101,6 +105,7 @@ impl Default for NotifyConfig {
             poll: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             lookback: Duration::from_secs(600),
+            retention: Duration::from_secs(30 * 86_400),
             clock: std::sync::Arc::new(crate::notify::SystemClock),
         }
     }

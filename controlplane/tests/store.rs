@@ -1485,6 +1485,21 @@ async fn notify_conformance(s: Arc<dyn Store>) {
         DigestAdd::Closed
     );
 
+    // Old sent and dead deliveries go, with their digest lines; pending ones stay.
+    assert!(
+        s.finish_delivery(&digest.id, "n1", Outcome::Sent { at: 10_002 }, 10_002)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.purge_deliveries(0).await.unwrap(), 0);
+    assert_eq!(s.purge_deliveries(i64::MAX).await.unwrap(), 2);
+    assert!(s.get_delivery(&d2.id).await.unwrap().is_none());
+    assert!(s.digest_lines(&digest.id).await.unwrap().is_empty());
+    assert!(
+        s.get_delivery(&d1.id).await.unwrap().is_some(),
+        "pending rows stay"
+    );
+
     // Preferences and recipients.
     assert!(s.get_preferences(&op.id).await.unwrap().is_none());
     let mut p = Preferences {

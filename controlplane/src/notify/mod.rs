@@ -27,6 +27,9 @@ pub use channels::webhook_signature;
 pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::config::NotifyConfig;
+
+/// How often sent and dead deliveries past the retention are deleted.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 use crate::store::Store;
 
 pub(crate) use quiet::{parse_hhmm, parse_zone};
@@ -94,8 +97,9 @@ impl Notifier {
         }
     }
 
-    /// Runs the worker until cancelled.
+    /// Runs the worker (and, hourly, the purge of old deliveries) until cancelled.
     pub(crate) async fn run_worker(self: Arc<Self>, cancel: CancellationToken) {
+        let mut last_purge: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(self.cfg.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -107,6 +111,15 @@ impl Notifier {
             // dropped one would be re-sent after its lease).
             if let Err(e) = self.work_pass().await {
                 tracing::warn!(error = %e, "notification worker pass failed");
+            }
+            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+                last_purge = Some(tokio::time::Instant::now());
+                let before = self.clock.now_ms() - crate::clock::ms(self.cfg.retention);
+                match self.store.purge_deliveries(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "purged old notification deliveries"),
+                    Err(e) => tracing::warn!(error = %e, "purging notification deliveries failed"),
+                }
             }
         }
     }

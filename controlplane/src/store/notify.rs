@@ -263,6 +263,10 @@ pub trait NotifyStore: Send + Sync + 'static {
     async fn retry_dead_delivery(&self, id: &str, now: i64)
     -> Result<Option<Delivery>, StoreError>;
 
+    /// Deletes sent and dead deliveries (and their digest lines) last changed before
+    /// `before` (Unix ms); how many deliveries.
+    async fn purge_deliveries(&self, before: i64) -> Result<u64, StoreError>;
+
     /// Adds an event line to the digest delivery `d` (created pending when missing).
     async fn add_digest_item(
         &self,

@@ -299,6 +299,28 @@ macro_rules! sql_notify_store {
                 .await?)
             }
 
+            async fn purge_deliveries(&self, before: i64) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "DELETE FROM notification_digest_items WHERE delivery_id IN (SELECT id \
+                     FROM notification_deliveries WHERE state IN ('sent', 'dead') \
+                     AND updated_at < $1)",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+                let n = sqlx::query(
+                    "DELETE FROM notification_deliveries WHERE state IN ('sent', 'dead') \
+                     AND updated_at < $1",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }
+
             async fn add_digest_item(
                 &self,
                 d: NewDelivery,
