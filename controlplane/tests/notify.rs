@@ -550,8 +550,28 @@ async fn quiet_hours_digest_and_escalation_follow_the_clock() {
 
     // Escalation of w1: exactly the named user (no preferences: the account's address) and
     // the named channel (its severity floor does not apply to an escalation).
-    let data =
-        json!({ "step": 1, "afterMinutes": 5, "userIds": [esc_id], "channelIds": [hook_id] });
+    // Another tenant's user and channel named in the list get nothing.
+    let (_, foreign_id) = app
+        .user(&admin, "globex-op", "operator", Some("globex"))
+        .await;
+    call_ok(
+        &app,
+        "PUT",
+        &format!("/api/v1/users/{foreign_id}"),
+        &admin,
+        Some(json!({ "email": "op@globex.test" })),
+    )
+    .await;
+    let foreign = call_ok(
+        &app,
+        "POST",
+        "/api/v1/notification-channels",
+        &admin,
+        Some(json!({ "name": "globex mail", "kind": "email", "target": "desk@globex.test", "company": "globex" })),
+    )
+    .await;
+    let data = json!({ "step": 1, "afterMinutes": 5, "userIds": [esc_id, foreign_id],
+                       "channelIds": [hook_id, foreign["id"]] });
     store
         .record_alert_event(&w1.id, "escalated", None, Some(&data.to_string()))
         .await
@@ -606,6 +626,10 @@ async fn quiet_hours_digest_and_escalation_follow_the_clock() {
     })
     .await;
     assert_eq!(smtp.messages().len(), 6);
+    assert!(
+        !smtp.messages().iter().any(|m| m.contains("globex.test")),
+        "a foreign escalation target got mail"
+    );
     assert!(rx.problems().is_empty(), "{:?}", rx.problems());
 }
 

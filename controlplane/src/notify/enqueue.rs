@@ -9,8 +9,9 @@
 //!   without a company) whose preferences list `email`/`sms` for the alert's type (or else
 //!   its severity). `repeated` is not delivered: the open alert was announced already, and
 //!   a flapping cause would otherwise page people on every occurrence.
-//! - `escalated` goes to exactly the channels and users its data names; a named user
-//!   without preferences gets email at the account address.
+//! - `escalated` goes to exactly the channels and users its data names (of the alert's
+//!   company, or admins and the admins' channels); a named user without preferences gets
+//!   email at the account address.
 //! - Quiet hours delay a user's non-critical deliveries to the end of the quiet period;
 //!   critical ones go through (an outage at night is what critical is for).
 //! - A user with the digest on gets non-critical events by email as lines of one digest per
@@ -243,15 +244,23 @@ impl Notifier {
         };
         let alert = self.store.get_alert(&e.alert_id).await?;
         let p = payload(e, alert.as_ref());
+        // Only the alert's tenant or the admins: an escalation list naming another
+        // company's channel or user must not leak the alert there.
         for id in ids("channelIds") {
             match self.store.get_channel(&id).await? {
-                Some(c) if c.enabled => self.channel_delivery(e, &c, &p).await?,
+                Some(c) if c.enabled && (c.company.is_none() || c.company == e.company) => {
+                    self.channel_delivery(e, &c, &p).await?;
+                }
                 _ => {
-                    tracing::warn!(channel = %id, alert_id = %e.alert_id, "escalation names a missing or disabled channel")
+                    tracing::warn!(channel = %id, alert_id = %e.alert_id, "escalation names a missing, disabled or foreign channel")
                 }
             }
         }
         for r in self.store.recipients_by_id(&ids("userIds")).await? {
+            if r.role != "admin" && (r.company.is_none() || r.company != e.company) {
+                tracing::warn!(user_id = %r.id, alert_id = %e.alert_id, "escalation names a user of another company");
+                continue;
+            }
             let prefs = self.store.get_preferences(&r.id).await?;
             let mut chans = prefs
                 .as_ref()

@@ -191,13 +191,17 @@ pub struct Preferences {
     pub updated_at: i64,
 }
 
-/// A user who may be notified: id, account email, role.
+/// A user who may be notified: id, account email, role, tenant.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Recipient {
     /// The user.
     pub id: String,
     /// The account's address.
     pub email: Option<String>,
+    /// `admin`, `operator`, ...
+    pub role: String,
+    /// The user's company.
+    pub company: Option<String>,
 }
 
 /// What adding an event to a digest did.

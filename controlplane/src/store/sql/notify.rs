@@ -428,7 +428,7 @@ macro_rules! sql_notify_store {
                 Ok(match company {
                     Some(c) => {
                         sqlx::query_as(
-                            "SELECT id, email FROM users WHERE is_active = TRUE \
+                            "SELECT id, email, role, company FROM users WHERE is_active = TRUE \
                              AND company = $1 ORDER BY created_at, id",
                         )
                         .bind(c)
@@ -437,7 +437,7 @@ macro_rules! sql_notify_store {
                     }
                     None => {
                         sqlx::query_as(
-                            "SELECT id, email FROM users WHERE is_active = TRUE \
+                            "SELECT id, email, role, company FROM users WHERE is_active = TRUE \
                              AND role = 'admin' ORDER BY created_at, id",
                         )
                         .fetch_all(&self.pool)
@@ -453,7 +453,7 @@ macro_rules! sql_notify_store {
                 let mut out = Vec::new();
                 for id in ids {
                     let r: Option<Recipient> = sqlx::query_as(
-                        "SELECT id, email FROM users WHERE is_active = TRUE AND id = $1",
+                        "SELECT id, email, role, company FROM users WHERE is_active = TRUE AND id = $1",
                     )
                     .bind(id)
                     .fetch_optional(&self.pool)
