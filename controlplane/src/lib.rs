@@ -200,6 +200,10 @@ fn metrics_handle() -> PrometheusHandle {
                 "Notifications given up after the last attempt (dead letters), by channel kind"
             );
             metrics::describe_gauge!(
+                "camstream_notify_queue",
+                "Notification deliveries waiting (state=pending) and dead letters (state=dead), from the shared store"
+            );
+            metrics::describe_gauge!(
                 "camstream_notify_breaker_state",
                 "Circuit breaker per destination: 0 closed, 1 open, 2 half-open"
             );

@@ -28,6 +28,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::config::NotifyConfig;
 
+/// How often the queue gauges are refreshed.
+const GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 /// How often sent and dead deliveries past the retention are deleted.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 use crate::store::Store;
@@ -100,6 +102,7 @@ impl Notifier {
     /// Runs the worker (and, hourly, the purge of old deliveries) until cancelled.
     pub(crate) async fn run_worker(self: Arc<Self>, cancel: CancellationToken) {
         let mut last_purge: Option<tokio::time::Instant> = None;
+        let mut last_gauges: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(self.cfg.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -112,6 +115,10 @@ impl Notifier {
             if let Err(e) = self.work_pass().await {
                 tracing::warn!(error = %e, "notification worker pass failed");
             }
+            if last_gauges.is_none_or(|t| t.elapsed() >= GAUGES_EVERY) {
+                last_gauges = Some(tokio::time::Instant::now());
+                self.queue_gauges().await;
+            }
             if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
                 last_purge = Some(tokio::time::Instant::now());
                 let before = self.clock.now_ms() - crate::clock::ms(self.cfg.retention);
@@ -120,6 +127,19 @@ impl Notifier {
                     Ok(n) => tracing::info!(deleted = n, "purged old notification deliveries"),
                     Err(e) => tracing::warn!(error = %e, "purging notification deliveries failed"),
                 }
+            }
+        }
+    }
+
+    /// `camstream_notify_queue{state="pending"|"dead"}` from the shared store (every node
+    /// reports the same count; rules take the max).
+    async fn queue_gauges(&self) {
+        for state in ["pending", "dead"] {
+            match self.store.list_deliveries(Some(state), 0, 1).await {
+                Ok((_, total)) => {
+                    metrics::gauge!("camstream_notify_queue", "state" => state).set(total as f64);
+                }
+                Err(e) => tracing::debug!(error = %e, "notification queue gauge"),
             }
         }
     }
