@@ -58,3 +58,17 @@ if [ "$want" = test ]; then
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
   done
 fi
+if [ "$want" = test ]; then
+  # The notification tests start aiosmtpd (a real SMTP server, from PyPI) as a process. It
+  # goes into the venv the tests use (target/testdata/aiosmtpd-venv) unless the system
+  # Python has it; the tests install it there themselves too, and fail if they cannot.
+  if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    root=$(cd "$(dirname "$0")/.." && pwd)
+    venv="${CARGO_TARGET_DIR:-$root/target}/testdata/aiosmtpd-venv"
+    if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+      echo "deps: installing aiosmtpd into $venv"
+      python3 -m venv "$venv"
+      "$venv/bin/python" -m pip install --quiet aiosmtpd
+    fi
+  fi
+fi

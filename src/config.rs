@@ -143,6 +143,9 @@ pub(crate) struct ServeArgs {
     /// `test-hooks` feature, which tests turn on and release builds do not.
     #[command(flatten)]
     pub(crate) test_hooks: camstream_controlplane::TestHookArgs,
+    /// Notification delivery (`--smtp-*`, `--sms-*`, `--notify-*`).
+    #[command(flatten)]
+    pub(crate) notify: crate::notify_args::NotifyArgs,
     /// Log format: text or json. Default text.
     #[arg(long, env = "CAMSTREAM_LOG_FORMAT")]
     pub(crate) log_format: Option<String>,
@@ -610,6 +613,7 @@ impl ServeArgs {
             ..Default::default()
         };
         self.test_hooks.apply(&mut cp).map_err(anyhow::Error::msg)?;
+        self.notify.apply(&mut cp.notify)?;
         if let Some(d) = retention_interval {
             cp.retention_interval = d;
         }

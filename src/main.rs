@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod gauges;
+mod notify_args;
 mod recording;
 mod web;
 

@@ -38,6 +38,79 @@ pub struct ClusterConfig {
     pub lease: Duration,
 }
 
+/// Notification delivery (`--smtp-*`, `--sms-*`, `--notify-*`; docs/notifications.md).
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// `smtp://host:port` (plain), `smtp://host?tls=required` (STARTTLS) or
+    /// `smtps://user:pass@host` (`--smtp-url`). Default `None`: email deliveries fail (and
+    /// end as dead letters) until one is configured.
+    pub smtp_url: Option<String>,
+    /// The sender address (`--smtp-from`). Default `camstream@localhost`.
+    pub smtp_from: String,
+    /// The SMS gateway's URL (`--sms-url`), e.g. Twilio's
+    /// `https://api.twilio.com/2010-04-01/Accounts/{sid}/Messages.json`. Default `None`.
+    pub sms_url: Option<String>,
+    /// `user:password` (basic) or `Bearer <token>` (`--sms-auth`). Default `None`.
+    pub sms_auth: Option<String>,
+    /// The `From` number (`--sms-from`). Default `None` (empty).
+    pub sms_from: Option<String>,
+    /// The SMS `Body`, with `{severity}`, `{kind}`, `{event}`, `{message}`, `{cameraId}`,
+    /// `{company}`, `{alertId}`, `{at}` replaced (`--sms-body-template`). Default
+    /// `camstream {severity} {kind} {event}: {message}`.
+    pub sms_body_template: String,
+    /// Attempts before a delivery becomes a dead letter (`--notify-max-attempts`). Default 8.
+    pub max_attempts: u32,
+    /// First retry delay ceiling; doubles per attempt, full jitter
+    /// (`--notify-backoff-base`). Default 2 s.
+    pub backoff_base: Duration,
+    /// Largest retry delay (`--notify-backoff-max`). Default 10 min.
+    pub backoff_max: Duration,
+    /// Consecutive failures that open a destination's breaker
+    /// (`--notify-breaker-failures`). Default 5.
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before its probe (`--notify-breaker-cooldown`).
+    /// Default 60 s.
+    pub breaker_cooldown: Duration,
+    /// How often the outbox is read and due deliveries claimed (`--notify-poll`).
+    /// Default 1 s.
+    pub poll: Duration,
+    /// A claimed delivery's lease; a node that dies mid-send loses it after this. Default
+    /// 60 s.
+    pub lease: Duration,
+    /// How far behind its cursor the outbox is re-read (late commits); also how far back a
+    /// starting node looks for events not enqueued yet. Default 10 min.
+    pub lookback: Duration,
+    /// Sent and dead deliveries are deleted this long after their last change
+    /// (`--notify-retention`, at least a day: longer than any outbox re-read). Default 30
+    /// days.
+    pub retention: Duration,
+    /// The notifier's clock (tests set a manual one). Default: the system clock.
+    pub clock: std::sync::Arc<dyn crate::notify::Clock>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            smtp_from: "camstream@localhost".into(),
+            sms_url: None,
+            sms_auth: None,
+            sms_from: None,
+            sms_body_template: "camstream {severity} {kind} {event}: {message}".into(),
+            max_attempts: 8,
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(600),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            lookback: Duration::from_secs(600),
+            retention: Duration::from_secs(30 * 86_400),
+            clock: std::sync::Arc::new(crate::notify::SystemClock),
+        }
+    }
+}
+
 /// Everything the control plane needs to start.
 #[derive(Debug, Clone)]
 pub struct ControlPlaneConfig {
@@ -133,6 +206,8 @@ pub struct ControlPlaneConfig {
     pub recording_url_ttl: Duration,
     /// Cluster membership; `None` (the default) runs a single node without raft.
     pub cluster: Option<ClusterConfig>,
+    /// Notification delivery.
+    pub notify: NotifyConfig,
     /// Test hook: stop the process in the middle of a tier move
     /// (`--test-crash-at after-copy|after-switch`). Default `None`. Only with the
     /// `test-hooks` feature.
@@ -195,6 +270,7 @@ impl Default for ControlPlaneConfig {
             retention_interval: Duration::from_secs(3600),
             recording_url_ttl: Duration::from_secs(15 * 60),
             cluster: None,
+            notify: NotifyConfig::default(),
             #[cfg(feature = "test-hooks")]
             test_crash_at: None,
         }

@@ -66,6 +66,10 @@ pub enum ErrorCode {
     LayoutNotFound,
     /// No alert with this id in the caller's reach.
     AlertNotFound,
+    /// No notification channel with this id in the caller's reach.
+    ChannelNotFound,
+    /// No delivery with this id (in the state the route needs).
+    DeliveryNotFound,
     /// The user has the most layouts allowed.
     LayoutLimitReached,
     /// No recording with this id is visible to the caller (or nothing recorded in the range).
@@ -122,7 +126,9 @@ impl ErrorCode {
             | Self::UserNotFound
             | Self::TokenNotFound
             | Self::LayoutNotFound
-            | Self::AlertNotFound => StatusCode::NOT_FOUND,
+            | Self::AlertNotFound
+            | Self::ChannelNotFound
+            | Self::DeliveryNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::CameraSerialDuplicate
             | Self::UsernameDuplicate
@@ -175,6 +181,8 @@ impl ErrorCode {
             Self::TokenLimitReached => "TOKEN_LIMIT_REACHED",
             Self::LayoutNotFound => "LAYOUT_NOT_FOUND",
             Self::AlertNotFound => "ALERT_NOT_FOUND",
+            Self::ChannelNotFound => "CHANNEL_NOT_FOUND",
+            Self::DeliveryNotFound => "DELIVERY_NOT_FOUND",
             Self::LayoutLimitReached => "LAYOUT_LIMIT_REACHED",
             Self::RecordingNotFound => "RECORDING_NOT_FOUND",
             Self::CompanyNotFound => "COMPANY_NOT_FOUND",

@@ -25,6 +25,7 @@ mod cluster;
 mod config;
 mod error;
 mod health;
+pub mod notify;
 pub mod rbac;
 pub mod recordings;
 mod state;
@@ -43,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use camstream_raft_store::{Capacity as NodeCapacity, NodeInfo};
 pub use cluster::{Cluster, send_join};
-pub use config::{ClusterConfig, ControlPlaneConfig};
+pub use config::{ClusterConfig, ControlPlaneConfig, NotifyConfig};
 pub use error::{ApiError, ErrorCode};
 pub use health::{DayAnalytics, HealthError, LiveStatus};
 pub use test_hooks::TestHookArgs;
@@ -185,6 +186,26 @@ fn metrics_handle() -> PrometheusHandle {
             metrics::describe_gauge!(
                 "camstream_cluster_lease_held",
                 "1 while this node holds its liveness lease (its own view)"
+            );
+            metrics::describe_counter!(
+                "camstream_notify_sent_total",
+                "Notifications delivered, by channel kind (email, sms, webhook)"
+            );
+            metrics::describe_counter!(
+                "camstream_notify_failed_total",
+                "Failed notification attempts, by channel kind"
+            );
+            metrics::describe_counter!(
+                "camstream_notify_dead_total",
+                "Notifications given up after the last attempt (dead letters), by channel kind"
+            );
+            metrics::describe_gauge!(
+                "camstream_notify_queue",
+                "Notification deliveries waiting (state=pending) and dead letters (state=dead), from the shared store"
+            );
+            metrics::describe_gauge!(
+                "camstream_notify_breaker_state",
+                "Circuit breaker per destination: 0 closed, 1 open, 2 half-open"
             );
             handle
         })
@@ -365,10 +386,20 @@ impl ControlPlane {
             cancel,
             tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
         };
-        cp.tasks
-            .lock()
-            .await
-            .spawn(sweeper(cp.shared.clone(), cp.cancel.clone()));
+        let notifier = Arc::new(
+            notify::Notifier::new(
+                cp.shared.store.clone(),
+                cp.shared.config.notify.clone(),
+                &cp.shared.config.node_id,
+            )
+            .map_err(StartError::Config)?,
+        );
+        {
+            let mut tasks = cp.tasks.lock().await;
+            tasks.spawn(sweeper(cp.shared.clone(), cp.cancel.clone()));
+            tasks.spawn(notifier.clone().run_enqueuer(cp.cancel.clone()));
+            tasks.spawn(notifier.run_worker(cp.cancel.clone()));
+        }
         Ok(cp)
     }
 

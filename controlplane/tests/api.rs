@@ -347,7 +347,7 @@ async fn auth_matrix_covers_every_route() {
         .count();
     assert_eq!(checked, protected);
     assert_eq!(node_routes, 1, "node-to-node routes");
-    assert!(checked >= 38, "checked {checked} protected routes");
+    assert!(checked >= 63, "checked {checked} protected routes");
     assert_eq!(signed, 4, "signed routes");
 }
 

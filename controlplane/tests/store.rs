@@ -1173,6 +1173,7 @@ async fn conformance_sqlite() {
     let s = store::connect(None, &dir).await.unwrap();
     assert_eq!(s.count_users().await.unwrap(), 0);
     assert_eq!(s.camera_counts(None).await.unwrap().total, 3);
+    notify_conformance(s).await;
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -1188,6 +1189,7 @@ async fn conformance_postgres() {
     recordings_conformance(s).await;
     let s = store::connect(Some(&url), &dir).await.unwrap();
     assert_eq!(s.camera_counts(None).await.unwrap().total, 3);
+    notify_conformance(s).await;
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -1202,4 +1204,345 @@ async fn unsupported_urls_are_refused() {
     assert!(text.contains("unsupported"), "{text}");
     assert!(!text.contains("pw"), "password leaked: {text}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+async fn notify_conformance(s: Arc<dyn Store>) {
+    use camstream_controlplane::store::notify::{
+        DigestAdd, NewChannel, NewDelivery, Outcome, Preferences,
+    };
+    let user = |name: &str, role: Role, company: Option<&str>| NewUser {
+        username: name.into(),
+        email: Some(format!("{name}@example.test")),
+        password_hash: "$argon2id$x".into(),
+        role,
+        company: company.map(str::to_owned),
+    };
+    let admin = s
+        .create_user(user("n-admin", Role::Admin, None))
+        .await
+        .unwrap();
+    let op = s
+        .create_user(user("n-op", Role::Operator, Some("acme")))
+        .await
+        .unwrap();
+    let gone = s
+        .create_user(user("n-gone", Role::Operator, Some("acme")))
+        .await
+        .unwrap();
+    s.update_user(
+        &gone.id,
+        UserUpdate {
+            is_active: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // Channels.
+    let channel = |company: Option<&str>, kind: &str, enabled: bool| NewChannel {
+        company: company.map(str::to_owned),
+        kind: kind.into(),
+        name: format!("{kind} channel"),
+        target: "http://hooks.example.test/x".into(),
+        secret: Some("s3cret-s3cret-s3cret".into()),
+        enabled,
+        min_severity: "warning".into(),
+        kinds: Some(r#"["CAMERA_OFFLINE"]"#.into()),
+    };
+    let c = s
+        .create_channel(channel(Some("acme"), "webhook", true))
+        .await
+        .unwrap();
+    assert_eq!(c.company.as_deref(), Some("acme"));
+    assert_eq!(c.kinds.as_deref(), Some(r#"["CAMERA_OFFLINE"]"#));
+    let g = s
+        .create_channel(channel(None, "email", false))
+        .await
+        .unwrap();
+    assert_eq!(s.get_channel(&c.id).await.unwrap().as_ref(), Some(&c));
+    assert_eq!(
+        s.list_channels(Some("acme")).await.unwrap(),
+        vec![c.clone()]
+    );
+    assert_eq!(s.list_channels(None).await.unwrap().len(), 2);
+    assert_eq!(
+        s.enabled_channels(Some("acme")).await.unwrap(),
+        vec![c.clone()]
+    );
+    assert!(s.enabled_channels(None).await.unwrap().is_empty());
+    let g2 = s
+        .update_channel(&g.id, channel(None, "email", true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(g2.enabled && g2.updated_at >= g.updated_at);
+    assert_eq!(s.enabled_channels(None).await.unwrap().len(), 1);
+    assert!(
+        s.update_channel("nope", channel(None, "sms", true))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.delete_channel(&g.id).await.unwrap());
+    assert!(!s.delete_channel(&g.id).await.unwrap());
+
+    // The queue: one row per dedup key.
+    let nd = |key: &str, next: i64| NewDelivery {
+        dedup_key: key.into(),
+        event_seq: 1,
+        alert_id: Some("a1".into()),
+        event: "opened".into(),
+        channel_kind: "webhook".into(),
+        channel_id: Some(c.id.clone()),
+        user_id: None,
+        company: Some("acme".into()),
+        target: c.target.clone(),
+        breaker_key: "webhook:hooks.example.test:80".into(),
+        next_attempt_at: next,
+        payload: r#"{"event":"opened"}"#.into(),
+        is_digest: false,
+    };
+    assert!(s.enqueue_delivery(nd("1:c:x", 100), 50).await.unwrap());
+    assert!(
+        !s.enqueue_delivery(nd("1:c:x", 100), 50).await.unwrap(),
+        "enqueued twice"
+    );
+    assert!(s.enqueue_delivery(nd("2:c:x", 200), 50).await.unwrap());
+    let got = s.claim_deliveries("n1", 150, 1000, 10).await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let d1 = got[0].clone();
+    assert_eq!(
+        (d1.dedup_key.as_str(), d1.state.as_str()),
+        ("1:c:x", "sending")
+    );
+    assert_eq!(
+        (d1.lease_owner.as_deref(), d1.lease_until),
+        (Some("n1"), Some(1150))
+    );
+    assert!(
+        s.claim_deliveries("n2", 150, 1000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased twice"
+    );
+    let retry = Outcome::Retry {
+        next: 300,
+        error: "HTTP 500".into(),
+    };
+    assert!(
+        !s.finish_delivery(&d1.id, "n2", retry.clone(), 160)
+            .await
+            .unwrap(),
+        "not n2's"
+    );
+    assert!(s.finish_delivery(&d1.id, "n1", retry, 160).await.unwrap());
+    let r = s.get_delivery(&d1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.attempts, r.next_attempt_at),
+        ("pending", 1, 300)
+    );
+    assert_eq!(r.last_error.as_deref(), Some("HTTP 500"));
+    assert!(r.lease_owner.is_none());
+    let got = s.claim_deliveries("n2", 250, 1000, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let d2 = got[0].clone();
+    assert_eq!(d2.dedup_key, "2:c:x");
+    // n2 dies holding d2: after its lease n1 takes both (d1 is due again), oldest due
+    // first.
+    let got = s.claim_deliveries("n1", 1251, 1000, 10).await.unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.dedup_key.as_str()).collect::<Vec<_>>(),
+        ["2:c:x", "1:c:x"]
+    );
+    assert!(
+        !s.finish_delivery(&d2.id, "n2", Outcome::Sent { at: 1300 }, 1300)
+            .await
+            .unwrap(),
+        "lost lease"
+    );
+    assert!(
+        s.finish_delivery(
+            &d1.id,
+            "n1",
+            Outcome::Dead {
+                error: "gone".into()
+            },
+            1300
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        s.finish_delivery(&d2.id, "n1", Outcome::Sent { at: 1300 }, 1300)
+            .await
+            .unwrap()
+    );
+    let r = s.get_delivery(&d1.id).await.unwrap().unwrap();
+    assert_eq!((r.state.as_str(), r.attempts), ("dead", 2));
+    assert_eq!(
+        s.get_delivery(&d2.id).await.unwrap().unwrap().sent_at,
+        Some(1300)
+    );
+    let (dead, total) = s.list_deliveries(Some("dead"), 0, 10).await.unwrap();
+    assert_eq!((dead.len(), total), (1, 1));
+    assert_eq!(s.list_deliveries(None, 0, 10).await.unwrap().1, 2);
+    let back = s.retry_dead_delivery(&d1.id, 2000).await.unwrap().unwrap();
+    assert_eq!(
+        (back.state.as_str(), back.attempts, back.next_attempt_at),
+        ("pending", 0, 2000)
+    );
+    assert!(
+        s.retry_dead_delivery(&d1.id, 2000).await.unwrap().is_none(),
+        "not dead any more"
+    );
+    assert!(
+        s.retry_dead_delivery(&d2.id, 2000).await.unwrap().is_none(),
+        "sent, not dead"
+    );
+    // An open breaker releases without spending an attempt.
+    let got = s.claim_deliveries("n1", 2000, 1000, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        s.finish_delivery(&d1.id, "n1", Outcome::Release { next: 5000 }, 2000)
+            .await
+            .unwrap()
+    );
+    let r = s.get_delivery(&d1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.attempts, r.next_attempt_at),
+        ("pending", 0, 5000)
+    );
+
+    // Concurrent claimers never lease one row twice.
+    for i in 0..24 {
+        assert!(
+            s.enqueue_delivery(nd(&format!("c:{i}"), 3000), 3000)
+                .await
+                .unwrap()
+        );
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..4 {
+        let s = s.clone();
+        set.spawn(async move {
+            s.claim_deliveries(&format!("w{n}"), 3000, 1000, 5)
+                .await
+                .unwrap()
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = set.join_next().await {
+        ids.extend(r.unwrap().into_iter().map(|d| d.id));
+    }
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a row was leased twice");
+    assert_eq!(n, 20, "4 claimers of 5 with 24 due");
+
+    // Digests: an event joins one digest; a digest being sent takes no more.
+    let mut dd = nd("digest:u:1", 10_000);
+    dd.is_digest = true;
+    dd.user_id = Some(op.id.clone());
+    dd.event_seq = 10;
+    assert_eq!(
+        s.add_digest_item(dd.clone(), &op.id, "line a", 4000)
+            .await
+            .unwrap(),
+        DigestAdd::Added
+    );
+    assert_eq!(
+        s.add_digest_item(dd.clone(), &op.id, "line a", 4000)
+            .await
+            .unwrap(),
+        DigestAdd::Present
+    );
+    dd.event_seq = 11;
+    assert_eq!(
+        s.add_digest_item(dd.clone(), &op.id, "line b", 4001)
+            .await
+            .unwrap(),
+        DigestAdd::Added
+    );
+    let digest = s
+        .claim_deliveries("n1", 10_000, 1000, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.is_digest)
+        .expect("the digest is due");
+    assert_eq!(
+        s.digest_lines(&digest.id).await.unwrap(),
+        ["line a", "line b"]
+    );
+    dd.event_seq = 12;
+    assert_eq!(
+        s.add_digest_item(dd, &op.id, "line c", 10_001)
+            .await
+            .unwrap(),
+        DigestAdd::Closed
+    );
+
+    // Old sent and dead deliveries go, with their digest lines; pending ones stay.
+    assert!(
+        s.finish_delivery(&digest.id, "n1", Outcome::Sent { at: 10_002 }, 10_002)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.purge_deliveries(0).await.unwrap(), 0);
+    assert_eq!(s.purge_deliveries(i64::MAX).await.unwrap(), 2);
+    assert!(s.get_delivery(&d2.id).await.unwrap().is_none());
+    assert!(s.digest_lines(&digest.id).await.unwrap().is_empty());
+    assert!(
+        s.get_delivery(&d1.id).await.unwrap().is_some(),
+        "pending rows stay"
+    );
+
+    // Preferences and recipients.
+    assert!(s.get_preferences(&op.id).await.unwrap().is_none());
+    let mut p = Preferences {
+        user_id: op.id.clone(),
+        email: Some("pager@acme.test".into()),
+        phone: Some("+15551234567".into()),
+        channels: r#"{"critical":["email","sms"]}"#.into(),
+        kinds: None,
+        quiet_start: Some("22:00".into()),
+        quiet_end: Some("07:00".into()),
+        time_zone: Some("Europe/Berlin".into()),
+        digest: false,
+        digest_minutes: 60,
+        updated_at: 1,
+    };
+    assert_eq!(s.put_preferences(p.clone()).await.unwrap(), p);
+    p.digest = true;
+    p.kinds = Some(r#"{"CAMERA_OFFLINE":["sms"]}"#.into());
+    p.updated_at = 2;
+    assert_eq!(s.put_preferences(p.clone()).await.unwrap(), p);
+    assert_eq!(s.get_preferences(&op.id).await.unwrap(), Some(p));
+    let ids = |v: Vec<camstream_controlplane::store::notify::Recipient>| {
+        v.into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(s.notify_recipients(Some("acme")).await.unwrap()),
+        vec![op.id.clone()]
+    );
+    assert_eq!(
+        ids(s.notify_recipients(None).await.unwrap()),
+        vec![admin.id.clone()]
+    );
+    let r = s
+        .recipients_by_id(&[gone.id.clone(), op.id.clone(), "nobody".into()])
+        .await
+        .unwrap();
+    assert_eq!(ids(r.clone()), vec![op.id.clone()]);
+    assert_eq!(r[0].email.as_deref(), Some("n-op@example.test"));
+    for u in [&admin, &op, &gone] {
+        assert!(s.delete_user(&u.id).await.unwrap());
+    }
+    assert!(
+        s.get_preferences(&op.id).await.unwrap().is_none(),
+        "preferences go with the user"
+    );
 }

@@ -124,6 +124,11 @@ fn rule(spec: &RouteSpec) -> Rule {
     }
     match (spec.method, spec.path) {
         (_, "/api/v1/auth/logout" | "/api/v1/auth/me") => NoTenant,
+        (_, "/api/v1/users/me/notification-preferences") => NoTenant,
+        ("GET", "/api/v1/notification-channels") => List,
+        ("POST", "/api/v1/notification-channels") => Create,
+        (_, "/api/v1/notification-channels/{id}") => Object("CHANNEL_NOT_FOUND"),
+        (_, p) if p.starts_with("/api/v1/notifications/") => Admin,
         (_, p) if p.starts_with("/api/v1/users") => Admin,
         ("GET", "/api/v1/audit") => Admin,
         ("PUT", "/api/v1/retention") | ("POST", "/api/v1/retention/run") => Admin,
@@ -245,6 +250,21 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         .await
         .unwrap()
         .id;
+    // A channel of acme; its name carries the camera id so the owner's list check can see
+    // it.
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/notification-channels",
+            Some(&acme_op),
+            Some(
+                json!({ "name": format!("Acme hook {cam_id}"), "kind": "webhook",
+                         "target": "http://127.0.0.1:9/hook" }),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let acme_channel_id = r.json["data"]["id"].as_str().unwrap().to_owned();
     for (path, body) in [
         (
             format!("/api/v1/retention/cameras/{cam_id}"),
@@ -284,6 +304,10 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             .replace("/tokens/{id}", &format!("/tokens/{acme_token_id}"))
             .replace("/layouts/{id}", &format!("/layouts/{acme_layout_id}"))
             .replace("/alerts/{id}", &format!("/alerts/{acme_alert_id}"))
+            .replace(
+                "/notification-channels/{id}",
+                &format!("/notification-channels/{acme_channel_id}"),
+            )
             .replace("{company}", "acme")
             .replace("{id}", &cam_id);
         let what = |who: &str| format!("{} {} [{who}]", spec.method, spec.path);
@@ -311,6 +335,9 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             }
             ("PUT", "/api/v1/tokens/{id}/permissions") => {
                 Some(json!({ "permissions": ["cameras:read"] }))
+            }
+            ("POST" | "PUT", p) if p.starts_with("/api/v1/notification-channels") => {
+                Some(json!({ "name": "stolen", "kind": "email", "target": "thief@example.test" }))
             }
             ("PUT", "/api/v1/layouts/{id}") => {
                 Some(json!({ "name": "stolen", "columns": 1, "rows": 1, "tiles": [] }))
@@ -368,11 +395,19 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
                     let r = app.call(spec.method, &path, Some(token), None).await;
                     let d = &r.json["data"];
                     let empty = match spec.path {
-                        "/api/v1/cameras" | "/api/v1/recordings" | "/api/v1/tokens"
-                        | "/api/v1/layouts" | "/api/v1/alerts" => {
+                        "/api/v1/cameras"
+                        | "/api/v1/recordings"
+                        | "/api/v1/tokens"
+                        | "/api/v1/layouts"
+                        | "/api/v1/alerts"
+                        | "/api/v1/notification-channels" => {
                             d.as_array().is_some_and(Vec::is_empty)
-                                && (matches!(spec.path, "/api/v1/tokens" | "/api/v1/layouts")
-                                    || r.json["pagination"]["total"] == 0)
+                                && (matches!(
+                                    spec.path,
+                                    "/api/v1/tokens"
+                                        | "/api/v1/layouts"
+                                        | "/api/v1/notification-channels"
+                                ) || r.json["pagination"]["total"] == 0)
                         }
                         "/api/v1/retention" => {
                             d["cameras"].as_array().is_some_and(Vec::is_empty)
@@ -409,7 +444,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         }
     }
     assert!(objects >= 20, "{objects} object routes");
-    assert_eq!(lists, 8, "list routes");
+    assert_eq!(lists, 9, "list routes");
 
     // Nothing of acme was changed or removed by all of the above.
     let r = app

@@ -15,5 +15,8 @@ mod api;
 mod contract;
 mod docs;
 mod lifecycle;
+mod notify_restart;
+#[path = "../../controlplane/tests/support/peers.rs"]
+mod peers;
 mod publish_token;
 mod restart;

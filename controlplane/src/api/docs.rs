@@ -30,6 +30,7 @@ use crate::state::AppState;
         (name = "tokens", description = "API tokens"),
         (name = "alerts", description = "Alerts of the caller's tenant and their acknowledgement"),
         (name = "layouts", description = "Live grid layouts of the calling user (the dashboard)"),
+        (name = "notifications", description = "Notification channels, deliveries, dead letters and the caller's preferences"),
         (name = "cameras", description = "Camera fleet"),
         (name = "streams", description = "Playback and live status"),
         (name = "analytics", description = "Figures from the data plane"),

@@ -13,6 +13,7 @@ mod docs;
 mod extract;
 pub mod guard;
 mod layouts;
+mod notifications;
 mod observe;
 mod recordings;
 mod retention;
@@ -88,6 +89,22 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::acknowledge))
         .routes(routes!(layouts::list, layouts::create))
         .routes(routes!(layouts::get, layouts::update, layouts::delete))
+        .routes(routes!(
+            notifications::list_channels,
+            notifications::create_channel
+        ))
+        .routes(routes!(
+            notifications::get_channel,
+            notifications::update_channel,
+            notifications::delete_channel
+        ))
+        .routes(routes!(notifications::list_deliveries))
+        .routes(routes!(notifications::list_dead_letters))
+        .routes(routes!(notifications::retry_dead_letter))
+        .routes(routes!(
+            notifications::get_preferences,
+            notifications::put_preferences
+        ))
         .split_for_parts();
     let (router, mut doc) = parts;
     spec::complete(&mut doc);

@@ -238,6 +238,14 @@ fn links_of(method: &str, path: &str) -> Option<Links> {
         ("POST", "/api/v1/layouts") => {
             Some(("201", &["getLayout", "updateLayout", "deleteLayout"]))
         }
+        ("POST", "/api/v1/notification-channels") => Some((
+            "201",
+            &[
+                "getNotificationChannel",
+                "updateNotificationChannel",
+                "deleteNotificationChannel",
+            ],
+        )),
         _ => None,
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod layouts;
+pub mod notify;
 pub mod recordings;
 mod sql;
 
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 pub use alerts::AlertStore;
 pub use layouts::LayoutStore;
+pub use notify::NotifyStore;
 pub use recordings::RecordingStore;
 pub use sql::{PgStore, SqliteStore, connect};
 
@@ -429,7 +431,9 @@ pub struct NewAlert {
 /// # Cancel safety
 /// Dropping a future may leave its statement executed or not, never half-applied.
 #[async_trait]
-pub trait Store: RecordingStore + LayoutStore + AlertStore + Send + Sync + 'static {
+pub trait Store:
+    RecordingStore + LayoutStore + AlertStore + NotifyStore + Send + Sync + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Checks the connection.

@@ -771,6 +771,7 @@ sql_store!(PgStore, "postgres");
 
 mod alerts;
 mod layouts;
+mod notify;
 mod recordings;
 
 #[cfg(test)]
