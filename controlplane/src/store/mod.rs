@@ -12,6 +12,7 @@
 pub mod alerts;
 pub mod layouts;
 pub mod recordings;
+pub mod rules;
 mod sql;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use serde::Serialize;
 pub use alerts::AlertStore;
 pub use layouts::LayoutStore;
 pub use recordings::RecordingStore;
+pub use rules::AlertRuleStore;
 pub use sql::{PgStore, SqliteStore, connect};
 
 use crate::rbac::{Permissions, Role};
@@ -429,7 +431,9 @@ pub struct NewAlert {
 /// # Cancel safety
 /// Dropping a future may leave its statement executed or not, never half-applied.
 #[async_trait]
-pub trait Store: RecordingStore + LayoutStore + AlertStore + Send + Sync + 'static {
+pub trait Store:
+    RecordingStore + LayoutStore + AlertStore + AlertRuleStore + Send + Sync + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Checks the connection.

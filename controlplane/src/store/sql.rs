@@ -772,6 +772,7 @@ sql_store!(PgStore, "postgres");
 mod alerts;
 mod layouts;
 mod recordings;
+mod rules;
 
 #[cfg(test)]
 mod tests {
