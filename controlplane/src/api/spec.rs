@@ -238,6 +238,10 @@ fn links_of(method: &str, path: &str) -> Option<Links> {
         ("POST", "/api/v1/layouts") => {
             Some(("201", &["getLayout", "updateLayout", "deleteLayout"]))
         }
+        ("POST", "/api/v1/alert-rules") => Some((
+            "201",
+            &["getAlertRule", "updateAlertRule", "deleteAlertRule"],
+        )),
         _ => None,
     }
 }
