@@ -108,17 +108,9 @@ macro_rules! sql_rule_store {
                 data: &str,
             ) -> Result<Option<AlertEvent>, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let alert: Option<Alert> = sqlx::query_as(
-                    "SELECT * FROM alerts WHERE id = $1 AND resolved_at IS NULL \
-                     AND acknowledged_at IS NULL",
-                )
-                .bind(alert_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(a) = alert else {
-                    return Ok(None);
-                };
-                // The primary key decides which node takes the step; the others insert
+                // The write comes first: SQLite then queues concurrent callers on its write
+                // lock (a read-then-write transaction would fail with SQLITE_BUSY), and the
+                // primary key decides which caller takes the step; the others insert
                 // nothing and write no event.
                 let taken = sqlx::query(
                     "INSERT INTO alert_escalations (alert_id, step, at) VALUES ($1, $2, $3) \
@@ -132,6 +124,17 @@ macro_rules! sql_rule_store {
                 if taken.rows_affected() == 0 {
                     return Ok(None);
                 }
+                let alert: Option<Alert> = sqlx::query_as(
+                    "SELECT * FROM alerts WHERE id = $1 AND resolved_at IS NULL \
+                     AND acknowledged_at IS NULL",
+                )
+                .bind(alert_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                // Gone, resolved or acknowledged: the step is not taken (rolled back).
+                let Some(a) = alert else {
+                    return Ok(None);
+                };
                 let e = insert_alert_event!(tx, &a, "escalated", at, None, Some(data));
                 tx.commit().await?;
                 Ok(Some(e))
