@@ -288,6 +288,7 @@ mod tests {
     async fn a_burst_is_flagged_once_per_bucket() {
         let cache = MemoryCache::default();
         let dir = std::env::temp_dir().join(format!("cs-usage-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
         let store = crate::store::connect(None, &dir).await.unwrap();
         let tracker = Tracker::default();
         let rules = RuleSet::default();
