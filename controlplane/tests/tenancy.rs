@@ -132,6 +132,10 @@ fn rule(spec: &RouteSpec) -> Rule {
         ("GET", "/api/v1/layouts") => List,
         ("GET", "/api/v1/alerts") => List,
         (_, "/api/v1/alerts/{id}/ack") => Object("ALERT_NOT_FOUND"),
+        ("GET", "/api/v1/alert-rules") => List,
+        ("POST", "/api/v1/alert-rules") => Create,
+        ("GET", "/api/v1/alert-rules/defaults") => NoTenant,
+        (_, "/api/v1/alert-rules/{id}") => Object("ALERT_RULE_NOT_FOUND"),
         ("POST", "/api/v1/layouts") => NoTenant,
         (_, "/api/v1/layouts/{id}") => Own("LAYOUT_NOT_FOUND"),
         ("POST", "/api/v1/tokens") => NoTenant,
@@ -245,6 +249,16 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         .await
         .unwrap()
         .id;
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/alert-rules",
+            Some(&acme_op),
+            Some(json!({ "type": "CAMERA_OFFLINE", "cameraId": cam_id, "durationSeconds": 60 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let acme_rule_id = r.json["data"]["id"].as_str().unwrap().to_owned();
     for (path, body) in [
         (
             format!("/api/v1/retention/cameras/{cam_id}"),
@@ -284,6 +298,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             .replace("/tokens/{id}", &format!("/tokens/{acme_token_id}"))
             .replace("/layouts/{id}", &format!("/layouts/{acme_layout_id}"))
             .replace("/alerts/{id}", &format!("/alerts/{acme_alert_id}"))
+            .replace("/alert-rules/{id}", &format!("/alert-rules/{acme_rule_id}"))
             .replace("{company}", "acme")
             .replace("{id}", &cam_id);
         let what = |who: &str| format!("{} {} [{who}]", spec.method, spec.path);
@@ -311,6 +326,9 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             }
             ("PUT", "/api/v1/tokens/{id}/permissions") => {
                 Some(json!({ "permissions": ["cameras:read"] }))
+            }
+            ("POST", "/api/v1/alert-rules") | ("PUT", "/api/v1/alert-rules/{id}") => {
+                Some(json!({ "type": "CAMERA_OFFLINE" }))
             }
             ("PUT", "/api/v1/layouts/{id}") => {
                 Some(json!({ "name": "stolen", "columns": 1, "rows": 1, "tiles": [] }))
@@ -368,11 +386,17 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
                     let r = app.call(spec.method, &path, Some(token), None).await;
                     let d = &r.json["data"];
                     let empty = match spec.path {
-                        "/api/v1/cameras" | "/api/v1/recordings" | "/api/v1/tokens"
-                        | "/api/v1/layouts" | "/api/v1/alerts" => {
+                        "/api/v1/cameras"
+                        | "/api/v1/recordings"
+                        | "/api/v1/tokens"
+                        | "/api/v1/layouts"
+                        | "/api/v1/alerts"
+                        | "/api/v1/alert-rules" => {
                             d.as_array().is_some_and(Vec::is_empty)
-                                && (matches!(spec.path, "/api/v1/tokens" | "/api/v1/layouts")
-                                    || r.json["pagination"]["total"] == 0)
+                                && (matches!(
+                                    spec.path,
+                                    "/api/v1/tokens" | "/api/v1/layouts" | "/api/v1/alert-rules"
+                                ) || r.json["pagination"]["total"] == 0)
                         }
                         "/api/v1/retention" => {
                             d["cameras"].as_array().is_some_and(Vec::is_empty)
@@ -409,7 +433,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         }
     }
     assert!(objects >= 20, "{objects} object routes");
-    assert_eq!(lists, 8, "list routes");
+    assert_eq!(lists, 9, "list routes");
 
     // Nothing of acme was changed or removed by all of the above.
     let r = app
@@ -448,6 +472,16 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         "{}",
         r.json
     );
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/alert-rules/{acme_rule_id}"),
+            Some(&acme_op),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["data"]["durationSeconds"], 60, "{}", r.json);
     // The admin still sees every company.
     let r = app.call("GET", "/api/v1/cameras", Some(&admin), None).await;
     assert_eq!(r.json["pagination"]["total"], 2);
