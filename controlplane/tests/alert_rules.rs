@@ -57,6 +57,16 @@ async fn create_rule(app: &TestApp, who: &str, body: Value) -> Value {
     r.json["data"].clone()
 }
 
+/// Waits until just after the wall clock's next whole second: a burst that starts there
+/// falls in one one-second usage bucket.
+async fn next_second() {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(1010 - ms))).await;
+}
+
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
 }
@@ -567,6 +577,7 @@ async fn unusual_api_usage_is_raised_and_resolved_after_quiet() {
             .is_empty(),
         "a steady rate is usual"
     );
+    next_second().await;
     for _ in 0..40 {
         app.call("GET", "/api/v1/cameras", Some(&token), None).await;
     }
@@ -628,4 +639,149 @@ async fn rate_limit_alerts_follow_their_rule() {
     let g = alerts(&app, &globex, "?type=API_RATE_LIMIT").await;
     assert_eq!(g.len(), 1, "{g:?}");
     assert_eq!(g[0]["severity"], "critical");
+}
+
+/// The recorder is not part of this test: the control plane's sink gets its events as the
+/// binary would hand them over.
+struct NoRecorder;
+
+impl camstream_controlplane::recordings::RecorderHost for NoRecorder {
+    fn set_recording(&self, _: &str, _: bool) {}
+    fn set_recorded_cameras(&self, _: Vec<String>) {}
+    fn read_index(
+        &self,
+        _: &std::path::Path,
+    ) -> Result<camstream_controlplane::recordings::FileIndex, String> {
+        Err("no recorder in this test".into())
+    }
+}
+
+/// `STORAGE_FULL` and `RECORDING_FAILED` from the recorder follow the camera's company
+/// rule: muted, re-graded, or the default (critical) elsewhere.
+#[tokio::test]
+async fn recorder_alerts_follow_their_rule() {
+    use camstream_controlplane::recordings::RecorderEvent;
+    let app = TestApp::start(|_| {}).await;
+    let admin = app.admin().await;
+    let (acme, _) = app.user(&admin, "acme-op", "operator", Some("acme")).await;
+    let (globex, _) = app
+        .user(&admin, "globex-op", "operator", Some("globex"))
+        .await;
+    let acme_cam = id(&app.camera(&acme, "Vault", "S-1", None).await);
+    let globex_cam = id(&app.camera(&globex, "Dock", "S-2", None).await);
+    create_rule(
+        &app,
+        &acme,
+        json!({ "type": "STORAGE_FULL", "enabled": false }),
+    )
+    .await;
+    create_rule(
+        &app,
+        &acme,
+        json!({ "type": "RECORDING_FAILED", "cameraId": acme_cam, "severity": "info" }),
+    )
+    .await;
+    let mut sink = app
+        .cp
+        .start_recordings(std::sync::Arc::new(NoRecorder))
+        .await
+        .unwrap();
+    for (camera, code) in [
+        (&acme_cam, "STORAGE_FULL"),
+        (&acme_cam, "RECORDING_FAILED"),
+        (&globex_cam, "STORAGE_FULL"),
+    ] {
+        sink.handle(RecorderEvent::Alert {
+            camera: camera.clone(),
+            code,
+            message: format!("{code} in a test"),
+            at: std::time::SystemTime::now(),
+        })
+        .await;
+    }
+    let a = alerts(&app, &acme, "").await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (&a[0]["type"], &a[0]["severity"]),
+        (&json!("RECORDING_FAILED"), &json!("info"))
+    );
+    let g = alerts(&app, &globex, "").await;
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(
+        (&g[0]["type"], &g[0]["severity"]),
+        (&json!("STORAGE_FULL"), &json!("critical"))
+    );
+}
+
+/// Two nodes sharing a Redis (and a database): a token's requests count as one, so a burst
+/// split between the nodes, which neither would find unusual alone (each sees half, below
+/// the rule's minimum), raises one `API_UNUSUAL_USAGE`.
+#[tokio::test]
+async fn unusual_api_usage_is_judged_cluster_wide_through_redis() {
+    let redis = support::Redis::start();
+    let db_dir = support::temp_dir("usage-db");
+    let db = format!("sqlite://{}", db_dir.join("shared.db").display());
+    let node = |redis: String, db: String| {
+        move |c: &mut camstream_controlplane::ControlPlaneConfig| {
+            c.redis_url = Some(redis);
+            c.database_url = Some(db);
+            c.jwt_secret = Some("a-shared-test-secret-of-32-bytes!".into());
+            c.api_usage_bucket = Duration::from_secs(1);
+        }
+    };
+    let a = TestApp::start(node(redis.url(), db.clone())).await;
+    let b = TestApp::start(node(redis.url(), db.clone())).await;
+    let admin = a.admin().await;
+    let (acme, _) = a.user(&admin, "acme-op", "operator", Some("acme")).await;
+    // 600 a minute is 10 per one-second bucket; the usual rate is about 2 per bucket.
+    create_rule(
+        &a,
+        &acme,
+        json!({ "type": "API_UNUSUAL_USAGE", "threshold": 4, "minimum": 600 }),
+    )
+    .await;
+    let r = a
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&acme),
+            Some(json!({ "name": "t", "permissions": ["cameras:read"] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let token = r.json["data"]["tokenSecret"].as_str().unwrap().to_owned();
+    let nodes = [&a, &b];
+    let steady_until = Instant::now() + Duration::from_secs(8);
+    let mut i = 0;
+    while Instant::now() < steady_until {
+        let r = nodes[i % 2]
+            .call("GET", "/api/v1/cameras", Some(&token), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(450)).await;
+    }
+    assert!(
+        alerts(&a, &acme, "?type=API_UNUSUAL_USAGE")
+            .await
+            .is_empty()
+    );
+    // 16 within a bucket, 8 on each node.
+    next_second().await;
+    let start = Instant::now();
+    for i in 0..16 {
+        nodes[i % 2]
+            .call("GET", "/api/v1/cameras", Some(&token), None)
+            .await;
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "the burst was too slow: {:?}",
+        start.elapsed()
+    );
+    let open = alerts(&b, &acme, "?type=API_UNUSUAL_USAGE&state=open").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["occurrences"], 1);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(db_dir);
 }

@@ -45,11 +45,13 @@ struct Sample {
     dropped: u64,
 }
 
+/// A camera's company and when it was read (Unix ms).
+type KnownCompany = (Option<String>, i64);
+
 #[derive(Debug, Default)]
 struct Camera {
     samples: VecDeque<Sample>,
-    /// (company, when read).
-    company: Option<(Option<String>, i64)>,
+    company: Option<KnownCompany>,
     /// Nominal value per kind while its condition holds.
     frozen: HashMap<&'static str, f64>,
 }
@@ -144,7 +146,7 @@ impl Tracker {
         Some(v.0)
     }
 
-    fn cameras(&self) -> Vec<(String, Option<(Option<String>, i64)>)> {
+    fn cameras(&self) -> Vec<(String, Option<KnownCompany>)> {
         self.lock()
             .iter()
             .map(|(id, c)| (id.clone(), c.company.clone()))
