@@ -172,7 +172,7 @@ fn metrics_handle() -> PrometheusHandle {
             );
             metrics::describe_gauge!(
                 "camstream_alerts_open",
-                "Open alerts by type, from the shared store (CAMERA_OFFLINE)"
+                "Open alerts by type, from the shared store (CAMERA_OFFLINE, STREAM_FPS_LOW, STREAM_FRAMES_DROPPED, STREAM_BITRATE_LOW)"
             );
             metrics::describe_counter!(
                 "camstream_auth_failures_total",
