@@ -942,6 +942,20 @@ mod tests {
     }
 
     #[test]
+    fn alert_retention_days() {
+        let s = ServeArgs::default().resolve().unwrap();
+        assert_eq!(s.controlplane.alert_retention_days, 90);
+        for (days, want) in [(0, Some(0)), (30, Some(30)), (40_000, None)] {
+            let r = ServeArgs {
+                alert_retention_days: Some(days),
+                ..ServeArgs::default()
+            }
+            .resolve();
+            assert_eq!(r.ok().map(|s| s.controlplane.alert_retention_days), want);
+        }
+    }
+
+    #[test]
     fn storage_flags() {
         let s = ServeArgs::default().resolve().unwrap();
         assert_eq!(s.dataplane.record_min_free, 512 << 20);
