@@ -139,6 +139,10 @@ pub(crate) struct ServeArgs {
     /// alert is raised (resolved when it streams again). Default 5m.
     #[arg(long, env = "CAMSTREAM_ALERT_OFFLINE_AFTER")]
     pub(crate) alert_offline_after: Option<String>,
+    /// Resolved alerts (and their notification outbox rows) older than this many days are
+    /// deleted; 0 keeps them forever. Default 90.
+    #[arg(long, env = "CAMSTREAM_ALERT_RETENTION_DAYS")]
+    pub(crate) alert_retention_days: Option<u32>,
     /// Test hooks (`--test-crash-at`): present only in builds with the control plane's
     /// `test-hooks` feature, which tests turn on and release builds do not.
     #[command(flatten)]
@@ -260,6 +264,7 @@ struct File {
     retention_interval: Option<String>,
     recording_url_ttl: Option<String>,
     alert_offline_after: Option<String>,
+    alert_retention_days: Option<u32>,
     log_format: Option<String>,
     database_url: Option<String>,
     redis_url: Option<String>,
@@ -623,6 +628,12 @@ impl ServeArgs {
         if let Some(d) = alert_offline_after {
             cp.alert_offline_after = d;
         }
+        if let Some(days) = self.alert_retention_days.or(file.alert_retention_days) {
+            if days > 36_500 {
+                bail!("alert-retention-days must be at most 36500 (0 keeps alerts forever)");
+            }
+            cp.alert_retention_days = days;
+        }
         if let Some(host) = self.public_host.or(file.public_host) {
             cp.public_host = host;
         }
@@ -932,6 +943,20 @@ mod tests {
             record_fsync: Some("2m".into()),
             ..ServeArgs::default()
         }));
+    }
+
+    #[test]
+    fn alert_retention_days() {
+        let s = ServeArgs::default().resolve().unwrap();
+        assert_eq!(s.controlplane.alert_retention_days, 90);
+        for (days, want) in [(0, Some(0)), (30, Some(30)), (40_000, None)] {
+            let r = ServeArgs {
+                alert_retention_days: Some(days),
+                ..ServeArgs::default()
+            }
+            .resolve();
+            assert_eq!(r.ok().map(|s| s.controlplane.alert_retention_days), want);
+        }
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! Alerts raised by watching state rather than by an event: `CAMERA_OFFLINE` for an active
-//! camera that was streaming and has been offline for `--alert-offline-after`, resolved
-//! when it streams again (or is disabled or deleted). Run by the control plane's sweeper;
-//! every node of a cluster may run it (the store keeps one open alert per cause).
+//! camera that was streaming and has been offline for its rule's duration (camera rule,
+//! company rule, or `--alert-offline-after`), resolved when it streams again (or is
+//! disabled or deleted, or its rule muted). Run by the control plane's sweeper; every node
+//! of a cluster may run it (the store keeps one open alert per cause).
 //! And `LOGIN_FAILURES`: more than [`LOGIN_FAILURES_PER_MINUTE`] failed (or throttled)
 //! logins for one username or from one address within a minute, resolved after
 //! [`LOGIN_QUIET`] without another burst.
+//!
+//! The rest lives in submodules: [`rules`] (defaults and the rule in force), [`quality`]
+//! (stream quality), [`usage`] (unusual API usage), [`escalation`] (escalation steps and
+//! history retention).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,8 +17,14 @@ use std::time::Duration;
 use crate::clock::rfc3339;
 use crate::store::{NewAlert, Store, StoreError, StreamStatus};
 
-/// Kind of the alert.
-pub(crate) const CAMERA_OFFLINE: &str = "CAMERA_OFFLINE";
+pub(crate) mod escalation;
+pub(crate) mod quality;
+pub(crate) mod rules;
+pub(crate) mod usage;
+
+pub(crate) use rules::CAMERA_OFFLINE;
+use rules::RuleSet;
+
 /// Most cameras raised per pass (the rest next pass).
 const BATCH: i64 = 1000;
 
@@ -30,41 +41,63 @@ pub(crate) struct OfflinePass {
     pub(crate) open: usize,
 }
 
-/// One pass at `now_ms`: raises for cameras offline longer than `after` without an open
-/// alert, resolves open alerts of cameras that stream again, are disabled or are gone.
+/// One pass at `now_ms`: raises for cameras offline longer than their effective rule's
+/// duration (camera rule, company rule, or `--alert-offline-after`) without an open alert,
+/// unless the rule is disabled; resolves open alerts of cameras that stream again, are
+/// disabled or gone, or whose rule was disabled since.
 pub(crate) async fn offline_pass(
     store: &dyn Store,
-    after: Duration,
+    rules: &RuleSet,
     now_ms: i64,
 ) -> Result<OfflinePass, StoreError> {
     let mut pass = OfflinePass::default();
     let open = store.open_alerts(CAMERA_OFFLINE).await?;
+    let mut still_open = HashSet::new();
     for a in &open {
         let Some(id) = &a.camera_id else { continue };
-        let still = store
-            .get_camera(id)
-            .await?
+        let camera = store.get_camera(id).await?;
+        let offline = camera
+            .as_ref()
             .is_some_and(|c| c.is_active && c.stream_status == StreamStatus::Offline);
-        if !still && store.resolve_cause(&cause(id), now_ms).await? {
+        let muted = camera.as_ref().is_some_and(|c| {
+            !rules
+                .effective(CAMERA_OFFLINE, c.company.as_deref(), Some(&c.id))
+                .enabled
+        });
+        if (!offline || muted) && store.resolve_cause(&cause(id), now_ms).await? {
             pass.resolved += 1;
-            tracing::info!(camera_id = %id, "alert resolved: camera back (or disabled, or deleted)");
+            tracing::info!(camera_id = %id, muted, "alert resolved: camera back (or disabled, deleted, or its rule muted)");
+        } else {
+            still_open.insert(id.clone());
         }
     }
-    let open: HashSet<String> = open.into_iter().filter_map(|a| a.camera_id).collect();
-    let before = now_ms.saturating_sub(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
-    for c in store.cameras_offline_since(before, BATCH).await? {
-        if open.contains(&c.id) {
+    // The shortest duration in force decides which cameras are worth a look.
+    let shortest = rules
+        .of_kind(CAMERA_OFFLINE)
+        .filter(|r| r.enabled)
+        .filter_map(|r| r.duration_ms)
+        .chain(rules.effective(CAMERA_OFFLINE, None, None).duration_ms)
+        .min()
+        .unwrap_or(0);
+    let before = now_ms.saturating_sub(shortest);
+    for c in store.offline_cameras(before, BATCH).await? {
+        if still_open.contains(&c.id) {
+            continue;
+        }
+        let rule = rules.effective(CAMERA_OFFLINE, c.company.as_deref(), Some(&c.id));
+        let after = rule.duration_ms.unwrap_or(0);
+        if !rule.enabled || c.status_changed_at > now_ms.saturating_sub(after) {
             continue;
         }
         store
             .create_alert(NewAlert {
                 kind: CAMERA_OFFLINE.into(),
-                severity: "critical".into(),
+                severity: rule.severity.clone(),
                 camera_id: Some(c.id.clone()),
                 message: format!(
                     "camera {} has been offline for more than {} s",
                     c.name,
-                    after.as_secs()
+                    after / 1000
                 ),
                 cause: Some(cause(&c.id)),
                 company: c.company.clone(),
@@ -72,14 +105,13 @@ pub(crate) async fn offline_pass(
             })
             .await?;
         pass.raised += 1;
-        tracing::warn!(camera_id = %c.id, offline_before = %rfc3339(before), "alert: camera offline");
+        tracing::warn!(camera_id = %c.id, offline_since = %rfc3339(c.status_changed_at), rule = ?rule.source, "alert: camera offline");
     }
-    pass.open = (open.len() + pass.raised).saturating_sub(pass.resolved);
+    pass.open = still_open.len() + pass.raised;
     Ok(pass)
 }
 
-/// Kind of the failed-login alert.
-pub(crate) const LOGIN_FAILURES: &str = "LOGIN_FAILURES";
+pub(crate) use rules::LOGIN_FAILURES;
 /// Failed logins per username or address within a minute above which it is raised.
 pub(crate) const LOGIN_FAILURES_PER_MINUTE: i64 = 10;
 /// A login-failure alert with no new burst for this long is resolved.
@@ -121,11 +153,22 @@ pub(crate) async fn login_failed(
                 .and_then(|u| u.company),
             None => None,
         };
+        let rule = rules::effective_now(
+            &*state.store,
+            state.config.alert_offline_after,
+            LOGIN_FAILURES,
+            company.as_deref(),
+            None,
+        )
+        .await;
+        if !rule.enabled {
+            continue;
+        }
         let raised = state
             .store
             .create_alert(NewAlert {
                 kind: LOGIN_FAILURES.into(),
-                severity: "warning".into(),
+                severity: rule.severity,
                 message: format!(
                     "more than {LOGIN_FAILURES_PER_MINUTE} failed logins within a minute for {subject}"
                 ),
@@ -159,4 +202,31 @@ pub(crate) async fn quiet_logins_pass(store: &dyn Store, now_ms: i64) -> Result<
         }
     }
     Ok(resolved)
+}
+
+/// The alerting state a node keeps: the rules snapshot (reloaded by every sweep and after
+/// every change through this node's API) and the quality and usage trackers.
+#[derive(Debug, Default)]
+pub(crate) struct Alerting {
+    rules: std::sync::RwLock<std::sync::Arc<RuleSet>>,
+    pub(crate) quality: quality::Tracker,
+    pub(crate) usage: usage::Tracker,
+}
+
+impl Alerting {
+    /// The rules in force (as of the last reload).
+    pub(crate) fn rules(&self) -> std::sync::Arc<RuleSet> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the rules from the store into the snapshot.
+    pub(crate) async fn reload(
+        &self,
+        store: &dyn Store,
+        offline_after: Duration,
+    ) -> Result<std::sync::Arc<RuleSet>, StoreError> {
+        let set = std::sync::Arc::new(RuleSet::load(store, offline_after).await?);
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
+        Ok(set)
+    }
 }

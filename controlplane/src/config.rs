@@ -189,6 +189,12 @@ pub struct ControlPlaneConfig {
     /// How long a camera that was streaming stays offline before `CAMERA_OFFLINE` is raised.
     /// Default 5 minutes.
     pub alert_offline_after: Duration,
+    /// Resolved alerts (with their outbox rows) older than this many days are deleted by
+    /// the sweeper (`--alert-retention-days`); 0 keeps them forever. Default 90.
+    pub alert_retention_days: u32,
+    /// Length of the buckets `API_UNUSUAL_USAGE` counts a token's requests in (no flag;
+    /// tests shorten it). Default 1 minute.
+    pub api_usage_bucket: Duration,
     /// The hot tier: where the recorder writes (the binary passes the data plane's absolute
     /// recordings directory). Default `None`: `{data_dir}/recordings`.
     pub recordings_dir: Option<PathBuf>,
@@ -263,6 +269,8 @@ impl Default for ControlPlaneConfig {
             max_body_bytes: 64 * 1024,
             health_timeout: Duration::from_secs(30),
             alert_offline_after: Duration::from_secs(300),
+            alert_retention_days: 90,
+            api_usage_bucket: Duration::from_secs(60),
             recordings_dir: None,
             storage_warm: None,
             storage_cold: None,

@@ -72,6 +72,10 @@ pub enum ErrorCode {
     DeliveryNotFound,
     /// The user has the most layouts allowed.
     LayoutLimitReached,
+    /// No alert rule with this id in the caller's reach.
+    AlertRuleNotFound,
+    /// The scope (company, camera, type) has a rule already; change that one.
+    AlertRuleDuplicate,
     /// No recording with this id is visible to the caller (or nothing recorded in the range).
     RecordingNotFound,
     /// The company is not the caller's (only admins reach every company).
@@ -128,13 +132,15 @@ impl ErrorCode {
             | Self::LayoutNotFound
             | Self::AlertNotFound
             | Self::ChannelNotFound
-            | Self::DeliveryNotFound => StatusCode::NOT_FOUND,
+            | Self::DeliveryNotFound
+            | Self::AlertRuleNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::CameraSerialDuplicate
             | Self::UsernameDuplicate
             | Self::UserSelfLockout
             | Self::TokenLimitReached
             | Self::LayoutLimitReached
+            | Self::AlertRuleDuplicate
             | Self::CameraInactive
             | Self::ClusterNotEnabled => StatusCode::CONFLICT,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -184,6 +190,8 @@ impl ErrorCode {
             Self::ChannelNotFound => "CHANNEL_NOT_FOUND",
             Self::DeliveryNotFound => "DELIVERY_NOT_FOUND",
             Self::LayoutLimitReached => "LAYOUT_LIMIT_REACHED",
+            Self::AlertRuleNotFound => "ALERT_RULE_NOT_FOUND",
+            Self::AlertRuleDuplicate => "ALERT_RULE_DUPLICATE",
             Self::RecordingNotFound => "RECORDING_NOT_FOUND",
             Self::CompanyNotFound => "COMPANY_NOT_FOUND",
             Self::RecordingInProgress => "RECORDING_IN_PROGRESS",

@@ -173,7 +173,7 @@ fn metrics_handle() -> PrometheusHandle {
             );
             metrics::describe_gauge!(
                 "camstream_alerts_open",
-                "Open alerts by type, from the shared store (CAMERA_OFFLINE)"
+                "Open alerts by type, from the shared store (CAMERA_OFFLINE, STREAM_FPS_LOW, STREAM_FRAMES_DROPPED, STREAM_BITRATE_LOW)"
             );
             metrics::describe_counter!(
                 "camstream_auth_failures_total",
@@ -368,6 +368,7 @@ impl ControlPlane {
             keys,
             metrics,
             health: health::Tracker::default(),
+            alerting: alerts::Alerting::default(),
             live: std::sync::OnceLock::new(),
             recordings,
             cluster,
@@ -452,6 +453,7 @@ impl ControlPlane {
                 .collect(),
             None => Vec::new(),
         };
+        s.alerting.quality.observe(&reports, clock::now_ms());
         let recorded =
             health::record(&s.health, &*s.store, &*s.cache, &s.config.node_id, reports).await;
         if let Some(cluster) = &s.cluster {
@@ -729,31 +731,7 @@ async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
         if let Some(m) = &shared.memory_cache {
             m.sweep();
         }
-        match alerts::offline_pass(
-            &*shared.store,
-            shared.config.alert_offline_after,
-            clock::now_ms(),
-        )
-        .await
-        {
-            Ok(p) => {
-                // The store is shared: in a cluster every node reports the same count
-                // (rules take the max over nodes).
-                metrics::gauge!("camstream_alerts_open", "type" => alerts::CAMERA_OFFLINE)
-                    .set(p.open as f64);
-                if p.raised > 0 || p.resolved > 0 {
-                    tracing::debug!(
-                        raised = p.raised,
-                        resolved = p.resolved,
-                        "offline alerts pass"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "offline alerts pass failed"),
-        }
-        if let Err(e) = alerts::quiet_logins_pass(&*shared.store, clock::now_ms()).await {
-            tracing::warn!(error = %e, "login alerts pass failed");
-        }
+        alert_passes(&shared).await;
         if let Err(e) = health::sweep(
             &shared.health,
             &*shared.store,
@@ -764,5 +742,63 @@ async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
         {
             tracing::warn!(error = %e, "health sweep failed");
         }
+    }
+}
+
+/// The sweeper's alert passes, each with the time passed in: rules reload, offline,
+/// login bursts, stream quality, unusual API usage, escalation, history retention.
+async fn alert_passes(shared: &Shared) {
+    let store = &*shared.store;
+    let now = clock::now_ms();
+    let rules = match shared
+        .alerting
+        .reload(store, shared.config.alert_offline_after)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "alert rules not read; keeping the last ones");
+            shared.alerting.rules()
+        }
+    };
+    match alerts::offline_pass(store, &rules, now).await {
+        Ok(p) => {
+            // The store is shared: in a cluster every node reports the same count
+            // (rules take the max over nodes).
+            metrics::gauge!("camstream_alerts_open", "type" => alerts::CAMERA_OFFLINE)
+                .set(p.open as f64);
+            if p.raised > 0 || p.resolved > 0 {
+                tracing::debug!(
+                    raised = p.raised,
+                    resolved = p.resolved,
+                    "offline alerts pass"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "offline alerts pass failed"),
+    }
+    if let Err(e) = alerts::quiet_logins_pass(store, now).await {
+        tracing::warn!(error = %e, "login alerts pass failed");
+    }
+    match alerts::quality::quality_pass(store, &rules, &shared.alerting.quality, now).await {
+        Ok(p) => {
+            for (kind, open) in alerts::quality::KINDS.iter().zip(p.open) {
+                metrics::gauge!("camstream_alerts_open", "type" => *kind).set(open as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "stream quality pass failed"),
+    }
+    if let Err(e) = alerts::usage::quiet_pass(store, &rules, now).await {
+        tracing::warn!(error = %e, "API usage alerts pass failed");
+    }
+    let bucket = now / clock::ms(shared.config.api_usage_bucket).max(1);
+    shared.alerting.usage.prune(bucket - 1);
+    if let Err(e) = alerts::escalation::escalation_pass(store, &rules, now).await {
+        tracing::warn!(error = %e, "alert escalation pass failed");
+    }
+    if let Err(e) =
+        alerts::escalation::retention_pass(store, shared.config.alert_retention_days, now).await
+    {
+        tracing::warn!(error = %e, "alert history retention failed");
     }
 }

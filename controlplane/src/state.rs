@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) keys: Arc<Keys>,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) health: Tracker,
+    /// Alert rules snapshot, stream quality and API usage trackers.
+    pub(crate) alerting: crate::alerts::Alerting,
     /// Tiers, retention and the recorder handle.
     pub(crate) recordings: Recordings,
     /// The live streams of this node, once the binary attached them.

@@ -1161,6 +1161,215 @@ async fn layouts_conformance(s: Arc<dyn Store>) {
     assert!(s.list_layouts(a).await.unwrap().is_empty());
 }
 
+/// Alert rules (one per company, camera and type), escalation steps taken once each across
+/// callers and never after acknowledgement, cameras offline with their time, and the
+/// retention purge of resolved alerts with their outbox rows.
+async fn rules_conformance(s: &dyn Store) {
+    use camstream_controlplane::store::rules::{Escalation, EscalationStep, NewAlertRule};
+    let cam = s
+        .create_camera(new_camera("RULES-1", Some("acme"), "rul1"))
+        .await
+        .unwrap();
+    let rule = |camera: Option<&str>, kind: &str| NewAlertRule {
+        company: "acme".into(),
+        camera_id: camera.map(str::to_owned),
+        kind: kind.into(),
+        enabled: true,
+        severity: "warning".into(),
+        threshold: Some(0.5),
+        minimum: None,
+        duration_ms: Some(60_000),
+        escalation: Escalation(vec![EscalationStep {
+            after_minutes: 5,
+            user_ids: vec!["u1".into()],
+            channel_ids: vec!["c1".into()],
+        }]),
+    };
+    let company = s
+        .create_alert_rule(rule(None, "STREAM_FPS_LOW"))
+        .await
+        .unwrap();
+    assert_eq!(company.threshold, Some(0.5));
+    assert_eq!(company.escalation.0[0].user_ids, vec!["u1".to_owned()]);
+    let camera = s
+        .create_alert_rule(rule(Some(&cam.id), "STREAM_FPS_LOW"))
+        .await
+        .unwrap();
+    // One rule per scope and type: a second company rule (NULL camera) conflicts too.
+    for dup in [
+        rule(None, "STREAM_FPS_LOW"),
+        rule(Some(&cam.id), "STREAM_FPS_LOW"),
+    ] {
+        let e = s.create_alert_rule(dup).await.unwrap_err();
+        assert_eq!(e.conflict_field(), Some("type"), "{e}");
+    }
+    let globex = s
+        .create_alert_rule(NewAlertRule {
+            company: "globex".into(),
+            ..rule(None, "CAMERA_OFFLINE")
+        })
+        .await
+        .unwrap();
+    let acme: Vec<String> = s
+        .list_alert_rules(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        acme,
+        vec![company.id.clone(), camera.id.clone()],
+        "company rules first"
+    );
+    assert_eq!(s.list_alert_rules(None).await.unwrap().len(), 3);
+    let changed = s
+        .update_alert_rule(
+            &camera.id,
+            NewAlertRule {
+                enabled: false,
+                threshold: None,
+                escalation: Escalation::default(),
+                ..rule(Some(&cam.id), "STREAM_FPS_LOW")
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!changed.enabled && changed.threshold.is_none() && changed.escalation.0.is_empty());
+    assert_eq!(
+        s.get_alert_rule(&camera.id).await.unwrap().unwrap(),
+        changed
+    );
+    let e = s
+        .update_alert_rule(&camera.id, rule(None, "STREAM_FPS_LOW"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.conflict_field(), Some("type"));
+    assert!(
+        s.update_alert_rule("nope", rule(None, "X"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.delete_alert_rule(&globex.id).await.unwrap());
+    assert!(!s.delete_alert_rule(&globex.id).await.unwrap());
+
+    // Escalation: once per step whoever asks, never after acknowledgement or resolution.
+    let raise = |cause: &str| NewAlert {
+        kind: "STREAM_FPS_LOW".into(),
+        severity: "warning".into(),
+        camera_id: Some(cam.id.clone()),
+        message: "low".into(),
+        cause: Some(cause.into()),
+        company: Some("acme".into()),
+        ..NewAlert::default()
+    };
+    let a = s.create_alert(raise("RULES:a")).await.unwrap();
+    let data = r#"{"step":1,"afterMinutes":5,"userIds":["u1"],"channelIds":["c1"]}"#;
+    let (x, y) = tokio::join!(
+        s.escalate_alert(&a.id, 1, 1000, data),
+        s.escalate_alert(&a.id, 1, 1001, data)
+    );
+    let taken: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+    assert_eq!(
+        taken.len(),
+        1,
+        "one of two concurrent callers takes the step"
+    );
+    assert_eq!(
+        (
+            taken[0].event.as_str(),
+            taken[0].data.as_deref(),
+            taken[0].alert_id.as_str()
+        ),
+        ("escalated", Some(data), a.id.as_str())
+    );
+    assert!(
+        s.escalate_alert(&a.id, 1, 2000, data)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.escalate_alert(&a.id, 2, 2000, "{}")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        s.open_alert_escalations().await.unwrap(),
+        vec![(a.id.clone(), 1), (a.id.clone(), 2)]
+    );
+    s.acknowledge_alert(&a.id, "u1", 3000).await.unwrap();
+    assert!(
+        s.escalate_alert(&a.id, 3, 4000, "{}")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = s.create_alert(raise("RULES:b")).await.unwrap();
+    assert!(s.resolve_cause("RULES:b", 5000).await.unwrap());
+    assert!(
+        s.escalate_alert(&b.id, 1, 6000, "{}")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.escalate_alert("nope", 1, 6000, "{}")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Offline cameras with the time they went offline.
+    s.set_stream_status(&cam.id, StreamStatus::Online, Some("n1"))
+        .await
+        .unwrap();
+    s.set_stream_status(&cam.id, StreamStatus::Offline, None)
+        .await
+        .unwrap();
+    let off = s.offline_cameras(i64::MAX, 10).await.unwrap();
+    let mine = off.iter().find(|c| c.id == cam.id).expect("offline camera");
+    assert_eq!(mine.company.as_deref(), Some("acme"));
+    assert!(mine.status_changed_at > 0);
+    assert!(
+        s.offline_cameras(mine.status_changed_at, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.id != cam.id)
+    );
+
+    // Retention: alerts resolved before the cut-off go with their outbox rows and steps.
+    let before = s.alert_events_since(0, i64::MAX, 100_000).await.unwrap();
+    let b_events = before.iter().filter(|e| e.alert_id == b.id).count();
+    assert_eq!(b_events, 2, "opened and resolved");
+    assert!(s.resolve_cause("RULES:a", 9000).await.unwrap());
+    // What the other checks resolved earlier (at small times) goes first.
+    s.purge_resolved_alerts(4999).await.unwrap();
+    let purged = s.purge_resolved_alerts(6000).await.unwrap();
+    assert_eq!(purged.alerts, 1);
+    assert_eq!(purged.events, 2);
+    assert!(s.get_alert(&b.id).await.unwrap().is_none());
+    assert!(s.get_alert(&a.id).await.unwrap().is_some());
+    let purged = s.purge_resolved_alerts(9001).await.unwrap();
+    assert_eq!((purged.alerts, purged.events), (1, 5));
+    assert!(s.get_alert(&a.id).await.unwrap().is_none());
+    assert!(
+        s.alert_events_since(0, i64::MAX, 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.alert_id != a.id && e.alert_id != b.id)
+    );
+    // Deleting the camera deletes its rules.
+    assert!(s.delete_camera(&cam.id).await.unwrap());
+    assert!(s.get_alert_rule(&camera.id).await.unwrap().is_none());
+    assert!(s.get_alert_rule(&company.id).await.unwrap().is_some());
+}
+
 #[tokio::test]
 async fn conformance_sqlite() {
     let dir = support::temp_dir("store");
@@ -1173,6 +1382,7 @@ async fn conformance_sqlite() {
     let s = store::connect(None, &dir).await.unwrap();
     assert_eq!(s.count_users().await.unwrap(), 0);
     assert_eq!(s.camera_counts(None).await.unwrap().total, 3);
+    rules_conformance(&*s).await;
     notify_conformance(s).await;
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -1189,6 +1399,7 @@ async fn conformance_postgres() {
     recordings_conformance(s).await;
     let s = store::connect(Some(&url), &dir).await.unwrap();
     assert_eq!(s.camera_counts(None).await.unwrap().total, 3);
+    rules_conformance(&*s).await;
     notify_conformance(s).await;
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -137,6 +137,10 @@ fn rule(spec: &RouteSpec) -> Rule {
         ("GET", "/api/v1/layouts") => List,
         ("GET", "/api/v1/alerts") => List,
         (_, "/api/v1/alerts/{id}/ack") => Object("ALERT_NOT_FOUND"),
+        ("GET", "/api/v1/alert-rules") => List,
+        ("POST", "/api/v1/alert-rules") => Create,
+        ("GET", "/api/v1/alert-rules/defaults") => NoTenant,
+        (_, "/api/v1/alert-rules/{id}") => Object("ALERT_RULE_NOT_FOUND"),
         ("POST", "/api/v1/layouts") => NoTenant,
         (_, "/api/v1/layouts/{id}") => Own("LAYOUT_NOT_FOUND"),
         ("POST", "/api/v1/tokens") => NoTenant,
@@ -265,6 +269,16 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     let acme_channel_id = r.json["data"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/alert-rules",
+            Some(&acme_op),
+            Some(json!({ "type": "CAMERA_OFFLINE", "cameraId": cam_id, "durationSeconds": 60 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let acme_rule_id = r.json["data"]["id"].as_str().unwrap().to_owned();
     for (path, body) in [
         (
             format!("/api/v1/retention/cameras/{cam_id}"),
@@ -308,6 +322,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
                 "/notification-channels/{id}",
                 &format!("/notification-channels/{acme_channel_id}"),
             )
+            .replace("/alert-rules/{id}", &format!("/alert-rules/{acme_rule_id}"))
             .replace("{company}", "acme")
             .replace("{id}", &cam_id);
         let what = |who: &str| format!("{} {} [{who}]", spec.method, spec.path);
@@ -338,6 +353,9 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             }
             ("POST" | "PUT", p) if p.starts_with("/api/v1/notification-channels") => {
                 Some(json!({ "name": "stolen", "kind": "email", "target": "thief@example.test" }))
+            }
+            ("POST", "/api/v1/alert-rules") | ("PUT", "/api/v1/alert-rules/{id}") => {
+                Some(json!({ "type": "CAMERA_OFFLINE" }))
             }
             ("PUT", "/api/v1/layouts/{id}") => {
                 Some(json!({ "name": "stolen", "columns": 1, "rows": 1, "tiles": [] }))
@@ -400,13 +418,15 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
                         | "/api/v1/tokens"
                         | "/api/v1/layouts"
                         | "/api/v1/alerts"
-                        | "/api/v1/notification-channels" => {
+                        | "/api/v1/notification-channels"
+                        | "/api/v1/alert-rules" => {
                             d.as_array().is_some_and(Vec::is_empty)
                                 && (matches!(
                                     spec.path,
                                     "/api/v1/tokens"
                                         | "/api/v1/layouts"
                                         | "/api/v1/notification-channels"
+                                        | "/api/v1/alert-rules"
                                 ) || r.json["pagination"]["total"] == 0)
                         }
                         "/api/v1/retention" => {
@@ -444,7 +464,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         }
     }
     assert!(objects >= 20, "{objects} object routes");
-    assert_eq!(lists, 9, "list routes");
+    assert_eq!(lists, 10, "list routes");
 
     // Nothing of acme was changed or removed by all of the above.
     let r = app
@@ -483,6 +503,16 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
         "{}",
         r.json
     );
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/alert-rules/{acme_rule_id}"),
+            Some(&acme_op),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["data"]["durationSeconds"], 60, "{}", r.json);
     // The admin still sees every company.
     let r = app.call("GET", "/api/v1/cameras", Some(&admin), None).await;
     assert_eq!(r.json["pagination"]["total"], 2);

@@ -26,7 +26,7 @@ pub(crate) enum Severity {
 }
 
 impl Severity {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Info => "info",
             Self::Warning => "warning",
@@ -35,7 +35,7 @@ impl Severity {
     }
 
     /// The stored name (the table's CHECK keeps it to these three).
-    fn of(s: &str) -> Self {
+    pub(crate) fn of(s: &str) -> Self {
         match s {
             "info" => Self::Info,
             "critical" => Self::Critical,
@@ -58,7 +58,8 @@ pub(crate) enum AlertState {
 pub(crate) struct AlertView {
     id: String,
     /// `CAMERA_OFFLINE`, `RECORDING_FAILED`, `STORAGE_FULL`, `API_RATE_LIMIT`,
-    /// `LOGIN_FAILURES`.
+    /// `LOGIN_FAILURES`, `STREAM_FPS_LOW`, `STREAM_FRAMES_DROPPED`, `STREAM_BITRATE_LOW`,
+    /// `API_UNUSUAL_USAGE`.
     #[serde(rename = "type")]
     kind: String,
     severity: Severity,

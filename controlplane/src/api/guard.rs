@@ -338,16 +338,42 @@ async fn rate_limit(state: &AppState, p: &Principal) -> Result<Quota, ApiError> 
             .resolve_cause(&format!("API_RATE_LIMIT:{id}"), crate::clock::now_ms())
             .await?;
     }
+    if let Some(id) = token_id {
+        let caller = crate::alerts::usage::Caller {
+            token_id: id,
+            user_id: &p.user_id,
+            company: p.tenant.as_deref(),
+        };
+        if let Err(e) = crate::alerts::usage::observe(
+            &*state.cache,
+            &*state.store,
+            &state.alerting.usage,
+            &state.alerting.rules(),
+            state.config.api_usage_bucket,
+            &caller,
+            now_ms(),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, token_id = id, "API usage not counted");
+        }
+    }
     if count.value > limit {
+        let rule = state.alerting.rules().effective(
+            crate::alerts::rules::API_RATE_LIMIT,
+            p.tenant.as_deref(),
+            None,
+        );
         if let Some(id) = token_id
             && count.value == limit + 1
+            && rule.enabled
         {
             // First refusal of this window: one alert per token and window.
             state
                 .store
                 .create_alert(NewAlert {
                     kind: "API_RATE_LIMIT".into(),
-                    severity: "warning".into(),
+                    severity: rule.severity.clone(),
                     camera_id: None,
                     user_id: Some(p.user_id.clone()),
                     token_id: Some(id.to_owned()),

@@ -3,6 +3,7 @@
 //! matched routes). Route access rules live in [`routes::ROUTES`]; handlers live in one
 //! file per resource.
 
+mod alert_rules;
 mod alerts;
 mod analytics;
 mod audit;
@@ -87,6 +88,13 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cluster::remove))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alert_rules::list, alert_rules::create))
+        .routes(routes!(alert_rules::defaults))
+        .routes(routes!(
+            alert_rules::get,
+            alert_rules::update,
+            alert_rules::delete
+        ))
         .routes(routes!(layouts::list, layouts::create))
         .routes(routes!(layouts::get, layouts::update, layouts::delete))
         .routes(routes!(

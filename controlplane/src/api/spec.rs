@@ -246,6 +246,10 @@ fn links_of(method: &str, path: &str) -> Option<Links> {
                 "deleteNotificationChannel",
             ],
         )),
+        ("POST", "/api/v1/alert-rules") => Some((
+            "201",
+            &["getAlertRule", "updateAlertRule", "deleteAlertRule"],
+        )),
         _ => None,
     }
 }

@@ -226,9 +226,23 @@ impl RecordingSink {
                 let company = retry("camera", || self.store.get_camera(&camera))
                     .await?
                     .and_then(|c| c.company);
+                // The rule in force may mute the type or change its severity (the offline
+                // duration it is read with does not matter for these types).
+                let rule = crate::alerts::rules::effective_now(
+                    &*self.store,
+                    Duration::ZERO,
+                    code,
+                    company.as_deref(),
+                    Some(&camera),
+                )
+                .await;
+                if !rule.enabled {
+                    tracing::info!(camera_id = %camera, kind = code, "alert muted by its rule");
+                    return Ok(());
+                }
                 let alert = NewAlert {
                     kind: code.to_owned(),
-                    severity: "critical".into(),
+                    severity: rule.severity,
                     cause: Some(format!("{code}:{camera}")),
                     camera_id: Some(camera),
                     user_id: None,

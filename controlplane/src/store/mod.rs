@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod layouts;
 pub mod notify;
 pub mod recordings;
+pub mod rules;
 mod sql;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ pub use alerts::AlertStore;
 pub use layouts::LayoutStore;
 pub use notify::NotifyStore;
 pub use recordings::RecordingStore;
+pub use rules::AlertRuleStore;
 pub use sql::{PgStore, SqliteStore, connect};
 
 use crate::rbac::{Permissions, Role};
@@ -432,7 +434,7 @@ pub struct NewAlert {
 /// Dropping a future may leave its statement executed or not, never half-applied.
 #[async_trait]
 pub trait Store:
-    RecordingStore + LayoutStore + AlertStore + NotifyStore + Send + Sync + 'static
+    RecordingStore + LayoutStore + AlertStore + NotifyStore + AlertRuleStore + Send + Sync + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -773,6 +773,7 @@ mod alerts;
 mod layouts;
 mod notify;
 mod recordings;
+mod rules;
 
 #[cfg(test)]
 mod tests {
