@@ -56,6 +56,11 @@ pub(crate) struct NotifyArgs {
     /// How long sent and dead notifications are kept, at least 24h. Default 720h (30 days).
     #[arg(long, env = "CAMSTREAM_NOTIFY_RETENTION")]
     pub(crate) notify_retention: Option<String>,
+    /// Let webhooks target loopback, private and link-local addresses (internal receivers).
+    /// Default off: webhook URLs, which tenant operators choose, reach only public
+    /// addresses.
+    #[arg(long, env = "CAMSTREAM_NOTIFY_PRIVATE_TARGETS")]
+    pub(crate) notify_private_targets: bool,
 }
 
 impl NotifyArgs {
@@ -70,6 +75,7 @@ impl NotifyArgs {
         if let Some(f) = self.smtp_from {
             c.smtp_from = f;
         }
+        c.private_targets |= self.notify_private_targets;
         c.sms_url = self.sms_url.or(c.sms_url.take());
         c.sms_auth = self.sms_auth.or(c.sms_auth.take());
         c.sms_from = self.sms_from.or(c.sms_from.take());

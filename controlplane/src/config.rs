@@ -86,6 +86,10 @@ pub struct NotifyConfig {
     pub retention: Duration,
     /// The notifier's clock (tests set a manual one). Default: the system clock.
     pub clock: std::sync::Arc<dyn crate::notify::Clock>,
+    /// Webhooks may target loopback, private and link-local addresses
+    /// (`--notify-private-targets`). Default false: tenant-chosen URLs reach only the
+    /// public internet (see `notify::guard`).
+    pub private_targets: bool,
 }
 
 impl Default for NotifyConfig {
@@ -107,6 +111,7 @@ impl Default for NotifyConfig {
             lookback: Duration::from_secs(600),
             retention: Duration::from_secs(30 * 86_400),
             clock: std::sync::Arc::new(crate::notify::SystemClock),
+            private_targets: false,
         }
     }
 }

@@ -95,6 +95,7 @@ async fn an_offline_camera_is_delivered_once_per_channel_and_so_is_its_return() 
         c.notify.sms_auth = Some("AC123:sms-token".into());
         c.notify.sms_from = Some("+15550000000".into());
         c.notify.poll = Duration::from_millis(100);
+        c.notify.private_targets = true;
     })
     .await;
     let admin = app.admin().await;
@@ -263,6 +264,7 @@ async fn webhook_retries_back_off_trip_the_breaker_and_end_as_dead_letters_an_ad
     let app = TestApp::start(move |c| {
         c.notify.clock = c2;
         c.notify.poll = Duration::from_millis(50);
+        c.notify.private_targets = true;
         c.notify.breaker_failures = 3;
         c.notify.breaker_cooldown = Duration::from_secs(60);
         c.notify.backoff_base = Duration::from_secs(1);
@@ -438,6 +440,7 @@ async fn quiet_hours_digest_and_escalation_follow_the_clock() {
     let app = TestApp::start(move |c| {
         c.notify.clock = c2;
         c.notify.poll = Duration::from_millis(50);
+        c.notify.private_targets = true;
         c.notify.smtp_url = Some(smtp_url);
     })
     .await;
@@ -644,6 +647,7 @@ async fn two_nodes_on_one_database_deliver_each_event_once() {
         move |c: &mut camstream_controlplane::ControlPlaneConfig| {
             c.database_url = Some(url);
             c.notify.poll = Duration::from_millis(50);
+            c.notify.private_targets = true;
         }
     };
     let a = TestApp::start(node(url.clone())).await;
@@ -687,4 +691,46 @@ async fn two_nodes_on_one_database_deliver_each_event_once() {
     assert_eq!(rows.len(), 10);
     assert!(rows.iter().all(|d| d.state == "sent"), "{rows:?}");
     assert!(rx.problems().is_empty(), "{:?}", rx.problems());
+}
+
+/// Webhook URLs are chosen by tenant operators: by default they may not point at the
+/// server's own network (loopback, private, link-local such as the cloud metadata address),
+/// a channel naming one is refused with the flag that allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_the_servers_own_network_are_refused_by_default() {
+    let app = TestApp::start(|_| {}).await;
+    let admin = app.admin().await;
+    let (acme, _) = app.user(&admin, "acme-op", "operator", Some("acme")).await;
+    for target in [
+        "http://127.0.0.1:8080/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://10.0.0.5/hook",
+        "http://localhost:9000/hook",
+    ] {
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/notification-channels",
+                Some(&acme),
+                Some(json!({ "name": "inward", "kind": "webhook", "target": target })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{target}: {}", r.json);
+        let msg = r.json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("--notify-private-targets"),
+            "{target}: {}",
+            r.json
+        );
+    }
+    let ok = call_ok(
+        &app,
+        "POST",
+        "/api/v1/notification-channels",
+        &acme,
+        Some(json!({ "name": "outward", "kind": "webhook", "target": "https://hooks.example.com/x" })),
+    )
+    .await;
+    assert_eq!(ok["kind"], "webhook", "{ok}");
 }

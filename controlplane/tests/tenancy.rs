@@ -263,7 +263,7 @@ async fn every_tenant_route_is_isolated_and_company_less_users_see_nothing() {
             Some(&acme_op),
             Some(
                 json!({ "name": format!("Acme hook {cam_id}"), "kind": "webhook",
-                         "target": "http://127.0.0.1:9/hook" }),
+                         "target": "https://hooks.example.com/hook" }),
             ),
         )
         .await;

@@ -38,6 +38,8 @@ async fn a_camera_that_stops_alerts_once_per_channel_and_its_return_resolves() {
             "alerts@camstream.test",
             "--notify-poll",
             "200ms",
+            // The webhook receiver is on loopback.
+            "--notify-private-targets",
         ]
         .map(String::from)
         .to_vec(),

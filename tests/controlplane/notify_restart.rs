@@ -43,6 +43,8 @@ async fn a_delivery_queued_before_kill9_is_delivered_once_after_restart() {
             "1s",
             "--notify-breaker-failures",
             "1000",
+            // The receiver is on loopback.
+            "--notify-private-targets",
         ]
         .map(String::from)
         .to_vec(),

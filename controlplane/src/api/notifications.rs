@@ -189,7 +189,11 @@ fn channel_not_found() -> ApiError {
     ApiError::new(ErrorCode::ChannelNotFound, "notification channel not found")
 }
 
-fn checked(p: &Principal, req: ChannelRequest) -> Result<NewChannel, ApiError> {
+fn checked(
+    p: &Principal,
+    req: ChannelRequest,
+    private_targets: bool,
+) -> Result<NewChannel, ApiError> {
     text("name", &req.name, 100)?;
     let target = req.target.trim().to_owned();
     let good = match req.kind {
@@ -205,6 +209,15 @@ fn checked(p: &Principal, req: ChannelRequest) -> Result<NewChannel, ApiError> {
         return Err(ApiError::validation(
             "target",
             "an email address, a phone number (+ and 3-20 digits) or an http(s) URL, as the kind says",
+        ));
+    }
+    if req.kind == ChannelKind::Webhook
+        && !private_targets
+        && let Some(what) = crate::notify::guard::internal_literal(&target)
+    {
+        return Err(ApiError::validation(
+            "target",
+            &crate::notify::guard::refusal(&what),
         ));
     }
     if let Some(s) = &req.secret
@@ -313,7 +326,7 @@ pub(crate) async fn create_channel(
     principal: Principal,
     Json(req): Json<ChannelRequest>,
 ) -> Result<Response, ApiError> {
-    let c = checked(&principal, req)?;
+    let c = checked(&principal, req, state.config.notify.private_targets)?;
     let created = state.store.create_channel(c).await?;
     tracing::info!(channel = %created.id, kind = %created.kind, user_id = %principal.user_id, "notification channel created");
     Ok((StatusCode::CREATED, ok(channel_view(created))).into_response())
@@ -353,7 +366,7 @@ pub(crate) async fn update_channel(
 ) -> Result<Response, ApiError> {
     let old = reachable(&state, &principal, &id).await?;
     let keep_secret = req.secret.is_none() && req.kind == ChannelKind::Webhook;
-    let mut c = checked(&principal, req)?;
+    let mut c = checked(&principal, req, state.config.notify.private_targets)?;
     if keep_secret && old.kind == "webhook" && old.secret.is_some() {
         c.secret = old.secret;
     }

@@ -51,6 +51,9 @@ pub(crate) struct Senders {
     smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Option<lettre::message::Mailbox>,
     http: reqwest::Client,
+    /// The webhook client: public addresses only unless `private_targets`.
+    hooks: reqwest::Client,
+    private_targets: bool,
     sms_url: Option<String>,
     sms_auth: Option<String>,
     sms_from: String,
@@ -86,16 +89,24 @@ impl Senders {
             .smtp_from
             .parse()
             .map_err(|e| format!("--smtp-from {:?}: {e}", c.smtp_from))?;
-        let http = reqwest::Client::builder()
-            .timeout(SEND_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(SEND_TIMEOUT)
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let http = builder().build().map_err(|e| format!("http client: {e}"))?;
+        let mut hooks = builder();
+        if !c.private_targets {
+            hooks = hooks.dns_resolver(std::sync::Arc::new(super::guard::PublicOnly));
+        }
+        let hooks = hooks.build().map_err(|e| format!("http client: {e}"))?;
         Ok(Self {
             smtp,
             from: Some(from),
             http,
+            hooks,
+            private_targets: c.private_targets,
             sms_url: c.sms_url.clone(),
             sms_auth: c.sms_auth.clone(),
             sms_from: c.sms_from.clone().unwrap_or_default(),
@@ -159,11 +170,16 @@ impl Senders {
         now_ms: i64,
         r: &Rendered,
     ) -> Result<(), String> {
+        if !self.private_targets
+            && let Some(what) = super::guard::internal_literal(url)
+        {
+            return Err(super::guard::refusal(&what));
+        }
         let body = serde_json::to_vec(&r.json).map_err(|e| e.to_string())?;
         let ts = now_ms.div_euclid(1000);
         let sig = webhook_signature(secret.as_bytes(), ts, &body);
         let req = self
-            .http
+            .hooks
             .post(url)
             .header("content-type", "application/json")
             .header("x-camstream-timestamp", ts.to_string())

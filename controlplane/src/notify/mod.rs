@@ -16,6 +16,7 @@ mod breaker;
 mod channels;
 mod clock;
 pub(crate) mod enqueue;
+pub(crate) mod guard;
 mod quiet;
 mod worker;
 
