@@ -217,7 +217,7 @@ fn checked(
     {
         return Err(ApiError::validation(
             "target",
-            &crate::notify::guard::refusal(&what),
+            crate::notify::guard::refusal(&what),
         ));
     }
     if let Some(s) = &req.secret
