@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::edge::rss_kib;
 use super::http;
 use crate::common::ffmpeg::{Ffmpeg, clips, packets};
 use crate::common::hls::{LlPlaylist, attr, name};
@@ -51,9 +52,25 @@ async fn ll_hls_live_checks() {
 
     // Thirty viewers that never read what they asked for stay connected while the
     // blocking-reload latency is measured below.
+    // Issue 11: they cost no memory beyond the media the window already holds (responses
+    // are shared `Bytes`, written as the socket drains, never copied per viewer).
+    let rss_before = rss_kib(server.pid());
     let stalled = http::stalled_viewers(&server, 30).await;
     let history = blocking_reloads(&server, first).await;
+    let rss_after = rss_kib(server.pid());
     drop(stalled);
+    println!(
+        "RSS with 30 stalled viewers (16 pipelined ~0.5 MB objects each, never read): \
+         {rss_before} KiB before, {rss_after} KiB after {} blocking reloads",
+        history.len()
+    );
+    // What stalled viewers would pin if each held its own copy: 30 × one ~0.5 MB object at
+    // least (15 MB; 240 MB if every pipelined response were buffered). Allowed: the window
+    // filling meanwhile (one camera; 5.6 MB seen).
+    assert!(
+        rss_after < rss_before + 10 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB with stalled viewers"
+    );
     delta_updates(&server).await;
     assert!(history.len() > 30);
     fmp4_continuity(&server).await;

@@ -43,7 +43,7 @@ pub(super) fn raise_nofile(needed: u64) {
 }
 
 /// Resident memory of a process in KiB (`VmRSS`).
-pub(super) fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
     status
         .lines()
