@@ -38,6 +38,7 @@ mod tls;
 mod ts;
 mod woken;
 
+pub use hls::DEFAULT_PART_HOLD_BACK;
 pub use http::{HttpLimits, MIN_PROGRESS};
 pub use record::{RecorderError, RepairError, read_index, repair};
 pub use server::{

@@ -58,6 +58,8 @@ pub struct Config {
     pub part_target: Duration,
     /// Complete segments kept per camera and rendition.
     pub hls_window: usize,
+    /// LL-HLS `PART-HOLD-BACK`, in part targets (2–10). Default 2.5.
+    pub part_hold_back: f64,
     /// How long a camera may be away and continue its playlists.
     pub reconnect_window: Duration,
     /// Most concurrent RTMP(S) connections.
@@ -93,6 +95,7 @@ impl Config {
             segment_target: Duration::from_secs(2),
             part_target: Duration::from_millis(200),
             hls_window: 8,
+            part_hold_back: crate::hls::DEFAULT_PART_HOLD_BACK,
             reconnect_window: Duration::from_secs(30),
             max_ingest_connections: 10_000,
             http: HttpLimits::default(),
@@ -317,6 +320,7 @@ impl Server {
                 segment_target: config.segment_target,
                 part_target: config.part_target,
                 window: config.hls_window,
+                part_hold_back: config.part_hold_back,
             },
             reconnect_window: config.reconnect_window,
             recorder: Some(recorder.clone()),

@@ -128,6 +128,25 @@ impl Ffmpeg {
         Self::spawn(cmd, stderr)
     }
 
+    /// Publishes `clip` in a loop, in real time, until dropped: a camera that stays live
+    /// longer than the clip (timestamps go on across loops).
+    pub(crate) fn publish_looped(clip: &Path, url: &str, stderr: PathBuf) -> Self {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-stream_loop",
+            "-1",
+            "-re",
+            "-i",
+        ])
+        .arg(clip)
+        .args(["-c", "copy", "-f", "flv", url]);
+        Self::spawn(cmd, stderr)
+    }
+
     /// Reads a (live) playlist from its first segment and writes everything it gets to
     /// `out` with `-c copy`; ends by itself at `EXT-X-ENDLIST`.
     pub(crate) fn read(url: &str, out: &Path, stderr: PathBuf) -> Self {

@@ -61,6 +61,7 @@ pub fn ingest(data: &[u8]) -> IngestStats {
             segment_target: Duration::from_secs(1),
             part_target: Duration::from_millis(100),
             window: 2,
+            ..Settings::default()
         }
     } else {
         Settings::default()

@@ -6,3 +6,5 @@
 pub(crate) mod playlist;
 pub(crate) mod segmenter;
 pub(crate) mod window;
+
+pub use window::DEFAULT_PART_HOLD_BACK;

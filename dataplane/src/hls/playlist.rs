@@ -152,7 +152,7 @@ fn write_ll(out: &mut String, w: &Window, r: Render<'_>) -> fmt::Result {
         out,
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.3},PART-HOLD-BACK={:.3}",
         w.skip_until,
-        3.0 * w.part_target
+        w.part_hold_back * w.part_target
     )?;
     writeln!(out, "#EXT-X-PART-INF:PART-TARGET={:.3}", w.part_target)?;
     writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", w.first_msn())?;
@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(p.segments.len(), 4);
         assert_eq!(p.segments[0].uri, "abcd-5.m4s");
         assert!(text.contains(
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.000,PART-HOLD-BACK=0.660"
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.000,PART-HOLD-BACK=0.550"
         ));
         assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.220"));
         assert!(text.contains("#EXT-X-PART:DURATION=0.20000,URI=\"abcd-9.0.m4s\",INDEPENDENT=YES"));

@@ -60,6 +60,8 @@ pub(crate) struct Settings {
     pub(crate) part_target: Duration,
     /// Complete segments kept in each window.
     pub(crate) window: usize,
+    /// `PART-HOLD-BACK`, in part targets.
+    pub(crate) part_hold_back: f64,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             segment_target: Duration::from_secs(2),
             part_target: Duration::from_millis(200),
             window: 8,
+            part_hold_back: super::window::DEFAULT_PART_HOLD_BACK,
         }
     }
 }
@@ -200,6 +203,7 @@ impl Segmenter {
             w.skip_until = 6.0 * f64::from(target);
             w.parts_horizon = 3.0 * f64::from(target);
             w.part_target = settings.part_target.as_secs_f64();
+            w.part_hold_back = settings.part_hold_back;
         }
         Self {
             settings,
