@@ -236,6 +236,9 @@ pub(crate) struct Metrics {
     /// Blocking playlist reload: frame that completed the part reached the server → the
     /// reload answered.
     pub(crate) wakeup: Hist,
+    /// The same, from the frame after the part's last one (the frame that closes the part,
+    /// so the part cannot be listed before it): the server's own share (issue 11).
+    pub(crate) wakeup_after_close: Hist,
     /// Publisher lateness: send time − due time.
     pub(crate) generator_lag: Hist,
     pub(crate) api_all: Hist,
@@ -265,6 +268,7 @@ impl Metrics {
             hls: FlavorHists::default(),
             llhls: FlavorHists::default(),
             wakeup: Hist::default(),
+            wakeup_after_close: Hist::default(),
             generator_lag: Hist::default(),
             api_all: Hist::default(),
             api_by_route: Mutex::new(BTreeMap::new()),

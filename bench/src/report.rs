@@ -90,6 +90,9 @@ pub(crate) struct Latency {
     pub(crate) hls: FlavorLatency,
     pub(crate) llhls: FlavorLatency,
     pub(crate) blocking_reload_wakeup: LatencySummary,
+    /// The same from the frame that closes the part (the next one after its last).
+    #[serde(default)]
+    pub(crate) blocking_reload_after_close: LatencySummary,
     pub(crate) generator_lag: LatencySummary,
     /// Relay runs: a part's first listing in an edge blocking reload minus its first
     /// listing in an origin one (`partclock`), over the probed cameras.
@@ -269,7 +272,8 @@ after its display time stalls the player and slips its clock). Encoding and disp
 latency of real cameras and screens are not in it. *Blocking reload wake-up*: the reload's \
 answer minus the arrival of the last frame of the part it waited for, for reloads sent \
 before that frame; it includes the server's wait for the frame that closes the part (at \
-most one frame interval). *Loss*: frame numbers missing between the first and last frame \
+most one frame interval); *after the closing frame*: the same answer minus the arrival of \
+that next frame, the server's own share. *Loss*: frame numbers missing between the first and last frame \
 each viewer saw, plus frames that reached the server over a grace period before the end \
 but never reached the viewer.";
 
@@ -484,6 +488,11 @@ impl Report {
             &mut o,
             "LL-HLS blocking reload wake-up",
             &l.blocking_reload_wakeup,
+        );
+        lat_row(
+            &mut o,
+            "LL-HLS blocking reload wake-up after the closing frame",
+            &l.blocking_reload_after_close,
         );
         lat_row(&mut o, "publisher lateness (generator)", &l.generator_lag);
         let _ = writeln!(o, "\n{METHOD}\n");

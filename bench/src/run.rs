@@ -656,6 +656,7 @@ pub(crate) async fn drive(
             hls: fl(&metrics.hls),
             llhls: fl(&metrics.llhls),
             blocking_reload_wakeup: metrics.wakeup.summary(),
+            blocking_reload_after_close: metrics.wakeup_after_close.summary(),
             generator_lag: metrics.generator_lag.summary(),
             edge_added: crate::partclock::summarize_signed(&edge_deltas),
         },

@@ -313,6 +313,12 @@ impl Viewer {
                     && let Some(w) = wakeup_us(req, resp, ingest)
                 {
                     self.metrics.wakeup.record(w);
+                    if let Some(closing) = self.metrics.cameras[self.spec.camera as usize]
+                        .ingest_us(last.seq.wrapping_add(1))
+                        && let Some(w) = wakeup_us(req, resp, closing)
+                    {
+                        self.metrics.wakeup_after_close.record(w);
+                    }
                 }
                 pos = pl.position_after(pos.0, pos.1);
             }
