@@ -22,6 +22,11 @@ use tracing::{info, warn};
 
 use crate::config::{Cli, Command, LogFormat, ServeArgs};
 
+/// Issue 11's allocator experiment (`--features mimalloc`, bench/results/allocator).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
