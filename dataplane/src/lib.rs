@@ -36,6 +36,7 @@ mod server;
 mod testing;
 mod tls;
 mod ts;
+mod webrtc;
 mod woken;
 
 pub use http::{HttpLimits, MIN_PROGRESS};
@@ -44,3 +45,4 @@ pub use server::{
     BoundAddrs, Config, DataPlane, Server, ServerError, log_listeners, raise_open_files_limit,
 };
 pub use tls::{CertSource, TlsError};
+pub use webrtc::WebrtcConfig;
