@@ -116,8 +116,7 @@ impl Feed {
         if feed.config.is_none() {
             return Err(FeedError::NoVideo);
         }
-        feed.replay();
-        feed.stats.replays = 0;
+        feed.start();
         Ok(feed)
     }
 
@@ -200,11 +199,17 @@ impl Feed {
             self.push(base - (n - 1 - i as i64), f.clone());
         }
         self.gop = frames;
-        self.stats.replays += 1;
     }
 
     /// The viewer asked for a keyframe (PLI or FIR): replay from the latest one.
     pub(crate) fn keyframe_request(&mut self) {
+        self.replay();
+        self.stats.replays += 1;
+    }
+
+    /// The connection is up (what was written before it was dropped): start over from the
+    /// latest keyframe at the live point.
+    pub(crate) fn start(&mut self) {
         self.replay();
     }
 

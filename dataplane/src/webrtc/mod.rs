@@ -10,6 +10,7 @@
 
 mod feed;
 mod h264;
+mod sdp;
 mod session;
 
 use std::collections::HashMap;
@@ -250,9 +251,10 @@ impl Node {
             metrics::counter!("camstream_webrtc_refused_total", "reason" => "full").increment(1);
             return Err(OfferError::Full(max));
         }
+        let offer_text = offer;
         let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::BadSdp(e.to_string()))?;
-        if !offer.to_sdp_string().contains("m=video") {
+            SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::BadSdp(sdp_error(&e)))?;
+        if !offer_text.lines().any(|l| l.starts_with("m=video")) {
             return Err(OfferError::NoVideo);
         }
         // The join point: the segment in progress (the publisher answers after its next
@@ -276,7 +278,7 @@ impl Node {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| OfferError::BadSdp(e.to_string()))?;
-        let answer = answer.to_sdp_string();
+        let answer = sdp::fix_rejected(offer_text, &answer.to_sdp_string());
         let ufrag = answer
             .lines()
             .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
@@ -352,6 +354,18 @@ impl Node {
         let mut tasks = self.tasks.lock().expect("tasks poisoned");
         while tasks.try_join_next().is_some() {}
     }
+}
+
+/// str0m's SDP parse errors name a pointer offset on their first line: keep the rest.
+fn sdp_error(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("PointerOffset"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("; ")
 }
 
 /// The address of the interface holding the default route (no packet is sent: connecting

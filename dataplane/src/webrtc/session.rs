@@ -67,7 +67,9 @@ struct State {
     video: Option<(Mid, Option<Pt>)>,
     connected: bool,
     last_replay: Option<Instant>,
-    replay: bool,
+    /// Set in a drain: replay from the latest keyframe (`Some(true)`: a keyframe request,
+    /// `Some(false)`: the connection came up).
+    replay: Option<bool>,
     bytes: u64,
 }
 
@@ -79,7 +81,7 @@ impl Session {
             video: None,
             connected: false,
             last_replay: None,
-            replay: false,
+            replay: None,
             bytes: 0,
         };
         let span = tracing::info_span!("whep", session = %self.id, camera_id = %self.camera);
@@ -89,10 +91,14 @@ impl Session {
                 Ok(t) => t,
                 Err(e) => break e,
             };
-            if st.replay {
-                // A keyframe request came in the drain: answer it as its own mutation.
-                st.replay = false;
-                self.feed.keyframe_request();
+            if let Some(requested) = st.replay.take() {
+                // Connected, or a keyframe request, in the drain: answer it as its own
+                // mutation.
+                if requested {
+                    self.feed.keyframe_request();
+                } else {
+                    self.feed.start();
+                }
                 if let Err(e) = self.write_queued(&mut st).await {
                     break e;
                 }
@@ -246,7 +252,7 @@ impl Session {
                         tracing::debug!("webrtc connected");
                         // Start from the latest keyframe now (frames written before the
                         // connection are dropped by str0m): a replay at the live point.
-                        st.replay = true;
+                        st.replay = Some(false);
                     }
                     Event::KeyframeRequest(_) => {
                         let now = Instant::now();
@@ -256,7 +262,7 @@ impl Session {
                                 .is_none_or(|t| now.duration_since(t) >= REPLAY_EVERY)
                         {
                             st.last_replay = Some(now);
-                            st.replay = true;
+                            st.replay = Some(true);
                         }
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected)
