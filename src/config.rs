@@ -1208,6 +1208,7 @@ mod tests {
             rtmps: Some("127.0.0.1:41936".parse().unwrap()),
             http: "127.0.0.1:48080".parse().unwrap(),
             https: None,
+            webrtc: None,
         };
         let cp = s.controlplane_config(&bound);
         assert_eq!(cp.rtmp_port, 41935);
@@ -1346,6 +1347,7 @@ mod tests {
             rtmps: None,
             http: "127.0.0.1:8080".parse().unwrap(),
             https: None,
+            webrtc: None,
         };
         let cp = s.controlplane_config(&bound);
         assert!(cp.cluster.is_none());
@@ -1367,6 +1369,7 @@ mod tests {
             rtmps: None,
             http: "0.0.0.0:8080".parse().unwrap(),
             https: None,
+            webrtc: None,
         };
         let cp = s.controlplane_config(&bound);
         let c = cp.cluster.expect("clustered");
@@ -1421,6 +1424,7 @@ mod tests {
             rtmps: None,
             http: "127.0.0.1:48080".parse().unwrap(),
             https: None,
+            webrtc: None,
         };
         let mut cp = s.controlplane_config(&bound);
         s.advertise_bound_relay(&mut cp, "0.0.0.0:47001".parse().unwrap());

@@ -83,7 +83,7 @@ async fn preflight() -> Response {
 
 /// The playback token: `?token=` or `Authorization: Bearer` (the query wins when both
 /// come, as it is what the signed URL carries).
-fn token<'a>(d: &mut Directives<'a>, headers: &'a HeaderMap) -> Result<(), Response> {
+fn token<'a>(d: &mut Directives<'a>, headers: &'a HeaderMap) -> Result<(), Box<Response>> {
     if d.token.is_some() {
         return Ok(());
     }
@@ -103,10 +103,10 @@ fn token<'a>(d: &mut Directives<'a>, headers: &'a HeaderMap) -> Result<(), Respo
             d.token = Some(t);
             Ok(())
         }
-        _ => Err(reject(
+        _ => Err(Box::new(reject(
             StatusCode::UNAUTHORIZED,
             "Authorization: expected Bearer and a playback token",
-        )),
+        ))),
     }
 }
 
@@ -136,7 +136,7 @@ async fn offer(
         Err(e) => return reject(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     if let Err(r) = token(&mut d, &headers) {
-        return r;
+        return *r;
     }
     let stream = match admit(&state.hls, &camera, &d).await {
         Ok(s) => s,

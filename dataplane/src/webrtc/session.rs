@@ -145,10 +145,10 @@ impl Session {
                         }
                         Err(broadcast::error::RecvError::Closed) => break End::Feed,
                     }
-                    if st.connected {
-                        if let Err(e) = self.write_queued(&mut st).await {
-                            break e;
-                        }
+                    if st.connected
+                        && let Err(e) = self.write_queued(&mut st).await
+                    {
+                        break e;
                     }
                 }
                 () = tokio::time::sleep_until(wake.into()) => {
