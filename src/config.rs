@@ -106,6 +106,21 @@ pub(crate) struct ServeArgs {
     /// Default 16.
     #[arg(long, env = "CAMSTREAM_HTTP_MAX_BLOCKING_RELOADS")]
     pub(crate) http_max_blocking_reloads: Option<usize>,
+    /// WebRTC (WHEP) UDP socket, one per node, or "off". Default 0.0.0.0:8189.
+    #[arg(long, env = "CAMSTREAM_WEBRTC_ADDR")]
+    pub(crate) webrtc_addr: Option<String>,
+    /// IP advertised in the WebRTC ICE candidate (the node's public address behind NAT).
+    /// Default: the bound address, or the default route's interface when bound to 0.0.0.0.
+    #[arg(long, env = "CAMSTREAM_WEBRTC_PUBLIC_IP")]
+    pub(crate) webrtc_public_ip: Option<String>,
+    /// Most concurrent WebRTC sessions on this node; more get 503. Default 500.
+    #[arg(long, env = "CAMSTREAM_WEBRTC_MAX_SESSIONS")]
+    pub(crate) webrtc_max_sessions: Option<usize>,
+    /// ICE servers handed to WebRTC players by the API, comma-separated URLs
+    /// (stun:host:port, turn:host:port). Default none: the node is ICE-lite with a
+    /// reachable candidate (docs/webrtc.md).
+    #[arg(long, env = "CAMSTREAM_WEBRTC_ICE_SERVERS")]
+    pub(crate) webrtc_ice_servers: Option<String>,
     /// Recordings root. Default <data-dir>/recordings.
     #[arg(long, env = "CAMSTREAM_RECORDINGS_DIR")]
     pub(crate) recordings_dir: Option<PathBuf>,
@@ -260,6 +275,10 @@ struct File {
     http_max_connections: Option<usize>,
     http_max_connections_per_ip: Option<usize>,
     http_max_blocking_reloads: Option<usize>,
+    webrtc_addr: Option<String>,
+    webrtc_public_ip: Option<String>,
+    webrtc_max_sessions: Option<usize>,
+    webrtc_ice_servers: Option<String>,
     recordings_dir: Option<PathBuf>,
     record_chunk: Option<String>,
     record_fsync: Option<String>,
@@ -561,6 +580,48 @@ impl ServeArgs {
         if let Some(b) = self.record_min_free.or(file.record_min_free) {
             dp.record_min_free = bytes("record-min-free", &b)?;
         }
+        if let Some(a) = self.webrtc_addr.or(file.webrtc_addr) {
+            dp.webrtc =
+                optional_addr("webrtc-addr", &a)?.map(|addr| camstream_dataplane::WebrtcConfig {
+                    addr,
+                    ..Default::default()
+                });
+        }
+        if let (Some(w), Some(ip)) = (
+            dp.webrtc.as_mut(),
+            self.webrtc_public_ip.or(file.webrtc_public_ip),
+        ) {
+            w.public_ip = Some(ip.parse().with_context(|| {
+                format!("webrtc-public-ip: expected an IP address, got {ip:?}")
+            })?);
+        }
+        if let (Some(w), Some(n)) = (
+            dp.webrtc.as_mut(),
+            self.webrtc_max_sessions.or(file.webrtc_max_sessions),
+        ) {
+            if n == 0 {
+                bail!(
+                    "webrtc-max-sessions must be at least 1 (use --webrtc-addr off to turn WebRTC off)"
+                );
+            }
+            w.max_sessions = n;
+        }
+        let webrtc_ice_servers: Vec<String> = self
+            .webrtc_ice_servers
+            .or(file.webrtc_ice_servers)
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for u in &webrtc_ice_servers {
+            if !(u.starts_with("stun:") || u.starts_with("turn:") || u.starts_with("turns:")) {
+                bail!("webrtc-ice-servers: expected stun:, turn: or turns: URLs, got {u:?}");
+            }
+        }
         let archive_url = self.archive_url.or(file.archive_url);
         if let Some(url) = &archive_url {
             let bucket = url
@@ -627,6 +688,12 @@ impl ServeArgs {
             storage_warm: self.storage_warm.or(file.storage_warm),
             storage_cold: self.storage_cold.or(file.storage_cold),
             archive_url,
+            whep_path: if dp.webrtc.is_some() {
+                "/whep/{camera_id}".into()
+            } else {
+                String::new()
+            },
+            webrtc_ice_servers,
             ..Default::default()
         };
         self.test_hooks.apply(&mut cp).map_err(anyhow::Error::msg)?;
@@ -1153,6 +1220,7 @@ mod tests {
             rtmps: Some("127.0.0.1:41936".parse().unwrap()),
             http: "127.0.0.1:48080".parse().unwrap(),
             https: None,
+            webrtc: None,
         };
         let cp = s.controlplane_config(&bound);
         assert_eq!(cp.rtmp_port, 41935);
@@ -1299,6 +1367,7 @@ mod tests {
             rtmps: None,
             http: "127.0.0.1:8080".parse().unwrap(),
             https: None,
+            webrtc: None,
         };
         let cp = s.controlplane_config(&bound);
         assert!(cp.cluster.is_none());
@@ -1320,6 +1389,7 @@ mod tests {
             rtmps: None,
             http: "0.0.0.0:8080".parse().unwrap(),
             https: None,
+            webrtc: None,
         };
         let cp = s.controlplane_config(&bound);
         let c = cp.cluster.expect("clustered");
@@ -1374,6 +1444,7 @@ mod tests {
             rtmps: None,
             http: "127.0.0.1:48080".parse().unwrap(),
             https: None,
+            webrtc: None,
         };
         let mut cp = s.controlplane_config(&bound);
         s.advertise_bound_relay(&mut cp, "0.0.0.0:47001".parse().unwrap());

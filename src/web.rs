@@ -26,7 +26,9 @@ mod embedded {
 }
 
 /// Path prefixes that belong to the planes, never to the dashboard.
-const RESERVED: [&str; 6] = ["/api", "/hls", "/vod", "/metrics", "/healthz", "/readyz"];
+const RESERVED: [&str; 7] = [
+    "/api", "/hls", "/whep", "/vod", "/metrics", "/healthz", "/readyz",
+];
 
 /// Where the dashboard's files come from.
 #[derive(Debug, Clone)]

@@ -242,6 +242,8 @@ impl Server {
             format!("127.0.0.1:{http}"),
             "--https-addr".into(),
             format!("127.0.0.1:{https}"),
+            "--webrtc-addr".into(),
+            "127.0.0.1:0".into(),
         ]);
         args.extend(extra.iter().cloned());
         let log = std::fs::File::create(dir.join("server.log"))?;

@@ -169,6 +169,12 @@ pub struct ControlPlaneConfig {
     pub hls_path: String,
     /// Path of a camera's LL-HLS (fMP4) playlist. Default `/hls/{camera_id}/playlist.m3u8`.
     pub ll_hls_path: String,
+    /// Path of a camera's WHEP endpoint; `{camera_id}` is replaced. Default
+    /// `/whep/{camera_id}` (the data plane's route). Empty: WebRTC is off on this node.
+    pub whep_path: String,
+    /// ICE servers handed to WebRTC players (`stun:`/`turn:` URLs). Default none: the data
+    /// plane is ICE-lite with a reachable candidate.
+    pub webrtc_ice_servers: Vec<String>,
     /// This node's name, stored as `assigned_node` and shown in stream status. Default
     /// `local`.
     pub node_id: String,
@@ -264,6 +270,8 @@ impl Default for ControlPlaneConfig {
             public_base_url: "http://localhost:8080".into(),
             hls_path: "/hls/{camera_id}/ts/playlist.m3u8".into(),
             ll_hls_path: "/hls/{camera_id}/playlist.m3u8".into(),
+            whep_path: "/whep/{camera_id}".into(),
+            webrtc_ice_servers: Vec::new(),
             node_id: "local".into(),
             user_rate_limit: 10_000,
             default_token_rate_limit: 1_000,

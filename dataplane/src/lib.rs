@@ -36,6 +36,7 @@ mod server;
 mod testing;
 mod tls;
 mod ts;
+mod webrtc;
 mod woken;
 
 pub use hls::DEFAULT_PART_HOLD_BACK;
@@ -45,3 +46,4 @@ pub use server::{
     BoundAddrs, Config, DataPlane, Server, ServerError, log_listeners, raise_open_files_limit,
 };
 pub use tls::{CertSource, TlsError};
+pub use webrtc::WebrtcConfig;

@@ -233,6 +233,9 @@ pub(crate) struct Registry {
     config: RegistryConfig,
     /// Segmenters keep relay messages (this node may be a relay origin).
     relay: AtomicBool,
+    /// Every camera keeps its relay log from its first frame, so WebRTC viewers join at
+    /// once (without it, the first viewer of a camera waits for its next segment).
+    webrtc: AtomicBool,
     streams: ArcSwap<HashMap<CameraId, Arc<Stream>>>,
     writer: Mutex<()>,
     /// Bumped when a stream is added or a publisher leaves (rare): what waiters for a
@@ -246,6 +249,7 @@ impl Registry {
         Arc::new(Self {
             config,
             relay: AtomicBool::new(false),
+            webrtc: AtomicBool::new(false),
             streams: ArcSwap::from_pointee(HashMap::new()),
             writer: Mutex::new(()),
             changes: watch::channel(0).0,
@@ -256,6 +260,12 @@ impl Registry {
     /// so other nodes can relay it. Off by default: a single node pays nothing.
     pub(crate) fn enable_relay(&self) {
         self.relay.store(true, Ordering::Relaxed);
+    }
+
+    /// Makes every camera claimed from now on keep its relay log (the GOP cache and live
+    /// feed WebRTC viewers start from). Costs a clone of each frame's `Bytes` handle.
+    pub(crate) fn enable_webrtc(&self) {
+        self.webrtc.store(true, Ordering::Relaxed);
     }
 
     /// Changes when a stream is added or a publisher (encoder or relay) leaves.
@@ -332,7 +342,7 @@ impl Registry {
                         // new origin (see below).
                         seg.renumber_from(cluster_first_msn(0));
                     }
-                    seg.set_relay(!relayed && clustered);
+                    seg.set_relay((!relayed && clustered) || self.webrtc.load(Ordering::Relaxed));
                     stream.relayed.store(relayed, Ordering::Relaxed);
                     let changed = seg.start_session();
                     stream.publish(&seg, changed);
@@ -360,7 +370,7 @@ impl Registry {
         if let Some(msn) = first_msn {
             seg.set_first_msn(msn);
         }
-        seg.set_relay(!relayed && clustered);
+        seg.set_relay((!relayed && clustered) || self.webrtc.load(Ordering::Relaxed));
         seg.start_session();
         let (ll, _) = watch::channel(Arc::new(seg.ll().clone()));
         let (ts, _) = watch::channel(Arc::new(seg.ts().clone()));

@@ -34,6 +34,7 @@ use crate::record::{Recorder, RecorderConfig, RecorderError, RecordingEvent};
 use crate::registry::{Registry, RegistryConfig};
 use crate::relay::Puller;
 use crate::tls::{self, CertSource, TlsError};
+use crate::webrtc::{Node, WebrtcConfig};
 
 /// The data plane's configuration, validated by the binary.
 #[derive(Debug, Clone)]
@@ -78,6 +79,8 @@ pub struct Config {
     /// Below this many free bytes on the recordings file system, fragments are dropped with a
     /// `STORAGE_FULL` alert. Default 512 MiB.
     pub record_min_free: u64,
+    /// WebRTC (WHEP) playback; `None`: off.
+    pub webrtc: Option<WebrtcConfig>,
 }
 
 impl Config {
@@ -104,6 +107,7 @@ impl Config {
             record_fsync: Some(Duration::from_secs(2)),
             record_threads: 1,
             record_min_free: 512 << 20,
+            webrtc: Some(WebrtcConfig::default()),
         }
     }
 
@@ -147,6 +151,15 @@ pub enum ServerError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The WebRTC socket could not bind.
+    #[error("cannot bind the WebRTC socket {addr}/udp: {source}")]
+    Webrtc {
+        /// Its address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The recorder could not start.
     #[error(transparent)]
     Recorder(#[from] RecorderError),
@@ -163,6 +176,8 @@ pub struct BoundAddrs {
     pub http: SocketAddr,
     /// HTTPS.
     pub https: Option<SocketAddr>,
+    /// The WebRTC UDP socket's advertised candidate.
+    pub webrtc: Option<SocketAddr>,
 }
 
 /// A handle on the running data plane for the other planes.
@@ -247,6 +262,7 @@ pub struct Server {
     registry: Arc<Registry>,
     ingest: Arc<Ingest>,
     hls: HlsState,
+    webrtc: Option<Arc<Node>>,
     puller: Arc<OnceLock<Puller>>,
     max_ingest: usize,
     http_limits: HttpLimits,
@@ -302,11 +318,19 @@ impl Server {
             Some(a) => Some(bind("https", a).await?),
             None => None,
         };
+        let webrtc = match config.webrtc.clone() {
+            Some(c) => {
+                let addr = c.addr;
+                Some(Node::bind(c).map_err(|source| ServerError::Webrtc { addr, source })?)
+            }
+            None => None,
+        };
         let addrs = BoundAddrs {
             rtmp: local(&rtmp),
             rtmps: rtmps.as_ref().map(local),
             http: local(&http),
             https: https.as_ref().map(local),
+            webrtc: webrtc.as_ref().map(|n| n.candidate()),
         };
         // Repair reads every unclosed recording: off the runtime threads.
         let (events_tx, events_rx) = mpsc::channel(RECORDING_EVENTS);
@@ -326,6 +350,9 @@ impl Server {
             recorder: Some(recorder.clone()),
             ..RegistryConfig::default()
         });
+        if webrtc.is_some() {
+            registry.enable_webrtc();
+        }
         let ingest = Arc::new(Ingest {
             registry: registry.clone(),
             authorizer,
@@ -348,6 +375,7 @@ impl Server {
             registry,
             ingest,
             hls,
+            webrtc,
             puller,
             max_ingest: config.max_ingest_connections,
             http_limits: config.http.clone(),
@@ -406,6 +434,7 @@ impl Server {
                                 "rtmps": a.rtmps.map(|x| x.to_string()),
                                 "http": a.http.to_string(),
                                 "https": a.https.map(|x| x.to_string()),
+                                "webrtc": a.webrtc.map(|x| x.to_string()),
                             }
                         }))
                     }
@@ -413,7 +442,12 @@ impl Server {
             );
         // Browser players on any origin may fetch playlists and media.
         let hls = http::router(self.hls.clone()).layer(CorsLayer::permissive());
-        health.merge(hls).merge(extra)
+        // WHEP sets its own CORS headers (it must name `Authorization`).
+        let whep = http::whep_router(http::WhepState {
+            hls: self.hls.clone(),
+            node: self.webrtc.clone(),
+        });
+        health.merge(hls).merge(whep).merge(extra)
     }
 
     /// Serves until `shutdown` fires, then closes the recordings.
@@ -462,6 +496,9 @@ impl Server {
                 gate,
                 shutdown.clone(),
             ));
+        }
+        if let Some(node) = self.webrtc.clone() {
+            tasks.spawn(node.run(shutdown.clone()));
         }
         let registry = self.registry.clone();
         let reaper_stop = shutdown.clone();

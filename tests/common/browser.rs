@@ -1,4 +1,5 @@
-//! The hls.js runner for tests in headless Chromium (`tests/browser/play.mjs`).
+//! The browser runners for tests in headless Chromium: hls.js (`tests/browser/play.mjs`)
+//! and WHEP (`tests/browser/whep.mjs`).
 //!
 //! Needs `node`/`npm` and `/usr/bin/chromium` (`apt-get install -y chromium nodejs npm`);
 //! hls.js and playwright-core (pinned in `tests/browser/package-lock.json`) are installed
@@ -13,7 +14,14 @@ use tokio::process::Command;
 use super::testdata;
 
 /// The files of `tests/browser` the runner needs.
-const FILES: [&str; 4] = ["package.json", "package-lock.json", "play.mjs", "page.html"];
+const FILES: [&str; 6] = [
+    "package.json",
+    "package-lock.json",
+    "play.mjs",
+    "page.html",
+    "whep.mjs",
+    "whep.html",
+];
 
 /// Copies the runner next to its `node_modules` and installs the pinned packages when the
 /// lock file changed.

@@ -74,6 +74,7 @@ impl Server {
             ("--rtmps-addr", "127.0.0.1:0"),
             ("--http-addr", "127.0.0.1:0"),
             ("--https-addr", "127.0.0.1:0"),
+            ("--webrtc-addr", "127.0.0.1:0"),
         ] {
             args.extend([flag.into(), addr.into()]);
         }

@@ -78,6 +78,7 @@ async fn docs_openapi_and_metrics() {
         ("/api/v1/cameras/{id}", &["get", "put", "delete"]),
         ("/api/v1/cameras/{id}/rotate-key", &["post"]),
         ("/api/v1/cameras/{id}/stream/hls", &["get"]),
+        ("/api/v1/cameras/{id}/stream/webrtc", &["get"]),
         ("/api/v1/cameras/{id}/status", &["get"]),
         ("/api/v1/cameras/{id}/analytics", &["get"]),
         ("/api/v1/auth/login", &["post"]),

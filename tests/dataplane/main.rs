@@ -15,3 +15,4 @@ mod llhls;
 mod malformed;
 mod publish;
 mod sessions;
+mod webrtc;

@@ -275,6 +275,32 @@ pub(crate) struct PlaybackUrls {
     expires_at: String,
 }
 
+/// Where and how to play a camera over WebRTC (WHEP).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebrtcPlayback {
+    camera_id: String,
+    /// The WHEP endpoint with its signed token (`?token=`): POST an SDP offer
+    /// (`application/sdp`) to it; the answer's `Location` is the session to DELETE.
+    whep_url: String,
+    /// `RTCPeerConnection` `iceServers` (empty: none needed, the server is ICE-lite with a
+    /// reachable candidate).
+    ice_servers: Vec<IceServer>,
+    /// The token alone (also accepted as `Authorization: Bearer`).
+    token: String,
+    /// When the token stops working for new sessions (RFC 3339); a session started before
+    /// keeps playing.
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+/// One entry of `RTCConfiguration.iceServers`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct IceServer {
+    urls: Vec<String>,
+}
+
 /// Analytics query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -656,6 +682,55 @@ pub(crate) async fn stream_hls(
         hls_url: url(&cfg.hls_path),
         ll_hls_url: url(&cfg.ll_hls_path),
         token: token.clone(),
+        expires_at: rfc3339(exp * 1000),
+    })
+    .into_response())
+}
+
+/// Signed WebRTC (WHEP) playback: H.264 video, no audio, sub-second latency
+/// (docs/webrtc.md).
+#[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/webrtc", operation_id = "getCameraWebrtc", tag = "streams", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Camera id")),
+    responses(
+        (status = 200, description = "Signed WHEP URL and ICE servers", body = Envelope<WebrtcPlayback>),
+        (status = 404, description = "CAMERA_NOT_FOUND, or NOT_FOUND when WebRTC is off on this node", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "CAMERA_INACTIVE", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn stream_webrtc(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = visible(&state, &principal, &id).await?;
+    if !c.is_active {
+        return Err(ApiError::new(
+            ErrorCode::CameraInactive,
+            "camera is disabled",
+        ));
+    }
+    let cfg = &state.config;
+    if cfg.whep_path.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "WebRTC playback is off on this node (--webrtc-addr off)",
+        ));
+    }
+    let exp = now_ms() / 1000 + i64::try_from(cfg.playback_token_ttl.as_secs()).unwrap_or(0);
+    let token = state.keys.sign_playback(&c.id, exp);
+    let base = cfg.public_base_url.trim_end_matches('/');
+    let path = cfg.whep_path.replace("{camera_id}", &c.id);
+    let ice_servers = if cfg.webrtc_ice_servers.is_empty() {
+        Vec::new()
+    } else {
+        vec![IceServer {
+            urls: cfg.webrtc_ice_servers.clone(),
+        }]
+    };
+    Ok(ok(WebrtcPlayback {
+        camera_id: c.id.clone(),
+        whep_url: format!("{base}{path}?token={token}"),
+        ice_servers,
+        token,
         expires_at: rfc3339(exp * 1000),
     })
     .into_response())

@@ -58,6 +58,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cameras::get, cameras::update, cameras::delete))
         .routes(routes!(cameras::rotate_key))
         .routes(routes!(cameras::stream_hls))
+        .routes(routes!(cameras::stream_webrtc))
         .routes(routes!(cameras::status))
         .routes(routes!(cameras::health_series))
         .routes(routes!(cameras::analytics))

@@ -107,6 +107,11 @@ pub const ROUTES: &[RouteSpec] = &[
         Perm(CamerasWrite),
     ),
     r("GET", "/api/v1/cameras/{id}/stream/hls", Perm(StreamsPlay)),
+    r(
+        "GET",
+        "/api/v1/cameras/{id}/stream/webrtc",
+        Perm(StreamsPlay),
+    ),
     r("GET", "/api/v1/cameras/{id}/status", Perm(CamerasRead)),
     r("GET", "/api/v1/cameras/{id}/health", Perm(CamerasRead)),
     r("GET", "/api/v1/cameras/{id}/analytics", Perm(AnalyticsRead)),

@@ -69,7 +69,7 @@ pub(crate) fn router(state: HlsState) -> Router {
 }
 
 /// A refusal: status and a short reason, sent as plain text.
-struct Reject(StatusCode, String);
+pub(super) struct Reject(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
@@ -78,7 +78,7 @@ impl IntoResponse for Reject {
 }
 
 /// A refusal with a short plain-text reason.
-fn error(status: StatusCode, reason: &str) -> Response {
+pub(super) fn error(status: StatusCode, reason: &str) -> Response {
     (
         status,
         [
@@ -102,7 +102,7 @@ fn denied(e: &PlaybackDenied) -> Reject {
 /// cluster node, a camera with no live stream here that another node ingests is pulled from
 /// that node (token first: an unauthorized request never starts a pull), waiting up to the
 /// startup time for its stream to appear.
-async fn admit(
+pub(super) async fn admit(
     state: &HlsState,
     camera: &str,
     directives: &Directives<'_>,

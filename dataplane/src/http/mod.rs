@@ -16,11 +16,13 @@ mod limits;
 mod query;
 mod serve;
 mod watch;
+mod whep;
 
 pub(crate) use hls::{HlsState, Waits, router};
 pub(crate) use limits::Gate;
 pub use limits::{HttpLimits, MIN_PROGRESS};
 pub(crate) use serve::serve_socket;
+pub(crate) use whep::{WhepState, router as whep_router};
 
 #[cfg(test)]
 mod tests;

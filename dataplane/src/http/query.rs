@@ -62,7 +62,7 @@ pub(crate) fn parse(query: Option<&str>) -> Result<Directives<'_>, QueryError> {
 
 /// A token echoed into playlist URIs must not be able to break out of them (`"`, `,`,
 /// newlines, percent-escapes of either): only the base64url alphabet and `.` pass.
-fn token(v: &str) -> Result<&str, QueryError> {
+pub(crate) fn token(v: &str) -> Result<&str, QueryError> {
     let ok = v.len() <= MAX_TOKEN_LEN
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));

@@ -1260,6 +1260,7 @@ async fn the_server_repairs_on_start_and_exposes_the_recorder() {
     config.rtmps_addr = None;
     config.http_addr = local(0);
     config.https_addr = None;
+    config.webrtc = None;
     let mut server = crate::Server::bind(
         config,
         Arc::new(crate::auth::AllowAnyKey),

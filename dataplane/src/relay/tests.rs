@@ -45,6 +45,7 @@ async fn node(name: &str, secret: &[u8], idle: Duration) -> Node {
     config.rtmps_addr = None;
     config.http_addr = local(0);
     config.https_addr = None;
+    config.webrtc = None;
     config.hls_window = 30;
     let server = Server::bind(config, Arc::new(AllowAnyKey), Arc::new(PublicPlayback))
         .await

@@ -1,0 +1,275 @@
+//! One viewer's session task: drives its str0m `Rtc` (datagrams, timeouts, media writes)
+//! and its [`Feed`] (relay messages in, access units out), following str0m's contract:
+//! every mutation is followed by a drain of `poll_output` to its timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use camstream_protocol::relay::Message;
+use str0m::format::Codec;
+use str0m::media::{MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::Packet;
+use super::feed::Feed;
+use crate::auth::CameraId;
+
+/// A viewer further behind the camera than this many relay messages (about 2 s of 30 fps
+/// video with AAC audio) skips to the next keyframe instead of catching up late.
+const MAX_BEHIND: usize = 150;
+/// PLI/FIR answered at most this often (a replay is a GOP's worth of data).
+const REPLAY_EVERY: Duration = Duration::from_millis(500);
+
+pub(super) struct Session {
+    pub(super) id: Arc<str>,
+    pub(super) camera: CameraId,
+    pub(super) rtc: Rtc,
+    pub(super) feed: Feed,
+    pub(super) live: broadcast::Receiver<Message>,
+    pub(super) inbox: mpsc::Receiver<Packet>,
+    pub(super) stop: CancellationToken,
+    pub(super) socket: Arc<UdpSocket>,
+    pub(super) candidate: SocketAddr,
+    pub(super) connect_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+}
+
+/// Why a session ended (logged, and counted by reason).
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Deleted,
+    ConnectTimeout,
+    Idle,
+    Disconnected,
+    Feed,
+    Rtc,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Deleted => "deleted",
+            End::ConnectTimeout => "connect_timeout",
+            End::Idle => "idle",
+            End::Disconnected => "disconnected",
+            End::Feed => "feed",
+            End::Rtc => "rtc",
+        }
+    }
+}
+
+struct State {
+    video: Option<(Mid, Option<Pt>)>,
+    connected: bool,
+    last_replay: Option<Instant>,
+    /// Set in a drain: replay from the latest keyframe (`Some(true)`: a keyframe request,
+    /// `Some(false)`: the connection came up).
+    replay: Option<bool>,
+    bytes: u64,
+}
+
+impl Session {
+    pub(super) async fn run(mut self) {
+        let started = Instant::now();
+        let mut last_rx = started;
+        let mut st = State {
+            video: None,
+            connected: false,
+            last_replay: None,
+            replay: None,
+            bytes: 0,
+        };
+        let span = tracing::info_span!("whep", session = %self.id, camera_id = %self.camera);
+        let _enter = span.enter();
+        let end = loop {
+            let deadline = match self.drain(&mut st).await {
+                Ok(t) => t,
+                Err(e) => break e,
+            };
+            if let Some(requested) = st.replay.take() {
+                // Connected, or a keyframe request, in the drain: answer it as its own
+                // mutation.
+                if requested {
+                    self.feed.keyframe_request();
+                } else {
+                    self.feed.start();
+                }
+                if let Err(e) = self.write_queued(&mut st).await {
+                    break e;
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if !st.connected && now.duration_since(started) > self.connect_timeout {
+                break End::ConnectTimeout;
+            }
+            if st.connected && now.duration_since(last_rx) > self.idle_timeout {
+                break End::Idle;
+            }
+            let wake = deadline.min(now + Duration::from_secs(1));
+            tokio::select! {
+                () = self.stop.cancelled() => break End::Deleted,
+                p = self.inbox.recv() => {
+                    let Some(p) = p else { break End::Deleted };
+                    last_rx = p.at;
+                    let Ok(contents) = p.data[..].try_into() else { continue };
+                    let input = Input::Receive(p.at, Receive {
+                        proto: Protocol::Udp,
+                        source: p.source,
+                        destination: self.candidate,
+                        contents,
+                    });
+                    if self.rtc.handle_input(input).is_err() {
+                        break End::Rtc;
+                    }
+                }
+                m = self.live.recv() => {
+                    match m {
+                        Ok(msg) => {
+                            if self.live.len() > MAX_BEHIND {
+                                self.feed.behind();
+                            }
+                            if let Err(e) = self.feed.handle_message(msg) {
+                                tracing::info!(error = %e, "webrtc feed ended");
+                                break End::Feed;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::debug!(missed = n, "webrtc viewer lagged");
+                            self.feed.behind();
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break End::Feed,
+                    }
+                    if st.connected
+                        && let Err(e) = self.write_queued(&mut st).await
+                    {
+                        break e;
+                    }
+                }
+                () = tokio::time::sleep_until(wake.into()) => {
+                    if self.rtc.handle_input(Input::Timeout(Instant::now())).is_err() {
+                        break End::Rtc;
+                    }
+                }
+            }
+        };
+        self.rtc.disconnect();
+        let _ = self.drain(&mut st).await;
+        let stats = self.feed.stats();
+        metrics::counter!("camstream_webrtc_sessions_ended_total", "reason" => end.as_str())
+            .increment(1);
+        metrics::counter!("camstream_webrtc_keyframe_skips_total").increment(stats.skips);
+        metrics::counter!("camstream_webrtc_replays_total").increment(stats.replays);
+        tracing::info!(
+            reason = end.as_str(),
+            secs = started.elapsed().as_secs_f64(),
+            frames = stats.frames,
+            skipped = stats.skipped,
+            replays = stats.replays,
+            bytes = st.bytes,
+            "webrtc session ended"
+        );
+    }
+
+    /// Writes every access unit the feed has queued, draining after each write.
+    async fn write_queued(&mut self, st: &mut State) -> Result<(), End> {
+        loop {
+            let Some((mid, pt)) = st.video else {
+                return Ok(());
+            };
+            let pt = match pt {
+                Some(pt) => pt,
+                None => {
+                    let Some(pt) = self.choose_pt(mid) else {
+                        return Err(End::Rtc);
+                    };
+                    st.video = Some((mid, Some(pt)));
+                    pt
+                }
+            };
+            let Some((rtp_time, data)) = self.feed.poll_unit() else {
+                return Ok(());
+            };
+            let Some(writer) = self.rtc.writer(mid) else {
+                return Err(End::Rtc);
+            };
+            let t = MediaTime::from_90khz(rtp_time as u64);
+            if let Err(e) = writer.write(pt, Instant::now(), t, data) {
+                tracing::debug!(error = %e, "webrtc write");
+                return Err(End::Rtc);
+            }
+            self.drain(st).await?;
+        }
+    }
+
+    /// The negotiated H.264 payload type, packetization mode 1 (FU-A) preferred: access
+    /// units are larger than a datagram. The profile is not matched: browsers' decoders
+    /// take any profile they offer in any of their H.264 payload types.
+    fn choose_pt(&mut self, mid: Mid) -> Option<Pt> {
+        let writer = self.rtc.writer(mid)?;
+        let h264 = || {
+            writer
+                .payload_params()
+                .filter(|p| p.spec().codec == Codec::H264)
+        };
+        h264()
+            .find(|p| p.spec().format.packetization_mode == Some(1))
+            .or_else(|| h264().next())
+            .map(|p| p.pt())
+    }
+
+    /// Drains `poll_output` to its timeout: sends transmits, handles events.
+    async fn drain(&mut self, st: &mut State) -> Result<Instant, End> {
+        loop {
+            let out = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(error = %e, "webrtc poll");
+                    return Err(End::Rtc);
+                }
+            };
+            match out {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    st.bytes += t.contents.len() as u64;
+                    metrics::counter!("camstream_webrtc_bytes_sent_total")
+                        .increment(t.contents.len() as u64);
+                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
+                        tracing::debug!(error = %e, "webrtc send");
+                    }
+                }
+                Output::Event(e) => match e {
+                    Event::MediaAdded(m) if m.kind == MediaKind::Video && st.video.is_none() => {
+                        st.video = Some((m.mid, None));
+                    }
+                    Event::Connected => {
+                        st.connected = true;
+                        tracing::debug!("webrtc connected");
+                        // Start from the latest keyframe now (frames written before the
+                        // connection are dropped by str0m): a replay at the live point.
+                        st.replay = Some(false);
+                    }
+                    Event::KeyframeRequest(_) => {
+                        let now = Instant::now();
+                        if st.connected
+                            && st
+                                .last_replay
+                                .is_none_or(|t| now.duration_since(t) >= REPLAY_EVERY)
+                        {
+                            st.last_replay = Some(now);
+                            st.replay = Some(true);
+                        }
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                    | Event::Closed => return Err(End::Disconnected),
+                    _ => {}
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! WHEP (WebRTC) playback in headless Debian Chromium (`tests/browser/whep.mjs`): a live
+//! x264 publisher without B-frames, recvonly `RTCPeerConnection`s, frames decoded, time to
+//! first frame, DELETE; and the WHEP HTTP error paths against the real binary.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::common::browser::runner;
+use crate::common::ffmpeg::clips;
+use crate::common::{Server, ServerOptions};
+
+/// A live 30 fps camera without B-frames (the baseline WebRTC publisher), 1 s GOP.
+fn live_publisher(url: &str, size: &str, stderr: &Path) -> tokio::process::Child {
+    let err = std::fs::File::create(stderr).expect("stderr file");
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+            "-bf",
+            "0",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "flv",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ffmpeg (is it installed?)")
+}
+
+async fn run_whep(
+    server: &Server,
+    camera: &str,
+    sessions: usize,
+    seconds: u64,
+) -> serde_json::Value {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium is required: apt-get install -y chromium"
+    );
+    let dir = runner().await;
+    let url = server.url(&format!("/whep/{camera}"));
+    let metrics = server.url("/metrics");
+    let run = Command::new("node")
+        .arg(dir.join("whep.mjs"))
+        .args([
+            url.as_str(),
+            &sessions.to_string(),
+            &seconds.to_string(),
+            &metrics,
+        ])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(seconds + 90), run)
+        .await
+        .expect("the browser run finished in time")
+        .expect("run node (apt-get install -y nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "node: {}\n{stderr}", out.status);
+    let line = stdout.lines().last().unwrap_or_default();
+    let r: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("runner output is not JSON ({e}): {stdout}\n{stderr}"));
+    std::fs::write(
+        server.dir.join(format!("whep-{sessions}.json")),
+        serde_json::to_string_pretty(&r).expect("json"),
+    )
+    .expect("write result");
+    assert!(
+        r["exception"].is_null(),
+        "runner failed: {}",
+        r["exception"]
+    );
+    r
+}
+
+/// Issue 14: Chromium plays a camera over WHEP for 20 s, its first frame decodes within
+/// 1 s of the offer, the answer carries the server's candidate and rejects audio, and
+/// DELETE ends the session on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_whep_and_delete_ends_the_session() {
+    let server = Server::start("whep-play", ServerOptions::default()).await;
+    let _cam = live_publisher(
+        &server.rtmp_url("whep"),
+        "640x360",
+        &server.dir.join("publish.stderr"),
+    );
+    server.wait_ll("whep", Duration::from_secs(20)).await;
+    let r = run_whep(&server, "whep", 1, 20).await;
+    let s = &r["sessions"][0];
+    assert_eq!(s["status"], 201, "{s}");
+    assert_eq!(s["contentType"], "application/sdp", "{s}");
+    assert!(s["error"].is_null(), "{s}");
+    assert!(
+        s["location"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/whep/whep/"),
+        "{s}"
+    );
+    assert_eq!(
+        s["answerCandidates"].as_array().map(Vec::len),
+        Some(1),
+        "{s}"
+    );
+    assert!(
+        s["answerAudio"][0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("m=audio 0 "),
+        "audio is rejected: {s}"
+    );
+    let ttff = s["ttff"].as_f64().expect("a first frame decoded");
+    let samples = r["samples"].as_array().expect("samples");
+    let decoded: Vec<u64> = samples
+        .iter()
+        .map(|x| x["s"][0]["framesDecoded"].as_u64().unwrap_or(0))
+        .collect();
+    println!("whep: time to first frame {ttff:.0} ms; framesDecoded per second {decoded:?}");
+    assert!(ttff <= 1000.0, "time to first frame {ttff:.0} ms");
+    // Decoding never stalls: every second adds frames, ~30 fps over the whole run.
+    for w in decoded.windows(2) {
+        assert!(w[1] > w[0], "decoding stalled: {decoded:?}");
+    }
+    let total = decoded.last().copied().unwrap_or(0) - decoded[0];
+    assert!(total >= 19 * 20, "{total} frames in 19 s: {decoded:?}");
+    assert_eq!(r["gaugeBefore"], 1, "{r}");
+    assert_eq!(r["deleteStatus"][0], 200, "{r}");
+    assert_eq!(r["gaugeAfter"], 0, "the session ended on DELETE: {r}");
+    server.assert_healthy().await;
+}
+
+/// Issue 14: 50 concurrent WHEP sessions on one camera all decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_whep_sessions_decode() {
+    let server = Server::start("whep-50", ServerOptions::default()).await;
+    let _cam = live_publisher(
+        &server.rtmp_url("many"),
+        "320x180",
+        &server.dir.join("publish.stderr"),
+    );
+    server.wait_ll("many", Duration::from_secs(20)).await;
+    let r = run_whep(&server, "many", 50, 10).await;
+    let sessions = r["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 50);
+    for s in sessions {
+        assert_eq!(s["status"], 201, "{s}");
+    }
+    let samples = r["samples"].as_array().expect("samples");
+    let first = &samples[2]["s"];
+    let last = &samples[samples.len() - 1]["s"];
+    let mut ttff: Vec<f64> = sessions.iter().filter_map(|s| s["ttff"].as_f64()).collect();
+    ttff.sort_by(f64::total_cmp);
+    println!(
+        "whep x50: time to first frame median {:.0} ms, max {:.0} ms",
+        ttff.get(ttff.len() / 2).copied().unwrap_or(f64::NAN),
+        ttff.last().copied().unwrap_or(f64::NAN)
+    );
+    for i in 0..50 {
+        let a = first[i]["framesDecoded"].as_u64().unwrap_or(0);
+        let b = last[i]["framesDecoded"].as_u64().unwrap_or(0);
+        assert!(b > a + 50, "session {i} decoded {a} → {b}: {r}");
+    }
+    assert_eq!(r["gaugeBefore"], 50, "{}", r["gaugeBefore"]);
+    assert_eq!(r["gaugeAfter"], 0, "{}", r["gaugeAfter"]);
+}
+
+/// WHEP's HTTP error paths on the real binary: 415, 400, 404 (camera, session), 409
+/// (B-frames), 405 (PATCH), CORS preflight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_http_errors() {
+    let clips = clips().await;
+    let server = Server::start("whep-errors", ServerOptions::default()).await;
+    let c = reqwest::Client::new();
+    let post = |path: &str, ct: &str, body: &str| {
+        c.post(server.url(path))
+            .header("content-type", ct)
+            .body(body.to_owned())
+            .send()
+    };
+    let r = post("/whep/none", "text/plain", "v=0").await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(r.headers()["accept-post"], "application/sdp");
+    assert_eq!(
+        post("/whep/none", "application/sdp", "v=0")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let r = c
+        .request(reqwest::Method::OPTIONS, server.url("/whep/none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let h = r.headers();
+    assert_eq!(h["accept-post"], "application/sdp");
+    assert!(
+        h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Authorization")
+    );
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("DELETE")
+    );
+    assert!(
+        h["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Location")
+    );
+    let r = c
+        .delete(server.url("/whep/none/0123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.patch(server.url("/whep/none/0123")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    // The test clips have B-frames (x264 -bf 2): refused with a clear reason.
+    let _cam = crate::common::ffmpeg::Ffmpeg::publish(
+        &clips.av_long,
+        &server.rtmp_url("bframes"),
+        server.dir.join("publish.stderr"),
+    );
+    server.wait_ll("bframes", Duration::from_secs(20)).await;
+    let r = post("/whep/bframes", "application/sdp", "not sdp")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post("/whep/bframes", "application/sdp", OFFER)
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("B-frames"), "{text}");
+}
+
+/// A recvonly video + audio offer as Chromium makes it (trimmed to one H.264 format).
+const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=ice-options:trickle\r\na=fingerprint:sha-256 A7:97:1E:CA:1B:F8:B0:31:2E:C6:3E:34:92:E6:9E:9B:FC:A4:44:3A:4C:03:F4:BB:13:31:61:98:C2:10:55:54\r\na=setup:actpass\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack pli\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 A7:97:1E:CA:1B:F8:B0:31:2E:C6:3E:34:92:E6:9E:9B:FC:A4:44:3A:4C:03:F4:BB:13:31:61:98:C2:10:55:54\r\na=setup:actpass\r\na=mid:1\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
