@@ -24,17 +24,22 @@ const FILES: [&str; 6] = [
 ];
 
 /// Copies the runner next to its `node_modules` and installs the pinned packages when the
-/// lock file changed.
+/// lock file changed. Once per test process (tests run in parallel and a file being
+/// rewritten while another test's node reads it breaks that run); files are replaced by
+/// rename, never truncated in place, for other test processes.
 pub(crate) async fn runner() -> PathBuf {
+    static RUNNER: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+    RUNNER.get_or_init(install).await.clone()
+}
+
+async fn install() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let dir = testdata().join("browser");
     std::fs::create_dir_all(&dir).expect("create browser dir");
     let lock = std::fs::read(src.join("package-lock.json")).expect("read lock file");
     let installed = dir.join("node_modules/.camstream-lock");
     if std::fs::read(&installed).ok().as_deref() != Some(&lock[..]) {
-        for f in FILES {
-            std::fs::copy(src.join(f), dir.join(f)).expect("copy runner file");
-        }
+        copy_files(&src, &dir);
         let out = Command::new("npm")
             .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
             .current_dir(&dir)
@@ -49,8 +54,19 @@ pub(crate) async fn runner() -> PathBuf {
         );
         std::fs::write(&installed, &lock).expect("mark install");
     }
-    for f in FILES {
-        std::fs::copy(src.join(f), dir.join(f)).expect("copy runner file");
-    }
+    copy_files(&src, &dir);
     dir
+}
+
+/// Copies the runner files that differ, each through a temporary name and a rename.
+fn copy_files(src: &Path, dir: &Path) {
+    for f in FILES {
+        let want = std::fs::read(src.join(f)).expect("read runner file");
+        if std::fs::read(dir.join(f)).ok().as_deref() == Some(&want[..]) {
+            continue;
+        }
+        let tmp = dir.join(format!(".{f}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &want).expect("write runner file");
+        std::fs::rename(&tmp, dir.join(f)).expect("rename runner file");
+    }
 }

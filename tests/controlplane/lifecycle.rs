@@ -587,13 +587,96 @@ async fn playback(server: &Server, api: &Api, id: &str, other_id: &str) {
         ("another camera's", others, "bad signature"),
         ("garbage", "not-a-token".to_owned(), "malformed"),
     ];
-    for (what, t, why) in cases {
+    for (what, t, why) in &cases {
         for path in [format!("/hls/{id}/playlist.m3u8"), ts_path.clone()] {
             let r = server.get(&format!("{path}?token={t}")).await;
             let status = r.status();
             let body = r.text().await.expect("body");
             assert_eq!(status, 403, "{what} token on {path}: {body}");
             assert!(body.contains(why), "{what} token on {path}: {body}");
+        }
+    }
+    whep_playback(server, api, id, &token, &cases).await;
+}
+
+/// Issue 14: the WHEP URL the API signs admits its camera with the same playback tokens as
+/// HLS (in the query or as a Bearer header), and refuses every bad one before any SDP is
+/// looked at.
+async fn whep_playback(
+    server: &Server,
+    api: &Api,
+    id: &str,
+    token: &str,
+    bad: &[(&str, String, &str)],
+) {
+    let w = api
+        .ok(
+            Method::GET,
+            &format!("/api/v1/cameras/{id}/stream/webrtc"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let whep = w["whepUrl"].as_str().expect("whepUrl");
+    let signed = w["token"].as_str().expect("token");
+    assert_eq!(
+        whep,
+        server.url(&format!("/whep/{id}?token={signed}")),
+        "{w}"
+    );
+    assert!(w["iceServers"].is_array(), "{w}");
+    assert!(w["expiresAt"].is_string(), "{w}");
+    let post = |url: String, bearer: Option<String>| {
+        let mut req = server
+            .client()
+            .post(url)
+            .header("content-type", "application/sdp")
+            .body("not an offer");
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
+        async move {
+            let r = req.send().await.expect("POST /whep");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("body"))
+        }
+    };
+    // Admitted (both ways): the bad SDP is what is refused.
+    for (what, url, bearer) in [
+        ("signed URL", whep.to_owned(), None),
+        (
+            "the HLS token",
+            server.url(&format!("/whep/{id}?token={token}")),
+            None,
+        ),
+        (
+            "Bearer",
+            server.url(&format!("/whep/{id}")),
+            Some(token.to_owned()),
+        ),
+    ] {
+        let (status, body) = post(url, bearer).await;
+        assert_eq!(status, 400, "{what}: {body}");
+    }
+    let (status, body) = post(server.url(&format!("/whep/{id}")), None).await;
+    assert_eq!(status, 401, "no token: {body}");
+    let (status, body) = post(server.url(&format!("/whep/{id}")), Some("".to_owned())).await;
+    assert_eq!(status, 401, "empty Bearer: {body}");
+    for (what, t, why) in bad {
+        for bearer in [false, true] {
+            let (url, b) = if bearer {
+                (server.url(&format!("/whep/{id}")), Some(t.clone()))
+            } else {
+                (server.url(&format!("/whep/{id}?token={t}")), None)
+            };
+            let (status, body) = post(url, b).await;
+            assert!(
+                status == 403 || (bearer && status == 401),
+                "{what} token on WHEP (bearer {bearer}): {status} {body}"
+            );
+            if status == 403 {
+                assert!(body.contains(why), "{what} token on WHEP: {body}");
+            }
         }
     }
 }
