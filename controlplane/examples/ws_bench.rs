@@ -277,11 +277,7 @@ async fn client(addr: String, token: String, camera: String, stats: Arc<Stats>) 
                     None
                 };
                 if let Some(sent) = sent {
-                    let _ = stats
-                        .alert
-                        .lock()
-                        .unwrap()
-                        .record(now.saturating_sub(sent));
+                    let _ = stats.alert.lock().unwrap().record(now.saturating_sub(sent));
                 }
             }
             _ => {}

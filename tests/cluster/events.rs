@@ -106,14 +106,18 @@ async fn a_websocket_on_one_node_sees_the_events_of_a_camera_on_another() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{t}");
     let token = t["data"]["tokenSecret"].as_str().expect("token").to_owned();
-    eventually("two members holding leases", Duration::from_secs(30), || async {
-        let (s, v) = call(&n1, &session, reqwest::Method::GET, "/api/v1/cluster", None).await;
-        let members = v["data"]["members"].as_array()?;
-        (s == StatusCode::OK
-            && members.len() == 2
-            && members.iter().all(|m| m["leaseHeld"] == true))
+    eventually(
+        "two members holding leases",
+        Duration::from_secs(30),
+        || async {
+            let (s, v) = call(&n1, &session, reqwest::Method::GET, "/api/v1/cluster", None).await;
+            let members = v["data"]["members"].as_array()?;
+            (s == StatusCode::OK
+                && members.len() == 2
+                && members.iter().all(|m| m["leaseHeld"] == true))
             .then_some(())
-    })
+        },
+    )
     .await;
 
     let live = LiveEvents::connect(&n2, &token).await;
@@ -183,11 +187,15 @@ async fn a_websocket_on_one_node_sees_the_events_of_a_camera_on_another() {
     )
     .await;
     // The alert, from the shared outbox.
-    let opened = eventually("alert.opened on node 2", Duration::from_secs(60), || async {
-        of_cam("alert.opened")
-            .into_iter()
-            .find(|m| m["data"]["alertType"] == "CAMERA_OFFLINE")
-    })
+    let opened = eventually(
+        "alert.opened on node 2",
+        Duration::from_secs(60),
+        || async {
+            of_cam("alert.opened")
+                .into_iter()
+                .find(|m| m["data"]["alertType"] == "CAMERA_OFFLINE")
+        },
+    )
     .await;
     assert_eq!(opened["data"]["severity"], "critical", "{opened}");
     // Once, although every node reads the outbox.

@@ -180,7 +180,11 @@ async fn a_camera_that_stops_alerts_once_per_channel_and_its_return_resolves() {
         online.is_some_and(|i| statuses[i..].iter().any(|s| s == "offline")),
         "online, then offline: {statuses:?}"
     );
-    assert_eq!(statuses.last().map(String::as_str), Some("online"), "{statuses:?}");
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("online"),
+        "{statuses:?}"
+    );
     assert_eq!(live.closed(), None, "the socket stayed open");
     let _ = std::fs::remove_dir_all(&dir);
 }
