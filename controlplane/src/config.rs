@@ -225,11 +225,54 @@ pub struct ControlPlaneConfig {
     pub cluster: Option<ClusterConfig>,
     /// Notification delivery.
     pub notify: NotifyConfig,
+    /// Live events over the WebSocket (`GET /api/v1/ws`, docs/websocket.md).
+    pub ws: WsConfig,
     /// Test hook: stop the process in the middle of a tier move
     /// (`--test-crash-at after-copy|after-switch`). Default `None`. Only with the
     /// `test-hooks` feature.
     #[cfg(feature = "test-hooks")]
     pub test_crash_at: Option<crate::recordings::CrashPoint>,
+}
+
+/// Live events over the WebSocket (no flags; tests shorten the timers). The limits are
+/// explained in docs/websocket.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsConfig {
+    /// A client without an `Authorization` header must send `auth` within this. Default 5 s.
+    pub auth_timeout: Duration,
+    /// The server pings this often; no pong before the next ping closes with 4009.
+    /// Default 20 s.
+    pub ping_interval: Duration,
+    /// The credential is checked again this often (and at a session token's expiry): an
+    /// expired, revoked or disabled one closes with 4001. Default 30 s.
+    pub auth_recheck: Duration,
+    /// Messages queued for one client; a client that lets it fill is closed with 4008.
+    /// Default 256.
+    pub client_queue: usize,
+    /// Events kept for `resume` (the count bound). Default 10,000.
+    pub backlog_len: usize,
+    /// Events kept for `resume` (the age bound; the smaller bound wins). Default 10 min.
+    pub backlog_age: Duration,
+    /// How often the `alert_events` outbox is read. Default 500 ms.
+    pub outbox_poll: Duration,
+    /// Events relayed to the other cluster nodes are sent in batches at most this far apart.
+    /// Default 100 ms.
+    pub relay_every: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            auth_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(20),
+            auth_recheck: Duration::from_secs(30),
+            client_queue: 256,
+            backlog_len: 10_000,
+            backlog_age: Duration::from_secs(600),
+            outbox_poll: Duration::from_millis(500),
+            relay_every: Duration::from_millis(100),
+        }
+    }
 }
 
 impl ControlPlaneConfig {
@@ -292,6 +335,7 @@ impl Default for ControlPlaneConfig {
             recording_url_ttl: Duration::from_secs(15 * 60),
             cluster: None,
             notify: NotifyConfig::default(),
+            ws: WsConfig::default(),
             #[cfg(feature = "test-hooks")]
             test_crash_at: None,
         }

@@ -208,13 +208,15 @@ impl Tracker {
     }
 }
 
-/// Records one batch of reports.
+/// Records one batch of reports; the cameras whose state changed are pushed to `changed`
+/// (as they are stored, so a failure part-way keeps the ones before it).
 pub(crate) async fn record(
     tracker: &Tracker,
     store: &dyn Store,
     cache: &dyn Cache,
     node_id: &str,
     reports: Vec<StreamHealth>,
+    changed: &mut Vec<(String, StreamStatus)>,
 ) -> Result<(), HealthError> {
     let now = Instant::now();
     let now_ms = now_ms();
@@ -299,6 +301,7 @@ pub(crate) async fn record(
             let node = (status != StreamStatus::Offline).then_some(node_id);
             store.set_stream_status(&h.camera_id, status, node).await?;
             tracing::info!(camera_id = %h.camera_id, status = status.as_str(), "stream status changed");
+            changed.push((h.camera_id.clone(), status));
         }
     }
     Ok(())
@@ -322,22 +325,24 @@ pub(crate) async fn series(
         .collect())
 }
 
-/// Marks cameras whose reports stopped as offline.
+/// Marks cameras whose reports stopped as offline; pushes them to `changed` as it goes.
 pub(crate) async fn sweep(
     tracker: &Tracker,
     store: &dyn Store,
     cache: &dyn Cache,
     timeout: Duration,
-) -> Result<usize, HealthError> {
+    changed: &mut Vec<(String, StreamStatus)>,
+) -> Result<(), HealthError> {
     let stale = tracker.stale(Instant::now(), timeout);
-    for id in &stale {
+    for id in stale {
         store
-            .set_stream_status(id, StreamStatus::Offline, None)
+            .set_stream_status(&id, StreamStatus::Offline, None)
             .await?;
-        cache.del(&keys::stream_status(id)).await?;
+        cache.del(&keys::stream_status(&id)).await?;
         tracing::info!(camera_id = %id, "stream reports stopped: offline");
+        changed.push((id, StreamStatus::Offline));
     }
-    Ok(stale.len())
+    Ok(())
 }
 
 /// The live status of a camera: the cached report, or the stored state when none is fresh.

@@ -24,6 +24,7 @@ mod clock;
 mod cluster;
 mod config;
 mod error;
+mod events;
 mod health;
 pub mod notify;
 pub mod rbac;
@@ -44,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use camstream_raft_store::{Capacity as NodeCapacity, NodeInfo};
 pub use cluster::{Cluster, send_join};
-pub use config::{ClusterConfig, ControlPlaneConfig, NotifyConfig};
+pub use config::{ClusterConfig, ControlPlaneConfig, NotifyConfig, WsConfig};
 pub use error::{ApiError, ErrorCode};
 pub use health::{DayAnalytics, HealthError, LiveStatus};
 pub use test_hooks::TestHookArgs;
@@ -207,6 +208,26 @@ fn metrics_handle() -> PrometheusHandle {
                 "camstream_notify_breaker_state",
                 "Circuit breaker per destination: 0 closed, 1 open, 2 half-open"
             );
+            metrics::describe_gauge!(
+                "camstream_ws_clients",
+                "WebSocket clients connected to GET /api/v1/ws on this node"
+            );
+            metrics::describe_counter!(
+                "camstream_ws_slow_consumers_total",
+                "WebSocket clients closed (4008) for not keeping up with their events"
+            );
+            metrics::describe_counter!(
+                "camstream_ws_keepalive_timeouts_total",
+                "WebSocket clients closed (4009) for not answering a ping"
+            );
+            metrics::describe_counter!(
+                "camstream_events_total",
+                "Live events published to this node's WebSocket clients, by type"
+            );
+            metrics::describe_counter!(
+                "camstream_events_relay_dropped_total",
+                "Live events not relayed to another cluster node (queue full, node unreachable); one per event and node"
+            );
             handle
         })
         .clone()
@@ -360,7 +381,12 @@ impl ControlPlane {
             clustered = cluster.is_some(),
             "control plane started"
         );
+        let events = Arc::new(events::Bus::new(
+            config.ws.backlog_len,
+            config.ws.backlog_age,
+        ));
         let shared = Arc::new(Shared {
+            events,
             config,
             store,
             cache,
@@ -381,7 +407,31 @@ impl ControlPlane {
                     shared.apply_camera_control(c);
                 }
             }));
+            // Events of the other nodes reach this node's WebSocket clients, and this
+            // node's reach theirs.
+            let bus = Arc::downgrade(&shared.events);
+            cluster.on_events(Box::new(move |batch| {
+                if let Some(bus) = bus.upgrade() {
+                    for e in batch {
+                        bus.publish_here(e);
+                    }
+                }
+            }));
+            let (tx, rx) = tokio::sync::mpsc::channel(events::relay::QUEUE);
+            shared.events.set_relay(tx);
+            tasks.spawn(events::relay::run(
+                cluster.clone(),
+                rx,
+                shared.config.ws.relay_every,
+                cancel.clone(),
+            ));
         }
+        tasks.spawn(events::outbox::run(
+            shared.store.clone(),
+            shared.events.clone(),
+            shared.config.ws.outbox_poll,
+            cancel.clone(),
+        ));
         let cp = Self {
             shared,
             cancel,
@@ -454,8 +504,18 @@ impl ControlPlane {
             None => Vec::new(),
         };
         s.alerting.quality.observe(&reports, clock::now_ms());
-        let recorded =
-            health::record(&s.health, &*s.store, &*s.cache, &s.config.node_id, reports).await;
+        events::stream_health(&s.events, &*s.store, &s.config.node_id, &reports).await;
+        let mut changed = Vec::new();
+        let recorded = health::record(
+            &s.health,
+            &*s.store,
+            &*s.cache,
+            &s.config.node_id,
+            reports,
+            &mut changed,
+        )
+        .await;
+        events::camera_status(&s.events, &*s.store, &s.config.node_id, changed).await;
         if let Some(cluster) = &s.cluster {
             // Fencing first: a publisher whose camera moved to another node (newer epoch),
             // or every publisher once this node's lease has been lapsed for a lease, goes.
@@ -568,7 +628,8 @@ impl ControlPlane {
             s.config.hot_dir(),
             s.config.node_id.clone(),
             s.cluster.is_some(),
-        );
+        )
+        .with_events(s.events.clone());
         sink.reconcile().await?;
         let mut recorded = Vec::new();
         let mut filter = CameraFilter {
@@ -732,16 +793,25 @@ async fn sweeper(shared: Arc<Shared>, cancel: CancellationToken) {
             m.sweep();
         }
         alert_passes(&shared).await;
+        let mut changed = Vec::new();
         if let Err(e) = health::sweep(
             &shared.health,
             &*shared.store,
             &*shared.cache,
             shared.config.health_timeout,
+            &mut changed,
         )
         .await
         {
             tracing::warn!(error = %e, "health sweep failed");
         }
+        events::camera_status(
+            &shared.events,
+            &*shared.store,
+            &shared.config.node_id,
+            changed,
+        )
+        .await;
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) live: OnceLock<Arc<dyn LiveControl>>,
     /// The cluster node, `None` on a single node.
     pub(crate) cluster: Option<crate::cluster::Cluster>,
+    /// Live events for `GET /api/v1/ws`.
+    pub(crate) events: Arc<crate::events::Bus>,
 }
 
 impl Shared {

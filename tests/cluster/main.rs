@@ -14,6 +14,7 @@
 mod common;
 
 mod crash;
+mod events;
 mod failover;
 mod nodes;
 mod partition;

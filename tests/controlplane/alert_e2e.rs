@@ -1,8 +1,9 @@
 //! Issue 13 end to end, on the real binary: ffmpeg publishes a camera, then stops. The
 //! camera goes offline, `CAMERA_OFFLINE` is raised after the (shortened) threshold and
-//! reaches the operator once by email (a real SMTP server, aiosmtpd) and once by webhook (a
-//! real HTTP receiver that checks the signature). The camera publishes again: the alert is
-//! resolved, and that is delivered once on each channel too. Nothing is mocked in the
+//! reaches the operator once by email (a real SMTP server, aiosmtpd), once by webhook (a
+//! real HTTP receiver that checks the signature) and once over the live events WebSocket
+//! (`GET /api/v1/ws`, connected for the whole test). The camera publishes again: the alert
+//! is resolved, and that is delivered once on each channel too. Nothing is mocked in the
 //! process.
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde_json::json;
 
 use crate::api::{Api, login};
 use crate::common::ffmpeg::{Ffmpeg, clips};
+use crate::common::ws::LiveEvents;
 use crate::lifecycle::{start, wait_online};
 use crate::peers::{Receiver, SmtpSink, until};
 
@@ -85,6 +87,13 @@ async fn a_camera_that_stops_alerts_once_per_channel_and_its_return_resolves() {
     .await;
     let cam = op.create_camera("Gate", "E2E-ALERT-1").await;
     let id = cam["id"].as_str().expect("id").to_owned();
+    let live = LiveEvents::connect(&server, &op.token).await;
+    let alert_events = |kind: &str| {
+        live.of_type(kind)
+            .into_iter()
+            .filter(|m| m["cameraId"] == id.as_str() && m["data"]["alertType"] == "CAMERA_OFFLINE")
+            .count()
+    };
     let rtmp = cam["rtmpUrl"].as_str().expect("rtmpUrl").to_owned();
 
     let publish = |n: u32| {
@@ -99,9 +108,14 @@ async fn a_camera_that_stops_alerts_once_per_channel_and_its_return_resolves() {
     drop(publisher); // kill_on_drop: the camera stops
     let stopped = Instant::now();
     until(
-        "CAMERA_OFFLINE by email and webhook",
+        "CAMERA_OFFLINE by email, webhook and WebSocket",
         Duration::from_secs(45),
-        async || (smtp.messages().len() == 1 && rx.delivered_hooks().len() == 1).then_some(()),
+        async || {
+            (smtp.messages().len() == 1
+                && rx.delivered_hooks().len() == 1
+                && alert_events("alert.opened") == 1)
+                .then_some(())
+        },
     )
     .await;
     println!(
@@ -132,9 +146,14 @@ async fn a_camera_that_stops_alerts_once_per_channel_and_its_return_resolves() {
     let _publisher = publish(2);
     wait_online(&op, &id, Instant::now()).await;
     until(
-        "the resolution by email and webhook",
+        "the resolution by email, webhook and WebSocket",
         Duration::from_secs(30),
-        async || (smtp.messages().len() == 2 && rx.delivered_hooks().len() == 2).then_some(()),
+        async || {
+            (smtp.messages().len() == 2
+                && rx.delivered_hooks().len() == 2
+                && alert_events("alert.resolved") == 1)
+                .then_some(())
+        },
     )
     .await;
     assert!(smtp.messages()[1].contains("CAMERA_OFFLINE resolved"));
@@ -147,5 +166,25 @@ async fn a_camera_that_stops_alerts_once_per_channel_and_its_return_resolves() {
     assert_eq!(smtp.messages().len(), 2);
     assert_eq!(rx.hits().len(), 2, "{:?}", rx.hits());
     assert!(rx.problems().is_empty(), "{:?}", rx.problems());
+    // Over the WebSocket: opened once, resolved once, and the camera's status changes.
+    assert_eq!(alert_events("alert.opened"), 1, "{:?}", live.messages());
+    assert_eq!(alert_events("alert.resolved"), 1, "{:?}", live.messages());
+    let statuses: Vec<String> = live
+        .of_type("camera.status")
+        .iter()
+        .filter(|m| m["cameraId"] == id.as_str())
+        .filter_map(|m| m["data"]["status"].as_str().map(str::to_owned))
+        .collect();
+    let online = statuses.iter().position(|s| s == "online");
+    assert!(
+        online.is_some_and(|i| statuses[i..].iter().any(|s| s == "offline")),
+        "online, then offline: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("online"),
+        "{statuses:?}"
+    );
+    assert_eq!(live.closed(), None, "the socket stayed open");
     let _ = std::fs::remove_dir_all(&dir);
 }

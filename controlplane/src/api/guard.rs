@@ -151,7 +151,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::new(ErrorCode::AuthTokenMissing, "authorization required"))?;
@@ -244,7 +244,7 @@ async fn authenticate_api_token(state: &AppState, token: &str) -> Result<Princip
     })
 }
 
-fn authorize(p: &Principal, access: Access) -> Result<(), ApiError> {
+pub(crate) fn authorize(p: &Principal, access: Access) -> Result<(), ApiError> {
     let restricted = |why: &str| ApiError::new(ErrorCode::AuthRoleRestricted, why);
     let missing = |perm: Permission| {
         ApiError::new(
@@ -285,7 +285,7 @@ fn authorize(p: &Principal, access: Access) -> Result<(), ApiError> {
 }
 
 /// The rate-limit state of one request, for the response headers.
-struct Quota {
+pub(crate) struct Quota {
     limit: i64,
     remaining: i64,
     reset: u64,
@@ -302,7 +302,7 @@ impl Quota {
     }
 }
 
-async fn rate_limit(state: &AppState, p: &Principal) -> Result<Quota, ApiError> {
+pub(crate) async fn rate_limit(state: &AppState, p: &Principal) -> Result<Quota, ApiError> {
     let now_s = u64::try_from(now_ms() / 1000).unwrap_or(0);
     let window = now_s / WINDOW_SECS;
     let reset = (window + 1) * WINDOW_SECS;

@@ -23,6 +23,7 @@ mod spec;
 mod tokens;
 mod users;
 mod vod;
+mod ws;
 
 use std::sync::Arc;
 
@@ -89,6 +90,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cluster::remove))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::acknowledge))
+        .routes(routes!(ws::connect))
         .routes(routes!(alert_rules::list, alert_rules::create))
         .routes(routes!(alert_rules::defaults))
         .routes(routes!(

@@ -202,6 +202,9 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     r("GET", "/api/v1/alerts", Perm(CamerasRead)),
     r("POST", "/api/v1/alerts/{id}/ack", Perm(CamerasWrite)),
+    // The handler authenticates (a header, or the first message once upgraded) and needs
+    // cameras:read, as the alerts and cameras it reports on.
+    r("GET", "/api/v1/ws", Public),
     r("GET", "/api/v1/alert-rules", Perm(CamerasRead)),
     r("POST", "/api/v1/alert-rules", Perm(CamerasWrite)),
     r("GET", "/api/v1/alert-rules/defaults", Perm(CamerasRead)),

@@ -129,6 +129,9 @@ pub(crate) struct CameraControl {
 /// Applies a [`CameraControl`] on this node.
 pub(crate) type CameraHook = Box<dyn Fn(&CameraControl) + Send + Sync>;
 
+/// Publishes events relayed from another node on this node's bus.
+pub(crate) type EventsHook = Box<dyn Fn(Vec<crate::events::NewEvent>) + Send + Sync>;
+
 /// A running cluster node. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -160,6 +163,8 @@ struct Inner {
     membership: tokio::sync::Mutex<()>,
     /// Where camera controls from other nodes go (the control plane's live streams).
     camera_hook: std::sync::OnceLock<CameraHook>,
+    /// Where events relayed from other nodes go (the control plane's event bus).
+    events_hook: std::sync::OnceLock<EventsHook>,
     /// What the fence remembers between health rounds.
     fence: Mutex<fence::Fence>,
     /// The term in which this node, as leader, wrote its `Takeover` (0: none yet), and the
@@ -274,6 +279,7 @@ impl Cluster {
                 peer,
                 lease_until: Mutex::new(None),
                 camera_hook: std::sync::OnceLock::new(),
+                events_hook: std::sync::OnceLock::new(),
                 load: Mutex::new(Load::default()),
                 membership: tokio::sync::Mutex::new(()),
                 fence: Mutex::new(fence::Fence::new(node_id, lease)),
@@ -750,6 +756,74 @@ impl Cluster {
             }
             None => false,
         }
+    }
+
+    /// Sets what publishes events relayed by other nodes (once).
+    pub(crate) fn on_events(&self, hook: EventsHook) {
+        if self.inner.events_hook.set(hook).is_err() {
+            tracing::warn!("events hook set twice");
+        }
+    }
+
+    /// Publishes events relayed by another node; `false` before the hook is set.
+    pub(crate) fn apply_events(&self, events: Vec<crate::events::NewEvent>) -> bool {
+        match self.inner.events_hook.get() {
+            Some(hook) => {
+                hook(events);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a batch of this node's events to every other member at once (signed
+    /// `POST /cluster/events` on their raft listeners); the number of members that did not
+    /// take it (each is logged at debug: a member that is down misses events, by design).
+    pub(crate) async fn send_events(&self, events: &[crate::events::NewEvent]) -> usize {
+        let me = self.inner.info.id;
+        let targets: Vec<(NodeId, String)> = self.inner.state.read(|s| {
+            s.members()
+                .filter(|(id, _)| *id != me)
+                .map(|(id, m)| (id, m.info.raft_addr.clone()))
+                .collect()
+        });
+        if targets.is_empty() {
+            return 0;
+        }
+        let body = Arc::new(events.to_vec());
+        let mut sends = JoinSet::new();
+        for (node, addr) in targets {
+            let peer = self.inner.peer.clone();
+            let body = body.clone();
+            sends.spawn(async move {
+                let sent = peer
+                    .post::<_, bool>(
+                        &format!("http://{addr}"),
+                        "/cluster/events",
+                        &*body,
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                match sent {
+                    Ok(true) => true,
+                    Ok(false) => {
+                        tracing::debug!(node, "a node was not ready for relayed events");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::debug!(node, error = %e, "relayed events not delivered");
+                        false
+                    }
+                }
+            });
+        }
+        let mut failed = 0;
+        while let Some(r) = sends.join_next().await {
+            if !r.unwrap_or(false) {
+                failed += 1;
+            }
+        }
+        failed
     }
 
     /// Sends `control` to every other member, in the background. A member that misses it

@@ -46,6 +46,7 @@ fn router(cluster: Cluster) -> Router {
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
         .route("/cluster/camera", post(camera_control))
+        .route("/cluster/events", post(events))
         .layer(from_fn_with_state(cluster.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(cluster)
@@ -122,4 +123,13 @@ async fn camera_control(State(c): State<Cluster>, body: Bytes) -> Response {
         Err(e) => return e.into_response(),
     };
     Json(c.apply_camera_control(&control)).into_response()
+}
+
+/// Events relayed by another node (`events::relay`).
+async fn events(State(c): State<Cluster>, body: Bytes) -> Response {
+    let batch: Vec<crate::events::NewEvent> = match json_body(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    Json(c.apply_events(batch)).into_response()
 }

@@ -32,6 +32,10 @@ fn size(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+fn camera_id_of(a: &NewAlert) -> String {
+    a.camera_id.clone().unwrap_or_default()
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -60,6 +64,8 @@ pub struct RecordingSink {
     clustered: bool,
     /// Files whose stored index chunks are incomplete.
     dirty: HashSet<PathBuf>,
+    /// Where `recording.*` live events go.
+    events: Option<Arc<crate::events::Bus>>,
 }
 
 impl std::fmt::Debug for RecordingSink {
@@ -108,7 +114,27 @@ impl RecordingSink {
             node,
             clustered,
             dirty: HashSet::new(),
+            events: None,
         }
+    }
+
+    /// Publishes `recording.*` live events on `bus` from now on.
+    pub(crate) fn with_events(mut self, bus: Arc<crate::events::Bus>) -> Self {
+        self.events = Some(bus);
+        self
+    }
+
+    /// Publishes a live event about `camera` (after its store write).
+    async fn live(&self, kind: &str, camera: &str, data: serde_json::Value) {
+        let Some(bus) = &self.events else { return };
+        let company = bus.companies.of(&*self.store, camera).await;
+        bus.publish(crate::events::NewEvent {
+            kind: kind.to_owned(),
+            at: crate::clock::now_ms(),
+            camera_id: Some(camera.to_owned()),
+            company,
+            data,
+        });
     }
 
     /// Persists one event. Failures are logged (with the file), never returned: the next
@@ -155,6 +181,12 @@ impl RecordingSink {
                 };
                 let row = retry("open", || self.store.open_recording(r.clone())).await?;
                 tracing::info!(recording_id = %row.id, camera_id = %row.camera_id, path = %row.file_path, "recording file opened");
+                self.live(
+                    crate::events::RECORDING_STARTED,
+                    &row.camera_id,
+                    serde_json::json!({ "recordingId": row.id, "filename": row.filename, "nodeId": self.node }),
+                )
+                .await;
                 // Recording works again: the camera's recording alerts are resolved.
                 let at = crate::clock::now_ms();
                 for code in ["RECORDING_FAILED", "STORAGE_FULL"] {
@@ -181,13 +213,13 @@ impl RecordingSink {
                 self.grow(&path, growth, &entries).await?;
             }
             RecorderEvent::Closed {
+                camera,
                 path,
                 duration,
                 size: bytes,
                 end_time,
                 entries,
                 reason,
-                ..
             } => {
                 let growth = RecordingGrowth {
                     duration_ms: millis(duration),
@@ -201,6 +233,18 @@ impl RecordingSink {
                     self.reindex(&path).await?;
                 }
                 tracing::info!(path = %path.display(), %reason, duration_ms = growth.duration_ms, bytes, "recording file closed");
+                self.live(
+                    crate::events::RECORDING_STOPPED,
+                    &camera,
+                    serde_json::json!({
+                        "filename": file_name(&path),
+                        "durationMs": growth.duration_ms,
+                        "bytes": bytes,
+                        "reason": reason,
+                        "nodeId": self.node,
+                    }),
+                )
+                .await;
             }
             RecorderEvent::Repaired {
                 file,
@@ -250,7 +294,14 @@ impl RecordingSink {
                     message,
                     company,
                 };
+                let text = alert.message.clone();
                 retry("alert", || self.store.create_alert(alert.clone())).await?;
+                self.live(
+                    crate::events::RECORDING_FAILED,
+                    &camera_id_of(&alert),
+                    serde_json::json!({ "code": code, "message": text, "nodeId": self.node }),
+                )
+                .await;
             }
             RecorderEvent::Dropped {
                 camera,

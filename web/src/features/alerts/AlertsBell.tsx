@@ -1,8 +1,40 @@
-import { useQuery } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { Link } from "wouter";
+import { api } from "@/lib/client";
 import { cn } from "@/lib/cn";
 import { chimeFor, openAlertsQuery, playChime } from "./alerts";
+import { LiveAlerts, setLiveState, wsUrl } from "./live";
+
+/**
+ * Alert events over the live socket while this component is mounted (it is on every page):
+ * each one refetches the alert queries, which stop polling while the socket is up.
+ */
+function useLiveAlerts(): void {
+  const qc = useQueryClient();
+  useEffect(() => {
+    if (typeof WebSocket === "undefined") return;
+    const live = new LiveAlerts({
+      url: wsUrl(window.location),
+      token: () => api.session?.accessToken ?? null,
+      // Any authenticated request refreshes an expired access token.
+      refresh: async () => {
+        await api.get("/api/v1/auth/me");
+      },
+      onAlert: () => void qc.invalidateQueries({ queryKey: ["alerts"] }),
+      onState: (s) => {
+        setLiveState(s);
+        // Polling resumes at once when the socket goes away.
+        if (s === "closed") void qc.invalidateQueries({ queryKey: ["alerts"] });
+      },
+    });
+    live.start();
+    return () => {
+      live.stop();
+      setLiveState("closed");
+    };
+  }, [qc]);
+}
 
 const SOUND_KEY = "camstream.alertSound";
 
@@ -18,6 +50,7 @@ export function useAlertSound(): [boolean, (on: boolean) => void] {
 
 /** Open, unacknowledged alerts on every page; chimes on a new critical one when sound is on. */
 export function AlertsBell() {
+  useLiveAlerts();
   const open = useQuery(openAlertsQuery);
   const [sound] = useAlertSound();
   const seen = useRef<Set<string> | null>(null);

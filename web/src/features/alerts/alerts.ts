@@ -1,12 +1,18 @@
 import { queryOptions } from "@tanstack/react-query";
 import type { Schemas } from "@/lib/api";
 import { api } from "@/lib/client";
+import { liveState } from "./live";
 
 export type Alert = Schemas["AlertView"];
 export type Severity = Schemas["Severity"];
 
-/** How often alerts are polled (the notifications WebSocket will replace it). */
+/** How often alerts are polled while the live events socket is down (`live.ts`). */
 export const ALERT_POLL_MS = 10_000;
+
+/** No polling while the live socket delivers alert events; polling otherwise. */
+export function alertPollInterval(): number | false {
+  return liveState() === "open" ? false : ALERT_POLL_MS;
+}
 
 export interface AlertFilters {
   severity: Severity | "";
@@ -32,7 +38,7 @@ export const alertListQuery = (f: AlertFilters) =>
   queryOptions({
     queryKey: ["alerts", "list", f],
     queryFn: ({ signal }) => api.get<Schemas["Paged_AlertView"]>("/api/v1/alerts", { signal, query: alertQuery(f) }),
-    refetchInterval: ALERT_POLL_MS,
+    refetchInterval: alertPollInterval,
   });
 
 /** Open alerts nobody acknowledged yet: the bell's count and the newest few. */
@@ -40,7 +46,7 @@ export const openAlertsQuery = queryOptions({
   queryKey: ["alerts", "open"],
   queryFn: ({ signal }) =>
     api.get<Schemas["Paged_AlertView"]>("/api/v1/alerts", { signal, query: { state: "open", acknowledged: false, limit: 20 } }),
-  refetchInterval: ALERT_POLL_MS,
+  refetchInterval: alertPollInterval,
 });
 
 /**
