@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const CAMERAS: usize = 50;
-const PASSWORD: &str = "Bench-Admin-Pass-42";
+const PASSWORD: &str = "Bench-Fleet-Pass-42";
 
 fn now_us() -> u64 {
     SystemTime::now()

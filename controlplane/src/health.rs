@@ -262,15 +262,19 @@ pub(crate) async fn record(
                 date: day.clone(),
                 ..DayAnalytics::default()
             });
-        a.bytes_in += delta.bytes_in;
-        a.bytes_out += delta.bytes_out;
-        a.dropped_frames += delta.dropped;
+        a.bytes_in = a.bytes_in.saturating_add(delta.bytes_in);
+        a.bytes_out = a.bytes_out.saturating_add(delta.bytes_out);
+        a.dropped_frames = a.dropped_frames.saturating_add(delta.dropped);
         a.peak_viewers = a.peak_viewers.max(h.viewers);
         a.online_seconds += delta.online.as_secs_f64();
         if status == StreamStatus::Online {
             // Running mean over the day's online samples.
-            a.avg_bitrate = (a.avg_bitrate * a.samples + h.bitrate_bps) / (a.samples + 1);
-            a.samples += 1;
+            // In u128: a report's bitrate comes from the data plane (or a peer node) and a
+            // day has tens of thousands of samples; u64 overflowed on absurd values.
+            let sum = u128::from(a.avg_bitrate) * u128::from(a.samples) + u128::from(h.bitrate_bps);
+            let mean = sum / (u128::from(a.samples) + 1);
+            a.avg_bitrate = u64::try_from(mean).unwrap_or(u64::MAX);
+            a.samples = a.samples.saturating_add(1);
         }
         let json = serde_json::to_string(&a).unwrap_or_default();
         cache.set(&key, &json, Some(ANALYTICS_TTL)).await?;

@@ -538,11 +538,17 @@ async fn dispatch(
                         Ok(())
                     }
                 }
-                // The dispatcher fell a whole broadcast buffer behind: the stream it would
-                // give the client has a hole.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    metrics::counter!("camstream_ws_slow_consumers_total").increment(1);
-                    Err(Stop::Close(CLOSE_SLOW, "slow consumer".into()))
+                // This connection's task fell a whole broadcast buffer behind (the server,
+                // not the client, was slow: a flood of events on a busy node). The client
+                // is told of the hole and stays connected; it refetches over REST or
+                // resumes from its last id. A client that does not read is closed by its
+                // queue (`send`), not here.
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    metrics::counter!("camstream_ws_lagged_total").increment(1);
+                    conn.send(text(json!({
+                        "type": "gap", "reason": "lagged", "stream": conn.state.events.stream(),
+                        "missed": missed,
+                    })))
                 }
                 Err(broadcast::error::RecvError::Closed) => Err(Stop::Gone),
             },
