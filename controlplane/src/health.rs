@@ -269,11 +269,7 @@ pub(crate) async fn record(
         a.online_seconds += delta.online.as_secs_f64();
         if status == StreamStatus::Online {
             // Running mean over the day's online samples.
-            // In u128: a report's bitrate comes from the data plane (or a peer node) and a
-            // day has tens of thousands of samples; u64 overflowed on absurd values.
-            let sum = u128::from(a.avg_bitrate) * u128::from(a.samples) + u128::from(h.bitrate_bps);
-            let mean = sum / (u128::from(a.samples) + 1);
-            a.avg_bitrate = u64::try_from(mean).unwrap_or(u64::MAX);
+            a.avg_bitrate = running_mean(a.avg_bitrate, a.samples, h.bitrate_bps);
             a.samples = a.samples.saturating_add(1);
         }
         let json = serde_json::to_string(&a).unwrap_or_default();
@@ -380,6 +376,14 @@ pub(crate) async fn live_status(
     })
 }
 
+/// The mean of `samples` values averaging `avg`, and `x`. In u128: a report's bitrate comes
+/// from the data plane or a peer node and a day holds tens of thousands of samples, so the
+/// product overflowed u64 on absurd values (a debug build panicked).
+fn running_mean(avg: u64, samples: u64, x: u64) -> u64 {
+    let sum = u128::from(avg) * u128::from(samples) + u128::from(x);
+    u64::try_from(sum / (u128::from(samples) + 1)).unwrap_or(u64::MAX)
+}
+
 /// The day's analytics of a camera (zeros when nothing was recorded).
 pub(crate) async fn day_analytics(
     cache: &dyn Cache,
@@ -444,6 +448,17 @@ mod tests {
         );
         assert!(d.changed);
         assert_eq!(d.online, Duration::ZERO);
+    }
+
+    #[test]
+    fn running_mean_never_overflows() {
+        assert_eq!(running_mean(0, 0, 2_000_000), 2_000_000);
+        assert_eq!(running_mean(2_000_000, 1, 4_000_000), 3_000_000);
+        assert_eq!(running_mean(u64::MAX, u64::MAX - 1, u64::MAX), u64::MAX);
+        assert_eq!(
+            running_mean(1_700_000_000_000_000, 86_400, 0),
+            1_699_980_324_301_801
+        );
     }
 
     #[test]
