@@ -457,7 +457,7 @@ mod tests {
         assert_eq!(running_mean(u64::MAX, u64::MAX - 1, u64::MAX), u64::MAX);
         assert_eq!(
             running_mean(1_700_000_000_000_000, 86_400, 0),
-            1_699_980_324_301_801
+            1_699_980_324_301_802
         );
     }
 
