@@ -79,9 +79,34 @@ pub(crate) struct Server {
     workdir: PathBuf,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a probe socket")?;
-    Ok(l.local_addr()?.port())
+/// `N` distinct free loopback ports. The probe sockets are all held until every port is
+/// chosen, so one call never hands out the same port twice; another process can still
+/// take one before the server binds it (see `Server::camstream`, which retries).
+fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let probes = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding a probe socket"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&probes) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+/// What a server printed before it died, without the backtrace frames that bury the
+/// reason (`RUST_BACKTRACE=1` in CI prints thirty frames after a one-line error).
+fn readable_tail(text: &str, keep: usize) -> String {
+    let frame = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with("at ")
+            || t.split_once(": ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !frame(l) && !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(keep)..].join("\n")
 }
 
 /// A fresh folder on tmpfs when there is one (the nginx baseline kept HLS on tmpfs).
@@ -213,7 +238,31 @@ impl Server {
     /// Starts `camstream serve` on free loopback ports. `admin_password` is handed over
     /// as `CAMSTREAM_ADMIN_PASSWORD` (an environment variable, so a binary without the
     /// control plane still starts).
+    ///
+    /// The ports are probed free and then handed over, so another process can bind one in
+    /// between; a start that fails on a port in use is retried on fresh ports (three tries
+    /// in all). Any other early exit fails at once with the server's own error line.
     pub(crate) async fn camstream(
+        bin: &Path,
+        extra: &[String],
+        allow_any_key: bool,
+        admin_password: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::camstream_once(bin, extra, allow_any_key, admin_password).await {
+                Err(e) if tries < 3 && format!("{e:#}").contains("os error 98") => {
+                    eprintln!(
+                        "camstream could not bind a probed port (taken meanwhile); retrying on fresh ports"
+                    );
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn camstream_once(
         bin: &Path,
         extra: &[String],
         allow_any_key: bool,
@@ -226,7 +275,7 @@ impl Server {
             );
         }
         let dir = workdir(Kind::Camstream)?;
-        let (rtmp, rtmps, http, https) = (free_port()?, free_port()?, free_port()?, free_port()?);
+        let [rtmp, rtmps, http, https] = free_ports::<4>()?;
         let mut args: Vec<String> = vec!["serve".into()];
         if allow_any_key {
             args.push("--allow-any-key".into());
@@ -290,7 +339,7 @@ impl Server {
             chmod(&dir.join(sub), 0o777)?;
         }
         chmod(&dir, 0o755)?;
-        let (rtmp, http) = (free_port()?, free_port()?);
+        let [rtmp, http] = free_ports::<2>()?;
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, nginx_conf(&dir, rtmp, http, workers, is_root()))?;
         let log = std::fs::File::create(dir.join("server.log"))?;
@@ -358,8 +407,7 @@ impl Server {
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.workdir.join("server.log")).unwrap_or_default()
             + &std::fs::read_to_string(self.workdir.join("error.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        readable_tail(&text, 15)
     }
 
     async fn wait_ready(&mut self, path: &str) -> anyhow::Result<()> {
@@ -417,6 +465,26 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probed_ports_are_distinct() {
+        for _ in 0..50 {
+            let ports = free_ports::<4>().unwrap();
+            let mut sorted = ports.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 4, "{ports:?}");
+        }
+    }
+
+    #[test]
+    fn the_tail_keeps_the_error_and_drops_backtrace_frames() {
+        let log = "2026-12-06 INFO starting\nError: cannot start the data plane\n\nCaused by:\n    Address already in use (os error 98)\n\nStack backtrace:\n   0: anyhow::error::msg\n             at ./src/lib.rs:1:2\n  28: main\n  31: _start\n";
+        let t = readable_tail(log, 15);
+        assert!(t.contains("Error: cannot start the data plane"), "{t}");
+        assert!(t.contains("os error 98"), "{t}");
+        assert!(!t.contains("_start") && !t.contains("lib.rs"), "{t}");
+    }
 
     #[test]
     fn urls_per_server() {
