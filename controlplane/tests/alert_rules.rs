@@ -9,26 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use camstream_protocol::{StreamHealth, StreamState};
+use camstream_protocol::StreamState;
 use serde_json::{Value, json};
 use support::TestApp;
-
-fn report(camera: &str, state: StreamState, fps: f32) -> StreamHealth {
-    StreamHealth {
-        camera_id: camera.into(),
-        state,
-        fps,
-        bitrate_bps: 1_000_000,
-        dropped_frames: 0,
-        resolution: Some((1280, 720)),
-        codecs: vec!["avc1.64001f".into()],
-        viewers: 0,
-        bytes_in: 1,
-        bytes_out: 0,
-        since: std::time::SystemTime::now(),
-        last_seen: std::time::SystemTime::now(),
-    }
-}
 
 async fn alerts(app: &TestApp, who: &str, query: &str) -> Vec<Value> {
     let r = app
@@ -409,13 +392,13 @@ async fn camera_rule_over_company_rule_over_default_for_camera_offline() {
     let all = [&by_company, &by_camera, &muted, &by_default, &globex_fast];
     for cam in all {
         app.cp
-            .report_health(vec![report(cam, StreamState::Online, 25.0)])
+            .report_health(vec![support::health_at_fps(cam, StreamState::Online, 25.0)])
             .await
             .unwrap();
     }
     for cam in all {
         app.cp
-            .report_health(vec![report(cam, StreamState::Offline, 0.0)])
+            .report_health(vec![support::health_at_fps(cam, StreamState::Offline, 0.0)])
             .await
             .unwrap();
     }
@@ -486,7 +469,7 @@ async fn stream_quality_is_raised_and_resolved_from_health_reports() {
         let end = Instant::now() + for_;
         while Instant::now() < end {
             app.cp
-                .report_health(vec![report(&cam, StreamState::Online, fps)])
+                .report_health(vec![support::health_at_fps(&cam, StreamState::Online, fps)])
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(250)).await;

@@ -8,26 +8,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use camstream_protocol::{StreamHealth, StreamState};
+use camstream_protocol::StreamState;
 use serde_json::Value;
 use support::TestApp;
-
-fn report(camera: &str, state: StreamState) -> StreamHealth {
-    StreamHealth {
-        camera_id: camera.into(),
-        state,
-        fps: 25.0,
-        bitrate_bps: 1_000_000,
-        dropped_frames: 0,
-        resolution: Some((1280, 720)),
-        codecs: vec!["avc1.64001f".into()],
-        viewers: 0,
-        bytes_in: 1,
-        bytes_out: 0,
-        since: std::time::SystemTime::now(),
-        last_seen: std::time::SystemTime::now(),
-    }
-}
 
 async fn alerts(app: &TestApp, who: &str, query: &str) -> Vec<Value> {
     let r = app
@@ -78,11 +61,11 @@ async fn an_offline_camera_raises_one_alert_for_its_tenant_which_resolves_when_i
         .to_owned();
 
     app.cp
-        .report_health(vec![report(&cam, StreamState::Online)])
+        .report_health(vec![support::health(&cam, StreamState::Online)])
         .await
         .unwrap();
     app.cp
-        .report_health(vec![report(&cam, StreamState::Offline)])
+        .report_health(vec![support::health(&cam, StreamState::Offline)])
         .await
         .unwrap();
     let went = Instant::now();
@@ -152,7 +135,7 @@ async fn an_offline_camera_raises_one_alert_for_its_tenant_which_resolves_when_i
 
     // Back online: resolved by the next sweep.
     app.cp
-        .report_health(vec![report(&cam, StreamState::Online)])
+        .report_health(vec![support::health(&cam, StreamState::Online)])
         .await
         .unwrap();
     let resolved = until("resolved", async || {

@@ -15,30 +15,13 @@ use axum::http::StatusCode;
 use camstream_controlplane::notify::{Clock, ManualClock};
 use camstream_controlplane::store::notify::Delivery;
 use camstream_controlplane::store::{NewAlert, Store};
-use camstream_protocol::{StreamHealth, StreamState};
+use camstream_protocol::StreamState;
 use peers::{Receiver, SmtpSink, until};
 use serde_json::{Value, json};
 use support::TestApp;
 
 const SECRET: &str = "whsec-test-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn report(camera: &str, state: StreamState) -> StreamHealth {
-    StreamHealth {
-        camera_id: camera.into(),
-        state,
-        fps: 25.0,
-        bitrate_bps: 1_000_000,
-        dropped_frames: 0,
-        resolution: Some((1280, 720)),
-        codecs: vec!["avc1.64001f".into()],
-        viewers: 0,
-        bytes_in: 1,
-        bytes_out: 0,
-        since: std::time::SystemTime::now(),
-        last_seen: std::time::SystemTime::now(),
-    }
-}
 
 async fn call_ok(app: &TestApp, method: &str, path: &str, who: &str, body: Option<Value>) -> Value {
     let r = app.call(method, path, Some(who), body).await;
@@ -149,11 +132,11 @@ async fn an_offline_camera_is_delivered_once_per_channel_and_so_is_its_return() 
         .unwrap()
         .to_owned();
     app.cp
-        .report_health(vec![report(&cam, StreamState::Online)])
+        .report_health(vec![support::health(&cam, StreamState::Online)])
         .await
         .unwrap();
     app.cp
-        .report_health(vec![report(&cam, StreamState::Offline)])
+        .report_health(vec![support::health(&cam, StreamState::Offline)])
         .await
         .unwrap();
     let went = std::time::Instant::now();
@@ -204,7 +187,7 @@ async fn an_offline_camera_is_delivered_once_per_channel_and_so_is_its_return() 
 
     // It comes back: resolved, once each.
     app.cp
-        .report_health(vec![report(&cam, StreamState::Online)])
+        .report_health(vec![support::health(&cam, StreamState::Online)])
         .await
         .unwrap();
     until(

@@ -141,23 +141,6 @@ async fn close_code(ws: &mut Ws, within: Duration) -> Option<u16> {
     }
 }
 
-fn report(camera: &str, state: StreamState) -> StreamHealth {
-    StreamHealth {
-        camera_id: camera.into(),
-        state,
-        fps: 25.0,
-        bitrate_bps: 1_000_000,
-        dropped_frames: 0,
-        resolution: Some((1280, 720)),
-        codecs: vec!["avc1.64001f".into()],
-        viewers: 0,
-        bytes_in: 1,
-        bytes_out: 0,
-        since: std::time::SystemTime::now(),
-        last_seen: std::time::SystemTime::now(),
-    }
-}
-
 fn alert(camera: &str, company: &str, cause: &str) -> NewAlert {
     NewAlert {
         kind: "CAMERA_OFFLINE".into(),
@@ -285,7 +268,7 @@ async fn tenants_see_only_their_cameras_and_alerts() {
     assert_eq!(sub["cameraIds"], json!([cam]));
 
     app.cp
-        .report_health(vec![report(&cam, StreamState::Online)])
+        .report_health(vec![support::health(&cam, StreamState::Online)])
         .await
         .expect("report");
     let store = app.cp.store();
@@ -320,8 +303,8 @@ async fn health_comes_about_every_second_for_subscribed_cameras_only() {
             tick.tick().await;
             let _ = cp
                 .report_health(vec![
-                    report(&c1, StreamState::Online),
-                    report(&c2, StreamState::Online),
+                    support::health(&c1, StreamState::Online),
+                    support::health(&c2, StreamState::Online),
                 ])
                 .await;
         }
@@ -525,7 +508,7 @@ async fn a_client_that_never_reads_is_closed_4008_and_memory_stays_bounded() {
     let mut peak = rss_before;
     loop {
         let batch: Vec<StreamHealth> = (0..200)
-            .map(|_| report(&cam, StreamState::Online))
+            .map(|_| support::health(&cam, StreamState::Online))
             .collect();
         app.cp.report_health(batch).await.expect("report");
         sent += 200;

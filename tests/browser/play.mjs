@@ -5,13 +5,11 @@
 // Usage: node play.mjs <playlist URL> <seconds of playback wanted> <timeout seconds>
 // The page is served from its own origin (a small HTTP server here) so that playback
 // depends on camstream's CORS headers, as a player on another site would.
-import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
+import { firstTab, launchChromium, servePages } from "./chromium.mjs";
 
 const [src, wantArg, timeoutArg] = process.argv.slice(2);
 const want = Number(wantArg ?? 6);
@@ -21,45 +19,17 @@ const require = createRequire(import.meta.url);
 const hlsJs = readFileSync(require.resolve("hls.js/dist/hls.min.js"));
 const page = readFileSync(join(here, "page.html"));
 
-const server = createServer((req, res) => {
-  const path = new URL(req.url, "http://x").pathname;
-  if (path === "/favicon.ico") {
-    res.writeHead(204).end();
-  } else if (path === "/") {
-    res.writeHead(200, { "content-type": "text/html" }).end(page);
-  } else if (path === "/hls.min.js") {
-    res.writeHead(200, { "content-type": "text/javascript" }).end(hlsJs);
-  } else {
-    res.writeHead(404).end();
-  }
+const server = await servePages({
+  "/": ["text/html", page],
+  "/hls.min.js": ["text/javascript", hlsJs],
 });
-await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const origin = server.origin;
 
-const userDataDir = mkdtempSync(join(tmpdir(), "camstream-chromium-"));
 const result = { ok: false, samples: [], errors: [], console: [], failedRequests: [], requests: 0 };
-let context;
+let browser;
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
-  const tab = context.pages()[0] ?? (await context.newPage());
-  tab.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") result.console.push(m.text());
-  });
-  tab.on("pageerror", (e) => result.console.push(`pageerror: ${e.message}`));
+  browser = await launchChromium(["--disable-quic"]);
+  const tab = await firstTab(browser.context, result.console);
   const started = Date.now();
   tab.on("requestfinished", async (req) => {
     result.requests += 1;
@@ -132,8 +102,7 @@ try {
 } catch (e) {
   result.exception = String(e && e.stack ? e.stack : e);
 } finally {
-  if (context) await context.close();
+  if (browser) await browser.close();
   server.close();
-  rmSync(userDataDir, { recursive: true, force: true });
 }
 console.log(JSON.stringify(result));

@@ -5,12 +5,10 @@
 // line.
 //
 // Usage: node whep.mjs <WHEP URL> <sessions> <seconds> <metrics URL> [bearer token]
-import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { firstTab, launchChromium, servePages } from "./chromium.mjs";
 
 const [url, nArg, secondsArg, metricsUrl, auth] = process.argv.slice(2);
 const n = Number(nArg ?? 1);
@@ -18,15 +16,8 @@ const seconds = Number(secondsArg ?? 20);
 const here = dirname(fileURLToPath(import.meta.url));
 const page = readFileSync(join(here, "whep.html"));
 
-const server = createServer((req, res) => {
-  if (new URL(req.url, "http://x").pathname === "/") {
-    res.writeHead(200, { "content-type": "text/html" }).end(page);
-  } else {
-    res.writeHead(404).end();
-  }
-});
-await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const server = await servePages({ "/": ["text/html", page] });
+const origin = server.origin;
 
 async function gauge() {
   const text = await (await fetch(metricsUrl)).text();
@@ -34,31 +25,12 @@ async function gauge() {
   return line ? Number(line.split(" ")[1]) : null;
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), "camstream-chromium-"));
 const result = { sessions: [], samples: [], console: [] };
-let context;
+let browser;
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-      // Host candidates with real addresses, not mDNS names (the server is on loopback).
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ],
-  });
-  const tab = context.pages()[0] ?? (await context.newPage());
-  tab.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") result.console.push(m.text());
-  });
-  tab.on("pageerror", (e) => result.console.push(`pageerror: ${e.message}`));
+  // Host candidates with real addresses, not mDNS names (the server is on loopback).
+  browser = await launchChromium(["--disable-features=WebRtcHideLocalIpsWithMdns"]);
+  const tab = await firstTab(browser.context, result.console);
   await tab.goto(`${origin}/`);
   const started = Date.now();
   result.sessions = await tab.evaluate(
@@ -84,8 +56,7 @@ try {
 } catch (e) {
   result.exception = String(e && e.stack ? e.stack : e);
 } finally {
-  if (context) await context.close();
+  if (browser) await browser.close();
   server.close();
-  rmSync(userDataDir, { recursive: true, force: true });
 }
 console.log(JSON.stringify(result));

@@ -3,79 +3,27 @@
 //! (relayed over the signed `/cluster/events` channel), and the `CAMERA_OFFLINE`
 //! `alert.opened` once the publisher stops (read by node 2 from the shared outbox).
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use super::failover::{ADMIN_PASSWORD, call, free_port, start_node};
 use crate::common::services::Postgres;
 use crate::common::ws::LiveEvents;
-use crate::common::{Server, ServerOptions, eventually};
-
-const SECRET: &str = "cluster-events-secret-0123456789";
-const ADMIN_PASSWORD: &str = "Raft-Events-Pass-42";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
-}
+use crate::common::{Server, eventually};
 
 async fn node(id: u64, db: &str, join: Option<String>) -> Server {
-    let mut extra: Vec<String> = [
-        "--database-url",
+    let name = format!("cluster-events-node{id}");
+    start_node(
+        &name,
+        id,
+        free_port(),
         db,
-        "--node-id",
-        &id.to_string(),
-        "--raft-addr",
-        &format!("127.0.0.1:{}", free_port()),
-        "--cluster-secret",
-        SECRET,
-        "--relay-addr",
-        "127.0.0.1:0",
-        "--jwt-secret",
-        "cluster-events-jwt-secret-0123456789",
-        "--admin-password",
-        ADMIN_PASSWORD,
-        "--alert-offline-after",
-        "2s",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    if let Some(j) = join {
-        extra.extend(["--join".to_owned(), j]);
-    }
-    Server::start_with(
-        &format!("cluster-events-node{id}"),
-        ServerOptions {
-            allow_any_key: false,
-            ..ServerOptions::default()
-        },
-        extra,
+        join,
+        &["--alert-offline-after", "2s"],
     )
     .await
-}
-
-async fn call(
-    server: &Server,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut r = server
-        .client()
-        .request(method, server.url(path))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.expect("request");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

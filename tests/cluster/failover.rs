@@ -67,6 +67,19 @@ pub(crate) async fn start_named(
     db: &str,
     join: Option<String>,
 ) -> Server {
+    start_node(name, id, raft, db, join, &[]).await
+}
+
+/// [`start_named`] with `more` flags after the cluster ones (e.g. a shorter
+/// `--alert-offline-after`).
+pub(crate) async fn start_node(
+    name: &str,
+    id: u64,
+    raft: u16,
+    db: &str,
+    join: Option<String>,
+    more: &[&str],
+) -> Server {
     let mut extra = vec![
         "--database-url".to_owned(),
         db.to_owned(),
@@ -86,6 +99,7 @@ pub(crate) async fn start_named(
     if let Some(j) = join {
         extra.extend(["--join".to_owned(), j]);
     }
+    extra.extend(more.iter().map(|s| (*s).to_owned()));
     Server::start_with(
         name,
         ServerOptions {
@@ -95,6 +109,27 @@ pub(crate) async fn start_named(
         extra,
     )
     .await
+}
+
+/// `method` `path` on `server` with the bearer `token` and an optional JSON body;
+/// (status, JSON body or null).
+pub(crate) async fn call(
+    server: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut r = server
+        .client()
+        .request(method, server.url(path))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.expect("request");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 pub(crate) async fn cluster_of(server: &Server, token: &str) -> Option<Value> {

@@ -4,78 +4,19 @@
 //! the row at once and node 1 removes the file on its next retention pass. Recording is
 //! turned off through node 3 and node 1, which records, closes the file.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use super::failover::{ADMIN_PASSWORD, call, free_port, start_node};
 use crate::common::services::Postgres;
-use crate::common::{Server, ServerOptions, eventually};
-
-const SECRET: &str = "cluster-recordings-secret-0123456789";
-const ADMIN_PASSWORD: &str = "Raft-Recordings-Pass-42";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
-}
+use crate::common::{Server, eventually};
 
 async fn node(id: u64, db: &str, join: Option<String>) -> Server {
-    let mut extra: Vec<String> = [
-        "--database-url",
-        db,
-        "--node-id",
-        &id.to_string(),
-        "--raft-addr",
-        &format!("127.0.0.1:{}", free_port()),
-        "--cluster-secret",
-        SECRET,
-        "--relay-addr",
-        "127.0.0.1:0",
-        "--jwt-secret",
-        "cluster-recordings-jwt-secret-0123456789",
-        "--admin-password",
-        ADMIN_PASSWORD,
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    if let Some(j) = join {
-        extra.extend(["--join".to_owned(), j]);
-    }
-    Server::start_with(
-        &format!("cluster-rec-node{id}"),
-        ServerOptions {
-            allow_any_key: false,
-            ..ServerOptions::default()
-        },
-        extra,
-    )
-    .await
-}
-
-/// `GET`/`POST`/`DELETE` `path` on `server` as the admin; (status, body).
-async fn call(
-    server: &Server,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut r = server
-        .client()
-        .request(method, server.url(path))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.expect("request");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
+    let name = format!("cluster-rec-node{id}");
+    start_node(&name, id, free_port(), db, join, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,9 +14,10 @@ use tokio::process::Command;
 use super::testdata;
 
 /// The files of `tests/browser` the runner needs.
-const FILES: [&str; 6] = [
+const FILES: [&str; 7] = [
     "package.json",
     "package-lock.json",
+    "chromium.mjs",
     "play.mjs",
     "page.html",
     "whep.mjs",

@@ -652,6 +652,26 @@ pub(crate) async fn rotate_key(
     Ok(ok(view(&state, &c, Some(key.secret))?).into_response())
 }
 
+/// The camera (visible to the caller and active), a playback token for it and the token's
+/// expiry (Unix seconds): what every signed playback answer (HLS, WHEP) starts from.
+async fn signed_playback(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(Camera, String, i64), ApiError> {
+    let c = visible(state, principal, id).await?;
+    if !c.is_active {
+        return Err(ApiError::new(
+            ErrorCode::CameraInactive,
+            "camera is disabled",
+        ));
+    }
+    let ttl = i64::try_from(state.config.playback_token_ttl.as_secs()).unwrap_or(0);
+    let exp = now_ms() / 1000 + ttl;
+    let token = state.keys.sign_playback(&c.id, exp);
+    Ok((c, token, exp))
+}
+
 /// Signed, expiring playback URLs.
 #[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/hls", operation_id = "getCameraPlayback", tag = "streams", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
@@ -665,16 +685,8 @@ pub(crate) async fn stream_hls(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let c = visible(&state, &principal, &id).await?;
-    if !c.is_active {
-        return Err(ApiError::new(
-            ErrorCode::CameraInactive,
-            "camera is disabled",
-        ));
-    }
+    let (c, token, exp) = signed_playback(&state, &principal, &id).await?;
     let cfg = &state.config;
-    let exp = now_ms() / 1000 + i64::try_from(cfg.playback_token_ttl.as_secs()).unwrap_or(0);
-    let token = state.keys.sign_playback(&c.id, exp);
     let base = cfg.public_base_url.trim_end_matches('/');
     let url = |path: &str| format!("{base}{}?token={token}", path.replace("{camera_id}", &c.id));
     Ok(ok(PlaybackUrls {
@@ -701,13 +713,7 @@ pub(crate) async fn stream_webrtc(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let c = visible(&state, &principal, &id).await?;
-    if !c.is_active {
-        return Err(ApiError::new(
-            ErrorCode::CameraInactive,
-            "camera is disabled",
-        ));
-    }
+    let (c, token, exp) = signed_playback(&state, &principal, &id).await?;
     let cfg = &state.config;
     if cfg.whep_path.is_empty() {
         return Err(ApiError::new(
@@ -715,8 +721,6 @@ pub(crate) async fn stream_webrtc(
             "WebRTC playback is off on this node (--webrtc-addr off)",
         ));
     }
-    let exp = now_ms() / 1000 + i64::try_from(cfg.playback_token_ttl.as_secs()).unwrap_or(0);
-    let token = state.keys.sign_playback(&c.id, exp);
     let base = cfg.public_base_url.trim_end_matches('/');
     let path = cfg.whep_path.replace("{camera_id}", &c.id);
     let ice_servers = if cfg.webrtc_ice_servers.is_empty() {

@@ -459,3 +459,33 @@ impl Resp {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
+
+/// A healthy-looking stream report for `camera` (25 fps, 1 Mbit/s, 720p) in `state`.
+pub fn health(
+    camera: &str,
+    state: camstream_protocol::StreamState,
+) -> camstream_protocol::StreamHealth {
+    health_at_fps(camera, state, 25.0)
+}
+
+/// As [`health`], at `fps` frames per second (stream-quality rules look at it).
+pub fn health_at_fps(
+    camera: &str,
+    state: camstream_protocol::StreamState,
+    fps: f32,
+) -> camstream_protocol::StreamHealth {
+    camstream_protocol::StreamHealth {
+        camera_id: camera.into(),
+        state,
+        fps,
+        bitrate_bps: 1_000_000,
+        dropped_frames: 0,
+        resolution: Some((1280, 720)),
+        codecs: vec!["avc1.64001f".into()],
+        viewers: 0,
+        bytes_in: 1,
+        bytes_out: 0,
+        since: std::time::SystemTime::now(),
+        last_seen: std::time::SystemTime::now(),
+    }
+}
