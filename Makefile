@@ -12,7 +12,7 @@ RUN_ARGS ?=
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: run build test lint unit fuzz fuzz-smoke bench bench-mux deps-run deps-test web web-spec web-test deploy-test
+.PHONY: run build test lint unit fuzz fuzz-smoke bench bench-webrtc bench-mux deps-run deps-test web web-spec web-test deploy-test
 
 # The release binary embeds web/dist (build.rs), so the dashboard is built first.
 run: deps-run web
@@ -81,6 +81,14 @@ bench: deps-test
 	$(CARGO) build --release -p camstream -p camstream-bench
 	./target/release/camstream-bench compare --scenario bench/scenarios/quick.toml \
 	  --camstream-bin ./target/release/camstream --out bench/results/quick
+
+# WebRTC viewers (CPU and memory per viewer, 200 viewers on one camera) and Chromium's
+# glass-to-glass; about 3 minutes.
+bench-webrtc: deps-test
+	$(CARGO) build --release -p camstream -p camstream-bench
+	scripts/browser-runner.sh target/bench-browser
+	./target/release/camstream-bench webrtc --camstream-bin ./target/release/camstream \
+	  --browser-runner target/bench-browser --out bench/results/webrtc-200
 
 bench-mux:
 	$(CARGO) bench -p camstream-dataplane --bench mux

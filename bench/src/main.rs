@@ -27,6 +27,7 @@ mod scenario;
 mod server;
 mod ts;
 mod viewer;
+mod webrtc;
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +75,34 @@ enum Cmd {
     Relay {
         #[command(flatten)]
         common: Common,
+    },
+    /// WebRTC (WHEP) benchmark: one camera, steps of N str0m viewers (CPU and memory per
+    /// viewer, frames received, wire latency, time to first frame), and optionally Chromium
+    /// for glass-to-glass.
+    Webrtc {
+        /// The camstream binary (default: `camstream` beside this binary).
+        #[arg(long, env = "CAMSTREAM_BIN")]
+        camstream_bin: Option<PathBuf>,
+        /// Output folder.
+        #[arg(long, default_value = "bench-results/webrtc")]
+        out: PathBuf,
+        /// Viewer counts, one step each; include 0 for the per-viewer figures.
+        #[arg(long, value_delimiter = ',', default_value = "0,50,200")]
+        viewers: Vec<u32>,
+        /// Measured seconds per step.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// An installed browser runner (tests/browser with node_modules, e.g.
+        /// target/testdata/e2e/browser after the e2e tests): Chromium measures
+        /// glass-to-glass.
+        #[arg(long)]
+        browser_runner: Option<PathBuf>,
+        /// Seconds Chromium plays.
+        #[arg(long, default_value_t = 20)]
+        browser_seconds: u64,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Generate the test clip with ffmpeg and print its facts.
     Clip {
@@ -290,6 +319,30 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 cmp.nginx.verdict()
             );
             println!("report: {}", out.join("compare.md").display());
+        }
+        Cmd::Webrtc {
+            camstream_bin,
+            out,
+            viewers,
+            seconds,
+            browser_runner,
+            browser_seconds,
+            quiet,
+        } => {
+            let cfg = webrtc::WebrtcConfig {
+                camstream_bin: camstream_bin.unwrap_or_else(default_camstream_bin),
+                steps: viewers,
+                seconds,
+                browser_runner,
+                browser_seconds,
+                progress: !quiet,
+            };
+            let r = webrtc::run(&cfg).await?;
+            std::fs::create_dir_all(&out)?;
+            write(&out, "webrtc.json", &serde_json::to_string_pretty(&r)?)?;
+            let md = r.markdown();
+            write(&out, "webrtc.md", &md)?;
+            println!("{md}");
         }
         Cmd::Relay { common } => {
             let (scenario, clip, tool) = prepare(&common)?;

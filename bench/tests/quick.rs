@@ -4,47 +4,13 @@
 //! `camstream-bench run --scenario quick` against it at low load, and checks that the run
 //! wrote a non-empty, well-formed report (JSON, Markdown, SVG plots) with zero loss.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-
-/// The camstream binary beside this test's binaries, built fresh so it is never stale.
-fn camstream_bin() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_camstream-bench"));
-    let dir = bench.parent().expect("binary has a folder");
-    let profile = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("debug")
-        .to_owned();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "--bin", "camstream"]);
-    if profile == "release" {
-        cmd.arg("--release");
-    }
-    // The target folder is the one holding this profile's folder.
-    cmd.env("CARGO_TARGET_DIR", dir.parent().expect("target folder"));
-    cmd.current_dir(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root"),
-    );
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "cargo build --bin camstream failed");
-    let bin = dir.join("camstream");
-    assert!(bin.exists(), "{} missing after the build", bin.display());
-    bin
-}
-
-fn num(v: &Value, path: &[&str]) -> f64 {
-    let mut x = v;
-    for p in path {
-        x = &x[*p];
-    }
-    x.as_f64()
-        .unwrap_or_else(|| panic!("{path:?} is not a number: {x}"))
-}
+use support::{camstream_bin, num};
 
 #[test]
 fn quick_run_against_camstream_has_zero_loss() {

@@ -4,7 +4,9 @@
 // session and watches the server's camstream_webrtc_sessions gauge drop. Prints one JSON
 // line.
 //
-// Usage: node whep.mjs <WHEP URL> <sessions> <seconds> <metrics URL> [bearer token]
+// Usage: node whep.mjs <WHEP URL> <sessions> <seconds> <metrics URL or ""> [bearer token]
+// With WHEP_G2G_EPOCH_MS set (camstream-bench webrtc: the wall time, ms, its marker clock
+// started at), the result also holds `g2g`: glass-to-glass samples in ms (whep.html).
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,7 +21,10 @@ const page = readFileSync(join(here, "whep.html"));
 const server = await servePages({ "/": ["text/html", page] });
 const origin = server.origin;
 
+const g2gEpochMs = process.env.WHEP_G2G_EPOCH_MS ? Number(process.env.WHEP_G2G_EPOCH_MS) : null;
+
 async function gauge() {
+  if (!metricsUrl) return null;
   const text = await (await fetch(metricsUrl)).text();
   const line = text.split("\n").find((l) => l.startsWith("camstream_webrtc_sessions "));
   return line ? Number(line.split(" ")[1]) : null;
@@ -34,19 +39,20 @@ try {
   await tab.goto(`${origin}/`);
   const started = Date.now();
   result.sessions = await tab.evaluate(
-    ([u, k, a, poll]) => window.start(u, k, a, poll),
-    [url, n, auth ?? null, n > 1 ? 100 : 10],
+    ([u, k, a, poll, e]) => window.start(u, k, a, poll, e ?? undefined),
+    [url, n, auth || null, n > 1 ? 100 : 10, g2gEpochMs],
   );
   result.startedAfter = (Date.now() - started) / 1000;
   for (let t = 0; t < seconds; t++) {
     await new Promise((r) => setTimeout(r, 1000));
     result.samples.push({ t: (Date.now() - started) / 1000, s: await tab.evaluate(() => window.sample()) });
   }
+  if (g2gEpochMs !== null) result.g2g = await tab.evaluate(() => window.g2g);
   result.gaugeBefore = await gauge();
   result.deleteStatus = await tab.evaluate(() => window.remove());
   const deleted = Date.now();
   result.gaugeAfter = null;
-  while (Date.now() - deleted < 3000) {
+  while (metricsUrl && Date.now() - deleted < 3000) {
     result.gaugeAfter = await gauge();
     if (result.gaugeAfter === 0) break;
     await new Promise((r) => setTimeout(r, 50));

@@ -1,0 +1,45 @@
+//! Shared by the bench's end-to-end tests.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The camstream binary beside this test's binaries, built fresh so it is never stale.
+pub fn camstream_bin() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_camstream-bench"));
+    let dir = bench.parent().expect("binary has a folder");
+    let profile = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_owned();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "--bin", "camstream"]);
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    // The target folder is the one holding this profile's folder.
+    cmd.env("CARGO_TARGET_DIR", dir.parent().expect("target folder"));
+    cmd.current_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root"),
+    );
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "cargo build --bin camstream failed");
+    let bin = dir.join("camstream");
+    assert!(bin.exists(), "{} missing after the build", bin.display());
+    bin
+}
+
+pub fn num(v: &Value, path: &[&str]) -> f64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number: {x}"))
+}

@@ -1,0 +1,106 @@
+//! End to end: `camstream-bench webrtc` against the real camstream binary, at low load:
+//! a 0-viewer baseline, then 4 str0m WHEP viewers, then Chromium (installed by
+//! `scripts/browser-runner.sh`) for glass-to-glass. Checks the report's figures are measured
+//! and within the bounds on loopback: every viewer started and received the frames
+//! published, none missed, first frame within 1 s, Chromium's glass-to-glass median within
+//! 400 ms.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::{camstream_bin, num};
+
+#[test]
+fn webrtc_viewers_and_chromium_glass_to_glass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let runner = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-browser");
+    let status = Command::new(root.join("scripts/browser-runner.sh"))
+        .arg(&runner)
+        .status()
+        .expect("scripts/browser-runner.sh runs (needs node and npm)");
+    assert!(status.success(), "installing the browser runner failed");
+
+    let out = std::env::temp_dir().join(format!("camstream-bench-webrtc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = Command::new(env!("CARGO_BIN_EXE_camstream-bench"))
+        .arg("webrtc")
+        .arg("--camstream-bin")
+        .arg(camstream_bin())
+        .arg("--out")
+        .arg(&out)
+        .arg("--browser-runner")
+        .arg(&runner)
+        .args([
+            "--viewers",
+            "0,4",
+            "--seconds",
+            "4",
+            "--browser-seconds",
+            "10",
+            "--quiet",
+        ])
+        .output()
+        .expect("camstream-bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "run failed:\n{stdout}\n{stderr}");
+
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("webrtc.json")).expect("webrtc.json written"),
+    )
+    .expect("webrtc.json is JSON");
+    let steps = json["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{json}");
+    let base = &steps[0];
+    assert_eq!(num(base, &["viewers"]), 0.0);
+    assert!(num(base, &["server_cpu_pct"]) > 0.0, "{base}");
+    let s = &steps[1];
+    assert_eq!(num(s, &["started"]), 4.0, "every viewer started: {s}");
+    let published = num(s, &["frames_published"]);
+    assert!(published > 4.0 * 25.0, "4 s of 30 fps published: {s}");
+    // A viewer counts the frames whose marker arrived in the window; it may see one frame
+    // fewer or more than the publisher counted at the window's edges.
+    assert!(
+        num(s, &["frames_min"]) >= published - 3.0,
+        "every viewer received what was published: {s}"
+    );
+    assert_eq!(num(s, &["frames_missed"]), 0.0, "no frame skipped: {s}");
+    assert!(s["errors"].as_array().is_some_and(Vec::is_empty), "{s}");
+    assert!(s["cpu_per_viewer_pct"].is_number(), "{s}");
+    let wire = &s["wire_latency"];
+    assert!(num(wire, &["count"]) > 0.0, "{wire}");
+    assert!(num(wire, &["p50_ms"]) < 400.0, "{wire}");
+    let ttff = &s["time_to_first_frame"];
+    assert_eq!(num(ttff, &["count"]), 4.0, "{ttff}");
+    assert!(
+        num(ttff, &["max_ms"]) <= 1000.0,
+        "first frame within 1 s: {ttff}"
+    );
+
+    let b = &json["browser"];
+    let g2g = &b["glass_to_glass"];
+    assert!(
+        num(g2g, &["count"]) > 100.0,
+        "Chromium displayed frames: {b}"
+    );
+    assert!(
+        num(g2g, &["p50_ms"]) <= 400.0,
+        "glass-to-glass median within 400 ms: {g2g}"
+    );
+    assert!(
+        num(b, &["time_to_first_frame_ms"]) <= 1000.0,
+        "Chromium's first frame within 1 s: {b}"
+    );
+
+    let md = std::fs::read_to_string(out.join("webrtc.md")).expect("webrtc.md written");
+    for needle in ["# WebRTC (WHEP) viewers on one camera", "glass-to-glass"] {
+        assert!(md.contains(needle), "webrtc.md lacks {needle:?}:\n{md}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
