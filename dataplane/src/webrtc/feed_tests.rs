@@ -202,3 +202,41 @@ fn a_broken_access_unit_waits_for_the_next_keyframe() {
     feed.handle_message(video(3, true)).unwrap();
     assert_eq!(drain(&mut feed).len(), 1);
 }
+
+/// A video frame of `bytes` bytes (one NAL unit) at frame number `n` (30 fps).
+fn sized(n: i64, keyframe: bool, bytes: usize) -> Message {
+    let mut nal = vec![0u8; 4 + bytes];
+    nal[..4].copy_from_slice(&(bytes as u32).to_be_bytes());
+    nal[4] = if keyframe { 0x65 } else { 0x41 };
+    Message::Frame(relay::Frame {
+        frame: MediaFrame {
+            track: TrackKind::Video,
+            dts: n * 3000,
+            cts: 0,
+            keyframe,
+            data: Bytes::from(nal),
+        },
+        cut: Cut::default(),
+    })
+}
+
+#[test]
+fn the_send_buffer_is_sized_to_the_camera_within_bounds() {
+    use super::{SEND_BUFFER_MAX, SEND_BUFFER_MIN};
+    // Tiny frames: the floor.
+    let f = Feed::join(vec![init(true), video(0, true), video(1, false)]).unwrap();
+    assert_eq!(f.send_buffer_packets(), SEND_BUFFER_MIN);
+    // 2 Mbit/s at 30 fps with a 110 KB keyframe: 3 keyframes' packets (3 × 101) beat one
+    // second's worth (~230).
+    let mut gop = vec![init(true), sized(0, true, 110_000)];
+    gop.extend((1..30).map(|n| sized(n, false, 5_000)));
+    let f = Feed::join(gop).unwrap();
+    let n = f.send_buffer_packets();
+    assert_eq!(n, 3 * (110_004 / 1100 + 1), "{n}");
+    assert!(n < SEND_BUFFER_MAX);
+    // 4K at 25 Mbit/s: the ceiling.
+    let mut gop = vec![init(true), sized(0, true, 600_000)];
+    gop.extend((1..30).map(|n| sized(n, false, 100_000)));
+    let f = Feed::join(gop).unwrap();
+    assert_eq!(f.send_buffer_packets(), SEND_BUFFER_MAX);
+}

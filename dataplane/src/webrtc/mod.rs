@@ -22,6 +22,7 @@ use bytes::Bytes;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::ice::StunMessage;
+use str0m::rtp::Extension;
 use str0m::{Candidate, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -270,6 +271,15 @@ impl Node {
             // H.264 only: audio m-lines get no codec and are answered inactive.
             .clear_codecs()
             .enable_h264(true)
+            // No transport-wide congestion control: nothing here adapts the bitrate (a viewer
+            // that falls behind skips to the next keyframe, `session.rs`), so its feedback was
+            // pure cost (3 % of the node's CPU at 200 viewers, bench/results/webrtc-200).
+            // Kept: the MID (BUNDLE demux) and abs-send-time (the browser's own estimate).
+            .clear_extension_map()
+            .set_extension(2, Extension::AbsoluteSendTime)
+            .set_extension(4, Extension::RtpMid)
+            // Sized to the camera instead of str0m's fixed 1,000 packets (`Feed`).
+            .set_send_buffer_video(first.send_buffer_packets())
             .build(Instant::now());
         let candidate = Candidate::host(self.candidate, "udp")
             .map_err(|e| OfferError::BadSdp(e.to_string()))?;
