@@ -376,6 +376,12 @@ fn record_sessions(backend: Backend, name: &str) {
         Backend::Auto => "io_uring",
         Backend::Std => "std::fs",
     };
+    // The writer threads name their backend when they start, which a loaded machine may
+    // not have let them do yet (the publishing above is synchronous and takes no time).
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while rig.rec.backend().is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(rig.rec.backend(), Some(expected));
     let events = rig.finish();
     let logs = file_logs(&events);
