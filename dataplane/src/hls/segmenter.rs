@@ -911,6 +911,15 @@ fn push_segment(w: &mut Window, segment: Segment, keep: usize) {
     w.target_duration = w.target_duration.max(rounded);
     w.next_msn = segment.msn + 1;
     w.segments.push(Arc::new(segment));
+    // A TS segment past the live end's few gives its packets back (`ts::lazy`).
+    if let Some(old) = w
+        .segments
+        .len()
+        .checked_sub(ts::CACHED_SEGMENTS + 1)
+        .and_then(|i| w.segments[i].ts.as_ref())
+    {
+        old.release();
+    }
     while w.segments.len() > keep.max(1) {
         w.segments.remove(0);
         // The first listed segment's EXT-X-DISCONTINUITY is not printed: it moves into

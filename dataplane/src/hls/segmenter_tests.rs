@@ -431,3 +431,47 @@ fn late_audio_config_restarts_with_both_tracks() {
     assert!(ll.segments.iter().any(|s| s.discontinuity));
     check_ll_rules(ll);
 }
+
+/// Issue 11: only the newest `ts::CACHED_SEGMENTS` TS segments keep their packets as the
+/// window moves on; an older one asked for again is muxed again from the frames it kept.
+#[test]
+fn ts_packets_are_kept_only_at_the_live_end() {
+    let mut seg = segmenter();
+    let mut muxed = 0usize;
+    // Three sessions of the clip: enough segments for the window to move on.
+    for _ in 0..3 {
+        seg.start_session();
+        for ev in clip_events(BOTH) {
+            let before = seg.ts().segments.len();
+            seg.handle_event(SystemTime::UNIX_EPOCH, ev);
+            let ts = seg.ts();
+            // A viewer at the live end fetches each segment as it appears.
+            if ts.segments.len() != before
+                && let Some(s) = ts.segments.last()
+            {
+                assert!(!s.body().is_empty());
+                muxed += 1;
+            }
+        }
+        seg.end_session();
+    }
+    let ts = seg.ts();
+    let n = ts.segments.len();
+    assert!(n > crate::ts::CACHED_SEGMENTS + 2, "{n} segments");
+    assert!(muxed + 3 >= n, "{muxed} of {n} fetched");
+    for (i, s) in ts.segments.iter().enumerate() {
+        let lazy = s.ts.as_ref().unwrap();
+        // The session ends' flushes add segments nobody fetched: only look at what was.
+        if i + crate::ts::CACHED_SEGMENTS < n {
+            assert!(
+                !lazy.is_muxed(),
+                "segment {i} of {n} still holds its packets"
+            );
+        }
+    }
+    // An old one again: muxed anew from its frames.
+    let again = ts.segments[0].body();
+    assert!(ts.segments[0].ts.as_ref().unwrap().is_muxed());
+    assert_eq!(again.slices()[0][0], 0x47, "starts with a TS sync byte");
+    assert!(again.len() > 100_000, "{} bytes", again.len());
+}

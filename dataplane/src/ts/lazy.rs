@@ -8,18 +8,28 @@
 //! every later viewer shares that result (one compact copy per segment, see
 //! `packet::SegmentWriter`).
 //!
+//! Only the newest [`CACHED_SEGMENTS`] segments of a window keep their packets
+//! ([`LazySegment::release`], called by the segmenter as segments age): a steady viewer
+//! fetches each segment as it appears, so keeping the packets of the whole window (8 segments
+//! by default) doubled the memory of a camera with TS viewers (5.6 → 10.3 MB per camera,
+//! `bench/results/ts-viewers-rss/`). An older segment asked for again (a player starting
+//! three segments back, a slow one) is muxed again, ~0.2 ms for 2 s of 720p.
+//!
 //! Continuity counters continue in the order segments are muxed. Viewers fetch segments
 //! oldest to newest, so that is the playlist order; a viewer that asks for a segment older
 //! than one already muxed gets a counter jump at that segment's start, which players treat
 //! like the segment boundary it is (each segment starts with PAT and PMT and whole PES
 //! packets).
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use camstream_protocol::{AacConfig, AvcConfig, MediaFrame, TrackKind};
 
 use super::Muxer;
 use crate::chunks::Chunks;
+
+/// Segments at the live end of a TS window that keep their muxed packets.
+pub(crate) const CACHED_SEGMENTS: usize = 2;
 
 /// One publishing session's muxer, shared by the session's segments.
 #[derive(Debug)]
@@ -42,7 +52,8 @@ impl TsSession {
 pub(crate) struct LazySegment {
     session: Arc<TsSession>,
     frames: Vec<MediaFrame>,
-    out: OnceLock<Chunks>,
+    /// The packets once muxed, until [`Self::release`].
+    out: Mutex<Option<Chunks>>,
 }
 
 impl LazySegment {
@@ -50,31 +61,43 @@ impl LazySegment {
         Self {
             session,
             frames,
-            out: OnceLock::new(),
+            out: Mutex::new(None),
         }
     }
 
-    /// The segment's packets: muxed on the first call, shared afterwards.
+    /// The segment's packets: muxed on the first call (or the first after a release), shared
+    /// afterwards. Concurrent first requests wait for one mux.
     pub(crate) fn bytes(&self) -> Chunks {
+        // A panic while muxing poisons the locks; the muxer's state is still usable (at worst
+        // a counter jump), so carry on rather than fail every request.
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = out.as_ref() {
+            return c.clone();
+        }
+        let mut m = self
+            .session
+            .muxer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.begin_segment();
+        for f in &self.frames {
+            match f.track {
+                TrackKind::Video => m.write_video(f),
+                TrackKind::Audio => m.write_audio(f),
+            }
+        }
+        let c = m.finish_segment();
+        *out = Some(c.clone());
+        c
+    }
+
+    /// Drops the muxed packets (requests in flight keep theirs); the frames stay, so a later
+    /// request muxes again.
+    pub(crate) fn release(&self) {
         self.out
-            .get_or_init(|| {
-                // A panic while muxing poisons the lock; the muxer's state is still usable
-                // (at worst a counter jump), so carry on rather than fail every request.
-                let mut m = self
-                    .session
-                    .muxer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                m.begin_segment();
-                for f in &self.frames {
-                    match f.track {
-                        TrackKind::Video => m.write_video(f),
-                        TrackKind::Audio => m.write_audio(f),
-                    }
-                }
-                m.finish_segment()
-            })
-            .clone()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// The frames it is made of.
@@ -86,6 +109,9 @@ impl LazySegment {
     /// Whether the packets have been made.
     #[cfg(test)]
     pub(crate) fn is_muxed(&self) -> bool {
-        self.out.get().is_some()
+        self.out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 }

@@ -25,7 +25,7 @@ mod psi;
 #[cfg(test)]
 mod inspect;
 
-pub(crate) use lazy::{LazySegment, TsSession};
+pub(crate) use lazy::{CACHED_SEGMENTS, LazySegment, TsSession};
 pub(crate) use muxer::Muxer;
 #[cfg(test)]
 pub(crate) use muxer::{AUDIO_PID, MuxStats, PCR_DELAY, PMT_PID, VIDEO_PID};
