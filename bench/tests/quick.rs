@@ -6,36 +6,30 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 
-use serde_json::Value;
-use support::{camstream_bin, num};
+use support::{camstream_bin, num, run_bench};
 
 #[test]
 fn quick_run_against_camstream_has_zero_loss() {
     let out = std::env::temp_dir().join(format!("camstream-bench-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quick.toml");
-    let run = Command::new(env!("CARGO_BIN_EXE_camstream-bench"))
-        .arg("run")
-        .arg("--scenario")
-        .arg(&scenario)
-        .arg("--camstream-bin")
-        .arg(camstream_bin())
-        .arg("--out")
-        .arg(&out)
-        .args(["--duration", "10", "--quiet", "--keep-going"])
-        .output()
-        .expect("camstream-bench runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "run failed:\n{stdout}\n{stderr}");
-
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("report.json")).expect("report.json written"),
-    )
-    .expect("report.json is JSON");
+    let bin = camstream_bin();
+    let args: Vec<&OsStr> = [
+        OsStr::new("run"),
+        OsStr::new("--scenario"),
+        scenario.as_os_str(),
+        OsStr::new("--camstream-bin"),
+        bin.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]
+    .into_iter()
+    .chain(["--duration", "10", "--quiet", "--keep-going"].map(OsStr::new))
+    .collect();
+    let json = run_bench(&args, &out, "report.json");
     let s = &json["summary"];
     assert_eq!(json["server"]["name"], "camstream");
     assert_eq!(num(s, &["cameras_reached"]), 4.0, "{s}");

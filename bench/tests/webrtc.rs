@@ -7,11 +7,11 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
-use support::{camstream_bin, num};
+use support::{camstream_bin, num, run_bench};
 
 #[test]
 fn webrtc_viewers_and_chromium_glass_to_glass() {
@@ -28,15 +28,19 @@ fn webrtc_viewers_and_chromium_glass_to_glass() {
 
     let out = std::env::temp_dir().join(format!("camstream-bench-webrtc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let run = Command::new(env!("CARGO_BIN_EXE_camstream-bench"))
-        .arg("webrtc")
-        .arg("--camstream-bin")
-        .arg(camstream_bin())
-        .arg("--out")
-        .arg(&out)
-        .arg("--browser-runner")
-        .arg(&runner)
-        .args([
+    let bin = camstream_bin();
+    let args: Vec<&OsStr> = [
+        OsStr::new("webrtc"),
+        OsStr::new("--camstream-bin"),
+        bin.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+        OsStr::new("--browser-runner"),
+        runner.as_os_str(),
+    ]
+    .into_iter()
+    .chain(
+        [
             "--viewers",
             "0,4",
             "--seconds",
@@ -44,17 +48,11 @@ fn webrtc_viewers_and_chromium_glass_to_glass() {
             "--browser-seconds",
             "10",
             "--quiet",
-        ])
-        .output()
-        .expect("camstream-bench runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "run failed:\n{stdout}\n{stderr}");
-
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("webrtc.json")).expect("webrtc.json written"),
+        ]
+        .map(OsStr::new),
     )
-    .expect("webrtc.json is JSON");
+    .collect();
+    let json = run_bench(&args, &out, "webrtc.json");
     let steps = json["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 2, "{json}");
     let base = &steps[0];

@@ -43,3 +43,19 @@ pub fn num(v: &Value, path: &[&str]) -> f64 {
     x.as_f64()
         .unwrap_or_else(|| panic!("{path:?} is not a number: {x}"))
 }
+
+/// Runs `camstream-bench` with `args`, asserts it succeeded, and returns the JSON report it
+/// wrote as `out/report` (e.g. `report.json`).
+pub fn run_bench(args: &[&std::ffi::OsStr], out: &Path, report: &str) -> Value {
+    let run = Command::new(env!("CARGO_BIN_EXE_camstream-bench"))
+        .args(args)
+        .output()
+        .expect("camstream-bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "run failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(
+        &std::fs::read_to_string(out.join(report)).unwrap_or_else(|_| panic!("{report} written")),
+    )
+    .unwrap_or_else(|_| panic!("{report} is JSON"))
+}

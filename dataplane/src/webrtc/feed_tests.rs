@@ -43,18 +43,7 @@ fn init(video: bool) -> Message {
 
 /// Video frame `n` of a 30 fps camera (3000 ticks apart); its one NAL unit carries `n`.
 fn video(n: i64, keyframe: bool) -> Message {
-    let nal: &'static [u8] =
-        Box::leak(vec![0, 0, 0, 2, if keyframe { 0x65 } else { 0x41 }, n as u8].into_boxed_slice());
-    Message::Frame(relay::Frame {
-        frame: MediaFrame {
-            track: TrackKind::Video,
-            dts: n * 3000,
-            cts: 0,
-            keyframe,
-            data: Bytes::from_static(nal),
-        },
-        cut: Cut::default(),
-    })
+    sized(n, keyframe, 2)
 }
 
 fn audio(n: i64) -> Message {
@@ -203,9 +192,10 @@ fn a_broken_access_unit_waits_for_the_next_keyframe() {
     assert_eq!(drain(&mut feed).len(), 1);
 }
 
-/// A video frame of `bytes` bytes (one NAL unit) at frame number `n` (30 fps).
+/// A video frame at frame number `n` (30 fps): one NAL unit of `bytes` bytes, its header
+/// then `n` (as a byte) repeated.
 fn sized(n: i64, keyframe: bool, bytes: usize) -> Message {
-    let mut nal = vec![0u8; 4 + bytes];
+    let mut nal = vec![n as u8; 4 + bytes];
     nal[..4].copy_from_slice(&(bytes as u32).to_be_bytes());
     nal[4] = if keyframe { 0x65 } else { 0x41 };
     Message::Frame(relay::Frame {
