@@ -172,7 +172,7 @@ pub(crate) async fn run(cfg: &WebrtcConfig) -> anyhow::Result<WebrtcReport> {
     let extra = ["--webrtc-max-sessions".to_owned(), (max + 50).to_string()];
     let server = Server::camstream(&cfg.camstream_bin, &extra, true, None).await?;
     let result = measure(cfg, &server, clip.clone()).await;
-    let command = server.command.clone();
+    let (command, version) = (server.command.clone(), server.version.clone());
     let died = server.stop().await?;
     if let Some(tail) = died {
         bail!("camstream died during the run:\n{tail}");
@@ -181,7 +181,7 @@ pub(crate) async fn run(cfg: &WebrtcConfig) -> anyhow::Result<WebrtcReport> {
     let info = &clip.info;
     Ok(WebrtcReport {
         machine: machine(),
-        server_version: server_version(&cfg.camstream_bin).await,
+        server_version: version,
         server_command: command,
         clip: format!(
             "{}x{} {:.1} fps, {:.0} kbit/s video, GOP {} s, no B-frames",
@@ -191,15 +191,6 @@ pub(crate) async fn run(cfg: &WebrtcConfig) -> anyhow::Result<WebrtcReport> {
         steps,
         browser,
     })
-}
-
-async fn server_version(bin: &Path) -> String {
-    tokio::process::Command::new(bin)
-        .arg("--version")
-        .output()
-        .await
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 async fn measure(
@@ -273,9 +264,9 @@ async fn step(
     let client = http_client()?;
     let mut tasks = JoinSet::new();
     let mut ledgers = Vec::new();
-    for batch in (0..n as usize).collect::<Vec<_>>().chunks(CONNECT_BATCH) {
+    for first in (0..n as usize).step_by(CONNECT_BATCH) {
         let mut batch_ledgers = Vec::new();
-        for _ in batch {
+        for _ in first..(first + CONNECT_BATCH).min(n as usize) {
             let ledger = Arc::new(Ledger::default());
             batch_ledgers.push(ledger.clone());
             ledgers.push(ledger.clone());
