@@ -71,3 +71,67 @@ fn copy_files(src: &Path, dir: &Path) {
         std::fs::rename(&tmp, dir.join(f)).expect("rename runner file");
     }
 }
+
+/// Runs a browser runner (or any program that starts children: Chromium, ffmpeg) to the
+/// end, within `limit`. It runs in a process group of its own, killed whole when it ends or
+/// runs out of time, so a grandchild still holding its output pipe (a looping ffmpeg
+/// publisher) cannot keep the test waiting. Out of time, the test fails with everything the
+/// runner printed so far (the dashboard runner prints a line per step), not a bare timeout.
+pub(crate) async fn run_bounded(
+    mut cmd: Command,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    use tokio::io::AsyncReadExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what} (apt-get install -y nodejs): {e}"));
+    let pid = child.id().expect("a running child has a pid");
+    let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let task = tokio::spawn(async move {
+            let Some(mut pipe) = pipe else { return };
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                sink.lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        (got, task)
+    };
+    let (stdout, out_task) = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let (stderr, err_task) = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let waited = tokio::time::timeout(limit, child.wait()).await;
+    // Whatever the runner left behind goes with it.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill().await;
+    for task in [out_task, err_task] {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
+    let take = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+        std::mem::take(&mut *b.lock().expect("not poisoned"))
+    };
+    let (stdout, stderr) = (take(&stdout), take(&stderr));
+    match waited {
+        Ok(status) => std::process::Output {
+            status: status.unwrap_or_else(|e| panic!("wait for {what}: {e}")),
+            stdout,
+            stderr,
+        },
+        Err(_) => panic!(
+            "{what} did not finish within {limit:?}; killed. What it printed:\n{}\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}

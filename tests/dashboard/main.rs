@@ -12,7 +12,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{Server, ServerOptions};
 use tokio::process::Command;
@@ -73,16 +73,16 @@ async fn dashboard_login_create_camera_tokens_viewer_logout() {
     let clip = &common::ffmpeg::clips().await.av_long;
     let shots = root.join("target/dashboard-screenshots");
     let started = Instant::now();
-    let out = Command::new("node")
-        .arg(web.join("e2e/dashboard.mjs"))
+    let mut run = Command::new("node");
+    run.arg(web.join("e2e/dashboard.mjs"))
         .current_dir(&web)
         .env("CAMSTREAM_URL", server.url(""))
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("SHOTS_DIR", &shots)
-        .env("CLIP", clip)
-        .output()
-        .await
-        .expect("run node (apt-get install -y nodejs)");
+        .env("CLIP", clip);
+    // A run takes ~40 s; a stuck step fails here with the steps it printed, not CI's limit.
+    let out =
+        common::browser::run_bounded(run, Duration::from_secs(300), "the dashboard runner").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     println!(

@@ -4,12 +4,11 @@
 //! Needs `node`/`npm` and `/usr/bin/chromium` (see `common::browser`).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::common::browser::runner;
+use crate::common::browser::{run_bounded, runner};
 use crate::common::ffmpeg::{Ffmpeg, clips};
 use crate::common::{Server, ServerOptions};
 
@@ -36,17 +35,11 @@ async fn hls_js_plays_ll_hls_in_chromium() {
     );
     server.wait_ll(CAMERA, Duration::from_secs(20)).await;
     let url = server.url(&format!("/hls/{CAMERA}/playlist.m3u8"));
-    let run = Command::new("node")
-        .arg(dir.join("play.mjs"))
+    let mut run = Command::new("node");
+    run.arg(dir.join("play.mjs"))
         .args([url.as_str(), &WANT_PLAYED.to_string(), "100"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(130), run)
-        .await
-        .expect("the browser run finished in time")
-        .expect("run node (apt-get install -y nodejs)");
+        .current_dir(&dir);
+    let out = run_bounded(run, Duration::from_secs(130), "the hls.js runner").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "node: {}\n{stderr}", out.status);
@@ -180,4 +173,37 @@ fn parts_in_order(trace: &serde_json::Value, part_target: f64, pretty: &str) {
              {pretty}"
         );
     }
+}
+
+/// A runner that hangs (here with a grandchild holding its output pipe, as a looping ffmpeg
+/// publisher would) fails the test within its limit, with what it printed, and leaves no
+/// process behind.
+#[tokio::test]
+async fn a_hung_runner_fails_in_time_with_its_output() {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "sleep 600 & echo step: stuck here; sleep 600"]);
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(run_bounded(cmd, Duration::from_secs(2), "a stuck runner"));
+    let err = run.await.expect_err("the hung runner fails the test");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let msg = err
+        .into_panic()
+        .downcast::<String>()
+        .map(|s| *s)
+        .unwrap_or_default();
+    assert!(msg.contains("did not finish within 2s"), "{msg}");
+    assert!(msg.contains("step: stuck here"), "{msg}");
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 600$"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::common::browser::runner;
+use crate::common::browser::{run_bounded, runner};
 use crate::common::ffmpeg::clips;
 use crate::common::{Server, ServerOptions};
 
@@ -65,22 +65,16 @@ async fn run_whep(
     let dir = runner().await;
     let url = server.url(&format!("/whep/{camera}"));
     let metrics = server.url("/metrics");
-    let run = Command::new("node")
-        .arg(dir.join("whep.mjs"))
+    let mut run = Command::new("node");
+    run.arg(dir.join("whep.mjs"))
         .args([
             url.as_str(),
             &sessions.to_string(),
             &seconds.to_string(),
             &metrics,
         ])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(seconds + 90), run)
-        .await
-        .expect("the browser run finished in time")
-        .expect("run node (apt-get install -y nodejs)");
+        .current_dir(&dir);
+    let out = run_bounded(run, Duration::from_secs(seconds + 90), "the WHEP runner").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "node: {}\n{stderr}", out.status);

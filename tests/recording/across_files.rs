@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use tokio::process::Command;
 
 use crate::api::Api;
-use crate::common::browser::runner;
+use crate::common::browser::{run_bounded, runner};
 use crate::support::{
     self, FRAME, Row, check_file, decode_clean, publish, recording_camera, rfc3339, signed,
     wait_complete,
@@ -275,17 +275,11 @@ async fn a_vod_range_across_three_files_plays_as_one_timeline() {
     assert_eq!(boundaries.len(), 1, "{text}");
     let want = boundaries[0] + 5.0;
     let dir = runner().await;
-    let run = Command::new("node")
-        .arg(dir.join("play.mjs"))
+    let mut run = Command::new("node");
+    run.arg(dir.join("play.mjs"))
         .args([url.as_str(), &want.to_string(), "60"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("the browser run finished in time")
-        .expect("run node (apt-get install -y nodejs)");
+        .current_dir(&dir);
+    let out = run_bounded(run, Duration::from_secs(90), "the hls.js runner").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "node: {}\n{stderr}", out.status);

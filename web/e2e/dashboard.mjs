@@ -38,6 +38,15 @@ function expect(cond, what) {
   if (!cond) throw new Error(`expected: ${what}`);
 }
 
+// Playwright bounds its waits, not `evaluate` or closing the browser: those get a deadline.
+function within(ms, what, promise) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 const userDataDir = mkdtempSync(join(tmpdir(), "camstream-dashboard-"));
 let context;
 try {
@@ -72,12 +81,12 @@ try {
   const shot = async (name) => {
     await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
     await page.addScriptTag({ path: axePath });
-    const found = await page.evaluate(async () => {
+    const found = await within(30_000, `axe on ${name}`, page.evaluate(async () => {
       const r = await globalThis.axe.run(document, { resultTypes: ["violations"] });
       return r.violations
         .filter((v) => v.impact === "serious" || v.impact === "critical")
         .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
-    });
+    }));
     for (const v of found) problems.push(`axe on ${name}: ${v}`);
   };
 
@@ -407,6 +416,9 @@ try {
 } finally {
   publisher?.kill("SIGKILL");
   publisher2?.kill("SIGKILL");
-  await context?.close();
+  await within(20_000, "closing Chromium", context?.close() ?? Promise.resolve()).catch((e) => {
+    console.log(String(e));
+    process.exitCode = 1;
+  });
   rmSync(userDataDir, { recursive: true, force: true });
 }

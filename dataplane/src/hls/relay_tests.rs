@@ -249,3 +249,65 @@ fn an_edge_following_a_new_origin_numbered_higher_restarts_its_window_behind_a_d
         }
     }
 }
+
+#[test]
+fn an_edge_whose_restarted_window_is_still_empty_keeps_its_discontinuity_count() {
+    // Seen in the cluster failover test: an edge restarted its window for a new origin's
+    // numbers, that pull broke before the first frame, and the next pull's Init found an
+    // empty window and took the origin's discontinuity sequence (0) as if the window were
+    // new: viewers saw the media sequence go on with no discontinuity announced.
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let mut first = segmenter();
+    first.set_relay(true);
+    first.set_first_msn(1_000);
+    let mut edge = edge_for(&first);
+    first.start_session();
+    for ev in clip_events(BOTH) {
+        first.handle_event(t0, ev);
+        follow(&mut edge, first.take_relay().collect::<Vec<_>>());
+    }
+    edge.end_session();
+    let shown = edge.ll().next_msn;
+    let ds = edge.ll().discontinuity_sequence;
+    let ts_ds = edge.ts().discontinuity_sequence;
+
+    // A new origin numbered higher: its Init arrives, then the pull breaks.
+    let mut second = segmenter();
+    second.set_relay(true);
+    second.set_first_msn(shown + 50);
+    second.start_session();
+    let mut events = clip_events(BOTH).into_iter();
+    let mut init = None;
+    for ev in events.by_ref() {
+        second.handle_event(t0, ev);
+        init = second
+            .take_relay()
+            .find_map(|m| matches!(m, Message::Init(_)).then_some(m));
+        if init.is_some() {
+            break;
+        }
+    }
+    follow(&mut edge, init.clone());
+    edge.end_session();
+    assert!(edge.ll().segments.is_empty() && edge.ll().partial.is_none());
+    assert_eq!(
+        edge.ll().discontinuity_sequence,
+        ds + 1,
+        "counted at the jump"
+    );
+
+    // Pulling again from the same origin: its numbers go on from its GOP cache.
+    follow(&mut edge, second.relay_gop());
+    for ev in events {
+        second.handle_event(t0, ev);
+        follow(&mut edge, second.take_relay().collect::<Vec<_>>());
+    }
+    let w = edge.ll();
+    assert!(!w.segments.is_empty());
+    assert!(
+        w.discontinuity_sequence > ds,
+        "the discontinuity sequence went from {ds} to {}: the restart is not announced",
+        w.discontinuity_sequence
+    );
+    assert!(edge.ts().discontinuity_sequence > ts_ds, "TS too");
+}

@@ -129,7 +129,16 @@ impl Segmenter {
         let mut changed = self.end_session();
         self.ll.ended = false;
         self.ts.ended = false;
-        let fresh = self.ll.segments.is_empty() && self.ll.partial.is_none();
+        // Fresh: this window never showed viewers anything, so the origin's numbers and
+        // discontinuity count can be taken as they are. An empty window is not enough: one
+        // restarted for a new origin's numbers stays empty until media comes, and a pull
+        // that breaks before then must not lose the discontinuity viewers were promised
+        // (nor lower the discontinuity sequence they saw).
+        let fresh = self.ll.inits.is_empty()
+            && self.ll.segments.is_empty()
+            && self.ll.partial.is_none()
+            && self.ll.discontinuity_sequence == 0
+            && self.ts.discontinuity_sequence == 0;
         // Numbers ahead of this window's (segments missed while not relaying, or a new
         // origin, which starts above any earlier one): the window restarts there.
         let jumped = !fresh && (init.msn > self.ll.next_msn || init.ts_msn > self.ts.next_msn);
