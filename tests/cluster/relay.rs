@@ -458,7 +458,9 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
             p.discontinuity_sequence > ds_before
                 || p.segments.iter().any(|s| s.discontinuity)
                 || p.trailing_discontinuity,
-            "round {round}: no discontinuity announced:\n{}",
+            "round {round}: no discontinuity announced (before: part {}.{}, discontinuity sequence {ds_before}):\n{}",
+            before.0,
+            before.1,
             p.text
         );
         eprintln!(
