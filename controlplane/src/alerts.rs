@@ -117,6 +117,30 @@ pub(crate) const LOGIN_FAILURES_PER_MINUTE: i64 = 10;
 /// A login-failure alert with no new burst for this long is resolved.
 pub(crate) const LOGIN_QUIET: Duration = Duration::from_secs(300);
 
+/// Failed logins are counted in buckets of this many milliseconds; "within a minute" is the
+/// current bucket and the 11 before it (a sliding minute to 5 s: a burst that straddles a
+/// clock minute is seen whole, which fixed per-minute counters split in two).
+const LOGIN_BUCKET_MS: i64 = 5_000;
+const LOGIN_BUCKETS: i64 = 60_000 / LOGIN_BUCKET_MS;
+
+/// Counts one failure of `subject` in `bucket` and returns the failures of the sliding
+/// minute that ends with it.
+async fn failures_in_last_minute(
+    cache: &dyn crate::cache::Cache,
+    subject: &str,
+    bucket: i64,
+) -> Result<i64, crate::cache::CacheError> {
+    let key = |b: i64| format!("alert:login_fail:{subject}:{b}");
+    let ttl = Duration::from_millis((LOGIN_BUCKET_MS * (LOGIN_BUCKETS + 1)) as u64);
+    let mut n = cache.incr(&key(bucket), 1, ttl).await?.value;
+    for b in bucket - (LOGIN_BUCKETS - 1)..bucket {
+        if let Some(v) = cache.get(&key(b)).await? {
+            n += v.parse::<i64>().unwrap_or(0);
+        }
+    }
+    Ok(n)
+}
+
 /// Counts a failed login for `username` and the client address; raises (or counts another
 /// occurrence of) `LOGIN_FAILURES` when either goes over the limit within a minute. Never
 /// fails the request: a cache or store problem is logged.
@@ -125,20 +149,22 @@ pub(crate) async fn login_failed(
     username: &str,
     ip: Option<std::net::IpAddr>,
 ) {
-    let minute = crate::clock::now_ms() / 60_000;
+    let bucket = crate::clock::now_ms() / LOGIN_BUCKET_MS;
     let mut subjects = vec![format!("user:{}", username.to_lowercase())];
     if let Some(ip) = ip {
         subjects.push(format!("ip:{ip}"));
     }
     for subject in subjects {
-        let key = format!("alert:login_fail:{subject}:{minute}");
-        let n = match state.cache.incr(&key, 1, Duration::from_secs(120)).await {
-            Ok(n) => n.value,
+        let n = match failures_in_last_minute(&*state.cache, &subject, bucket).await {
+            Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "failed-login counter not kept");
                 continue;
             }
         };
+        // Each failure adds one and failures only leave the window as it slides, so the
+        // count passes the limit exactly at this value (again after it fell back: another
+        // occurrence of the open alert).
         if n != LOGIN_FAILURES_PER_MINUTE + 1 {
             continue;
         }
@@ -228,5 +254,30 @@ impl Alerting {
         let set = std::sync::Arc::new(RuleSet::load(store, offline_after).await?);
         *self.rules.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
         Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::MemoryCache;
+
+    #[tokio::test]
+    async fn failed_logins_are_counted_over_a_sliding_minute() {
+        let cache = MemoryCache::default();
+        let count = |b: i64| failures_in_last_minute(&cache, "user:x", b);
+        // Six failures just before a clock minute ends and five just after: one burst.
+        for _ in 0..6 {
+            count(11).await.unwrap();
+        }
+        let mut last = 0;
+        for _ in 0..5 {
+            last = count(12).await.unwrap();
+        }
+        assert_eq!(last, 11, "a burst across a minute boundary is counted whole");
+        // Eleven buckets later the first six have left the minute.
+        assert_eq!(count(11 + LOGIN_BUCKETS).await.unwrap(), 5 + 1);
+        // Other subjects are counted apart.
+        assert_eq!(failures_in_last_minute(&cache, "ip:1.2.3.4", 12).await.unwrap(), 1);
     }
 }

@@ -199,7 +199,7 @@ async fn a_burst_of_failed_logins_raises_one_alert_for_the_users_company() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     let mut throttled = 0;
-    for _ in 0..12 {
+    for n in 1..=11 {
         let r = attempt("acme-op").await;
         assert!(
             r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::TOO_MANY_REQUESTS,
@@ -207,6 +207,11 @@ async fn a_burst_of_failed_logins_raises_one_alert_for_the_users_company() {
             r.json
         );
         throttled += usize::from(r.status == StatusCode::TOO_MANY_REQUESTS);
+        if n == 10 {
+            // Ten is the limit, not over it.
+            let none = alerts(&app, &acme, "?type=LOGIN_FAILURES").await;
+            assert!(none.is_empty(), "raised at 10 failures: {none:?}");
+        }
     }
     assert!(throttled > 0, "the login throttle did not engage");
     let mine = alerts(&app, &acme, "?type=LOGIN_FAILURES").await;
@@ -227,4 +232,46 @@ async fn a_burst_of_failed_logins_raises_one_alert_for_the_users_company() {
     // Admins see every tenant's.
     let all = alerts(&app, &admin, "?type=LOGIN_FAILURES").await;
     assert!(all.iter().any(|a| a["id"] == mine[0]["id"]), "{all:?}");
+}
+
+/// More than ten failed logins from one address within a minute, each for another name (a
+/// password spray), raise one LOGIN_FAILURES alert for the address, which admins see.
+#[tokio::test]
+async fn failed_logins_from_one_address_raise_an_alert_for_admins() {
+    let app = TestApp::start(|_| {}).await;
+    let admin = app.admin().await;
+    let from: std::net::SocketAddr = "203.0.113.7:40000".parse().unwrap();
+    for n in 1..=11 {
+        let mut req = axum::http::Request::builder()
+            .method("POST")
+            .uri("/api/v1/auth/login")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                serde_json::json!({ "username": format!("spray-{n}"), "password": "Guess-Number-1" })
+                    .to_string(),
+            ))
+            .unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(from));
+        let r = app.send(req).await;
+        assert!(
+            r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            r.json
+        );
+        let raised = alerts(&app, &admin, "?type=LOGIN_FAILURES").await;
+        assert_eq!(
+            raised.len(),
+            usize::from(n == 11),
+            "after {n} failures: {raised:?}"
+        );
+    }
+    let raised = alerts(&app, &admin, "?type=LOGIN_FAILURES").await;
+    assert!(
+        raised[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ip:203.0.113.7"),
+        "{raised:?}"
+    );
 }
