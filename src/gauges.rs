@@ -63,8 +63,9 @@ impl Gauges {
         }
     }
 
-    /// Sets every gauge from one health sample.
-    pub(crate) fn update(&mut self, health: &[StreamHealth]) {
+    /// Sets every gauge from one health sample; returns the recordings file system's used
+    /// share when it could be read.
+    pub(crate) fn update(&mut self, health: &[StreamHealth]) -> Option<f64> {
         let mut seen = HashSet::with_capacity(health.len());
         for h in health {
             let id = h.camera_id.clone();
@@ -108,14 +109,16 @@ impl Gauges {
                     .set(u.used_ratio());
                 metrics::gauge!("camstream_storage_free_bytes", "tier" => "hot").set(u.free as f64);
                 metrics::gauge!("camstream_storage_size_bytes", "tier" => "hot").set(u.size as f64);
+                Some(u.used_ratio())
             }
             // The directory appears with the first recording; until then nothing to report.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
                 if !self.statvfs_failed {
                     tracing::warn!(dir = %self.recordings_dir.display(), error = %e, "statvfs of the recordings directory failed");
                 }
                 self.statvfs_failed = true;
+                None
             }
         }
     }

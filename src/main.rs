@@ -285,7 +285,9 @@ async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationTo
         metrics::gauge!("camstream_viewers").set(viewers as f64);
         metrics::counter!("camstream_bytes_in_total").absolute(bytes_in);
         metrics::counter!("camstream_bytes_out_total").absolute(bytes_out);
-        gauges.update(&health);
+        if let Some(used) = gauges.update(&health) {
+            cp.report_storage(used).await;
+        }
         if let Err(e) = cp.report_health(health).await {
             warn!(error = %e, "stream health not recorded");
         }

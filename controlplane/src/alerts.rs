@@ -112,6 +112,7 @@ pub(crate) async fn offline_pass(
 }
 
 pub(crate) use rules::LOGIN_FAILURES;
+use rules::STORAGE_FULL;
 /// Failed logins per username or address within a minute above which it is raised.
 pub(crate) const LOGIN_FAILURES_PER_MINUTE: i64 = 10;
 /// A login-failure alert with no new burst for this long is resolved.
@@ -237,6 +238,9 @@ pub(crate) struct Alerting {
     rules: std::sync::RwLock<std::sync::Arc<RuleSet>>,
     pub(crate) quality: quality::Tracker,
     pub(crate) usage: usage::Tracker,
+    /// Whether this node's recordings file system is over its `STORAGE_FULL` threshold
+    /// (`None` until the first report).
+    storage_over: std::sync::Mutex<Option<bool>>,
 }
 
 impl Alerting {
@@ -257,6 +261,85 @@ impl Alerting {
     }
 }
 
+/// Below the threshold by this much before a storage-usage alert resolves (a disk hovering
+/// at the threshold does not open and resolve it every second).
+const STORAGE_HYSTERESIS: f64 = 0.02;
+
+/// The cause of this node's storage-usage alert (one per node: the file system is the
+/// node's, not a camera's).
+fn storage_cause(node: &str) -> String {
+    format!("{STORAGE_FULL}:node:{node}:used")
+}
+
+/// Judges this node's recordings file system from its used share (`df`'s Use%, once a
+/// second): raises `STORAGE_FULL` (for admins) when it goes over the rule's threshold
+/// (default 0.9), resolves it when it is back below the threshold less 2 %. The store is
+/// touched only when the state changes (and once at start, to resolve one left open by an
+/// earlier run). Never fails: a store problem is logged and tried again on the next report.
+pub(crate) async fn storage_used(state: &crate::state::Shared, used_ratio: f64) {
+    let rule = state.alerting.rules().effective(STORAGE_FULL, None, None);
+    let threshold = rule.threshold.unwrap_or(0.9);
+    let was = *state
+        .alerting
+        .storage_over
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let over = if was == Some(true) {
+        used_ratio >= threshold - STORAGE_HYSTERESIS
+    } else {
+        used_ratio > threshold
+    };
+    let over = over && rule.enabled;
+    if was == Some(over) {
+        return;
+    }
+    let cause = storage_cause(&state.config.node_id);
+    let done = if over {
+        state
+            .store
+            .create_alert(NewAlert {
+                kind: STORAGE_FULL.into(),
+                severity: rule.severity,
+                message: format!(
+                    "the recordings file system of node {} is {:.0} % used (over {:.0} %)",
+                    state.config.node_id,
+                    used_ratio * 100.0,
+                    threshold * 100.0
+                ),
+                cause: Some(cause),
+                ..NewAlert::default()
+            })
+            .await
+            .map(|a| {
+                tracing::warn!(used_ratio, threshold, alert_id = %a.id, "alert: recordings storage almost full");
+            })
+    } else {
+        state
+            .store
+            .resolve_cause(&cause, crate::clock::now_ms())
+            .await
+            .map(|resolved| {
+                if resolved {
+                    tracing::info!(
+                        used_ratio,
+                        threshold,
+                        "alert resolved: recordings storage has room"
+                    );
+                }
+            })
+    };
+    match done {
+        Ok(()) => {
+            *state
+                .alerting
+                .storage_over
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(over);
+        }
+        Err(e) => tracing::warn!(error = %e, "storage alert not recorded; trying again"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,10 +357,18 @@ mod tests {
         for _ in 0..5 {
             last = count(12).await.unwrap();
         }
-        assert_eq!(last, 11, "a burst across a minute boundary is counted whole");
+        assert_eq!(
+            last, 11,
+            "a burst across a minute boundary is counted whole"
+        );
         // Eleven buckets later the first six have left the minute.
         assert_eq!(count(11 + LOGIN_BUCKETS).await.unwrap(), 5 + 1);
         // Other subjects are counted apart.
-        assert_eq!(failures_in_last_minute(&cache, "ip:1.2.3.4", 12).await.unwrap(), 1);
+        assert_eq!(
+            failures_in_last_minute(&cache, "ip:1.2.3.4", 12)
+                .await
+                .unwrap(),
+            1
+        );
     }
 }

@@ -479,6 +479,13 @@ impl ControlPlane {
         ))
     }
 
+    /// Judges this node's recordings file system from its used share (`df`'s Use%, 0..1;
+    /// call about once a second): `STORAGE_FULL` for admins over the rule's threshold
+    /// (default 0.9), resolved when back below it less 2 %. Never fails (logged).
+    pub async fn report_storage(&self, used_ratio: f64) {
+        alerts::storage_used(&self.shared, used_ratio).await;
+    }
+
     /// Records the data plane's health reports (call about once a second with every
     /// camera it knows): cache `stream:status:{id}` (30 s TTL) and `viewers:{id}`, the
     /// day's analytics, and `cameras.stream_status` when a state changes. On a cluster node,

@@ -275,3 +275,35 @@ async fn failed_logins_from_one_address_raise_an_alert_for_admins() {
         "{raised:?}"
     );
 }
+
+/// The node's recordings file system over 90 % used raises one STORAGE_FULL for admins
+/// (not for a company's users: the disk is the node's); it resolves only once it is back
+/// under 88 %, so a disk hovering at the line does not flap.
+#[tokio::test]
+async fn a_recordings_disk_over_ninety_percent_raises_storage_full_until_it_has_room() {
+    let app = TestApp::start(|_| {}).await;
+    let admin = app.admin().await;
+    let (acme, _) = app.user(&admin, "acme-op", "operator", Some("acme")).await;
+    let open = async || alerts(&app, &admin, "?type=STORAGE_FULL&state=open").await;
+    app.cp.report_storage(0.85).await;
+    app.cp.report_storage(0.90).await;
+    assert!(open().await.is_empty(), "90 % is the line, not over it");
+    for _ in 0..3 {
+        app.cp.report_storage(0.93).await;
+    }
+    let raised = open().await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0]["severity"], "critical");
+    assert_eq!(raised[0]["occurrences"], 1, "raised once, not per report");
+    assert!(
+        raised[0]["message"].as_str().unwrap().contains("93 % used"),
+        "{raised:?}"
+    );
+    assert!(alerts(&app, &acme, "?type=STORAGE_FULL").await.is_empty());
+    app.cp.report_storage(0.89).await;
+    assert_eq!(open().await.len(), 1, "still open just under the line");
+    app.cp.report_storage(0.87).await;
+    assert!(open().await.is_empty(), "resolved with room");
+    let all = alerts(&app, &admin, "?type=STORAGE_FULL").await;
+    assert!(all[0]["resolvedAt"].is_string(), "{all:?}");
+}

@@ -78,6 +78,30 @@ async fn full_hot_tier_keeps_live_and_earlier_files() {
     .await;
     println!("alert: {alert}");
     assert_eq!(alert["severity"], "critical");
+    // Both in the alerts list: the camera's (fragments dropped) and the node's (its
+    // recordings file system over 90 % used, from the health loop).
+    let open = eventually(
+        "the camera's and the node's STORAGE_FULL in /api/v1/alerts",
+        Duration::from_secs(30),
+        || async {
+            let a = api
+                .ok(
+                    Method::GET,
+                    "/api/v1/alerts?type=STORAGE_FULL&state=open",
+                    None,
+                    StatusCode::OK,
+                )
+                .await;
+            let a = a.as_array()?.clone();
+            let camera = a.iter().any(|x| x["cameraId"] == id.as_str());
+            let node = a
+                .iter()
+                .any(|x| x["message"].as_str().is_some_and(|m| m.contains("% used")));
+            (camera && node).then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(open.len(), 2, "{open:?}");
 
     // Live keeps going: the LL-HLS playlist advances and its newest segment is served.
     let ll = support::ll_url(&api, &id).await;

@@ -158,7 +158,9 @@ pub(crate) const SPECS: &[Spec] = &[
     Spec {
         kind: STORAGE_FULL,
         severity: "critical",
-        threshold: None,
+        // The node's recordings file system over this share in use (the recorder raises
+        // it per camera too, when it drops fragments below the free-space floor).
+        threshold: Some(share(0.9, "share of the recordings file system in use")),
         minimum: None,
         duration: None,
         per_camera: true,
