@@ -121,6 +121,18 @@ pub(crate) struct ServeArgs {
     /// reachable candidate (docs/webrtc.md).
     #[arg(long, env = "CAMSTREAM_WEBRTC_ICE_SERVERS")]
     pub(crate) webrtc_ice_servers: Option<String>,
+    /// ABR ladder of this node (profile "default"): HEIGHTp:KBPSk items, comma-separated,
+    /// or "off" (no transcoding). Default 720p:2500k,480p:1000k,240p:400k; renditions at or
+    /// above a camera's height are left out.
+    #[arg(long, env = "CAMSTREAM_ABR_LADDER")]
+    pub(crate) abr_ladder: Option<String>,
+    /// Most cameras transcoded into the ladder at once on this node (an ffmpeg each, about
+    /// a core); more are refused. Default 2.
+    #[arg(long, env = "CAMSTREAM_ABR_MAX_CAMERAS")]
+    pub(crate) abr_max_cameras: Option<usize>,
+    /// Every camera gets the ladder, whatever its abrProfile (development, benchmarks).
+    #[arg(long, env = "CAMSTREAM_ABR_ALL_CAMERAS")]
+    pub(crate) abr_all_cameras: bool,
     /// Recordings root. Default <data-dir>/recordings.
     #[arg(long, env = "CAMSTREAM_RECORDINGS_DIR")]
     pub(crate) recordings_dir: Option<PathBuf>,
@@ -279,6 +291,9 @@ struct File {
     webrtc_public_ip: Option<String>,
     webrtc_max_sessions: Option<usize>,
     webrtc_ice_servers: Option<String>,
+    abr_ladder: Option<String>,
+    abr_max_cameras: Option<usize>,
+    abr_all_cameras: Option<bool>,
     recordings_dir: Option<PathBuf>,
     record_chunk: Option<String>,
     record_fsync: Option<String>,
@@ -605,6 +620,29 @@ impl ServeArgs {
                 );
             }
             w.max_sessions = n;
+        }
+        match self.abr_ladder.or(file.abr_ladder) {
+            Some(l) if l.trim() == "off" => dp.abr = None,
+            Some(l) => {
+                let ladder = camstream_dataplane::abr::Rendition::parse_ladder(&l)
+                    .map_err(|e| anyhow::anyhow!("abr-ladder: {e}"))?;
+                if let Some(a) = dp.abr.as_mut() {
+                    a.ladder = ladder;
+                }
+            }
+            None => {}
+        }
+        if let (Some(a), Some(n)) = (
+            dp.abr.as_mut(),
+            self.abr_max_cameras.or(file.abr_max_cameras),
+        ) {
+            if n == 0 {
+                bail!("abr-max-cameras must be at least 1 (use --abr-ladder off to turn ABR off)");
+            }
+            a.max_cameras = n;
+        }
+        if let Some(a) = dp.abr.as_mut() {
+            a.all_cameras = self.abr_all_cameras || file.abr_all_cameras.unwrap_or(false);
         }
         let webrtc_ice_servers: Vec<String> = self
             .webrtc_ice_servers

@@ -14,6 +14,7 @@
 //! [`record`] (fMP4 recordings through io_uring writer threads), [`server`] (wires
 //! listeners, TLS, the camera registry and the recorder together).
 
+pub mod abr;
 pub mod auth;
 #[cfg(feature = "bench")]
 #[doc(hidden)]

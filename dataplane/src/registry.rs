@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::CameraId;
-use crate::hls::segmenter::{Changed, Counters, Segmenter, Settings};
+use crate::hls::segmenter::{Anchor, Changed, Counters, Segmenter, Settings};
 use crate::hls::window::Window;
 use crate::record::{Recorder, Tap};
 
@@ -157,6 +157,31 @@ impl Stream {
     }
 
     /// When a viewer last asked for a playlist, if one is still counted.
+    /// Whether this is an ABR rendition (`{camera}~{name}`), published by the transcoder.
+    pub(crate) fn is_rendition(&self) -> bool {
+        camstream_protocol::abr::split_rendition(&self.camera_id).is_some()
+    }
+
+    /// The camera id.
+    pub(crate) fn camera_id(&self) -> &CameraId {
+        &self.camera_id
+    }
+
+    /// Resolution, codecs (RFC 6381) and ingest bits per second since the publish started,
+    /// for a multivariant playlist.
+    pub(crate) fn describe(&self) -> (Option<(u32, u32)>, Vec<String>, u64) {
+        let slot = self.slot.lock().expect("slot poisoned");
+        let secs = SystemTime::now()
+            .duration_since(slot.since)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let bps = if secs >= 1.0 {
+            (slot.counters.bytes as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        };
+        (slot.resolution, slot.codecs.clone(), bps)
+    }
+
     pub(crate) fn last_viewer(&self) -> Option<Instant> {
         let v = self.viewers.lock().expect("viewer map poisoned");
         v.values().max().copied()
@@ -241,6 +266,9 @@ pub(crate) struct Registry {
     /// Bumped when a stream is added or a publisher leaves (rare): what waiters for a
     /// stream to appear or a slot to free up watch.
     changes: watch::Sender<u64>,
+    /// Where the next publish of an ABR rendition starts in its camera's numbering and
+    /// time (set by the transcoder before it starts, taken by the rendition's claim).
+    anchors: Mutex<HashMap<CameraId, Anchor>>,
 }
 
 impl Registry {
@@ -253,7 +281,24 @@ impl Registry {
             streams: ArcSwap::from_pointee(HashMap::new()),
             writer: Mutex::new(()),
             changes: watch::channel(0).0,
+            anchors: Mutex::default(),
         })
+    }
+
+    /// The next publish of `rendition` (`{camera}~{name}`) starts at `anchor` in its
+    /// camera's segment numbering and wall-clock time.
+    pub(crate) fn anchor_rendition(&self, rendition: CameraId, anchor: Anchor) {
+        self.anchors
+            .lock()
+            .expect("anchors poisoned")
+            .insert(rendition, anchor);
+    }
+
+    fn take_anchor(&self, camera: &str) -> Option<Anchor> {
+        self.anchors
+            .lock()
+            .expect("anchors poisoned")
+            .remove(camera)
     }
 
     /// Makes every camera claimed from now on keep relay messages (its GOP and live feed),
@@ -343,6 +388,9 @@ impl Registry {
                         seg.renumber_from(cluster_first_msn(0));
                     }
                     seg.set_relay((!relayed && clustered) || self.webrtc.load(Ordering::Relaxed));
+                    if let Some(a) = self.take_anchor(&camera) {
+                        seg.set_anchor(a);
+                    }
                     stream.relayed.store(relayed, Ordering::Relaxed);
                     let changed = seg.start_session();
                     stream.publish(&seg, changed);
@@ -369,6 +417,9 @@ impl Registry {
         let mut seg = Segmenter::new(self.config.segmenter.clone(), prefix);
         if let Some(msn) = first_msn {
             seg.set_first_msn(msn);
+        }
+        if let Some(a) = self.take_anchor(&camera) {
+            seg.set_anchor(a);
         }
         seg.set_relay((!relayed && clustered) || self.webrtc.load(Ordering::Relaxed));
         seg.start_session();
@@ -452,14 +503,44 @@ impl Registry {
         }
     }
 
+    /// Cameras an encoder publishes on this node now (not relayed copies, not ABR
+    /// renditions): the transcoder manager's candidates.
+    pub(crate) fn live_sources(&self) -> Vec<Arc<Stream>> {
+        self.streams
+            .load()
+            .values()
+            .filter(|s| s.is_live() && !s.is_relayed() && !s.is_rendition())
+            .cloned()
+            .collect()
+    }
+
+    /// The live ABR renditions of `camera` (`{camera}~{name}` streams), by name.
+    pub(crate) fn renditions(&self, camera: &str) -> Vec<(String, Arc<Stream>)> {
+        let mut out: Vec<_> = self
+            .streams
+            .load()
+            .iter()
+            .filter_map(|(id, s)| {
+                let (cam, name) = camstream_protocol::abr::split_rendition(id)?;
+                (cam == camera && s.is_live()).then(|| (name.to_owned(), s.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Health of every stream, for the control plane. Rates are over the time since the
     /// previous call.
     pub(crate) fn health(&self, now: Instant) -> Vec<StreamHealth> {
         let map = self.streams.load();
         let mut out = Vec::with_capacity(map.len());
         // A relayed copy (this node is an edge) is not this node's camera: its origin
-        // reports it, and a report from here would claim its placement.
-        for stream in map.values().filter(|s| !s.is_relayed()) {
+        // reports it, and a report from here would claim its placement. An ABR rendition
+        // is the transcoder's output, not a camera.
+        for stream in map
+            .values()
+            .filter(|s| !s.is_relayed() && !s.is_rendition())
+        {
             let mut slot = stream.slot.lock().expect("slot poisoned");
             let counters = slot.counters;
             let (fps, bitrate) = match slot.sampled {

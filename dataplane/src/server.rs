@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::cors::CorsLayer;
 use tracing::{info, warn};
 
+use crate::abr::{Abr, AbrConfig, AbrPolicy, RenditionKeys};
 use crate::auth::{Authorizer, CameraId, PlaybackGuard};
 use crate::hls::segmenter::Settings;
 use crate::http::{self, Gate, HlsState, HttpLimits, Waits};
@@ -81,6 +82,9 @@ pub struct Config {
     pub record_min_free: u64,
     /// WebRTC (WHEP) playback; `None`: off.
     pub webrtc: Option<WebrtcConfig>,
+    /// Adaptive bitrate transcoding (which cameras: the control plane's `abrProfile`, or
+    /// every camera with `all_cameras`); `None`: off.
+    pub abr: Option<AbrConfig>,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             record_threads: 1,
             record_min_free: 512 << 20,
             webrtc: Some(WebrtcConfig::default()),
+            abr: Some(AbrConfig::default()),
         }
     }
 
@@ -186,9 +191,16 @@ pub struct DataPlane {
     registry: Arc<Registry>,
     recorder: Arc<Recorder>,
     puller: Arc<OnceLock<Puller>>,
+    abr_policy: Arc<OnceLock<Arc<dyn AbrPolicy>>>,
 }
 
 impl DataPlane {
+    /// Where the transcoder manager learns which cameras want a ladder (the control
+    /// plane's `abrProfile`). Set once; later calls are ignored.
+    pub fn set_abr_policy(&self, policy: Arc<dyn AbrPolicy>) {
+        let _ = self.abr_policy.set(policy);
+    }
+
     /// The camera registry (for the relay).
     pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.registry
@@ -264,6 +276,8 @@ pub struct Server {
     hls: HlsState,
     webrtc: Option<Arc<Node>>,
     puller: Arc<OnceLock<Puller>>,
+    abr: Option<Arc<Abr>>,
+    abr_policy: Arc<OnceLock<Arc<dyn AbrPolicy>>>,
     max_ingest: usize,
     http_limits: HttpLimits,
     recorder: Arc<Recorder>,
@@ -353,6 +367,22 @@ impl Server {
         if webrtc.is_some() {
             registry.enable_webrtc();
         }
+        // Renditions come back from this node's transcoders with a per-process secret.
+        let abr_secret: Arc<str> = Arc::from(format!("{:032x}", rand::random::<u128>()));
+        let authorizer: Arc<dyn Authorizer> = Arc::new(RenditionKeys {
+            secret: abr_secret.clone(),
+            inner: authorizer,
+        });
+        let abr_policy = Arc::new(OnceLock::new());
+        let abr = config.abr.clone().map(|c| {
+            Abr::new(
+                c,
+                registry.clone(),
+                abr_policy.clone(),
+                abr_secret,
+                addrs.rtmp,
+            )
+        });
         let ingest = Arc::new(Ingest {
             registry: registry.clone(),
             authorizer,
@@ -377,6 +407,8 @@ impl Server {
             hls,
             webrtc,
             puller,
+            abr,
+            abr_policy,
             max_ingest: config.max_ingest_connections,
             http_limits: config.http.clone(),
             recorder,
@@ -407,6 +439,7 @@ impl Server {
             registry: self.registry.clone(),
             recorder: self.recorder.clone(),
             puller: self.puller.clone(),
+            abr_policy: self.abr_policy.clone(),
         }
     }
 
@@ -499,6 +532,9 @@ impl Server {
         }
         if let Some(node) = self.webrtc.clone() {
             tasks.spawn(node.run(shutdown.clone()));
+        }
+        if let Some(abr) = self.abr.clone() {
+            tasks.spawn(abr.run(shutdown.clone()));
         }
         let registry = self.registry.clone();
         let reaper_stop = shutdown.clone();

@@ -6,6 +6,7 @@
 //! live here because every output (TS, fMP4, recorder, relay) needs the same facts about a
 //! track; container demuxers (FLV, later RTSP/SRT) live in the data plane.
 
+pub mod abr;
 pub mod auth;
 mod codec;
 mod control;

@@ -45,6 +45,8 @@ pub(crate) struct LlPlaylist {
     /// `EXT-X-MAP` URI in effect at the end (the segment in progress's).
     pub(crate) map: Option<String>,
     pub(crate) ended: bool,
+    /// `EXT-X-RENDITION-REPORT` attribute lists (ABR renditions of the same camera).
+    pub(crate) rendition_reports: Vec<String>,
 }
 
 /// The parts of a media file name: `{prefix}-{msn}.m4s`, `{prefix}-{msn}.{part}.m4s`,
@@ -123,6 +125,7 @@ impl LlPlaylist {
             preload_hint: None,
             map: None,
             ended: false,
+            rendition_reports: Vec::new(),
         };
         let mut parts = Vec::new();
         let mut discontinuity = false;
@@ -183,6 +186,7 @@ impl LlPlaylist {
                     p.preload_hint = attr(value, "URI").map(str::to_owned);
                 }
                 "#EXT-X-ENDLIST" => p.ended = true,
+                "#EXT-X-RENDITION-REPORT" => p.rendition_reports.push(value.to_owned()),
                 "" => {}
                 t if t.starts_with('#') => fail(&format!("unexpected tag {t}")),
                 _ => fail(&format!("URI without EXTINF: {line}")),

@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod abr;
 mod browser;
 mod edge;
 mod http;

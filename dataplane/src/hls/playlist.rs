@@ -12,6 +12,74 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::window::{Flavor, Part, Window};
 
+/// One entry of a multivariant playlist.
+#[derive(Debug, Clone)]
+pub(crate) struct Variant {
+    /// `None`: the camera's own stream; `Some(name)`: its ABR rendition.
+    pub(crate) rendition: Option<String>,
+    pub(crate) resolution: Option<(u32, u32)>,
+    /// RFC 6381 codec strings.
+    pub(crate) codecs: Vec<String>,
+    /// Measured bits per second (0: not known yet).
+    pub(crate) bandwidth: u64,
+}
+
+/// The multivariant playlist of `camera` (RFC 8216bis §4.4.6), served at
+/// `/hls/{camera}/master.m3u8` (LL-HLS) or `/hls/{camera}/ts/master.m3u8`: URIs are relative
+/// to it, and carry the viewer's `token`. Written with m3u8-rs, which handles every tag a
+/// multivariant playlist needs here (it is the media playlists it cannot write).
+pub(crate) fn master(
+    camera: &str,
+    variants: &[Variant],
+    flavor: Flavor,
+    token: Option<&str>,
+) -> String {
+    let q = token.map(|t| format!("?token={t}")).unwrap_or_default();
+    let up = match flavor {
+        Flavor::Fmp4 => "../",
+        Flavor::Ts => "../../",
+    };
+    let leaf = match flavor {
+        Flavor::Fmp4 => "playlist.m3u8",
+        Flavor::Ts => "ts/playlist.m3u8",
+    };
+    let list = m3u8_rs::MasterPlaylist {
+        version: Some(if flavor == Flavor::Fmp4 { 9 } else { 3 }),
+        independent_segments: true,
+        variants: variants
+            .iter()
+            .map(|v| m3u8_rs::VariantStream {
+                uri: match &v.rendition {
+                    None => format!("playlist.m3u8{q}"),
+                    Some(name) => format!(
+                        "{up}{camera}{}{name}/{leaf}{q}",
+                        crate::abr::RENDITION_SEPARATOR
+                    ),
+                },
+                // Peak rate: the measured average with room for the GOP's keyframes;
+                // a stream too new to measure claims a modest 500 kbit/s.
+                bandwidth: if v.bandwidth > 0 {
+                    v.bandwidth * 6 / 5
+                } else {
+                    500_000
+                },
+                average_bandwidth: (v.bandwidth > 0).then_some(v.bandwidth),
+                codecs: (!v.codecs.is_empty()).then(|| v.codecs.join(",")),
+                resolution: v.resolution.map(|(w, h)| m3u8_rs::Resolution {
+                    width: u64::from(w),
+                    height: u64::from(h),
+                }),
+                ..m3u8_rs::VariantStream::default()
+            })
+            .collect(),
+        ..m3u8_rs::MasterPlaylist::default()
+    };
+    let mut out = Vec::new();
+    list.write_to(&mut out)
+        .expect("writing to a Vec does not fail");
+    String::from_utf8(out).expect("m3u8-rs writes UTF-8")
+}
+
 /// Names of the media files of a window. One place, so the playlist writer and the HTTP
 /// router agree.
 pub(crate) mod names {

@@ -131,6 +131,18 @@ pub(crate) struct Segmenter {
     discontinuities: u64,
     /// Origin side: what relays receive (`None`: this camera is not relayed).
     relay: Option<RelayLog>,
+    /// Where the next session's first frame belongs (ABR renditions).
+    anchor: Option<Anchor>,
+}
+
+/// An ABR rendition's anchor in its camera's stream: the rendition's first frame is the
+/// camera's frame that started LL-HLS segment `msn` (TS segment `ts_msn`) at wall-clock
+/// time `wall`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Anchor {
+    pub(crate) msn: u64,
+    pub(crate) ts_msn: u64,
+    pub(crate) wall: SystemTime,
 }
 
 /// What one publishing connection contributes.
@@ -222,6 +234,7 @@ impl Segmenter {
             recorded: Vec::new(),
             discontinuities: 0,
             relay: None,
+            anchor: None,
         }
     }
 
@@ -231,6 +244,11 @@ impl Segmenter {
         debug_assert!(self.ll.segments.is_empty() && self.ll.partial.is_none());
         self.ll.next_msn = msn;
         self.ts.next_msn = msn;
+    }
+
+    /// Anchors the next session's first frame (see [`Anchor`]): consumed when it starts.
+    pub(crate) fn set_anchor(&mut self, anchor: Anchor) {
+        self.anchor = Some(anchor);
     }
 
     /// Whether completed parts are queued for the recorder ([`Segmenter::take_recorded`]).
@@ -492,12 +510,28 @@ impl Segmenter {
             Some(AudioConfig::Aac(c)) => Some(c),
             _ => None,
         };
+        // An ABR rendition's first frame is its camera's frame that started segment
+        // `anchor.msn` at `anchor.wall`: number and date it the same, so a player switching
+        // between them finds the same segment under the same number and time.
+        let mut wall_origin = now;
+        if let Some(a) = self.anchor.take() {
+            wall_origin = a.wall;
+            for (w, msn) in [(&mut self.ll, a.msn), (&mut self.ts, a.ts_msn)] {
+                let empty = w.segments.is_empty() && w.partial.is_none();
+                if !empty && msn > w.next_msn {
+                    relay_log::restart_window(w);
+                }
+                if empty || msn > w.next_msn {
+                    w.next_msn = msn;
+                }
+            }
+        }
         Running {
             has_video,
             audio_rate,
             in_origin,
             out_origin,
-            wall_origin: now,
+            wall_origin,
             frame_duration,
             part_threshold: part_nominal - frame_duration / 2,
             part_max,

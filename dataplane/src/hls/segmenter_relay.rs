@@ -263,7 +263,7 @@ impl Segmenter {
 /// sequence jump and the discontinuity sequence grow by the discontinuities that left the
 /// window plus the one at the jump: the next segment is listed first, where its
 /// `EXT-X-DISCONTINUITY` is not printed (RFC 8216bis §6.2.2).
-fn restart_window(w: &mut super::Window) {
+pub(super) fn restart_window(w: &mut super::Window) {
     let left = w
         .segments
         .iter()

@@ -177,6 +177,16 @@ impl Window {
         self.inits.iter().find(|(i, _)| *i == id).map(|(_, b)| b)
     }
 
+    /// The newest complete part: `(msn, index)` (an `EXT-X-RENDITION-REPORT`'s LAST-MSN
+    /// and LAST-PART).
+    pub(crate) fn last_part(&self) -> Option<(u64, usize)> {
+        if let Some(p) = self.partial.as_ref().filter(|p| !p.parts.is_empty()) {
+            return Some((p.msn, p.parts.len() - 1));
+        }
+        let s = self.segments.last()?;
+        Some((s.msn, s.parts.len().checked_sub(1)?))
+    }
+
     /// The part the preload hint names: the next part of the segment in progress.
     pub(crate) fn next_part(&self) -> (u64, usize) {
         match &self.partial {

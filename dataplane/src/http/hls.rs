@@ -62,7 +62,9 @@ pub(crate) struct HlsState {
 pub(crate) fn router(state: HlsState) -> Router {
     Router::new()
         .route("/hls/{camera}/playlist.m3u8", get(ll_playlist))
+        .route("/hls/{camera}/master.m3u8", get(ll_master))
         .route("/hls/{camera}/ts/playlist.m3u8", get(ts_playlist))
+        .route("/hls/{camera}/ts/master.m3u8", get(ts_master))
         .route("/hls/{camera}/ts/{file}", get(ts_media))
         .route("/hls/{camera}/{file}", get(ll_media))
         .with_state(state)
@@ -108,10 +110,11 @@ pub(super) async fn admit(
     directives: &Directives<'_>,
 ) -> Result<Arc<Stream>, Reject> {
     let stream = state.registry.get(camera);
+    // A rendition (`{camera}~{name}`) plays with its camera's token.
     let check = || {
         state
             .guard
-            .check(camera, directives.token)
+            .check(crate::abr::source_camera(camera), directives.token)
             .map_err(|e| denied(&e))
     };
     let Some(puller) = state.puller.get() else {
@@ -197,6 +200,81 @@ async fn ts_playlist(
     playlist(state, &camera, peer.ip(), &raw, Flavor::Ts, None).await
 }
 
+async fn ll_master(
+    State(state): State<HlsState>,
+    Path(camera): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    master(state, &camera, &raw, Flavor::Fmp4).await
+}
+
+async fn ts_master(
+    State(state): State<HlsState>,
+    Path(camera): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    master(state, &camera, &raw, Flavor::Ts).await
+}
+
+/// The multivariant playlist of a camera: its own stream first, then each live ABR
+/// rendition, highest first (`EXT-X-STREAM-INF` with bandwidth, resolution and codecs).
+/// Without a ladder it lists the camera alone, so a player may always start here.
+async fn master(state: HlsState, camera: &str, raw: &Option<String>, flavor: Flavor) -> Response {
+    let d = match directives(raw) {
+        Ok(d) => d,
+        Err(r) => return r.into_response(),
+    };
+    if crate::abr::source_camera(camera) != camera {
+        return error(
+            StatusCode::NOT_FOUND,
+            "a rendition has no multivariant playlist",
+        );
+    }
+    let stream = match admit(&state, camera, &d).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let mut variants = vec![(None, stream)];
+    // A rendition is listed once a player can start it (its first parts exist), so a
+    // switch never lands on a playlist that answers "starting".
+    let min_parts = state.waits.min_parts;
+    variants.extend(
+        state
+            .registry
+            .renditions(camera)
+            .into_iter()
+            .filter(|(_, s)| s.ll().borrow().is_playable(min_parts) && s.describe().0.is_some())
+            .map(|(name, s)| (Some(name), s)),
+    );
+    let body = playlist::master(camera, &variants_of(&variants), flavor, d.token);
+    (
+        [
+            (header::CACHE_CONTROL, NO_CACHE),
+            (header::CONTENT_TYPE, M3U8),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn variants_of(streams: &[(Option<String>, Arc<Stream>)]) -> Vec<playlist::Variant> {
+    let mut out: Vec<playlist::Variant> = streams
+        .iter()
+        .map(|(name, s)| {
+            let (resolution, codecs, bps) = s.describe();
+            playlist::Variant {
+                rendition: name.clone(),
+                resolution,
+                codecs,
+                bandwidth: bps,
+            }
+        })
+        .collect();
+    // Highest first after the camera's own stream (players pick by bandwidth anyway).
+    out[1..].sort_by(|a, b| b.resolution.map(|r| r.1).cmp(&a.resolution.map(|r| r.1)));
+    out
+}
+
 async fn playlist(
     state: HlsState,
     camera: &str,
@@ -274,13 +352,16 @@ async fn playlist(
         }
     };
     let query = token_query(d.token);
-    let text = playlist::render(
+    let mut text = playlist::render(
         &window,
         Render {
             query: &query,
             skip: d.skip,
         },
     );
+    if flavor == Flavor::Fmp4 {
+        rendition_reports(&state.registry, camera, &query, &mut text);
+    }
     (
         [
             (header::CONTENT_TYPE, M3U8),
@@ -289,6 +370,37 @@ async fn playlist(
         text,
     )
         .into_response()
+}
+
+/// `EXT-X-RENDITION-REPORT` for every other variant of the camera's multivariant playlist
+/// (RFC 8216bis §4.4.5.4), so a player switching renditions knows where the other one is
+/// without an extra playlist request. Nothing for a camera without ABR renditions.
+fn rendition_reports(registry: &Registry, id: &str, query: &str, out: &mut String) {
+    use std::fmt::Write;
+    let camera = crate::abr::source_camera(id);
+    let renditions = registry.renditions(camera);
+    if renditions.is_empty() {
+        return;
+    }
+    let source = registry.get(camera).filter(|s| s.is_live());
+    let others = source
+        .map(|s| (camera.to_owned(), s))
+        .into_iter()
+        .chain(renditions.into_iter().map(|(name, s)| {
+            (
+                format!("{camera}{}{name}", crate::abr::RENDITION_SEPARATOR),
+                s,
+            )
+        }))
+        .filter(|(other, _)| other != id);
+    for (other, stream) in others {
+        if let Some((msn, part)) = stream.ll().borrow().last_part() {
+            let _ = writeln!(
+                out,
+                "#EXT-X-RENDITION-REPORT:URI=\"../{other}/playlist.m3u8{query}\",LAST-MSN={msn},LAST-PART={part}"
+            );
+        }
+    }
 }
 
 fn token_query(token: Option<&str>) -> String {
