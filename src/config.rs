@@ -732,6 +732,7 @@ impl ServeArgs {
                 String::new()
             },
             webrtc_ice_servers,
+            abr_max_cameras: dp.abr.as_ref().map_or(0, |a| a.max_cameras),
             ..Default::default()
         };
         self.test_hooks.apply(&mut cp).map_err(anyhow::Error::msg)?;

@@ -170,6 +170,7 @@ async fn run(serve: config::Serve) -> anyhow::Result<()> {
             .enable_pulls(relay.edge(), locator, shutdown.clone());
     }
     cp.attach_live(Arc::new(server.data_plane()));
+    server.data_plane().set_abr_policy(cp.abr_policy());
     if let Some(cluster) = cp.cluster() {
         if let Some(g) = &lease_gate {
             let _ = g.cluster.set(cluster.clone());

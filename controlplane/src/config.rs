@@ -172,6 +172,10 @@ pub struct ControlPlaneConfig {
     /// Path of a camera's WHEP endpoint; `{camera_id}` is replaced. Default
     /// `/whep/{camera_id}` (the data plane's route). Empty: WebRTC is off on this node.
     pub whep_path: String,
+    /// Cameras this node may transcode into its ABR ladder at once (`--abr-max-cameras`);
+    /// 0: ABR is off (`--abr-ladder off`). A cluster's budget is this times its nodes.
+    /// Default 2.
+    pub abr_max_cameras: usize,
     /// ICE servers handed to WebRTC players (`stun:`/`turn:` URLs). Default none: the data
     /// plane is ICE-lite with a reachable candidate.
     pub webrtc_ice_servers: Vec<String>,
@@ -314,6 +318,7 @@ impl Default for ControlPlaneConfig {
             hls_path: "/hls/{camera_id}/ts/playlist.m3u8".into(),
             ll_hls_path: "/hls/{camera_id}/playlist.m3u8".into(),
             whep_path: "/whep/{camera_id}".into(),
+            abr_max_cameras: 2,
             webrtc_ice_servers: Vec::new(),
             node_id: "local".into(),
             user_rate_limit: 10_000,

@@ -51,6 +51,9 @@ pub enum ErrorCode {
     CameraSerialDuplicate,
     /// The camera is disabled, so it cannot stream.
     CameraInactive,
+    /// An ABR ladder was asked for while every transcode slot of the node (cluster) is in
+    /// use (`--abr-max-cameras`), or ABR is off (`--abr-ladder off`).
+    TranscodeBudgetFull,
     /// No user with this id.
     UserNotFound,
     /// Another user already has this username.
@@ -142,6 +145,7 @@ impl ErrorCode {
             | Self::LayoutLimitReached
             | Self::AlertRuleDuplicate
             | Self::CameraInactive
+            | Self::TranscodeBudgetFull
             | Self::ClusterNotEnabled => StatusCode::CONFLICT,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -180,6 +184,7 @@ impl ErrorCode {
             Self::CameraNotFound => "CAMERA_NOT_FOUND",
             Self::CameraSerialDuplicate => "CAMERA_SERIAL_DUPLICATE",
             Self::CameraInactive => "CAMERA_INACTIVE",
+            Self::TranscodeBudgetFull => "TRANSCODE_BUDGET_FULL",
             Self::UserNotFound => "USER_NOT_FOUND",
             Self::UsernameDuplicate => "USERNAME_DUPLICATE",
             Self::UserSelfLockout => "USER_SELF_LOCKOUT",

@@ -471,6 +471,12 @@ impl ControlPlane {
         ))
     }
 
+    /// Which cameras the data plane transcodes into its ABR ladder: the camera's
+    /// `abrProfile` (a store read per live camera every few seconds).
+    pub fn abr_policy(&self) -> Arc<dyn camstream_protocol::abr::AbrPolicy> {
+        Arc::new(StoreAbrPolicy(self.shared.store.clone()))
+    }
+
     /// Playback authorization (signed tokens, or everything with `public_playback`).
     pub fn playback_guard(&self) -> Arc<dyn PlaybackGuard> {
         Arc::new(auth::SignedPlayback::new(
@@ -877,5 +883,23 @@ async fn alert_passes(shared: &Shared) {
         alerts::escalation::retention_pass(store, shared.config.alert_retention_days, now).await
     {
         tracing::warn!(error = %e, "alert history retention failed");
+    }
+}
+
+/// [`ControlPlane::abr_policy`]: a camera's `abr_profile` column.
+struct StoreAbrPolicy(Arc<dyn store::Store>);
+
+impl camstream_protocol::abr::AbrPolicy for StoreAbrPolicy {
+    fn profile<'a>(
+        &'a self,
+        camera: &'a str,
+    ) -> camstream_protocol::auth::BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            match self.0.get_camera(camera).await {
+                Ok(Some(c)) if c.abr_profile != "off" && c.is_active => Ok(Some(c.abr_profile)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
     }
 }

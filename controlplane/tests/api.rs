@@ -1675,3 +1675,109 @@ async fn a_single_node_says_it_is_not_clustered() {
         "operator",
     );
 }
+
+/// `abrProfile` on a camera (issue 14): shown, settable, refused with
+/// TRANSCODE_BUDGET_FULL once the node's transcode slots are taken (or ABR is off), and
+/// what the data plane's policy answers.
+#[tokio::test]
+async fn abr_profile_is_settable_within_the_transcode_budget() {
+    let app = TestApp::start(|c| c.abr_max_cameras = 1).await;
+    let admin = app.admin().await;
+    let first = app.camera(&admin, "Gate", "ABR-1", None).await;
+    assert_eq!(first["abrProfile"], "off");
+    let id = first["id"].as_str().unwrap().to_owned();
+    let policy = app.cp.abr_policy();
+    assert_eq!(policy.profile(&id).await, Ok(None));
+    let set = |cam: String, profile: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.call(
+                "PUT",
+                &format!("/api/v1/cameras/{cam}"),
+                Some(&admin),
+                Some(json!({ "abrProfile": profile })),
+            )
+            .await
+        }
+    };
+    let r = set(id.clone(), "default").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["data"]["abrProfile"], "default");
+    assert_eq!(policy.profile(&id).await, Ok(Some("default".into())));
+    // Setting it again is no new slot.
+    assert_eq!(set(id.clone(), "default").await.status, StatusCode::OK);
+    // A second ABR camera does not fit: created, or switched on, it is refused plainly.
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/cameras",
+            Some(&admin),
+            Some(json!({ "name": "Dock", "serialNumber": "ABR-2", "abrProfile": "default" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    assert_eq!(
+        r.json["error"]["code"], "TRANSCODE_BUDGET_FULL",
+        "{}",
+        r.json
+    );
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 1"),
+        "{}",
+        r.json
+    );
+    let second = app.camera(&admin, "Dock", "ABR-2", None).await;
+    let second = second["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        set(second.clone(), "default").await.status,
+        StatusCode::CONFLICT
+    );
+    // Freeing the slot lets the other take it.
+    assert_eq!(set(id.clone(), "off").await.status, StatusCode::OK);
+    assert_eq!(policy.profile(&id).await, Ok(None));
+    assert_eq!(set(second.clone(), "default").await.status, StatusCode::OK);
+    // Not a profile: a validation error.
+    let r = set(second.clone(), "ultra").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    // The playback URLs include the multivariant playlist.
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/cameras/{second}/stream/hls"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let master = r.json["data"]["masterUrl"].as_str().unwrap();
+    assert!(
+        master.contains(&format!("/hls/{second}/master.m3u8?token=")),
+        "{master}"
+    );
+
+    // A node with ABR off refuses any profile.
+    let off = TestApp::start(|c| c.abr_max_cameras = 0).await;
+    let admin = off.admin().await;
+    let r = off
+        .call(
+            "POST",
+            "/api/v1/cameras",
+            Some(&admin),
+            Some(json!({ "name": "Dock", "serialNumber": "ABR-3", "abrProfile": "default" })),
+        )
+        .await;
+    assert_eq!(
+        r.json["error"]["code"], "TRANSCODE_BUDGET_FULL",
+        "{}",
+        r.json
+    );
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ABR is off")
+    );
+}

@@ -48,6 +48,7 @@ impl Fixture {
                 rtmp_key_hash: "hash".into(),
                 is_active: true,
                 is_recording: true,
+                abr_profile: "off".into(),
                 owner_id: None,
             })
             .await

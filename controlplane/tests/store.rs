@@ -29,6 +29,7 @@ fn new_camera(serial: &str, company: Option<&str>, prefix: &str) -> NewCamera {
         rtmp_key_hash: format!("hash-{prefix}"),
         is_active: true,
         is_recording: false,
+        abr_profile: "default".into(),
         owner_id: None,
     }
 }
@@ -307,6 +308,19 @@ async fn conformance(s: Arc<dyn Store>) {
     assert_eq!(upd.company, None);
     assert!(upd.is_recording);
     assert!(upd.updated_at >= c2.updated_at);
+    assert_eq!(upd.abr_profile, "default", "kept when not updated");
+    let upd = s
+        .update_camera(
+            &c2.id,
+            CameraUpdate {
+                abr_profile: Some("off".into()),
+                ..CameraUpdate::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(upd.abr_profile, "off");
     let e = s
         .update_camera(
             &c2.id,
@@ -353,8 +367,14 @@ async fn conformance(s: Arc<dyn Store>) {
     );
     let counts = s.camera_counts(None).await.unwrap();
     assert_eq!(
-        (counts.total, counts.active, counts.online, counts.recording),
-        (3, 2, 1, 1)
+        (
+            counts.total,
+            counts.active,
+            counts.online,
+            counts.recording,
+            counts.abr
+        ),
+        (3, 2, 1, 1, 2)
     );
     let counts = s.camera_counts(Some("acme")).await.unwrap();
     assert_eq!((counts.total, counts.online), (1, 1));

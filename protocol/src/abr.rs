@@ -20,9 +20,12 @@ pub fn source_camera(id: &str) -> &str {
 
 /// Decides which cameras are transcoded into a ladder.
 pub trait AbrPolicy: Send + Sync + 'static {
-    /// The ABR profile of `camera` (`"default"`: the node's ladder), `None` for none. A
-    /// source that cannot answer says `None` (no ladder rather than a wrong one).
-    fn profile<'a>(&'a self, camera: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// The ABR profile of `camera` (`"default"`: the node's ladder), `None` for none.
+    ///
+    /// # Errors
+    /// The source could not answer (the data plane then changes nothing: a running ladder
+    /// keeps running, none is started).
+    fn profile<'a>(&'a self, camera: &'a str) -> BoxFuture<'a, Result<Option<String>, String>>;
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub(crate) struct CameraView {
     publish_token: Option<String>,
     is_active: bool,
     is_recording: bool,
+    /// ABR ladder: `off`, or `default` (the node's ladder, renditions listed in
+    /// `/hls/{id}/master.m3u8`).
+    abr_profile: AbrProfile,
     stream_status: StreamStatus,
     assigned_node: Option<String>,
     owner_id: Option<String>,
@@ -114,6 +117,7 @@ fn view(s: &Shared, c: &Camera, key: Option<String>) -> Result<CameraView, ApiEr
         publish_token,
         is_active: c.is_active,
         is_recording: c.is_recording,
+        abr_profile: AbrProfile::from_stored(&c.abr_profile),
         stream_status: c.stream_status,
         assigned_node,
         owner_id: c.owner_id.clone(),
@@ -205,6 +209,8 @@ pub(crate) struct CreateCamera {
     is_active: Option<bool>,
     /// Default false.
     is_recording: Option<bool>,
+    /// Default `off`.
+    abr_profile: Option<AbrProfile>,
 }
 
 /// Changes to a camera; absent fields stay, `null` clears nullable ones.
@@ -257,6 +263,63 @@ pub(crate) struct UpdateCamera {
     place: Option<Option<String>>,
     is_active: Option<bool>,
     is_recording: Option<bool>,
+    abr_profile: Option<AbrProfile>,
+}
+
+/// A camera's adaptive-bitrate ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AbrProfile {
+    /// No transcoding: the camera's own stream only.
+    Off,
+    /// The node's ladder (`--abr-ladder`, default 720p/480p/240p), never above the camera.
+    Default,
+}
+
+impl AbrProfile {
+    fn as_str(self) -> &'static str {
+        match self {
+            AbrProfile::Off => "off",
+            AbrProfile::Default => "default",
+        }
+    }
+
+    fn from_stored(s: &str) -> Self {
+        if s == "default" {
+            AbrProfile::Default
+        } else {
+            AbrProfile::Off
+        }
+    }
+}
+
+/// Refuses a new ABR camera when every transcode slot is taken: `--abr-max-cameras` per
+/// node (times the cluster's nodes), counted over every camera with a profile.
+async fn abr_budget(state: &Shared) -> Result<(), ApiError> {
+    let per_node = state.config.abr_max_cameras;
+    if per_node == 0 {
+        return Err(ApiError::new(
+            ErrorCode::TranscodeBudgetFull,
+            "ABR is off on this node (--abr-ladder off)",
+        )
+        .with_details(serde_json::json!({ "field": "abrProfile" })));
+    }
+    let nodes = state.cluster.as_ref().map_or(1, |c| c.members().max(1));
+    let budget = per_node * nodes;
+    let used = state.store.camera_counts(None).await?.abr;
+    if used as usize >= budget {
+        return Err(ApiError::new(
+            ErrorCode::TranscodeBudgetFull,
+            format!(
+                "the transcode budget is full: {used} of {budget} cameras have an ABR profile \
+                 (--abr-max-cameras {per_node} per node); turn one off first"
+            ),
+        )
+        .with_details(
+            serde_json::json!({ "field": "abrProfile", "used": used, "budget": budget }),
+        ));
+    }
+    Ok(())
 }
 
 /// Signed playback URLs.
@@ -268,6 +331,9 @@ pub(crate) struct PlaybackUrls {
     hls_url: String,
     /// LL-HLS with fMP4 parts.
     ll_hls_url: String,
+    /// The LL-HLS multivariant playlist: the camera and, with an ABR profile, its
+    /// renditions (players switch between them by bandwidth).
+    master_url: String,
     /// The token alone (`?token=`).
     token: String,
     /// When the URLs stop working (RFC 3339).
@@ -415,7 +481,7 @@ pub(crate) async fn list(
     responses(
         (status = 201, description = "Created", body = Envelope<CameraView>),
         (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
-        (status = 409, description = "CAMERA_SERIAL_DUPLICATE", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "CAMERA_SERIAL_DUPLICATE, or TRANSCODE_BUDGET_FULL (abrProfile with every transcode slot taken, or ABR off)", body = crate::error::ErrorEnvelope),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn create(
@@ -437,6 +503,9 @@ pub(crate) async fn create(
         Reach::Nothing => return Err(no_company()),
         Reach::All => req.company,
     };
+    if req.abr_profile.is_some_and(|p| p != AbrProfile::Off) {
+        abr_budget(&state).await?;
+    }
     let key = secret::generate(Kind::StreamKey);
     let (rtmp_base, _) = ingest_bases(&state);
     let camera = state
@@ -453,6 +522,11 @@ pub(crate) async fn create(
             rtmp_key_hash: key.hash,
             is_active: req.is_active.unwrap_or(true),
             is_recording: req.is_recording.unwrap_or(false),
+            abr_profile: req
+                .abr_profile
+                .unwrap_or(AbrProfile::Off)
+                .as_str()
+                .to_owned(),
             owner_id: Some(principal.user_id.clone()),
         })
         .await
@@ -502,7 +576,7 @@ pub(crate) async fn get(
     responses(
         (status = 200, description = "Updated", body = Envelope<CameraView>),
         (status = 404, description = "CAMERA_NOT_FOUND", body = crate::error::ErrorEnvelope),
-        (status = 409, description = "CAMERA_SERIAL_DUPLICATE", body = crate::error::ErrorEnvelope),
+        (status = 409, description = "CAMERA_SERIAL_DUPLICATE, or TRANSCODE_BUDGET_FULL (abrProfile with every transcode slot taken, or ABR off)", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn update(
     State(state): State<AppState>,
@@ -528,6 +602,12 @@ pub(crate) async fn update(
     if let Some(c) = &req.company {
         tenant_company(&principal, c.as_deref())?;
     }
+    if req.abr_profile.is_some_and(|p| p != AbrProfile::Off) {
+        let current = state.store.get_camera(&id).await?;
+        if current.is_some_and(|c| c.abr_profile == "off") {
+            abr_budget(&state).await?;
+        }
+    }
     let c = state
         .store
         .update_camera(
@@ -541,6 +621,7 @@ pub(crate) async fn update(
                 place: req.place,
                 is_active: req.is_active,
                 is_recording: req.is_recording,
+                abr_profile: req.abr_profile.map(|p| p.as_str().to_owned()),
             },
         )
         .await
@@ -672,6 +753,15 @@ async fn signed_playback(
     Ok((c, token, exp))
 }
 
+/// The multivariant playlist beside the LL-HLS media playlist (`.../playlist.m3u8` →
+/// `.../master.m3u8`, the data plane's route).
+fn master_path(ll_hls_path: &str) -> String {
+    match ll_hls_path.strip_suffix("playlist.m3u8") {
+        Some(dir) => format!("{dir}master.m3u8"),
+        None => "/hls/{camera_id}/master.m3u8".to_owned(),
+    }
+}
+
 /// Signed, expiring playback URLs.
 #[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/hls", operation_id = "getCameraPlayback", tag = "streams", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),
@@ -693,6 +783,7 @@ pub(crate) async fn stream_hls(
         camera_id: c.id.clone(),
         hls_url: url(&cfg.hls_path),
         ll_hls_url: url(&cfg.ll_hls_path),
+        master_url: url(&master_path(&cfg.ll_hls_path)),
         token: token.clone(),
         expires_at: rfc3339(exp * 1000),
     })

@@ -862,6 +862,11 @@ impl Cluster {
         }
     }
 
+    /// Members in the applied state (the ABR budget counts per node).
+    pub(crate) fn members(&self) -> usize {
+        self.inner.state.read(|s| s.members().count())
+    }
+
     /// The API base URL of the member named `node` (a raft id written as text, as
     /// recordings name the node that wrote them); `None` for this node or a stranger.
     pub(crate) fn api_url_of(&self, node: &str) -> Option<String> {

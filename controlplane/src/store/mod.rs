@@ -219,6 +219,8 @@ pub struct Camera {
     pub is_active: bool,
     /// Whether the recorder should record it.
     pub is_recording: bool,
+    /// ABR ladder: `off` or `default` (the node's `--abr-ladder`).
+    pub abr_profile: String,
     /// Stream state, updated from the data plane's health reports.
     #[sqlx(try_from = "String")]
     pub stream_status: StreamStatus,
@@ -257,6 +259,8 @@ pub struct NewCamera {
     pub is_active: bool,
     /// Recording.
     pub is_recording: bool,
+    /// ABR profile (`off`, `default`).
+    pub abr_profile: String,
     /// Creator.
     pub owner_id: Option<String>,
 }
@@ -280,6 +284,8 @@ pub struct CameraUpdate {
     pub is_active: Option<bool>,
     /// Recording.
     pub is_recording: Option<bool>,
+    /// ABR profile.
+    pub abr_profile: Option<String>,
 }
 
 /// Which cameras to list.
@@ -316,6 +322,8 @@ pub struct CameraCounts {
     pub error: i64,
     /// Recording.
     pub recording: i64,
+    /// With an ABR profile other than `off`.
+    pub abr: i64,
 }
 
 /// An API token (the secret itself is never stored).

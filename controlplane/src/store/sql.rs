@@ -164,8 +164,8 @@ macro_rules! bind_args {
 }
 
 const CAMERA_COLUMNS: &str = "id, name, company, model, serial_number, location, place, rtmp_url, \
-     rtmp_key_prefix, rtmp_key_hash, is_active, is_recording, stream_status, assigned_node, \
-     owner_id, created_at, updated_at";
+     rtmp_key_prefix, rtmp_key_hash, is_active, is_recording, abr_profile, stream_status, \
+     assigned_node, owner_id, created_at, updated_at";
 
 fn camera_where(filter: &CameraFilter, args: &mut Args) -> String {
     let mut clauses: Vec<String> = Vec::new();
@@ -367,9 +367,9 @@ macro_rules! sql_store {
                 Ok(sqlx::query_as(
                     "INSERT INTO cameras (id, name, company, model, serial_number, location, \
                      place, rtmp_url, rtmp_key_prefix, rtmp_key_hash, is_active, is_recording, \
-                     stream_status, assigned_node, owner_id, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'offline', \
-                     NULL, $13, $14, $14) RETURNING *",
+                     abr_profile, stream_status, assigned_node, owner_id, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'offline', \
+                     NULL, $14, $15, $15) RETURNING *",
                 )
                 .bind(id)
                 .bind(c.name)
@@ -383,6 +383,7 @@ macro_rules! sql_store {
                 .bind(c.rtmp_key_hash)
                 .bind(c.is_active)
                 .bind(c.is_recording)
+                .bind(c.abr_profile)
                 .bind(c.owner_id)
                 .bind(now)
                 .fetch_one(&self.pool)
@@ -462,6 +463,9 @@ macro_rules! sql_store {
                 if let Some(v) = u.is_recording {
                     sets.push(format!("is_recording = {}", a.push(Arg::Bool(v))));
                 }
+                if let Some(v) = u.abr_profile {
+                    sets.push(format!("abr_profile = {}", a.push(Arg::Text(Some(v)))));
+                }
                 sets.push(format!("updated_at = {}", a.push(Arg::Int(now_ms()))));
                 let idp = a.push(Arg::Text(Some(id.to_owned())));
                 let sql = format!(
@@ -533,12 +537,13 @@ macro_rules! sql_store {
             async fn camera_counts(&self, tenant: Option<&str>) -> Result<CameraCounts, StoreError> {
                 // SUM over an empty set is NULL in both databases, hence COALESCE; the CASE
                 // keeps the sums integral on PostgreSQL (SUM(boolean) does not exist there).
-                let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
+                let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
                     "SELECT COUNT(*), \
                      COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0), \
                      COALESCE(SUM(CASE WHEN stream_status = 'online' THEN 1 ELSE 0 END), 0), \
                      COALESCE(SUM(CASE WHEN stream_status = 'error' THEN 1 ELSE 0 END), 0), \
-                     COALESCE(SUM(CASE WHEN is_recording THEN 1 ELSE 0 END), 0) \
+                     COALESCE(SUM(CASE WHEN is_recording THEN 1 ELSE 0 END), 0), \
+                     COALESCE(SUM(CASE WHEN abr_profile <> 'off' THEN 1 ELSE 0 END), 0) \
                      FROM cameras WHERE ($1 IS NULL OR company = $1)",
                 )
                 .bind(tenant)
@@ -550,6 +555,7 @@ macro_rules! sql_store {
                     online: row.2,
                     error: row.3,
                     recording: row.4,
+                    abr: row.5,
                 })
             }
 

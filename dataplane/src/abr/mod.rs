@@ -174,24 +174,29 @@ impl Abr {
         })
     }
 
-    async fn wants(&self, camera: &str) -> bool {
+    /// Whether `camera` should have a ladder; `None` when the policy could not say.
+    async fn wants(&self, camera: &str) -> Option<bool> {
         if self.config.all_cameras {
-            return true;
+            return Some(true);
         }
         let Some(policy) = self.policy.get() else {
-            return false;
+            return Some(false);
         };
         // Only `default` exists today; an unknown profile gets no ladder (and a log line).
-        match policy.profile(camera).await.as_deref() {
-            None => false,
-            Some("default") => true,
-            Some(other) => {
+        match policy.profile(camera).await {
+            Ok(None) => Some(false),
+            Ok(Some(p)) if p == "default" => Some(true),
+            Ok(Some(other)) => {
                 tracing::warn!(
                     camera_id = camera,
                     profile = other,
                     "unknown ABR profile; no ladder"
                 );
-                false
+                Some(false)
+            }
+            Err(e) => {
+                tracing::warn!(camera_id = camera, error = %e, "ABR profile not known; nothing changed");
+                None
             }
         }
     }
@@ -222,7 +227,9 @@ impl Abr {
             .retain(|_, stop| !stop.is_cancelled());
         for stream in self.registry.live_sources() {
             let camera = stream.camera_id().clone();
-            let wanted = self.wants(&camera).await;
+            let Some(wanted) = self.wants(&camera).await else {
+                continue;
+            };
             let mut running = self.running.lock().expect("abr poisoned");
             match (running.get(&camera), wanted) {
                 (Some(stop), false) => {

@@ -12,6 +12,7 @@ function cam(id: string, name: string, status: Camera["streamStatus"], createdAt
     streamKeyPrefix: "",
     isActive: true,
     isRecording: false,
+    abrProfile: "off",
     streamStatus: status,
     hlsPath: "",
     createdAt,
