@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod abr;
 mod alert_e2e;
 mod api;
 mod contract;
