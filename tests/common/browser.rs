@@ -14,11 +14,12 @@ use tokio::process::Command;
 use super::testdata;
 
 /// The files of `tests/browser` the runner needs.
-const FILES: [&str; 7] = [
+const FILES: [&str; 8] = [
     "package.json",
     "package-lock.json",
     "chromium.mjs",
     "play.mjs",
+    "abr.mjs",
     "page.html",
     "whep.mjs",
     "whep.html",

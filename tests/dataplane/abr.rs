@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+use tokio::process::Command;
+
+use crate::common::browser::{run_bounded, runner};
 use crate::common::ffmpeg::{Ffmpeg, clips, probe};
 use crate::common::hls::LlPlaylist;
 use crate::common::{Server, ServerOptions, eventually};
@@ -145,6 +148,11 @@ async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
         }
     }
 
+    // hls.js in Chromium switches down when the network is throttled and back up when it
+    // is lifted.
+    let switched = abr_in_chromium(&server).await;
+    println!("hls.js ABR: {switched}");
+
     // The budget (1 camera) refuses a second one, plainly.
     let _second = Ffmpeg::publish_looped(
         &clips.av_long,
@@ -159,6 +167,9 @@ async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
         .await;
 
     // kill -9 the transcoder: it is started again and the renditions go on, still aligned.
+    let low_before = server.ll(&format!("{CAMERA}~240p"), "").await;
+    let before = low_before.segments.last().expect("segments").msn;
+    let ds_before = low_before.discontinuity_sequence;
     let log = server.log();
     let pid: u32 = log
         .lines()
@@ -178,7 +189,6 @@ async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
         (server.log().matches("transcoder started").count() >= 2).then_some(())
     })
     .await;
-    let before = low.segments.last().expect("segments").msn;
     let after = server
         .wait_ll_until(
             &format!("{CAMERA}~240p"),
@@ -195,7 +205,7 @@ async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
         // The camera had moved on by more than a segment: the window restarted there and
         // the discontinuity went into the sequence number.
         None => assert!(
-            after.discontinuity_sequence > low.discontinuity_sequence,
+            after.discontinuity_sequence > ds_before,
             "no discontinuity at the restart:\n{}",
             after.text
         ),
@@ -218,4 +228,61 @@ async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
         metrics.contains("camstream_abr_cpu_ratio"),
         "CPU per ABR camera exported"
     );
+}
+
+/// Runs `tests/browser/abr.mjs` on the camera's multivariant playlist with a 700 kbit/s
+/// throttle (under 480p's rate, over 240p's) and checks what hls.js did; returns its JSON.
+async fn abr_in_chromium(server: &Server) -> serde_json::Value {
+    let dir = runner().await;
+    let mut run = Command::new("node");
+    run.arg(dir.join("abr.mjs"))
+        .args([
+            server.url(&format!("/hls/{CAMERA}/master.m3u8")),
+            "700".into(),
+            "120".into(),
+        ])
+        .current_dir(&dir);
+    let out = run_bounded(run, Duration::from_secs(150), "the ABR runner").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let r: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "runner output is not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let pretty = serde_json::to_string_pretty(&r).expect("json");
+    std::fs::write(server.dir.join("abr-browser.json"), &pretty).expect("write result");
+    assert_eq!(r["ok"], true, "{pretty}");
+    assert_eq!(r["levels"].as_array().map(Vec::len), Some(3), "{pretty}");
+    let heights: Vec<u64> = r["switches"]
+        .as_array()
+        .expect("switches")
+        .iter()
+        .filter_map(|s| s["height"].as_u64())
+        .collect();
+    assert!(heights.contains(&240) && heights.contains(&720), "{pretty}");
+    // No stall longer than one part (200 ms, with a frame of slack) at a switch: within a
+    // second of each switch. (Stalls while throttled before hls.js decides to switch are
+    // its estimator's pace, reported in the JSON, not asserted.)
+    let switch_times: Vec<i64> = r["switches"]
+        .as_array()
+        .expect("switches")
+        .iter()
+        .skip(1)
+        .filter_map(|s| s["t"].as_i64())
+        .collect();
+    for stall in r["stalls"].as_array().expect("stalls") {
+        let (t, ms) = (
+            stall["t"].as_i64().expect("t"),
+            stall["ms"].as_i64().expect("ms"),
+        );
+        if switch_times
+            .iter()
+            .any(|s| (t - s).abs() <= 1000 || (t..t + ms).contains(s))
+        {
+            assert!(ms <= 240, "a {ms} ms stall at a switch: {pretty}");
+        }
+    }
+    r
 }

@@ -165,8 +165,12 @@ impl Job {
             RunEnd::Died(why) => {
                 let t = tail.lock().expect("tail poisoned");
                 let last: Vec<&str> = t.iter().map(String::as_str).collect();
+                let status = match status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                };
                 RunEnd::Died(format!(
-                    "{why} ({status:?}); ffmpeg said: {}",
+                    "{why} ({status}); ffmpeg said: {}",
                     last.join(" | ")
                 ))
             }
@@ -218,7 +222,7 @@ impl Job {
                     }
                     Err(RecvError::Closed) => return RunEnd::Done,
                 },
-                s = child.wait() => return RunEnd::Died(format!("ffmpeg exited: {s:?}")),
+                _ = child.wait() => return RunEnd::Died("ffmpeg exited".into()),
                 _ = cpu_tick.tick() => {
                     if let Some(share) = cpu.sample() {
                         metrics::gauge!("camstream_abr_cpu_ratio", "camera_id" => camera.clone()).set(share);
