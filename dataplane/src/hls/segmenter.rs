@@ -515,6 +515,9 @@ impl Segmenter {
         // between them finds the same segment under the same number and time.
         let mut wall_origin = now;
         if let Some(a) = self.anchor.take() {
+            // The transcoder's first picture is the camera's keyframe at `a.wall` (after a
+            // restart mid-stream its decoder may drop that picture: the first segment then
+            // starts a frame late, and the next ones line up again).
             wall_origin = a.wall;
             for (w, msn) in [(&mut self.ll, a.msn), (&mut self.ts, a.ts_msn)] {
                 let empty = w.segments.is_empty() && w.partial.is_none();

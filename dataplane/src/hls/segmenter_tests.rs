@@ -475,3 +475,39 @@ fn ts_packets_are_kept_only_at_the_live_end() {
     assert_eq!(again.slices()[0][0], 0x47, "starts with a TS sync byte");
     assert!(again.len() > 100_000, "{} bytes", again.len());
 }
+
+/// An ABR rendition's anchor: its first segment takes the camera's number (LL-HLS and TS
+/// each theirs) and its first frame the anchor's time, whenever it arrived; a later
+/// anchor above the window restarts it behind a discontinuity.
+#[test]
+fn an_anchored_session_takes_the_cameras_numbers_and_times() {
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000);
+    let mut seg = segmenter();
+    seg.set_anchor(Anchor {
+        msn: 42,
+        ts_msn: 40,
+        wall,
+    });
+    let events = clip_events(BOTH);
+    // Arrival time does not matter: the anchor dates the media.
+    run_session(&mut seg, events, wall + Duration::from_secs(7));
+    let first = &seg.ll().segments[0];
+    assert_eq!(first.msn, 42);
+    assert_eq!(first.program_date_time, wall);
+    assert_eq!(seg.ts().segments[0].msn, 40);
+    let ds = seg.ll().discontinuity_sequence;
+    // The transcoder came back later: the camera is at segment 60 now.
+    seg.set_anchor(Anchor {
+        msn: 60,
+        ts_msn: 58,
+        wall: wall + Duration::from_secs(40),
+    });
+    run_session(&mut seg, clip_events(BOTH), wall + Duration::from_secs(50));
+    assert_eq!(
+        seg.ll().segments[0].msn,
+        60,
+        "the window restarted at the jump"
+    );
+    assert_eq!(seg.ll().discontinuity_sequence, ds + 1);
+    assert_eq!(seg.ts().segments[0].msn, 58);
+}
