@@ -256,7 +256,7 @@ async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
     );
 }
 
-/// Runs `tests/browser/abr.mjs` on the camera's multivariant playlist with a 700 kbit/s
+/// Runs `tests/browser/abr.mjs` on the camera's multivariant playlist with a 900 kbit/s
 /// throttle (under 480p's rate, over 240p's) and checks what hls.js did; returns its JSON.
 async fn abr_in_chromium(server: &Server) -> serde_json::Value {
     let dir = runner().await;
@@ -264,7 +264,7 @@ async fn abr_in_chromium(server: &Server) -> serde_json::Value {
     run.arg(dir.join("abr.mjs"))
         .args([
             server.url(&format!("/hls/{CAMERA}/master.m3u8")),
-            "700".into(),
+            "900".into(),
             "120".into(),
         ])
         .current_dir(&dir);
