@@ -31,7 +31,8 @@ run() {
   sleep "$secs"
   local s1 t1=0; s1=$(ticks "$server"); [ -n "$tr" ] && t1=$(ticks "$tr")
   local variants; variants=$(curl -s http://127.0.0.1:18090/hls/cam1/master.m3u8 | grep -c STREAM-INF || true)
-  kill "$pub" "$server"; wait "$server" 2>/dev/null || true
+  kill "$pub"; wait "$pub" 2>/dev/null || true
+  kill "$server"; wait "$server" 2>/dev/null || true
   awk -v l="$label" -v s=$((s1 - s0)) -v t=$((t1 - t0)) -v n="$secs" -v v="$variants" \
     'BEGIN { printf "%-10s server %.3f cores, transcoder %.3f cores, variants in master.m3u8: %d\n", l, s/100/n, t/100/n, v }'
   rm -rf "$dir"
