@@ -228,6 +228,7 @@ try {
   await page.getByTestId("health-fps").waitFor();
   const line = await page.getByTestId("health-fps").locator("path").getAttribute("d");
   expect(line && line.startsWith("M"), `an fps line, got ${line}`);
+  await page.getByText("Adaptive bitrate", { exact: true }).waitFor();
   await shot("06-camera-detail");
 
   step("recordings: the timeline shows what was recorded; a click plays it at that wall-clock time (± 1 s)");

@@ -98,6 +98,7 @@ export function CameraDetailPage({ id }: { id: string }) {
               ["Location", c.location ?? "—"],
               ["Enabled", c.isActive ? "Yes" : "No"],
               ["Recording", c.isRecording ? "On" : "Off"],
+              ["Adaptive bitrate", c.abrProfile === "default" ? "On (the node's ladder)" : "Off"],
               ["Ingest (RTMP)", `${c.rtmpUrl}/${c.streamKeyPrefix}…`],
               ["Created", formatDateTime(c.createdAt)],
             ] as const

@@ -1,7 +1,7 @@
-import { useState, type FormEvent } from "react";
+import { useId, useState, type FormEvent } from "react";
 import { Button } from "@/components/ui/button";
 import { Dialog } from "@/components/ui/dialog";
-import { Field } from "@/components/ui/input";
+import { Field, Select } from "@/components/ui/input";
 import { errorMessage } from "@/components/ui/state";
 import { ApiError, type Schemas } from "@/lib/api";
 import { useCameraMutations, type Camera } from "./api";
@@ -12,6 +12,7 @@ interface Values {
   model: string;
   company: string;
   location: string;
+  abrProfile: Schemas["AbrProfile"];
 }
 
 function initial(c: Camera | null): Values {
@@ -21,6 +22,7 @@ function initial(c: Camera | null): Values {
     model: c?.model ?? "",
     company: c?.company ?? "",
     location: c?.location ?? "",
+    abrProfile: c?.abrProfile ?? "off",
   };
 }
 
@@ -47,6 +49,7 @@ export function CameraForm({ camera, open, onOpenChange, onCreated }: CameraForm
   const edit = camera !== null;
   const busy = create.isPending || update.isPending;
 
+  const abrId = useId();
   const set = (k: keyof Values) => (e: { target: { value: string } }) => setValues((v) => ({ ...v, [k]: e.target.value }));
 
   async function submit(e: FormEvent) {
@@ -61,6 +64,7 @@ export function CameraForm({ camera, open, onOpenChange, onCreated }: CameraForm
           model: opt(values.model, true),
           company: opt(values.company, true),
           location: opt(values.location, true),
+          abrProfile: values.abrProfile,
         };
         await update.mutateAsync({ id: camera.id, body });
         onOpenChange(false);
@@ -71,6 +75,7 @@ export function CameraForm({ camera, open, onOpenChange, onCreated }: CameraForm
           model: opt(values.model, false),
           company: opt(values.company, false),
           location: opt(values.location, false),
+          abrProfile: values.abrProfile,
         };
         const created = await create.mutateAsync(body);
         onOpenChange(false);
@@ -80,6 +85,7 @@ export function CameraForm({ camera, open, onOpenChange, onCreated }: CameraForm
       if (err instanceof ApiError) {
         const fields = err.fields;
         if (err.code === "CAMERA_SERIAL_DUPLICATE") fields["serialNumber"] ??= err.message;
+        if (err.code === "TRANSCODE_BUDGET_FULL") fields["abrProfile"] ??= err.message;
         setFieldErrors(fields);
         if (Object.keys(fields).length === 0) setFormError(err.message);
       } else {
@@ -103,6 +109,30 @@ export function CameraForm({ camera, open, onOpenChange, onCreated }: CameraForm
         <Field label="Model" name="model" value={values.model} onChange={set("model")} error={fieldErrors["model"]} />
         <Field label="Company" name="company" value={values.company} onChange={set("company")} error={fieldErrors["company"]} />
         <Field label="Location" name="location" value={values.location} onChange={set("location")} error={fieldErrors["location"]} />
+        <div className="space-y-1">
+          <label htmlFor={abrId} className="block text-sm font-medium">
+            Adaptive bitrate
+          </label>
+          <Select
+            id={abrId}
+            name="abrProfile"
+            value={values.abrProfile}
+            aria-invalid={fieldErrors["abrProfile"] ? true : undefined}
+            aria-describedby={`${abrId}-hint${fieldErrors["abrProfile"] ? ` ${abrId}-error` : ""}`}
+            onChange={(e) => setValues((v) => ({ ...v, abrProfile: e.target.value === "default" ? "default" : "off" }))}
+          >
+            <option value="off">Off: the camera&apos;s own stream only</option>
+            <option value="default">On: the node&apos;s ladder (720p, 480p, 240p below the camera)</option>
+          </Select>
+          <p id={`${abrId}-hint`} className="text-xs text-slate-500 dark:text-slate-400">
+            Lower renditions for viewers on slow links; each ABR camera takes about a third of a core.
+          </p>
+          {fieldErrors["abrProfile"] ? (
+            <p id={`${abrId}-error`} className="text-sm text-red-600 dark:text-red-400">
+              {fieldErrors["abrProfile"]}
+            </p>
+          ) : null}
+        </div>
         {formError ? (
           <p role="alert" className="text-sm text-red-600 dark:text-red-400">
             {formError}
