@@ -68,8 +68,10 @@ lint: deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# cargo builds every test target (the camstream binary the end-to-end tests run among them)
+# before it runs any test; the bench's tests use that binary rather than build it again.
 unit: deps-test web
-	$(CARGO) test --workspace
+	CAMSTREAM_BIN=$(CURDIR)/target/debug/camstream $(CARGO) test --workspace
 
 fuzz: deps-test
 	fuzz/run.sh $(FUZZ_SECONDS)

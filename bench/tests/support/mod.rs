@@ -7,8 +7,16 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The camstream binary beside this test's binaries, built fresh so it is never stale.
+/// The camstream binary beside this test's binaries, built fresh so it is never stale; or
+/// `CAMSTREAM_BIN` when set (`make test` sets it to the binary `cargo test --workspace` has
+/// just built for the end-to-end tests, which saves building it a second time with other
+/// features).
 pub fn camstream_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CAMSTREAM_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.exists(), "CAMSTREAM_BIN={} does not exist", bin.display());
+        return bin;
+    }
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_camstream-bench"));
     let dir = bench.parent().expect("binary has a folder");
     let profile = dir
