@@ -14,7 +14,11 @@ use serde_json::Value;
 pub fn camstream_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("CAMSTREAM_BIN") {
         let bin = PathBuf::from(bin);
-        assert!(bin.exists(), "CAMSTREAM_BIN={} does not exist", bin.display());
+        assert!(
+            bin.exists(),
+            "CAMSTREAM_BIN={} does not exist",
+            bin.display()
+        );
         return bin;
     }
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_camstream-bench"));
