@@ -1708,14 +1708,7 @@ async fn abr_profile_is_settable_within_the_transcode_budget() {
     // Setting it again is no new slot.
     assert_eq!(set(id.clone(), "default").await.status, StatusCode::OK);
     // A second ABR camera does not fit: created, or switched on, it is refused plainly.
-    let r = app
-        .call(
-            "POST",
-            "/api/v1/cameras",
-            Some(&admin),
-            Some(json!({ "name": "Dock", "serialNumber": "ABR-2", "abrProfile": "default" })),
-        )
-        .await;
+    let r = create_abr_camera(&app, &admin, "ABR-2").await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
     assert_eq!(
         r.json["error"]["code"], "TRANSCODE_BUDGET_FULL",
@@ -1761,14 +1754,7 @@ async fn abr_profile_is_settable_within_the_transcode_budget() {
     // A node with ABR off refuses any profile.
     let off = TestApp::start(|c| c.abr_max_cameras = 0).await;
     let admin = off.admin().await;
-    let r = off
-        .call(
-            "POST",
-            "/api/v1/cameras",
-            Some(&admin),
-            Some(json!({ "name": "Dock", "serialNumber": "ABR-3", "abrProfile": "default" })),
-        )
-        .await;
+    let r = create_abr_camera(&off, &admin, "ABR-3").await;
     assert_eq!(
         r.json["error"]["code"], "TRANSCODE_BUDGET_FULL",
         "{}",
@@ -1780,4 +1766,15 @@ async fn abr_profile_is_settable_within_the_transcode_budget() {
             .unwrap()
             .contains("ABR is off")
     );
+}
+
+/// `POST /api/v1/cameras` of a camera with `abrProfile: "default"`.
+async fn create_abr_camera(app: &TestApp, token: &str, serial: &str) -> Resp {
+    app.call(
+        "POST",
+        "/api/v1/cameras",
+        Some(token),
+        Some(json!({ "name": "Dock", "serialNumber": serial, "abrProfile": "default" })),
+    )
+    .await
 }

@@ -34,24 +34,7 @@ async fn abr_profile_turns_the_ladder_on_and_off_for_a_live_camera() {
         .as_str()
         .expect("masterUrl")
         .to_owned();
-    let variants = |text: &str| text.matches("#EXT-X-STREAM-INF").count();
-    let text = eventually(
-        "the ladder in masterUrl",
-        Duration::from_secs(40),
-        || async {
-            let t = server
-                .client()
-                .get(&master)
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            (variants(&t) == 3).then_some(t)
-        },
-    )
-    .await;
+    let text = variants_in(&server, &master, 3, Duration::from_secs(40)).await;
     // The renditions play with the camera's token (carried in the URIs).
     let token = master.split("token=").nth(1).expect("token");
     let rendition = format!("../{id}~240p/playlist.m3u8?token={token}");
@@ -85,21 +68,20 @@ async fn abr_profile_turns_the_ladder_on_and_off_for_a_live_camera() {
             Duration::from_secs(15),
         )
         .await;
-    eventually(
-        "the camera alone in masterUrl",
-        Duration::from_secs(60),
-        || async {
-            let t = server
-                .client()
-                .get(&master)
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            (variants(&t) == 1).then_some(())
-        },
-    )
-    .await;
+    variants_in(&server, &master, 1, Duration::from_secs(60)).await;
+}
+
+/// Polls the multivariant playlist at `master` until it lists `n` variants; returns it.
+async fn variants_in(
+    server: &crate::common::Server,
+    master: &str,
+    n: usize,
+    timeout: Duration,
+) -> String {
+    eventually(&format!("{n} variants in {master}"), timeout, || async {
+        let r = server.client().get(master).send().await.ok()?;
+        let text = r.text().await.ok()?;
+        (text.matches("#EXT-X-STREAM-INF").count() == n).then_some(text)
+    })
+    .await
 }

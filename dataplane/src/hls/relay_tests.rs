@@ -201,8 +201,9 @@ fn frames_before_an_init_are_dropped() {
     assert_eq!(edge.counters().dropped, 1);
 }
 
-#[test]
-fn an_edge_following_a_new_origin_numbered_higher_restarts_its_window_behind_a_discontinuity() {
+/// An edge that followed an origin numbered from 1,000 through the clip, then lost it
+/// mid-segment (the edge closed what it had). Returns the edge and the clip's start time.
+fn edge_after_a_lost_origin() -> (Segmenter, SystemTime) {
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
     let mut first = segmenter();
     first.set_relay(true);
@@ -213,8 +214,13 @@ fn an_edge_following_a_new_origin_numbered_higher_restarts_its_window_behind_a_d
         first.handle_event(t0, ev);
         follow(&mut edge, first.take_relay().collect::<Vec<_>>());
     }
-    // The origin is lost mid-segment: the edge closes what it has.
     edge.end_session();
+    (edge, t0)
+}
+
+#[test]
+fn an_edge_following_a_new_origin_numbered_higher_restarts_its_window_behind_a_discontinuity() {
+    let (mut edge, t0) = edge_after_a_lost_origin();
     let shown = edge.ll().next_msn;
     let ds = edge.ll().discontinuity_sequence;
     assert!(shown > 1_000 && !edge.ll().segments.is_empty());
@@ -256,17 +262,7 @@ fn an_edge_whose_restarted_window_is_still_empty_keeps_its_discontinuity_count()
     // numbers, that pull broke before the first frame, and the next pull's Init found an
     // empty window and took the origin's discontinuity sequence (0) as if the window were
     // new: viewers saw the media sequence go on with no discontinuity announced.
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let mut first = segmenter();
-    first.set_relay(true);
-    first.set_first_msn(1_000);
-    let mut edge = edge_for(&first);
-    first.start_session();
-    for ev in clip_events(BOTH) {
-        first.handle_event(t0, ev);
-        follow(&mut edge, first.take_relay().collect::<Vec<_>>());
-    }
-    edge.end_session();
+    let (mut edge, t0) = edge_after_a_lost_origin();
     let shown = edge.ll().next_msn;
     let ds = edge.ll().discontinuity_sequence;
     let ts_ds = edge.ts().discontinuity_sequence;
