@@ -53,6 +53,14 @@ where
     }
 }
 
+/// Tests that measure timing in a browser (hls.js live latency, WebRTC time to first frame)
+/// or load the machine (an ABR transcoder) hold this for their whole run, so no two of them
+/// overlap within a test binary: on a 2-core machine one would skew the other's figures.
+pub(crate) async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// `<target>/testdata/e2e`: generated clips and per-test scratch space (never committed).
 pub(crate) fn testdata() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

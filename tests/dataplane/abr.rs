@@ -28,6 +28,7 @@ fn pdt_ms(p: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
+    let _heavy = crate::common::heavy().await;
     let clips = clips().await;
     let server = Server::start_with(
         "abr",

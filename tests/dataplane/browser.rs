@@ -21,6 +21,7 @@ const MAX_LATENCY: f64 = 1.0;
 /// error, playback advances, and the live latency stays low.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_js_plays_ll_hls_in_chromium() {
+    let _heavy = crate::common::heavy().await;
     assert!(
         Path::new("/usr/bin/chromium").exists(),
         "Chromium is required: apt-get install -y chromium"

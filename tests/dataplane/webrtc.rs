@@ -99,6 +99,7 @@ async fn run_whep(
 /// DELETE ends the session on the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_whep_and_delete_ends_the_session() {
+    let _heavy = crate::common::heavy().await;
     let server = Server::start("whep-play", ServerOptions::default()).await;
     let _cam = live_publisher(
         &server.rtmp_url("whep"),
@@ -153,6 +154,7 @@ async fn chromium_plays_whep_and_delete_ends_the_session() {
 /// Issue 14: 50 concurrent WHEP sessions on one camera all decode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_whep_sessions_decode() {
+    let _heavy = crate::common::heavy().await;
     let server = Server::start("whep-50", ServerOptions::default()).await;
     let _cam = live_publisher(
         &server.rtmp_url("many"),
