@@ -1708,21 +1708,7 @@ async fn abr_profile_is_settable_within_the_transcode_budget() {
     // Setting it again is no new slot.
     assert_eq!(set(id.clone(), "default").await.status, StatusCode::OK);
     // A second ABR camera does not fit: created, or switched on, it is refused plainly.
-    let r = create_abr_camera(&app, &admin, "ABR-2").await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
-    assert_eq!(
-        r.json["error"]["code"], "TRANSCODE_BUDGET_FULL",
-        "{}",
-        r.json
-    );
-    assert!(
-        r.json["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("1 of 1"),
-        "{}",
-        r.json
-    );
+    budget_full(&create_abr_camera(&app, &admin, "ABR-2").await, "1 of 1");
     let second = app.camera(&admin, "Dock", "ABR-2", None).await;
     let second = second["id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -1754,17 +1740,24 @@ async fn abr_profile_is_settable_within_the_transcode_budget() {
     // A node with ABR off refuses any profile.
     let off = TestApp::start(|c| c.abr_max_cameras = 0).await;
     let admin = off.admin().await;
-    let r = create_abr_camera(&off, &admin, "ABR-3").await;
+    budget_full(
+        &create_abr_camera(&off, &admin, "ABR-3").await,
+        "ABR is off",
+    );
+}
+
+/// A 409 TRANSCODE_BUDGET_FULL whose message says `why`.
+fn budget_full(r: &Resp, why: &str) {
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
     assert_eq!(
         r.json["error"]["code"], "TRANSCODE_BUDGET_FULL",
         "{}",
         r.json
     );
     assert!(
-        r.json["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ABR is off")
+        r.json["error"]["message"].as_str().unwrap().contains(why),
+        "{}",
+        r.json
     );
 }
 
