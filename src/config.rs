@@ -83,6 +83,12 @@ pub(crate) struct ServeArgs {
     /// How long a camera may be away and continue the same playlists. Default 30s.
     #[arg(long, env = "CAMSTREAM_RECONNECT_WINDOW")]
     pub(crate) reconnect_window: Option<String>,
+    /// Read batching for publishers, 0–50ms: the kernel holds a camera's small messages
+    /// (audio) until a quarter of this much of its bitrate arrived (a video frame) or this
+    /// long passed, so one wake-up reads several. Video frames above that mark are not
+    /// delayed; audio by up to this. 0: off. Default 40ms.
+    #[arg(long, env = "CAMSTREAM_INGEST_BATCH")]
+    pub(crate) ingest_batch: Option<String>,
     /// A request head must arrive within this (from the accept for a connection's first
     /// request, TLS handshake included; from its first byte for later ones); a request body
     /// at 64 KiB per this time at least. Default 10s.
@@ -281,6 +287,7 @@ struct File {
     hls_window: Option<usize>,
     part_hold_back: Option<f64>,
     reconnect_window: Option<String>,
+    ingest_batch: Option<String>,
     http_header_timeout: Option<String>,
     http_idle_timeout: Option<String>,
     http_write_timeout: Option<String>,
@@ -536,6 +543,10 @@ impl ServeArgs {
             );
         }
         check_range("reconnect-window", dp.reconnect_window, 0.0, 3600.0)?;
+        if let Some(d) = self.ingest_batch.or(file.ingest_batch) {
+            dp.ingest_batch = duration("ingest-batch", &d)?;
+        }
+        check_range("ingest-batch", dp.ingest_batch, 0.0, 0.05)?;
         let http = &mut dp.http;
         if let Some(d) = self.http_header_timeout.or(file.http_header_timeout) {
             http.header_timeout = duration("http-header-timeout", &d)?;
@@ -1370,6 +1381,22 @@ mod tests {
             part_hold_back: Some(f64::NAN),
             ..ServeArgs::default()
         }));
+        assert!(bad(ServeArgs {
+            ingest_batch: Some("60ms".into()),
+            ..ServeArgs::default()
+        }));
+        let batch = |v: &str| {
+            ServeArgs {
+                ingest_batch: Some(v.into()),
+                ..ServeArgs::default()
+            }
+            .resolve()
+            .unwrap()
+            .dataplane
+            .ingest_batch
+        };
+        assert_eq!(batch("0"), Duration::ZERO);
+        assert_eq!(batch("25ms"), Duration::from_millis(25));
         assert!(bad(ServeArgs {
             rtmp_addr: Some("nope".into()),
             ..ServeArgs::default()

@@ -15,8 +15,9 @@
 //! and the connection's span entered only when something logs.
 
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -26,6 +27,7 @@ use tracing::level_filters::LevelFilter;
 use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use crate::auth::{Authorizer, PublishRequest};
+use crate::batch::{self, ReadBatch};
 use crate::deadline::Deadline;
 use crate::registry::{ClaimError, Publisher, Registry};
 use crate::rtmp::{self, Event, Session};
@@ -41,6 +43,8 @@ pub(crate) struct Ingest {
     pub(crate) registry: Arc<Registry>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) rtmp: rtmp::Config,
+    /// Read batching period for publishing sockets (zero: off); see [`crate::batch`].
+    pub(crate) batch: Duration,
 }
 
 /// How a connection ended, for the log.
@@ -66,6 +70,7 @@ impl Ingest {
         stream: S,
         peer: SocketAddr,
         tls: bool,
+        fd: Option<RawFd>,
         shutdown: CancellationToken,
     ) where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -75,7 +80,7 @@ impl Ingest {
         // shared by every connection.
         let span = info_span!("rtmp", %peer, tls, camera_id = tracing::field::Empty);
         span.in_scope(|| debug!("connection accepted"));
-        let end = self.run(stream, peer, tls, &shutdown, &span).await;
+        let end = self.run(stream, peer, tls, fd, &shutdown, &span).await;
         let _entered = span.enter();
         match end {
             End::PeerClosed => info!("connection closed by the encoder"),
@@ -93,6 +98,7 @@ impl Ingest {
         mut io: S,
         peer: SocketAddr,
         tls: bool,
+        fd: Option<RawFd>,
         shutdown: &CancellationToken,
         span: &Span,
     ) -> End
@@ -106,6 +112,8 @@ impl Ingest {
         let mut timer = Deadline::new(session.poll_timeout());
         let mut stopped = Woken::new(shutdown.child_token().cancelled_owned());
         let mut kicked: Option<Woken<WaitForCancellationFutureOwned>> = None;
+        // Batching starts with the publish: the handshake and commands are answered at once.
+        let mut batched: Option<ReadBatch> = None;
         loop {
             // Drain everything the session has for us before waiting again. The events of one
             // read arrived together: one wall-clock read serves them all.
@@ -133,6 +141,9 @@ impl Ingest {
                                 }
                                 kicked = Some(Woken::new(p.kicked().cancelled_owned()));
                                 publisher = Some(p);
+                                if let Some(fd) = fd.filter(|_| !self.batch.is_zero()) {
+                                    batched = Some(ReadBatch::new(fd, self.batch));
+                                }
                             }
                             Err(why) => {
                                 // Tell the encoder (NetStream.Publish.BadName), flush, close.
@@ -186,7 +197,10 @@ impl Ingest {
                 () = kick(&mut kicked) => return End::Kicked,
                 read = io.read_buf(&mut buf) => match read {
                     Ok(0) => return End::PeerClosed,
-                    Ok(_) => {
+                    Ok(n) => {
+                        if let Some(b) = batched.as_mut() {
+                            b.after_read(n);
+                        }
                         let _entered = debug_enter(span);
                         if let Err(e) = session.handle_input(Instant::now().into_std(), &mut buf) {
                             return End::Error(e.to_string());
@@ -194,6 +208,7 @@ impl Ingest {
                     }
                     Err(e) => return End::Error(format!("read: {e}")),
                 },
+                () = batch::tail(&mut batched) => {}
                 () = timer.fired() => {
                     if let Err(e) = session.handle_timeout(Instant::now().into_std()) {
                         return End::Error(e.to_string());
@@ -296,10 +311,11 @@ mod tests {
             registry: Registry::new(RegistryConfig::default()),
             authorizer: Arc::new(AllowAnyKey),
             rtmp: rtmp::Config::default(),
+            batch: Duration::ZERO,
         });
         let (client, server) = tokio::io::duplex(64 << 10);
         let peer = "127.0.0.1:1935".parse().expect("address");
-        let task = tokio::spawn(ingest.serve(server, peer, false, shutdown.clone()));
+        let task = tokio::spawn(ingest.serve(server, peer, false, None, shutdown.clone()));
         (client, task)
     }
 

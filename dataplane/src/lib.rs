@@ -16,6 +16,7 @@
 
 pub mod abr;
 pub mod auth;
+mod batch;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;

@@ -10,6 +10,7 @@
 //! cancellation token fires. Every task belongs to one `JoinSet`.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -66,6 +67,10 @@ pub struct Config {
     pub reconnect_window: Duration,
     /// Most concurrent RTMP(S) connections.
     pub max_ingest_connections: usize,
+    /// How long a publisher's bytes may wait in the kernel so that one wake-up reads several
+    /// RTMP messages (`SO_RCVLOWAT` + a tail timer, see `batch.rs`); zero: every message wakes
+    /// the connection.
+    pub ingest_batch: Duration,
     /// Timeouts and caps of the HTTP and HTTPS listeners (HLS and the API).
     pub http: HttpLimits,
     /// Recordings root; `None`: `<data_dir>/recordings`.
@@ -105,6 +110,7 @@ impl Config {
             part_hold_back: crate::hls::DEFAULT_PART_HOLD_BACK,
             reconnect_window: Duration::from_secs(30),
             max_ingest_connections: 10_000,
+            ingest_batch: Duration::from_millis(40),
             http: HttpLimits::default(),
             recordings_dir: None,
             record_chunk: Duration::from_secs(3600),
@@ -387,6 +393,7 @@ impl Server {
             registry: registry.clone(),
             authorizer,
             rtmp: crate::rtmp::Config::default(),
+            batch: config.ingest_batch,
         });
         let puller = Arc::new(OnceLock::new());
         let hls = HlsState {
@@ -592,16 +599,17 @@ async fn accept_rtmp(
             continue;
         };
         let _ = sock.set_nodelay(true);
+        let fd = sock.as_raw_fd();
         let ingest = ingest.clone();
         let stop = shutdown.clone();
         let tls = tls.clone();
         conns.spawn(async move {
             let _permit = permit;
             match tls {
-                None => ingest.serve(sock, peer, false, stop).await,
+                None => ingest.serve(sock, peer, false, Some(fd), stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-                        Ok(Ok(s)) => ingest.serve(s, peer, true, stop).await,
+                        Ok(Ok(s)) => ingest.serve(s, peer, true, Some(fd), stop).await,
                         Ok(Err(e)) => warn!(%peer, error = %e, "rtmps TLS handshake failed"),
                         Err(_) => warn!(%peer, "rtmps TLS handshake timed out"),
                     }
