@@ -1035,3 +1035,32 @@ impl camstream_protocol::OriginLocator for Cluster {
         self.origin(camera)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Proposal;
+
+    /// A node of the version before `transcoded` forwards `Place` without it: the leader
+    /// reads it as a plain camera.
+    #[test]
+    fn a_place_proposal_without_transcoded_reads_as_a_plain_camera() {
+        let old: Proposal =
+            serde_json::from_str(r#"{"Place":{"camera":"cam1"}}"#).expect("an old proposal");
+        assert_eq!(
+            old,
+            Proposal::Place {
+                camera: "cam1".into(),
+                transcoded: false,
+            }
+        );
+        let new = Proposal::Place {
+            camera: "cam1".into(),
+            transcoded: true,
+        };
+        let json = serde_json::to_string(&new).expect("serialize");
+        assert_eq!(
+            serde_json::from_str::<Proposal>(&json).expect("deserialize"),
+            new
+        );
+    }
+}
