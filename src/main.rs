@@ -277,6 +277,7 @@ async fn report_health(dp: DataPlane, cp: ControlPlane, shutdown: CancellationTo
                 u32::try_from(online).unwrap_or(u32::MAX),
                 kbps,
                 cpu.sample(),
+                dp.transcode_load(),
             );
         }
         let viewers: u64 = health.iter().map(|h| u64::from(h.viewers)).sum();

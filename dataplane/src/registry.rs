@@ -269,6 +269,16 @@ pub(crate) struct Registry {
     /// Where the next publish of an ABR rendition starts in its camera's numbering and
     /// time (set by the transcoder before it starts, taken by the rendition's claim).
     anchors: Mutex<HashMap<CameraId, Anchor>>,
+    /// What the ABR manager (`abr`) transcodes now, written on each of its passes: read by
+    /// WHEP (is a B-frame camera's rendition on its way?) and the cluster heartbeat.
+    transcoding: Mutex<Transcoding>,
+}
+
+/// The cameras this node transcodes and its budget (`--abr-max-cameras`; 0 with ABR off).
+#[derive(Debug, Default)]
+struct Transcoding {
+    cameras: Vec<CameraId>,
+    budget: usize,
 }
 
 impl Registry {
@@ -282,7 +292,27 @@ impl Registry {
             writer: Mutex::new(()),
             changes: watch::channel(0).0,
             anchors: Mutex::default(),
+            transcoding: Mutex::default(),
         })
+    }
+
+    /// Records the cameras this node's transcoders work on now and the node's transcode
+    /// budget (the ABR manager, after each pass).
+    pub(crate) fn set_transcoding(&self, cameras: Vec<CameraId>, budget: usize) {
+        *self.transcoding.lock().expect("transcoding poisoned") = Transcoding { cameras, budget };
+    }
+
+    /// Whether a transcoder runs for `camera` on this node (its renditions are live or
+    /// coming).
+    pub(crate) fn is_transcoding(&self, camera: &str) -> bool {
+        let t = self.transcoding.lock().expect("transcoding poisoned");
+        t.cameras.iter().any(|c| &**c == camera)
+    }
+
+    /// Cameras transcoded now and the budget (0 with ABR off).
+    pub(crate) fn transcode_load(&self) -> (usize, usize) {
+        let t = self.transcoding.lock().expect("transcoding poisoned");
+        (t.cameras.len(), t.budget)
     }
 
     /// The next publish of `rendition` (`{camera}~{name}`) starts at `anchor` in its

@@ -56,8 +56,17 @@ pub struct Load {
     pub active_streams: u32,
     /// Sum of their ingest bitrates, kbit/s.
     pub ingest_kbps: u64,
-    /// CPU use in per mille of all its cores (integer, so the state stays exact).
+    /// CPU use in per mille of all its cores (integer, so the state stays exact). Only the
+    /// node's own process: its ABR transcoders (ffmpeg children) are not in it, so they
+    /// count through `transcoding`.
     pub cpu_permille: u16,
+    /// Cameras it transcodes into an ABR ladder right now. 0 in entries written before
+    /// this field existed (serde default), as for a node without ABR.
+    #[serde(default)]
+    pub transcoding: u32,
+    /// Most cameras it may transcode at once (`--abr-max-cameras`); 0: ABR is off there.
+    #[serde(default)]
+    pub transcode_max: u32,
 }
 
 /// A member as the state holds it.

@@ -243,6 +243,8 @@ async fn writer(
                 active_streams: (i % 97) as u32,
                 ingest_kbps: i * 100,
                 cpu_permille: (i % 1000) as u16,
+                transcoding: 1,
+                transcode_max: 2,
             };
             let cmd = Command::Heartbeat {
                 node,

@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use crate::common::browser::{run_bounded, runner};
 use crate::common::ffmpeg::clips;
-use crate::common::{Server, ServerOptions};
+use crate::common::{Server, ServerOptions, eventually};
 
 /// A live 30 fps camera without B-frames (the baseline WebRTC publisher), 1 s GOP.
 fn live_publisher(url: &str, size: &str, stderr: &Path) -> tokio::process::Child {
@@ -187,6 +187,112 @@ async fn fifty_whep_sessions_decode() {
     assert_eq!(r["gaugeAfter"], 0, "{}", r["gaugeAfter"]);
 }
 
+/// Issue 14: a camera whose H.264 has B-frames (the test clip: x264 `-bf 2`, 1280x720) and
+/// an ABR ladder plays over WHEP through its highest rendition (480p: the ladder never
+/// upscales, so 720p is left out). The answer names it, Chromium decodes it at 480 lines for
+/// 10 s, the server logs the choice, DELETE ends it; `/whep/{camera}~240p` asks for the
+/// lower one outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_b_frame_camera_plays_its_highest_rendition_over_whep() {
+    const CAMERA: &str = "bfabr";
+    let _heavy = crate::common::heavy().await;
+    let clips = clips().await;
+    let server = Server::start_with(
+        "whep-abr",
+        ServerOptions::default(),
+        vec!["--abr-all-cameras".into()],
+    )
+    .await;
+    let _cam = crate::common::ffmpeg::Ffmpeg::publish_looped(
+        &clips.av_long,
+        &server.rtmp_url(CAMERA),
+        server.dir.join("publish.stderr"),
+    );
+    // Both renditions play (the multivariant playlist lists a rendition once it can start).
+    eventually("three variants", Duration::from_secs(40), || async {
+        let text = server
+            .client()
+            .get(server.url(&format!("/hls/{CAMERA}/master.m3u8")))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (text.matches("#EXT-X-STREAM-INF").count() == 3).then_some(())
+    })
+    .await;
+    let r = run_whep(&server, CAMERA, 1, 10).await;
+    let s = &r["sessions"][0];
+    assert_eq!(s["status"], 201, "{s}");
+    assert!(s["error"].is_null(), "{s}");
+    assert_eq!(s["rendition"], "480p", "{s}");
+    assert!(
+        s["location"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("/whep/{CAMERA}~480p/")),
+        "{s}"
+    );
+    let ttff = s["ttff"].as_f64().expect("a first frame decoded");
+    let samples = r["samples"].as_array().expect("samples");
+    let decoded: Vec<u64> = samples
+        .iter()
+        .map(|x| x["s"][0]["framesDecoded"].as_u64().unwrap_or(0))
+        .collect();
+    let heights: Vec<u64> = samples
+        .iter()
+        .map(|x| x["s"][0]["frameHeight"].as_u64().unwrap_or(0))
+        .collect();
+    println!(
+        "whep via 480p: time to first frame {ttff:.0} ms; framesDecoded per second {decoded:?}"
+    );
+    for w in decoded.windows(2) {
+        assert!(w[1] > w[0], "decoding stalled: {decoded:?}");
+    }
+    let total = decoded.last().copied().unwrap_or(0) - decoded[0];
+    assert!(total >= 9 * 20, "{total} frames in 9 s: {decoded:?}");
+    assert!(heights.iter().all(|h| *h == 480), "{heights:?}");
+    assert_eq!(r["deleteStatus"][0], 200, "{r}");
+    assert_eq!(r["gaugeAfter"], 0, "the session ended on DELETE: {r}");
+    server
+        .wait_log(
+            &[
+                "serving its highest ABR rendition",
+                CAMERA,
+                "rendition=480p",
+            ],
+            Duration::from_secs(5),
+        )
+        .await;
+
+    // A rendition asked for by name, with the camera's (here: no) token.
+    let r = server
+        .client()
+        .post(server.url(&format!("/whep/{CAMERA}~240p")))
+        .header("content-type", "application/sdp")
+        .body(OFFER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-camstream-rendition"], "240p");
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("/whep/{CAMERA}~240p/")),
+        "{location}"
+    );
+    assert!(r.text().await.unwrap().contains("m=video"));
+    let r = server
+        .client()
+        .delete(server.url(&location))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.assert_healthy().await;
+}
+
 /// WHEP's HTTP error paths on the real binary: 415, 400, 404 (camera, session), 409
 /// (B-frames), 405 (PATCH), CORS preflight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,6 +368,8 @@ async fn whep_http_errors() {
     let text = r.text().await.unwrap();
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("B-frames"), "{text}");
+    // Without a ladder the refusal says how to get one.
+    assert!(text.contains("abrProfile"), "{text}");
 }
 
 /// A recvonly video + audio offer as Chromium makes it (trimmed to one H.264 format).

@@ -538,8 +538,9 @@ pub(crate) async fn create(
         // The camera enters the cluster state here: the leader picks its node now, so
         // assignedNode and rtmpUrl in this answer are real. Should that fail (no leader in
         // time, no node with room) the camera stays unplaced until a publisher claims it.
+        let transcoded = camera.abr_profile != AbrProfile::Off.as_str();
         if let Err(e) = cluster
-            .place(&camera.id, std::time::Duration::from_secs(5))
+            .place(&camera.id, transcoded, std::time::Duration::from_secs(5))
             .await
         {
             tracing::warn!(camera_id = %camera.id, error = %e, "camera not placed");

@@ -76,6 +76,10 @@ pub(crate) enum Proposal {
     Place {
         /// The camera id.
         camera: String,
+        /// It has an ABR profile: nodes with transcode room come first. Absent in
+        /// proposals from older nodes (a plain camera).
+        #[serde(default)]
+        transcoded: bool,
     },
 }
 
@@ -397,12 +401,21 @@ impl Cluster {
     }
 
     /// Records this node's load for its next heartbeat: cameras ingested, their total
-    /// ingest bitrate (kbit/s), CPU use in per mille of all cores.
-    pub fn set_load(&self, active_streams: u32, ingest_kbps: u64, cpu_permille: u16) {
+    /// ingest bitrate (kbit/s), CPU use in per mille of all cores, and the cameras it
+    /// transcodes with its transcode budget (`(transcoding, budget)`, budget 0: ABR off).
+    pub fn set_load(
+        &self,
+        active_streams: u32,
+        ingest_kbps: u64,
+        cpu_permille: u16,
+        (transcoding, transcode_max): (u32, u32),
+    ) {
         *self.inner.load.lock().unwrap_or_else(|p| p.into_inner()) = Load {
             active_streams,
             ingest_kbps,
             cpu_permille,
+            transcoding,
+            transcode_max,
         };
     }
 
@@ -530,7 +543,7 @@ impl Cluster {
                 node,
                 at_ms: now_ms(),
             },
-            Proposal::Place { camera } => {
+            Proposal::Place { camera, transcoded } => {
                 let (current, now) = (i.state.read(|s| s.placement(&camera)), now_ms());
                 if let Some(p) = current.filter(|p| p.node.is_some()) {
                     return Ok(Response::Placed {
@@ -541,7 +554,7 @@ impl Cluster {
                 }
                 let Some(node) = i
                     .state
-                    .read(|s| camstream_raft_store::scheduler::pick_node(s, now))
+                    .read(|s| camstream_raft_store::scheduler::pick_node_for(s, now, transcoded))
                 else {
                     return Err(ProposeFailure::Failed("no node can take a camera".into()));
                 };
@@ -644,19 +657,26 @@ impl Cluster {
         Ok(member)
     }
 
-    /// Places a camera that has no node (the leader picks one; a placed camera keeps its
-    /// node) and waits until this node applied the placement, so a read that follows sees
-    /// it.
+    /// Places a camera that has no node (the leader picks one, among nodes with transcode
+    /// room first when `transcoded`: the camera has an ABR profile; a placed camera keeps
+    /// its node) and waits until this node applied the placement, so a read that follows
+    /// sees it.
     ///
     /// # Errors
     /// As [`Cluster::propose`]; `Unavailable` also when this node does not apply the
     /// placement within `within`.
-    pub(crate) async fn place(&self, camera: &str, within: Duration) -> Result<(), ProposeError> {
+    pub(crate) async fn place(
+        &self,
+        camera: &str,
+        transcoded: bool,
+        within: Duration,
+    ) -> Result<(), ProposeError> {
         let deadline = Instant::now() + within;
         let r = self
             .propose(
                 Proposal::Place {
                     camera: camera.to_owned(),
+                    transcoded,
                 },
                 within,
             )
@@ -1013,5 +1033,34 @@ pub(crate) struct ClusterStatus {
 impl camstream_protocol::OriginLocator for Cluster {
     fn locate(&self, camera: &str) -> Option<camstream_protocol::Origin> {
         self.origin(camera)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Proposal;
+
+    /// A node of the version before `transcoded` forwards `Place` without it: the leader
+    /// reads it as a plain camera.
+    #[test]
+    fn a_place_proposal_without_transcoded_reads_as_a_plain_camera() {
+        let old: Proposal =
+            serde_json::from_str(r#"{"Place":{"camera":"cam1"}}"#).expect("an old proposal");
+        assert_eq!(
+            old,
+            Proposal::Place {
+                camera: "cam1".into(),
+                transcoded: false,
+            }
+        );
+        let new = Proposal::Place {
+            camera: "cam1".into(),
+            transcoded: true,
+        };
+        let json = serde_json::to_string(&new).expect("serialize");
+        assert_eq!(
+            serde_json::from_str::<Proposal>(&json).expect("deserialize"),
+            new
+        );
     }
 }

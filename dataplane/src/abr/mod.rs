@@ -260,8 +260,29 @@ impl Abr {
                 _ => {}
             }
         }
-        let n = self.running.lock().expect("abr poisoned").len();
-        metrics::gauge!("camstream_abr_cameras").set(n as f64);
+        let cameras: Vec<CameraId> = self
+            .running
+            .lock()
+            .expect("abr poisoned")
+            .keys()
+            .cloned()
+            .collect();
+        metrics::gauge!("camstream_abr_cameras").set(cameras.len() as f64);
+        self.registry
+            .set_transcoding(cameras, self.config.max_cameras);
+    }
+}
+
+impl crate::DataPlane {
+    /// How many cameras this node transcodes now, and its transcode budget
+    /// (`--abr-max-cameras`; 0 when ABR is off): the cluster heartbeat carries both, and the
+    /// scheduler counts a transcoded camera as much heavier than a plain one.
+    pub fn transcode_load(&self) -> (u32, u32) {
+        let (n, budget) = self.registry().transcode_load();
+        (
+            u32::try_from(n).unwrap_or(u32::MAX),
+            u32::try_from(budget).unwrap_or(u32::MAX),
+        )
     }
 }
 

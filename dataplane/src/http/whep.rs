@@ -5,6 +5,10 @@
 //! `Location` and the SDP answer with every candidate (ICE-lite, one host candidate: no
 //! trickle); `PATCH` on the resource is `405`; `DELETE` ends it; `OPTIONS` answers CORS
 //! preflights. Playback tokens as for HLS: `?token=` or `Authorization: Bearer`.
+//!
+//! A camera whose H.264 uses B-frames plays its highest ABR rendition instead (named in
+//! `X-Camstream-Rendition`; `webrtc::fallback` chooses); `POST /whep/{camera}~{rendition}`
+//! asks for a rendition outright, with the camera's token.
 
 use std::sync::Arc;
 
@@ -17,7 +21,8 @@ use axum::routing::post;
 
 use super::hls::{HlsState, Reject, admit, error};
 use super::query::{self, Directives};
-use crate::webrtc::{FeedError, Node, OfferError};
+use crate::registry::{Registry, Stream};
+use crate::webrtc::{Fallback, FeedError, Node, OfferError, Rendition, fallback};
 
 /// SDP's media type (RFC 8866).
 const SDP: &str = "application/sdp";
@@ -53,7 +58,9 @@ fn cors(mut r: Response) -> Response {
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Location, Accept-Post, Accept-Patch, Link, ETag"),
+        HeaderValue::from_static(
+            "Location, Accept-Post, Accept-Patch, Link, ETag, X-Camstream-Rendition",
+        ),
     );
     r
 }
@@ -160,10 +167,38 @@ async fn offer(
     let Ok(sdp) = std::str::from_utf8(&body) else {
         return reject(StatusCode::BAD_REQUEST, "bad SDP offer: not UTF-8");
     };
-    let camera_id: crate::auth::CameraId = Arc::from(camera.as_str());
-    match node.offer(camera_id, &stream, sdp).await {
+    let offer = match node.check_offer(sdp) {
+        Ok(o) => o,
+        Err(e) => return offer_refused(&e),
+    };
+    let (played, joined) = match node.join(&stream).await {
+        // WebRTC players cannot reorder B-frames: a transcoded camera plays its highest
+        // rendition (x264 without B-frames) instead (docs/webrtc.md, "B-frames").
+        Err(OfferError::Feed(e @ FeedError::BFrames { .. }))
+            if camstream_protocol::abr::split_rendition(&camera).is_none() =>
+        {
+            match rendition_for(&state.hls.registry, &camera, e) {
+                Ok((name, rendition)) => {
+                    tracing::info!(
+                        camera_id = %camera,
+                        rendition = %name,
+                        "WHEP: the camera uses B-frames; serving its highest ABR rendition"
+                    );
+                    let joined = node.join(&rendition).await;
+                    (rendition.camera_id().clone(), joined)
+                }
+                Err(e) => return offer_refused(&e),
+            }
+        }
+        other => (stream.camera_id().clone(), other),
+    };
+    let joined = match joined {
+        Ok(j) => j,
+        Err(e) => return offer_refused(&e),
+    };
+    match node.answer(played.clone(), joined, offer) {
         Ok((id, answer)) => {
-            let location = format!("/whep/{camera}/{id}");
+            let location = format!("/whep/{played}/{id}");
             let mut r = (StatusCode::CREATED, answer).into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
@@ -171,23 +206,69 @@ async fn offer(
             if let Ok(v) = HeaderValue::from_str(&location) {
                 h.insert(header::LOCATION, v);
             }
+            if let Some((_, name)) = camstream_protocol::abr::split_rendition(&played)
+                && let Ok(v) = HeaderValue::from_str(name)
+            {
+                h.insert(RENDITION_HEADER, v);
+            }
             cors(r)
         }
-        Err(e) => {
-            let status = match &e {
-                OfferError::Full(_) | OfferError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-                OfferError::BadSdp(_) | OfferError::NoVideo => StatusCode::BAD_REQUEST,
-                OfferError::Feed(FeedError::Ended) => StatusCode::NOT_FOUND,
-                OfferError::Feed(_) => StatusCode::CONFLICT,
-            };
-            let mut r = reject(status, &e.to_string());
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            }
-            r
-        }
+        Err(e) => offer_refused(&e),
     }
+}
+
+/// Names the ABR rendition a session plays (`480p`), when it plays one: asked for as
+/// `/whep/{camera}~{rendition}`, or chosen for a camera with B-frames.
+const RENDITION_HEADER: &str = "x-camstream-rendition";
+
+/// The rendition a viewer of `camera` gets when the camera's own stream was `refused` for
+/// B-frames ([`fallback`]), with its stream.
+///
+/// # Errors
+/// [`OfferError::RenditionStarting`] while this node's transcoder of the camera has no
+/// rendition with a picture yet; `refused` when the camera has no ABR ladder here.
+fn rendition_for(
+    registry: &Registry,
+    camera: &str,
+    refused: FeedError,
+) -> Result<(String, Arc<Stream>), OfferError> {
+    let live = registry.renditions(camera);
+    let described: Vec<_> = live.iter().map(|(_, s)| s.describe()).collect();
+    let candidates: Vec<Rendition<'_>> = live
+        .iter()
+        .zip(&described)
+        .map(|((name, _), (resolution, _, bps))| Rendition {
+            name,
+            height: resolution.map(|(_, h)| h),
+            bps: *bps,
+        })
+        .collect();
+    match fallback(&candidates, registry.is_transcoding(camera)) {
+        Fallback::Rendition(name) => live
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .ok_or(OfferError::Feed(refused)),
+        Fallback::Starting => Err(OfferError::RenditionStarting),
+        Fallback::Refuse => Err(OfferError::Feed(refused)),
+    }
+}
+
+fn offer_refused(e: &OfferError) -> Response {
+    let status = match e {
+        OfferError::Full(_) | OfferError::NotReady | OfferError::RenditionStarting => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        OfferError::BadSdp(_) | OfferError::NoVideo => StatusCode::BAD_REQUEST,
+        OfferError::Feed(FeedError::Ended) => StatusCode::NOT_FOUND,
+        OfferError::Feed(_) => StatusCode::CONFLICT,
+    };
+    let mut r = reject(status, &e.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    r
 }
 
 /// Trickle ICE and ICE restarts are not supported: the answer carries the server's only

@@ -33,8 +33,9 @@ pub(crate) enum FeedError {
     /// reorder.
     #[error(
         "the camera's H.264 uses B-frames (composition offset {cts} ticks), which WebRTC \
-         players cannot reorder; configure the encoder without B-frames (x264: -bf 0, \
-         or the baseline profile) or watch over HLS"
+         players cannot reorder; enable the camera's abrProfile (WebRTC then plays its \
+         highest ABR rendition, encoded without B-frames), configure the encoder without \
+         B-frames (x264: -bf 0, or the baseline profile), or watch over HLS"
     )]
     BFrames {
         /// The offset seen.

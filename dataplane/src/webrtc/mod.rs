@@ -12,6 +12,7 @@ mod feed;
 mod h264;
 mod sdp;
 mod session;
+mod source;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -30,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use feed::FeedError;
+pub(crate) use source::{Fallback, Rendition, fallback};
 
 use crate::auth::CameraId;
 use crate::registry::Stream;
@@ -83,6 +85,26 @@ pub(crate) enum OfferError {
     /// The camera has no GOP to start from in time.
     #[error("the camera has no picture to start from yet")]
     NotReady,
+    /// The camera uses B-frames and its ABR renditions, which WebRTC plays instead, have no
+    /// picture yet (the transcoder is starting).
+    #[error(
+        "the camera's H.264 uses B-frames, so WebRTC plays its ABR rendition, which is \
+         starting; try again in a few seconds"
+    )]
+    RenditionStarting,
+}
+
+/// An offer that passed the checks that need no camera (room on the node, parsable SDP,
+/// a video m-line): [`Node::check_offer`], then [`Node::answer`].
+pub(crate) struct Offer<'a> {
+    text: &'a str,
+    sdp: SdpOffer,
+}
+
+/// A viewer's join point on a stream: [`Node::join`], then [`Node::answer`].
+pub(crate) struct Joined {
+    feed: feed::Feed,
+    live: tokio::sync::broadcast::Receiver<camstream_protocol::relay::Message>,
 }
 
 /// A datagram for a session.
@@ -235,36 +257,65 @@ impl Node {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Answers a WHEP offer for `stream`: waits for the camera's join point (its relay
-    /// feed), checks the stream can be played, builds the session and starts its task.
-    /// Returns the session id and the SDP answer.
+    /// The checks of an offer that need no camera: the node has room, the SDP parses and
+    /// has a video m-line. Call before [`Node::join`], so a bad offer costs no wait.
     ///
     /// # Errors
-    /// [`OfferError`].
-    pub(crate) async fn offer(
-        self: &Arc<Self>,
-        camera: CameraId,
-        stream: &Stream,
-        offer: &str,
-    ) -> Result<(Arc<str>, String), OfferError> {
+    /// [`OfferError::Full`], [`OfferError::BadSdp`], [`OfferError::NoVideo`].
+    pub(crate) fn check_offer<'a>(&self, offer: &'a str) -> Result<Offer<'a>, OfferError> {
         let max = self.config.max_sessions;
         if self.sessions() >= max {
             metrics::counter!("camstream_webrtc_refused_total", "reason" => "full").increment(1);
             return Err(OfferError::Full(max));
         }
-        let offer_text = offer;
-        let offer =
+        let sdp =
             SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::BadSdp(sdp_error(&e)))?;
-        if !offer_text.lines().any(|l| l.starts_with("m=video")) {
+        if !offer.lines().any(|l| l.starts_with("m=video")) {
             return Err(OfferError::NoVideo);
         }
-        // The join point: the segment in progress (the publisher answers after its next
-        // frame).
+        Ok(Offer { text: offer, sdp })
+    }
+
+    /// Waits for `stream`'s join point (the segment in progress; the publisher answers
+    /// after its next frame) and checks it can be played over WebRTC.
+    ///
+    /// # Errors
+    /// [`OfferError::NotReady`] without a join point within 5 s; [`OfferError::Feed`] when
+    /// the stream has no H.264 video or uses B-frames.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the relay request of a dropped join is answered into a closed channel,
+    /// which the publisher ignores.
+    pub(crate) async fn join(&self, stream: &Stream) -> Result<Joined, OfferError> {
         let feed = tokio::time::timeout(Duration::from_secs(5), stream.subscribe_relay())
             .await
             .map_err(|_| OfferError::NotReady)?
             .map_err(|_| OfferError::NotReady)?;
-        let first = feed::Feed::join(feed.gop)?;
+        Ok(Joined {
+            feed: feed::Feed::join(feed.gop)?,
+            live: feed.live,
+        })
+    }
+
+    /// Answers a checked offer for the stream `camera` (a camera or a rendition) joined at
+    /// `joined`: builds the session and starts its task. Returns the session id and the SDP
+    /// answer.
+    ///
+    /// # Errors
+    /// [`OfferError::Full`] when the node filled up meanwhile, [`OfferError::BadSdp`] when
+    /// str0m cannot answer the offer.
+    pub(crate) fn answer(
+        self: &Arc<Self>,
+        camera: CameraId,
+        joined: Joined,
+        offer: Offer<'_>,
+    ) -> Result<(Arc<str>, String), OfferError> {
+        let max = self.config.max_sessions;
+        let Offer {
+            text: offer_text,
+            sdp: offer,
+        } = offer;
+        let Joined { feed: first, live } = joined;
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_dtls_cert(self.cert.clone())
@@ -322,7 +373,7 @@ impl Node {
             camera,
             rtc,
             feed: first,
-            live: feed.live,
+            live,
             inbox: rx,
             stop,
             socket: self.socket.clone(),

@@ -394,6 +394,8 @@ fn apply_is_deterministic_and_the_state_round_trips_through_serde() {
                     active_streams: next(10) as u32,
                     ingest_kbps: next(50_000),
                     cpu_permille: next(1000) as u16,
+                    transcoding: 1,
+                    transcode_max: 2,
                 },
             },
             2 => Command::Place {
@@ -440,4 +442,46 @@ fn apply_is_deterministic_and_the_state_round_trips_through_serde() {
         ra.iter().any(|r| matches!(r, Response::Placed { .. })),
         "the stream placed something"
     );
+}
+
+/// A heartbeat in the log and a member in a snapshot as the version before the transcode
+/// fields wrote them still read: the fields default to 0 (no transcoding, ABR off).
+#[test]
+fn load_written_before_the_transcode_fields_still_reads() {
+    let old_command = r#"{"Heartbeat":{"node":3,"at_ms":5000,"lease_ms":2000,
+        "load":{"active_streams":4,"ingest_kbps":8000,"cpu_permille":120}}}"#;
+    let cmd: Command = serde_json::from_str(old_command).expect("an old heartbeat reads");
+    let Command::Heartbeat { load, .. } = &cmd else {
+        panic!("{cmd:?}")
+    };
+    assert_eq!(
+        *load,
+        Load {
+            active_streams: 4,
+            ingest_kbps: 8000,
+            cpu_permille: 120,
+            transcoding: 0,
+            transcode_max: 0,
+        }
+    );
+    // A snapshot: write one with the new fields, strip them, read it back.
+    let mut s = ClusterState::new();
+    join(&mut s, 1, 1_000);
+    s.apply(Command::Heartbeat {
+        node: 1,
+        at_ms: 1_100,
+        lease_ms: DEFAULT_LEASE_MS,
+        load: Load {
+            active_streams: 1,
+            ingest_kbps: 2,
+            cpu_permille: 3,
+            transcoding: 0,
+            transcode_max: 0,
+        },
+    });
+    let json = serde_json::to_string(&s).expect("serialize");
+    let old = json.replace(r#","transcoding":0,"transcode_max":0"#, "");
+    assert_ne!(old, json, "the new fields were in the snapshot: {json}");
+    let back: ClusterState = serde_json::from_str(&old).expect("an old snapshot reads");
+    assert_eq!(back, s);
 }
