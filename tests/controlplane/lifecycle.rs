@@ -205,9 +205,19 @@ async fn lifecycle(name: &str, b: Backends<'_>) {
         ),
         "no latency histogram of the status route:\n{metrics}"
     );
+    // The health loop moves the counters into /metrics once a second: the playback's bytes
+    // may not be there yet.
+    let mut metrics = metrics;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !metric(&metrics, "camstream_bytes_out_total").is_some_and(|v| v > 0.0)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metrics = server.get_text("/metrics").await;
+    }
     assert!(
         metric(&metrics, "camstream_bytes_out_total").is_some_and(|v| v > 0.0),
-        "{metrics}"
+        "no bytes served counted 5 s after playback: {metrics}"
     );
 
     // The encoder stops: connecting at once, offline after the reconnect window.
