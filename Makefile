@@ -12,7 +12,7 @@ RUN_ARGS ?=
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: run build test lint unit fuzz fuzz-smoke bench bench-webrtc bench-mux deps-run deps-test web web-spec web-test deploy-test
+.PHONY: run build test lint unit fuzz fuzz-smoke bench bench-webrtc bench-abr bench-mux deps-run deps-test web web-spec web-test deploy-test
 
 # The release binary embeds web/dist (build.rs), so the dashboard is built first.
 run: deps-run web
@@ -91,6 +91,13 @@ bench-webrtc: deps-test
 	scripts/browser-runner.sh target/bench-browser
 	./target/release/camstream-bench webrtc --camstream-bin ./target/release/camstream \
 	  --browser-runner target/bench-browser --out bench/results/webrtc-200
+
+# ABR: one camera without and with its ladder, 3 rounds (CPU and RSS of camstream and of
+# its ffmpeg transcoder per ABR camera); about 6 minutes.
+bench-abr: deps-test
+	$(CARGO) build --release -p camstream -p camstream-bench
+	./target/release/camstream-bench abr --camstream-bin ./target/release/camstream \
+	  --cameras 1 --repeats 3 --out bench/results/abr
 
 bench-mux:
 	$(CARGO) bench -p camstream-dataplane --bench mux

@@ -7,6 +7,7 @@
 //! camstream and then nginx with libnginx-mod-rtmp on the same machine; `relay` runs it on
 //! a two-node camstream cluster, viewers on the origin and then on the edge.
 
+mod abr;
 mod api;
 mod clip;
 mod limits;
@@ -100,6 +101,32 @@ enum Cmd {
         /// Seconds Chromium plays.
         #[arg(long, default_value_t = 20)]
         browser_seconds: u64,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// ABR benchmark: N cameras without ABR and with every camera transcoded into the
+    /// server's default ladder, alternated for `--repeats` rounds; CPU and RSS of camstream
+    /// and of its transcoders (ffmpeg), per ABR camera. Needs ffmpeg.
+    Abr {
+        /// The camstream binary (default: `camstream` beside this binary).
+        #[arg(long, env = "CAMSTREAM_BIN")]
+        camstream_bin: Option<PathBuf>,
+        /// Output folder.
+        #[arg(long, default_value = "bench-results/abr")]
+        out: PathBuf,
+        /// Cameras, all transcoded in the ABR runs.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        cameras: u32,
+        /// Rounds (a run without ABR and one with it each; 3 gives a median and a spread).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        repeats: u32,
+        /// Measured seconds per run.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Seconds between the ladder appearing and the measured window.
+        #[arg(long, default_value_t = 10)]
+        settle: u64,
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
@@ -201,6 +228,12 @@ fn prepare(common: &Common) -> anyhow::Result<(Scenario, std::sync::Arc<Clip>, S
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
     std::fs::write(dir.join(name), text)
         .with_context(|| format!("writing {}", dir.join(name).display()))
+}
+
+/// Writes abr.json and abr.md.
+fn write_abr(dir: &Path, r: &abr::AbrReport) -> anyhow::Result<()> {
+    write(dir, "abr.json", &serde_json::to_string_pretty(r)?)?;
+    write(dir, "abr.md", &r.markdown())
 }
 
 /// Writes report.json, report.md and the plots of one run.
@@ -344,6 +377,28 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             write(&out, "webrtc.md", &md)?;
             println!("{md}");
         }
+        Cmd::Abr {
+            camstream_bin,
+            out,
+            cameras,
+            repeats,
+            seconds,
+            settle,
+            quiet,
+        } => {
+            let cfg = abr::AbrConfig {
+                camstream_bin: camstream_bin.unwrap_or_else(default_camstream_bin),
+                cameras,
+                repeats,
+                seconds,
+                settle,
+                progress: !quiet,
+            };
+            let r = abr::run(&cfg).await?;
+            std::fs::create_dir_all(&out)?;
+            write_abr(&out, &r)?;
+            println!("{}", r.markdown());
+        }
         Cmd::Relay { common } => {
             let (scenario, clip, tool) = prepare(&common)?;
             let out = common
@@ -387,6 +442,8 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 write_compare(dir, &c)?;
             } else if let Ok(r) = serde_json::from_str::<relay::RelayReport>(&text) {
                 write_relay(dir, &r)?;
+            } else if let Ok(r) = serde_json::from_str::<abr::AbrReport>(&text) {
+                write_abr(dir, &r)?;
             } else {
                 let r: Report =
                     serde_json::from_str(&text).context("neither a report nor a comparison")?;

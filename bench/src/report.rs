@@ -240,10 +240,17 @@ type Figure = fn(&Summary) -> f64;
 
 /// `median [min–max]` of one figure over runs.
 fn spread(runs: &[Summary], key: Figure, digits: usize) -> (f64, String) {
-    if runs.is_empty() {
+    let v: Vec<f64> = runs.iter().map(key).collect();
+    spread_of(&v, digits)
+}
+
+/// `median [min–max]` of some values (the mean of the middle two of an even count), and the
+/// median; `–` for none.
+pub(crate) fn spread_of(values: &[f64], digits: usize) -> (f64, String) {
+    if values.is_empty() {
         return (0.0, "–".into());
     }
-    let mut v: Vec<f64> = runs.iter().map(key).collect();
+    let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let med = if v.len() % 2 == 1 {
         v[v.len() / 2]
