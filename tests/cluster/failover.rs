@@ -361,8 +361,11 @@ async fn three_nodes_join_agree_refuse_a_wrong_secret_and_elect_a_new_leader_aft
             (c["cameras"][0]["nodeId"] == other.id
                 && c["cameras"][0]["epoch"] == 2
                 && load["activeStreams"] == 1
-                && load["ingestKbps"].as_u64() > Some(0))
-            .then_some(())
+                && load["ingestKbps"].as_u64() > Some(0)
+                // No ABR profile: nothing transcoded, the default budget (2) reported.
+                && load["transcoding"] == 0
+                && load["transcodeMax"] == 2)
+                .then_some(())
         },
     )
     .await;

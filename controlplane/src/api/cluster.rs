@@ -35,8 +35,13 @@ pub(crate) struct LoadView {
     active_streams: u32,
     /// Their total ingest bitrate, kbit/s.
     ingest_kbps: u64,
-    /// CPU use in per mille of all its cores.
+    /// CPU use in per mille of all its cores: the node's own process, not its ABR
+    /// transcoders (those count through `transcoding`).
     cpu_permille: u16,
+    /// Cameras it transcodes into an ABR ladder now (one ffmpeg each).
+    transcoding: u32,
+    /// Most cameras it may transcode at once (`--abr-max-cameras`); 0: ABR is off there.
+    transcode_max: u32,
 }
 
 /// One member.
@@ -143,6 +148,8 @@ impl From<ClusterStatus> for ClusterView {
                         active_streams: m.load.active_streams,
                         ingest_kbps: m.load.ingest_kbps,
                         cpu_permille: m.load.cpu_permille,
+                        transcoding: m.load.transcoding,
+                        transcode_max: m.load.transcode_max,
                     },
                     cameras: m.cameras,
                 })

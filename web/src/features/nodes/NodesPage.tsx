@@ -69,6 +69,9 @@ export function NodesPage() {
               <th scope="col" className="px-3 py-2 text-right font-medium">Streams</th>
               <th scope="col" className="px-3 py-2 text-right font-medium">Ingest</th>
               <th scope="col" className="px-3 py-2 text-right font-medium">CPU</th>
+              <th scope="col" className="px-3 py-2 text-right font-medium" title="ABR cameras transcoded / the node's budget (--abr-max-cameras)">
+                Transcoding
+              </th>
               <th scope="col" className="px-3 py-2 text-right font-medium">Actions</th>
             </tr>
           </thead>
@@ -85,6 +88,7 @@ export function NodesPage() {
                 <td className="px-3 py-2 text-right tabular-nums">{r.streams}</td>
                 <td className="px-3 py-2 text-right tabular-nums">{formatBitrate(r.ingestKbps * 1000)}</td>
                 <td className="px-3 py-2 text-right tabular-nums">{r.cpuPercent} %</td>
+                <td className="px-3 py-2 text-right tabular-nums">{r.transcoding}</td>
                 <td className="px-3 py-2 text-right">
                   {r.state === "live" ? (
                     <Button variant="ghost" size="sm" onClick={() => setDraining(r)} aria-label={`Drain node ${r.id}`}>

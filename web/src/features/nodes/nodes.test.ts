@@ -8,7 +8,7 @@ const member = (id: number, over: Partial<Member> = {}): Member => ({
   leaseHeld: true,
   draining: false,
   cameras: id,
-  load: { activeStreams: id, ingestKbps: 2000 * id, cpuPermille: 125 },
+  load: { activeStreams: id, ingestKbps: 2000 * id, cpuPermille: 125, transcoding: 1, transcodeMax: 2 },
   ...over,
 });
 
@@ -23,6 +23,11 @@ describe("node rows", () => {
     ]);
     expect(rows[0]?.cpuPercent).toBe("12.5");
     expect(rows[1]?.ingestKbps).toBe(4000);
+  });
+
+  it("shows the transcode budget in use, or off without ABR", () => {
+    const rows = nodeRows([member(1), member(2, { load: { activeStreams: 0, ingestKbps: 0, cpuPermille: 0, transcoding: 0, transcodeMax: 0 } })], 1);
+    expect(rows.map((r) => r.transcoding)).toEqual(["1 / 2", "off"]);
   });
 
   it("has no leader during an election", () => {

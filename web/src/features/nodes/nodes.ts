@@ -7,7 +7,7 @@ export interface Member {
   leaseHeld: boolean;
   draining: boolean;
   cameras: number;
-  load: { activeStreams: number; ingestKbps: number; cpuPermille: number };
+  load: { activeStreams: number; ingestKbps: number; cpuPermille: number; transcoding: number; transcodeMax: number };
 }
 
 export interface NodeRow {
@@ -19,8 +19,10 @@ export interface NodeRow {
   cameras: number;
   streams: number;
   ingestKbps: number;
-  /** CPU use of all the node's cores, percent with one decimal. */
+  /** CPU use of all the node's cores, percent with one decimal (its own process). */
   cpuPercent: string;
+  /** ABR cameras transcoded of its budget: "1 / 2", or "off" without ABR. */
+  transcoding: string;
 }
 
 /** One row per member, by id; the leader marked; the state a person reads first. */
@@ -36,5 +38,6 @@ export function nodeRows(members: readonly Member[], leaderId: number | null | u
       streams: m.load.activeStreams,
       ingestKbps: m.load.ingestKbps,
       cpuPercent: (m.load.cpuPermille / 10).toFixed(1),
+      transcoding: m.load.transcodeMax === 0 ? "off" : `${m.load.transcoding} / ${m.load.transcodeMax}`,
     }));
 }
