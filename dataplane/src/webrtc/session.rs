@@ -84,8 +84,10 @@ impl Session {
             replay: None,
             bytes: 0,
         };
+        // Entered only around its log lines: a span entered here would stay entered across
+        // every `.await` below (wrongly tagging whatever else runs on the thread), and
+        // entering it per poll goes through the `EnvFilter`'s shared lock (see `ingest`).
         let span = tracing::info_span!("whep", session = %self.id, camera_id = %self.camera);
-        let _enter = span.enter();
         let end = loop {
             let deadline = match self.drain(&mut st).await {
                 Ok(t) => t,
@@ -135,12 +137,12 @@ impl Session {
                                 self.feed.behind();
                             }
                             if let Err(e) = self.feed.handle_message(msg) {
-                                tracing::info!(error = %e, "webrtc feed ended");
+                                span.in_scope(|| tracing::info!(error = %e, "webrtc feed ended"));
                                 break End::Feed;
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::debug!(missed = n, "webrtc viewer lagged");
+                            tracing::debug!(session = %self.id, missed = n, "webrtc viewer lagged");
                             self.feed.behind();
                         }
                         Err(broadcast::error::RecvError::Closed) => break End::Feed,
@@ -165,15 +167,17 @@ impl Session {
             .increment(1);
         metrics::counter!("camstream_webrtc_keyframe_skips_total").increment(stats.skips);
         metrics::counter!("camstream_webrtc_replays_total").increment(stats.replays);
-        tracing::info!(
-            reason = end.as_str(),
-            secs = started.elapsed().as_secs_f64(),
-            frames = stats.frames,
-            skipped = stats.skipped,
-            replays = stats.replays,
-            bytes = st.bytes,
-            "webrtc session ended"
-        );
+        span.in_scope(|| {
+            tracing::info!(
+                reason = end.as_str(),
+                secs = started.elapsed().as_secs_f64(),
+                frames = stats.frames,
+                skipped = stats.skipped,
+                replays = stats.replays,
+                bytes = st.bytes,
+                "webrtc session ended"
+            );
+        });
     }
 
     /// Writes every access unit the feed has queued, draining after each write.
@@ -200,7 +204,7 @@ impl Session {
             };
             let t = MediaTime::from_90khz(rtp_time as u64);
             if let Err(e) = writer.write(pt, Instant::now(), t, data) {
-                tracing::debug!(error = %e, "webrtc write");
+                tracing::debug!(session = %self.id, error = %e, "webrtc write");
                 return Err(End::Rtc);
             }
             self.drain(st).await?;
@@ -225,11 +229,19 @@ impl Session {
 
     /// Drains `poll_output` to its timeout: sends transmits, handles events.
     async fn drain(&mut self, st: &mut State) -> Result<Instant, End> {
+        let before = st.bytes;
+        let r = self.drain_inner(st).await;
+        // Counted once per drain, not per datagram (a registry lookup each).
+        metrics::counter!("camstream_webrtc_bytes_sent_total").increment(st.bytes - before);
+        r
+    }
+
+    async fn drain_inner(&mut self, st: &mut State) -> Result<Instant, End> {
         loop {
             let out = match self.rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
-                    tracing::debug!(error = %e, "webrtc poll");
+                    tracing::debug!(session = %self.id, error = %e, "webrtc poll");
                     return Err(End::Rtc);
                 }
             };
@@ -237,10 +249,8 @@ impl Session {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
                     st.bytes += t.contents.len() as u64;
-                    metrics::counter!("camstream_webrtc_bytes_sent_total")
-                        .increment(t.contents.len() as u64);
                     if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
-                        tracing::debug!(error = %e, "webrtc send");
+                        tracing::debug!(session = %self.id, error = %e, "webrtc send");
                     }
                 }
                 Output::Event(e) => match e {
@@ -249,7 +259,7 @@ impl Session {
                     }
                     Event::Connected => {
                         st.connected = true;
-                        tracing::debug!("webrtc connected");
+                        tracing::debug!(session = %self.id, "webrtc connected");
                         // Start from the latest keyframe now (frames written before the
                         // connection are dropped by str0m): a replay at the live point.
                         st.replay = Some(false);
