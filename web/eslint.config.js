@@ -16,5 +16,5 @@ export default tseslint.config(
       "@typescript-eslint/consistent-type-imports": "error",
     },
   },
-  { files: ["e2e/**/*.mjs"], languageOptions: { globals: { process: "readonly", console: "readonly", fetch: "readonly", URL: "readonly", document: "readonly", localStorage: "readonly", setTimeout: "readonly", clearTimeout: "readonly" } } },
+  { files: ["e2e/**/*.mjs"], languageOptions: { globals: { process: "readonly", console: "readonly", fetch: "readonly", URL: "readonly", document: "readonly", localStorage: "readonly", setTimeout: "readonly", clearTimeout: "readonly", performance: "readonly" } } },
 );

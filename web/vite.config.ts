@@ -10,7 +10,7 @@ export default defineConfig({
   plugins: [react()],
   resolve: { alias: { "@": fileURLToPath(new URL("./src", import.meta.url)) } },
   server: {
-    proxy: Object.fromEntries(["/api", "/hls", "/vod"].map((p) => [p, { target, changeOrigin: false }])),
+    proxy: Object.fromEntries(["/api", "/hls", "/vod", "/whep"].map((p) => [p, { target, changeOrigin: false }])),
   },
   build: { outDir: "dist", assetsDir: "assets", sourcemap: false, chunkSizeWarningLimit: 700 },
   test: { environment: "node", include: ["src/**/*.test.ts", "src/**/*.test.tsx"] },

@@ -1,7 +1,7 @@
 //! `/api/v1/layouts` in process: a user's grid layouts (create, list, read, replace,
-//! delete), one default per user, every rule a layout must keep (refused with 400 and the
-//! field), the per-user cap (409), and isolation: another user, admins included, gets 404
-//! and cannot put a camera they cannot see into a tile.
+//! delete), one default per user, a tile's playback choice, every rule a layout must keep
+//! (refused with 400 and the field), the per-user cap (409), and isolation: another user,
+//! admins included, gets 404 and cannot put a camera they cannot see into a tile.
 
 mod support;
 
@@ -105,12 +105,17 @@ async fn a_users_layouts_keep_their_rules_and_stay_theirs() {
             Some(&op),
             Some(json!({
                 "name": "Yard 3x3", "columns": 3, "rows": 3, "isDefault": true,
-                "tiles": [{ "cameraId": door, "position": 8 }]
+                "tiles": [{ "cameraId": door, "position": 8, "playback": "webrtc" }]
             })),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["data"]["columns"], 3);
+    // A tile's playback choice (the dashboard's LL-HLS / WebRTC switch) is kept.
+    assert_eq!(
+        r.json["data"]["tiles"],
+        json!([{ "cameraId": door, "position": 8, "playback": "webrtc" }])
+    );
     let r = app
         .call(
             "GET",
@@ -191,6 +196,19 @@ async fn a_users_layouts_keep_their_rules_and_stay_theirs() {
             "/api/v1/layouts",
             Some(&op),
             Some(json!({ "name": "x", "columns": 1, "rows": 1, "tiles": [], "extra": 1 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/layouts",
+            Some(&op),
+            Some(layout(
+                "x",
+                json!([{ "cameraId": gate, "position": 0, "playback": "rtsp" }]),
+                false,
+            )),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use camstream_controlplane::rbac::{Permission, Permissions, Role};
-use camstream_controlplane::store::layouts::{LayoutTile, NewLayout, Tiles};
+use camstream_controlplane::store::layouts::{LayoutTile, NewLayout, TilePlayback, Tiles};
 use camstream_controlplane::store::recordings::{
     AuditFilter, JobKind, JobState, NewAudit, NewBookmark, NewRecording, Recording,
     RecordingFilter, RecordingGrowth, RecordingJob, RecordingStatus, RetentionPolicy, Tier,
@@ -1114,6 +1114,7 @@ async fn layouts_conformance(s: Arc<dyn Store>) {
         tiles: Tiles(vec![LayoutTile {
             camera_id: "cam-1".into(),
             position: 5,
+            playback: Some(TilePlayback::Webrtc),
         }]),
         is_default: default,
     };
@@ -1124,6 +1125,7 @@ async fn layouts_conformance(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!((one.grid_columns, one.grid_rows), (2, 3));
     assert_eq!(one.tiles.0[0].position, 5);
+    assert_eq!(one.tiles.0[0].playback, Some(TilePlayback::Webrtc));
     assert!(one.is_default);
     next_ms().await;
     let two = s

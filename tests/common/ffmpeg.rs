@@ -37,10 +37,10 @@ pub(crate) async fn clips() -> &'static Clips {
         CLIPS.get_or_init(|| {
             let dir = testdata();
             Clips {
-                av_long: generate(&dir, "av-long", Clips::LONG, true, true),
-                av_short: generate(&dir, "av-short", Clips::SHORT, true, true),
-                video: generate(&dir, "video-only", Clips::SHORT, true, false),
-                audio: generate(&dir, "audio-only", Clips::SHORT, false, true),
+                av_long: generate(&dir, "av-long", Clips::LONG, true, true, 2),
+                av_short: generate(&dir, "av-short", Clips::SHORT, true, true, 2),
+                video: generate(&dir, "video-only", Clips::SHORT, true, false, 2),
+                audio: generate(&dir, "audio-only", Clips::SHORT, false, true, 2),
             }
         })
     })
@@ -48,9 +48,38 @@ pub(crate) async fn clips() -> &'static Clips {
     .expect("clip generation panicked")
 }
 
-/// Encodes one clip unless a previous run left it; written to a temporary name and renamed,
-/// so a concurrent or interrupted run never sees half a file.
-fn generate(dir: &Path, name: &str, seconds: f64, video: bool, audio: bool) -> PathBuf {
+/// [`Clips::av_long`] without B-frames (x264 `-bf 0`): a camera WebRTC plays as it is
+/// (docs/webrtc.md, "B-frames"). Generated on first use, apart from [`clips`] so suites
+/// that do not need it do not pay for it.
+pub(crate) async fn av_long_without_bframes() -> &'static Path {
+    tokio::task::spawn_blocking(|| {
+        static CLIP: OnceLock<PathBuf> = OnceLock::new();
+        CLIP.get_or_init(|| {
+            generate(
+                &testdata(),
+                "av-long-no-bframes",
+                Clips::LONG,
+                true,
+                true,
+                0,
+            )
+        })
+        .as_path()
+    })
+    .await
+    .expect("clip generation panicked")
+}
+
+/// Encodes one clip (`bframes`: x264 `-bf`) unless a previous run left it; written to a
+/// temporary name and renamed, so a concurrent or interrupted run never sees half a file.
+fn generate(
+    dir: &Path,
+    name: &str,
+    seconds: f64,
+    video: bool,
+    audio: bool,
+    bframes: u8,
+) -> PathBuf {
     let path = dir.join(format!("{name}-v1.flv"));
     if path.exists() {
         return path;
@@ -76,7 +105,7 @@ fn generate(dir: &Path, name: &str, seconds: f64, video: bool, audio: bool) -> P
             "-pix_fmt",
             "yuv420p",
             "-bf",
-            "2",
+            bframes.to_string().as_str(),
             "-g",
             "60",
             "-keyint_min",

@@ -2,7 +2,9 @@
 //! built dashboard (`--web-dir web/dist`), driven by `web/e2e/dashboard.mjs` (playwright-core
 //! and Debian's `/usr/bin/chromium`): log in, create a camera and see it in the fleet table,
 //! see it go online once ffmpeg publishes to the RTMP URL the UI showed, watch its live tile
-//! play (time advances, the frame is not black), a field error from the API, the camera page, the live grid, an API token created and
+//! play (time advances, the frame is not black), a tile switched to WebRTC (frames decoded,
+//! its session deleted when switched back; a B-frame camera refused with the reason), a
+//! field error from the API, the camera page, the live grid, an API token created and
 //! revoked, a viewer without edit controls, log out. Screenshots of each screen are written
 //! to `target/dashboard-screenshots/`.
 //!
@@ -71,6 +73,8 @@ async fn dashboard_login_create_camera_tokens_viewer_logout() {
     );
 
     let clip = &common::ffmpeg::clips().await.av_long;
+    // The second camera plays over WebRTC too, which needs H.264 without B-frames.
+    let clip_webrtc = common::ffmpeg::av_long_without_bframes().await;
     let shots = root.join("target/dashboard-screenshots");
     let started = Instant::now();
     let mut run = Command::new("node");
@@ -79,7 +83,8 @@ async fn dashboard_login_create_camera_tokens_viewer_logout() {
         .env("CAMSTREAM_URL", server.url(""))
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("SHOTS_DIR", &shots)
-        .env("CLIP", clip);
+        .env("CLIP", clip)
+        .env("CLIP_WEBRTC", clip_webrtc);
     // A run takes ~40 s; a stuck step fails here with the steps it printed, not CI's limit.
     let out =
         common::browser::run_bounded(run, Duration::from_secs(300), "the dashboard runner").await;

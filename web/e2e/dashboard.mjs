@@ -6,7 +6,8 @@
 // nothing.
 //
 // Env: CAMSTREAM_URL (http://127.0.0.1:PORT), ADMIN_PASSWORD, SHOTS_DIR, CLIP (an FLV file
-// ffmpeg publishes in a loop, `-c copy`, to the RTMP URL the UI shows).
+// ffmpeg publishes in a loop, `-c copy`, to the RTMP URL the UI shows; its H.264 has
+// B-frames), CLIP_WEBRTC (the same without B-frames: the second camera, played over WebRTC).
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,9 +21,10 @@ const base = process.env.CAMSTREAM_URL;
 const adminPassword = process.env.ADMIN_PASSWORD;
 const shots = process.env.SHOTS_DIR ?? "shots";
 const clip = process.env.CLIP;
+const clipWebrtc = process.env.CLIP_WEBRTC;
 let publisher = null;
 let publisher2 = null;
-if (!base || !adminPassword || !clip) throw new Error("CAMSTREAM_URL, ADMIN_PASSWORD and CLIP are required");
+if (!base || !adminPassword || !clip || !clipWebrtc) throw new Error("CAMSTREAM_URL, ADMIN_PASSWORD, CLIP and CLIP_WEBRTC are required");
 mkdirSync(shots, { recursive: true });
 rmSync(join(shots, "failure.png"), { force: true });
 
@@ -45,6 +47,26 @@ function within(ms, what, promise) {
     timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
   });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+// Mean brightness (0–255) of what a <video> shows (run in the page).
+function meanBrightness(v) {
+  const c = document.createElement("canvas");
+  c.width = 64;
+  c.height = 36;
+  const g = c.getContext("2d");
+  g.drawImage(v, 0, 0, c.width, c.height);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let sum = 0;
+  for (let k = 0; k < d.length; k += 4) sum += d[k] + d[k + 1] + d[k + 2];
+  return sum / (d.length / 4) / 3;
+}
+
+// The server's open WebRTC sessions (the data plane's gauge in /metrics).
+async function webrtcSessions() {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("camstream_webrtc_sessions "));
+  return line ? Number(line.split(" ")[1]) : 0;
 }
 
 const userDataDir = mkdtempSync(join(tmpdir(), "camstream-dashboard-"));
@@ -146,7 +168,7 @@ try {
   await page.getByRole("dialog", { name: "Publish to E2E Back door" }).waitFor();
   const rtmp2 = await page.getByTestId("secret-RTMP URL").textContent();
   await page.getByRole("button", { name: "Done" }).click();
-  publisher2 = spawn("ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", clip, "-c", "copy", "-f", "flv", rtmp2], {
+  publisher2 = spawn("ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", clipWebrtc, "-c", "copy", "-f", "flv", rtmp2], {
     stdio: ["ignore", "ignore", "inherit"],
   });
   const row2 = page.getByTestId("camera-row").filter({ hasText: "E2E Back door" });
@@ -161,21 +183,82 @@ try {
     await page.waitForFunction((n) => (document.querySelectorAll('[data-testid="live-video"]')[n]?.currentTime ?? 0) > 0.5, i, { timeout: 30_000 });
     const t0 = await videos.nth(i).evaluate((v) => v.currentTime);
     await page.waitForFunction(([n, t]) => (document.querySelectorAll('[data-testid="live-video"]')[n]?.currentTime ?? 0) > t + 1.5, [i, t0], { timeout: 15_000 });
-    const brightness = await videos.nth(i).evaluate((v) => {
-      const c = document.createElement("canvas");
-      c.width = 64;
-      c.height = 36;
-      const g = c.getContext("2d");
-      g.drawImage(v, 0, 0, c.width, c.height);
-      const d = g.getImageData(0, 0, c.width, c.height).data;
-      let sum = 0;
-      for (let k = 0; k < d.length; k += 4) sum += d[k] + d[k + 1] + d[k + 2];
-      return sum / (d.length / 4) / 3;
-    });
+    const brightness = await videos.nth(i).evaluate(meanBrightness);
     expect(brightness > 20, `tile ${i}: a frame that is not black (mean ${brightness.toFixed(1)})`);
     console.log(`live tile ${i}: currentTime ${t0.toFixed(2)} s then +1.5 s, mean brightness ${brightness.toFixed(1)}`);
   }
   await shot("04b-live-playing");
+
+  step("switch the Back door tile (no B-frames) to WebRTC: frames are decoded, the choice is saved with the layout");
+  const liveTile = (name) => page.getByTestId("live-tile").filter({ has: page.getByRole("link", { name, exact: true }) });
+  const back = liveTile("E2E Back door");
+  const backVideo = await back.getByTestId("live-video").elementHandle();
+  const whepPosts = [];
+  const onWhepRequest = (q) => {
+    if (/\/whep\//.test(q.url()) && q.method() === "POST") whepPosts.push(q.url());
+  };
+  page.on("request", onWhepRequest);
+  const posted = page.waitForResponse((r) => /\/whep\//.test(r.url()) && r.request().method() === "POST", { timeout: 30_000 });
+  const savedWebrtc = layoutSaved((b) => b.tiles.some((t) => t.playback === "webrtc"));
+  posted.catch(() => {});
+  savedWebrtc.catch(() => {});
+  const switched = Date.now();
+  await back.getByLabel("Playback of E2E Back door").selectOption("webrtc");
+  const answer = await posted;
+  expect(answer.status() === 201, `WHEP answered 201, got ${answer.status()}: ${await answer.text().catch(() => "")}`);
+  expect(!/token=/.test(answer.headers()["location"] ?? "token="), `a session Location without the token: ${answer.headers()["location"]}`);
+  await page.waitForFunction((v) => v.dataset.state === "playing", backVideo, { timeout: 30_000 });
+  const firstFrameMs = Date.now() - switched;
+  expect((await back.getByTestId("playback-badge").textContent()) === "WebRTC", "the WebRTC badge (no rendition: the camera plays as it is)");
+  const quality = () => backVideo.evaluate((v) => ({ frames: v.getVideoPlaybackQuality().totalVideoFrames, t: performance.now() }));
+  const q0 = await quality();
+  // 60 frames are 2 s of the 30 fps camera; a stalled player fails here.
+  await page.waitForFunction(([v, f]) => v.getVideoPlaybackQuality().totalVideoFrames >= f + 60, [backVideo, q0.frames], { timeout: 15_000 });
+  const q1 = await quality();
+  const fps = ((q1.frames - q0.frames) * 1000) / (q1.t - q0.t);
+  const webrtcBrightness = await backVideo.evaluate(meanBrightness);
+  expect(webrtcBrightness > 20, `the WebRTC tile shows a frame that is not black (mean ${webrtcBrightness.toFixed(1)})`);
+  await savedWebrtc;
+  expect((await webrtcSessions()) === 1, "one WebRTC session on the server");
+  expect(whepPosts.length === 1, `one offer, got ${whepPosts.length}`);
+  console.log(`webrtc tile: first frame ${firstFrameMs} ms after the switch, ${q1.frames - q0.frames} frames in ${((q1.t - q0.t) / 1000).toFixed(2)} s (${fps.toFixed(1)} fps), mean brightness ${webrtcBrightness.toFixed(1)}`);
+  await shot("04b1-live-webrtc");
+
+  step("switch it back to LL-HLS: the WebRTC session is DELETEd and the tile plays HLS again");
+  const deleted = page.waitForResponse((r) => /\/whep\//.test(r.url()) && r.request().method() === "DELETE", { timeout: 15_000 });
+  const savedHls = layoutSaved((b) => !b.tiles.some((t) => t.playback === "webrtc"));
+  deleted.catch(() => {});
+  savedHls.catch(() => {});
+  await back.getByLabel("Playback of E2E Back door").selectOption("hls");
+  const del = await deleted;
+  expect(del.status() === 200, `DELETE answered 200, got ${del.status()}`);
+  let sessions = await webrtcSessions();
+  for (const until = Date.now() + 10_000; sessions !== 0 && Date.now() < until; sessions = await webrtcSessions()) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(sessions === 0, `no WebRTC session left on the server, ${sessions} open`);
+  await savedHls;
+  await page.waitForFunction((v) => v.dataset.playback === "hls" && v.srcObject === null && v.currentTime > 0.5, backVideo, { timeout: 30_000 });
+  const th = await backVideo.evaluate((v) => v.currentTime);
+  await page.waitForFunction(([v, t]) => v.currentTime > t + 1.5, [backVideo, th], { timeout: 15_000 });
+  page.off("request", onWhepRequest);
+
+  step("a camera with B-frames and no ABR is refused over WebRTC with the server's reason");
+  const front = liveTile("E2E Front door");
+  const frontVideo = await front.getByTestId("live-video").elementHandle();
+  const refused = page.waitForResponse((r) => /\/whep\//.test(r.url()) && r.request().method() === "POST", { timeout: 30_000 });
+  refused.catch(() => {});
+  await front.getByLabel("Playback of E2E Front door").selectOption("webrtc");
+  expect((await refused).status() === 409, "WHEP answered 409 for the B-frame camera");
+  await page.waitForFunction((v) => v.dataset.state === "failed", frontVideo, { timeout: 15_000 });
+  const reason = await front.getByTestId("player-state").textContent();
+  expect(/B-frames/.test(reason ?? ""), `the tile says why: ${reason}`);
+  console.log(`webrtc on a B-frame camera: ${reason}`);
+  await shot("04b2-live-webrtc-refused");
+  const frontHls = layoutSaved((b) => !b.tiles.some((t) => t.playback === "webrtc"));
+  frontHls.catch(() => {});
+  await front.getByLabel("Playback of E2E Front door").selectOption("hls");
+  await frontHls;
 
   step("3×3, drag the first tile to an empty slot; the layout survives a reload");
   await page.getByRole("button", { name: "3×3" }).click();

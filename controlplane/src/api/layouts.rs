@@ -17,7 +17,7 @@ use super::guard::Principal;
 use crate::clock::rfc3339;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::store::layouts::{Layout, LayoutTile, NewLayout, Tiles};
+use crate::store::layouts::{Layout, LayoutTile, NewLayout, TilePlayback, Tiles};
 
 /// Layouts per user.
 pub(crate) const MAX_LAYOUTS_PER_USER: i64 = 50;
@@ -71,6 +71,10 @@ pub(crate) struct TileRequest {
     /// Slot, row-major from 0; below `columns * rows` and used once (400 otherwise).
     #[schema(minimum = 0, maximum = 63)]
     position: i64,
+    /// How the dashboard plays the tile: `hls` (LL-HLS, the default when absent) or
+    /// `webrtc` (WHEP).
+    #[serde(default)]
+    playback: Option<TilePlayback>,
 }
 
 /// A layout as created or replaced.
@@ -156,6 +160,7 @@ async fn checked(
         tiles.push(LayoutTile {
             camera_id: t.camera_id,
             position: t.position,
+            playback: t.playback,
         });
     }
     tiles.sort_by_key(|t| t.position);

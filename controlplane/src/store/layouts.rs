@@ -15,6 +15,19 @@ pub struct LayoutTile {
     pub camera_id: String,
     /// The slot, row-major from 0 (`row * columns + column`).
     pub position: i64,
+    /// How the dashboard plays the tile; absent: LL-HLS (layouts saved before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playback: Option<TilePlayback>,
+}
+
+/// How a tile plays its camera in the dashboard's live grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TilePlayback {
+    /// LL-HLS through hls.js (the default).
+    Hls,
+    /// WebRTC (WHEP): sub-second, video only (docs/webrtc.md).
+    Webrtc,
 }
 
 /// The tiles of a layout as stored (a JSON array).

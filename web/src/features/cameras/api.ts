@@ -20,6 +20,7 @@ export const cameraKeys = {
   detail: (id: string) => ["cameras", "detail", id] as const,
   metrics: (id: string) => ["cameras", "metrics", id] as const,
   playback: (id: string) => ["cameras", "playback", id] as const,
+  webrtc: (id: string) => ["cameras", "webrtc", id] as const,
 };
 
 /** How often live status is polled (the notifications WebSocket will replace it). */
@@ -65,6 +66,20 @@ export const playbackQuery = (id: string) =>
     queryKey: cameraKeys.playback(id),
     queryFn: ({ signal }) =>
       api.get<Schemas["Envelope_PlaybackUrls"]>("/api/v1/cameras/{id}/stream/hls", { signal, params: { id } }).then((r) => r.data),
+    staleTime: 10 * 60_000,
+    refetchInterval: 10 * 60_000,
+  });
+
+/**
+ * The signed WHEP URL and ICE servers (valid 15 min, refetched well before they expire; a
+ * session started with a token keeps playing after it expires, so a refetch does not
+ * restart playback: only the next offer uses the new URL).
+ */
+export const webrtcQuery = (id: string) =>
+  queryOptions({
+    queryKey: cameraKeys.webrtc(id),
+    queryFn: ({ signal }) =>
+      api.get<Schemas["Envelope_WebrtcPlayback"]>("/api/v1/cameras/{id}/stream/webrtc", { signal, params: { id } }).then((r) => r.data),
     staleTime: 10 * 60_000,
     refetchInterval: 10 * 60_000,
   });

@@ -11,7 +11,21 @@ import { api } from "@/lib/client";
 import type { Schemas } from "@/lib/api";
 import { cn } from "@/lib/cn";
 import { formatBitrate } from "@/lib/format";
-import { GRID_SIZES, assign, defaultLayout, fromStored, parseLayout, prune, resize, toStored, type GridLayout, type GridSize } from "./layout";
+import {
+  GRID_SIZES,
+  assign,
+  defaultLayout,
+  fromStored,
+  parseLayout,
+  playbackOf,
+  prune,
+  resize,
+  setPlayback,
+  toStored,
+  type GridLayout,
+  type GridSize,
+  type TilePlayback,
+} from "./layout";
 import { LivePlayer } from "./LivePlayer";
 
 /** Where an earlier version kept the layout in the browser: the start until the first save. */
@@ -36,10 +50,25 @@ const gridClass: Record<GridSize, string> = { 1: "grid-cols-1", 2: "sm:grid-cols
 /** The drop target id of a slot (dnd-kit ids are per context). */
 const slotId = (index: number) => `slot-${index}`;
 
-function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Camera | null; cameras: Camera[]; onAssign: (id: string | null) => void }) {
+function Tile({
+  index,
+  camera,
+  cameras,
+  playback,
+  onAssign,
+  onPlayback,
+}: {
+  index: number;
+  camera: Camera | null;
+  cameras: Camera[];
+  playback: TilePlayback;
+  onAssign: (id: string | null) => void;
+  onPlayback: (playback: TilePlayback) => void;
+}) {
   const status = useQuery({ ...liveStatusQuery(camera?.id ?? ""), enabled: camera !== null });
   const live = status.data;
   const selectId = `tile-${index}-camera`;
+  const playbackId = `tile-${index}-playback`;
   // dnd-kit: the slot is a drop target; the handle drags the camera (pointer, or keyboard:
   // focus the handle, Space, arrow keys, Space again).
   const { setNodeRef, isOver } = useDroppable({ id: slotId(index) });
@@ -55,7 +84,7 @@ function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Cam
       data-testid="live-tile"
     >
       {camera ? (
-        <LivePlayer key={camera.id} cameraId={camera.id} label={camera.name} />
+        <LivePlayer key={camera.id} cameraId={camera.id} label={camera.name} playback={playback} />
       ) : (
         <div className="flex aspect-video items-center justify-center rounded-md bg-slate-100 text-sm text-slate-600 dark:bg-slate-800 dark:text-slate-300">Empty slot</div>
       )}
@@ -85,10 +114,27 @@ function Tile({ index, camera, cameras, onAssign }: { index: number; camera: Cam
             ) : null}
           </>
         ) : null}
+        {camera ? (
+          <>
+            <label htmlFor={playbackId} className="sr-only">
+              Playback of {camera.name}
+            </label>
+            <Select
+              id={playbackId}
+              className="ml-auto w-auto py-1"
+              value={playback}
+              onChange={(e) => onPlayback(e.target.value === "webrtc" ? "webrtc" : "hls")}
+              title="LL-HLS: ~1 s behind, any camera. WebRTC: sub-second, video only."
+            >
+              <option value="hls">LL-HLS</option>
+              <option value="webrtc">WebRTC</option>
+            </Select>
+          </>
+        ) : null}
         <label htmlFor={selectId} className="sr-only">
           Camera in slot {index + 1}
         </label>
-        <Select id={selectId} className="ml-auto w-auto py-1" value={camera?.id ?? ""} onChange={(e) => onAssign(e.target.value || null)}>
+        <Select id={selectId} className={cn("w-auto py-1", camera ? "" : "ml-auto")} value={camera?.id ?? ""} onChange={(e) => onAssign(e.target.value || null)}>
           <option value="">(empty)</option>
           {cameras.map((c) => (
             <option key={c.id} value={c.id}>
@@ -268,7 +314,7 @@ export function LiveGridPage() {
         </div>
       ) : null}
       <p className="text-sm text-slate-600 dark:text-slate-400">
-        Drag a tile's ⠿ handle onto another tile to swap them, or choose each slot's camera in its list. The layout is saved to your account. Tiles load video only while on screen and while this tab is visible.
+        Drag a tile's ⠿ handle onto another tile to swap them, or choose each slot's camera in its list. Each tile plays over LL-HLS (about a second behind) or WebRTC (under a second, video only). The layout is saved to your account. Tiles load video only while on screen and while this tab is visible.
       </p>
       <p role="status" aria-live="polite" className="text-sm text-slate-600 dark:text-slate-400" data-testid="layout-save-state" data-state={save.isPending ? "saving" : save.isError ? "error" : save.isSuccess ? "saved" : "idle"}>
         {save.isPending ? "Saving layout…" : save.isError ? `Layout not saved: ${errorMessage(save.error)}` : save.isSuccess ? "Layout saved" : ""}
@@ -292,7 +338,15 @@ export function LiveGridPage() {
         >
         <div className={cn("grid gap-3", gridClass[layout.columns])}>
           {layout.tiles.map((id, i) => (
-            <Tile key={i} index={i} camera={id ? (byId.get(id) ?? null) : null} cameras={cameras} onAssign={(cam) => change(assign(layout, i, cam))} />
+            <Tile
+              key={i}
+              index={i}
+              camera={id ? (byId.get(id) ?? null) : null}
+              cameras={cameras}
+              playback={id ? playbackOf(layout, id) : "hls"}
+              onAssign={(cam) => change(assign(layout, i, cam))}
+              onPlayback={(p) => id && change(setPlayback(layout, id, p))}
+            />
           ))}
         </div>
         </DndContext>

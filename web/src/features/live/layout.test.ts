@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { assign, defaultLayout, fromStored, parseLayout, prune, resize, toStored } from "./layout";
+import { assign, defaultLayout, fromStored, parseLayout, playbackOf, prune, resize, setPlayback, toStored } from "./layout";
 
 describe("grid layout", () => {
   it("fills a default layout in order and pads with empty slots", () => {
@@ -48,5 +48,26 @@ describe("grid layout", () => {
     expect(fromStored(wide)).toEqual({ columns: 3, tiles: ["a", null, null, null, "c", null, null, null, null] });
     // Nonsense is dropped, never thrown.
     expect(fromStored({ columns: 1, rows: 1, tiles: [{ cameraId: "a", position: -1 }, { cameraId: "a", position: 0 }, { cameraId: "a", position: 0 }] })).toEqual({ columns: 1, tiles: ["a"] });
+  });
+
+  it("keeps each tile's playback with its camera", () => {
+    const l = setPlayback({ columns: 2 as const, tiles: ["a", "b", null, null] }, "b", "webrtc");
+    expect(playbackOf(l, "b")).toBe("webrtc");
+    expect(playbackOf(l, "a")).toBe("hls");
+    expect(setPlayback(l, "b", "webrtc")).toBe(l);
+    // Swapped, resized: the choice follows the camera.
+    expect(playbackOf(assign(l, 0, "b"), "b")).toBe("webrtc");
+    expect(playbackOf(resize(l, 3), "b")).toBe("webrtc");
+    // Saved in the tile, read back; LL-HLS is the absence of a choice.
+    const stored = toStored(l);
+    expect(stored.tiles).toEqual([{ cameraId: "a", position: 0 }, { cameraId: "b", position: 1, playback: "webrtc" }]);
+    expect(fromStored(stored)).toEqual(l);
+    expect(fromStored({ columns: 2, rows: 2, tiles: [{ cameraId: "a", position: 0, playback: "hls" }, { cameraId: "b", position: 1, playback: null }] })).toEqual({
+      columns: 2,
+      tiles: ["a", "b", null, null],
+    });
+    const back = setPlayback(l, "b", "hls");
+    expect(back).toEqual({ columns: 2, tiles: ["a", "b", null, null] });
+    expect(toStored(back).tiles).toEqual([{ cameraId: "a", position: 0 }, { cameraId: "b", position: 1 }]);
   });
 });

@@ -1,16 +1,25 @@
 /**
- * Live grid layouts (pure): an N×N grid of slots, each empty or showing one camera. Saved
- * per user through `/api/v1/layouts` (the user's default layout is the grid shown); a
- * layout an earlier version kept in localStorage is the starting point until the first save.
+ * Live grid layouts (pure): an N×N grid of slots, each empty or showing one camera played
+ * over LL-HLS or WebRTC. Saved per user through `/api/v1/layouts` (the user's default
+ * layout is the grid shown; a tile's `playback` is its player); a layout an earlier version
+ * kept in localStorage is the starting point until the first save.
  */
 
 export const GRID_SIZES = [1, 2, 3] as const;
 export type GridSize = (typeof GRID_SIZES)[number];
 
+/** How a tile plays its camera: LL-HLS (hls.js, the default) or WebRTC (WHEP). */
+export type TilePlayback = "hls" | "webrtc";
+
 export interface GridLayout {
   columns: GridSize;
   /** Row-major slots, `columns * columns` long; null is an empty slot. */
   tiles: (string | null)[];
+  /**
+   * Cameras whose tile plays over WebRTC (absent: none). Kept by camera, so the choice
+   * moves with the camera when tiles are swapped or the grid resized.
+   */
+  webrtc?: readonly string[];
 }
 
 export function isGridSize(n: unknown): n is GridSize {
@@ -27,7 +36,7 @@ export function defaultLayout(cameraIds: readonly string[], columns: GridSize): 
 export function resize(layout: GridLayout, columns: GridSize): GridLayout {
   const n = columns * columns;
   const kept = layout.tiles.filter((t): t is string => t !== null);
-  return { columns, tiles: Array.from({ length: n }, (_, i) => kept[i] ?? null) };
+  return { ...layout, columns, tiles: Array.from({ length: n }, (_, i) => kept[i] ?? null) };
 }
 
 /**
@@ -50,6 +59,20 @@ export function prune(layout: GridLayout, known: ReadonlySet<string>): GridLayou
   return { ...layout, tiles: layout.tiles.map((t) => (t !== null && known.has(t) ? t : null)) };
 }
 
+/** How the tile showing `cameraId` plays. */
+export function playbackOf(layout: GridLayout, cameraId: string): TilePlayback {
+  return layout.webrtc?.includes(cameraId) ? "webrtc" : "hls";
+}
+
+/** The layout with the tile showing `cameraId` played over `playback`. */
+export function setPlayback(layout: GridLayout, cameraId: string, playback: TilePlayback): GridLayout {
+  if (playbackOf(layout, cameraId) === playback) return layout;
+  const rest = (layout.webrtc ?? []).filter((c) => c !== cameraId);
+  const webrtc = playback === "webrtc" ? [...rest, cameraId] : rest;
+  const grid: GridLayout = { columns: layout.columns, tiles: layout.tiles };
+  return webrtc.length > 0 ? { ...grid, webrtc } : grid;
+}
+
 /** Parses a stored layout; anything malformed is null (the caller falls back to a default). */
 export function parseLayout(raw: string | null): GridLayout | null {
   if (!raw) return null;
@@ -69,7 +92,7 @@ export function parseLayout(raw: string | null): GridLayout | null {
 export interface StoredGrid {
   columns: number;
   rows: number;
-  tiles: { cameraId: string; position: number }[];
+  tiles: { cameraId: string; position: number; playback?: TilePlayback | null }[];
 }
 
 /**
@@ -86,7 +109,8 @@ export function fromStored(l: StoredGrid): GridLayout {
     const slot = row * side + col;
     if (row < side && col < side && tiles[slot] === null && !tiles.includes(t.cameraId)) tiles[slot] = t.cameraId;
   }
-  return { columns: side, tiles };
+  const webrtc = l.tiles.filter((t) => t.playback === "webrtc" && tiles.includes(t.cameraId)).map((t) => t.cameraId);
+  return webrtc.length > 0 ? { columns: side, tiles, webrtc } : { columns: side, tiles };
 }
 
 /** What the API stores for a grid shown here. */
@@ -94,6 +118,8 @@ export function toStored(l: GridLayout): StoredGrid {
   return {
     columns: l.columns,
     rows: l.columns,
-    tiles: l.tiles.flatMap((cameraId, position) => (cameraId === null ? [] : [{ cameraId, position }])),
+    tiles: l.tiles.flatMap((cameraId, position) =>
+      cameraId === null ? [] : [playbackOf(l, cameraId) === "webrtc" ? { cameraId, position, playback: "webrtc" as const } : { cameraId, position }],
+    ),
   };
 }
