@@ -122,6 +122,10 @@ pub(crate) struct ServeArgs {
     /// Most concurrent WebRTC sessions on this node; more get 503. Default 500.
     #[arg(long, env = "CAMSTREAM_WEBRTC_MAX_SESSIONS")]
     pub(crate) webrtc_max_sessions: Option<usize>,
+    /// WebRTC sends with UDP segmentation offload (one sendmsg per frame per viewer):
+    /// "on" or "off". Default on (the kernel's own fallback where a NIC refuses it).
+    #[arg(long, env = "CAMSTREAM_WEBRTC_GSO")]
+    pub(crate) webrtc_gso: Option<String>,
     /// ICE servers handed to WebRTC players by the API, comma-separated URLs
     /// (stun:host:port, turn:host:port). Default none: the node is ICE-lite with a
     /// reachable candidate (docs/webrtc.md).
@@ -297,6 +301,7 @@ struct File {
     webrtc_addr: Option<String>,
     webrtc_public_ip: Option<String>,
     webrtc_max_sessions: Option<usize>,
+    webrtc_gso: Option<String>,
     webrtc_ice_servers: Option<String>,
     abr_ladder: Option<String>,
     abr_max_cameras: Option<usize>,
@@ -631,6 +636,13 @@ impl ServeArgs {
                 );
             }
             w.max_sessions = n;
+        }
+        if let (Some(w), Some(g)) = (dp.webrtc.as_mut(), self.webrtc_gso.or(file.webrtc_gso)) {
+            w.gso = match g.trim().to_ascii_lowercase().as_str() {
+                "on" => true,
+                "off" => false,
+                _ => bail!("webrtc-gso: expected \"on\" or \"off\", got {g:?}"),
+            };
         }
         match self.abr_ladder.or(file.abr_ladder) {
             Some(l) if l.trim() == "off" => dp.abr = None,

@@ -101,6 +101,10 @@ enum Cmd {
         /// Seconds Chromium plays.
         #[arg(long, default_value_t = 20)]
         browser_seconds: u64,
+        /// An extra `camstream serve` argument, repeatable (`--server-arg=--webrtc-gso=off`);
+        /// the report's server command shows them.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
@@ -360,6 +364,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             seconds,
             browser_runner,
             browser_seconds,
+            server_args,
             quiet,
         } => {
             let cfg = webrtc::WebrtcConfig {
@@ -368,6 +373,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 seconds,
                 browser_runner,
                 browser_seconds,
+                server_args,
                 progress: !quiet,
             };
             let r = webrtc::run(&cfg).await?;

@@ -68,6 +68,8 @@ pub(crate) struct WebrtcConfig {
     pub(crate) browser_runner: Option<PathBuf>,
     /// How long Chromium plays.
     pub(crate) browser_seconds: u64,
+    /// Extra `camstream serve` arguments (e.g. `--webrtc-gso=off` for an A/B).
+    pub(crate) server_args: Vec<String>,
     pub(crate) progress: bool,
 }
 
@@ -169,7 +171,8 @@ pub(crate) async fn run(cfg: &WebrtcConfig) -> anyhow::Result<WebrtcReport> {
     };
     let clip = Clip::for_spec(&spec, &std::env::temp_dir().join("camstream-bench"))?;
     let max = cfg.steps.iter().copied().max().unwrap_or(0);
-    let extra = ["--webrtc-max-sessions".to_owned(), (max + 50).to_string()];
+    let mut extra = vec!["--webrtc-max-sessions".to_owned(), (max + 50).to_string()];
+    extra.extend(cfg.server_args.iter().cloned());
     let server = Server::camstream(&cfg.camstream_bin, &extra, true, None).await?;
     let result = measure(cfg, &server, clip.clone()).await;
     let (command, version) = (server.command.clone(), server.version.clone());

@@ -248,7 +248,11 @@ async fn a_b_frame_camera_plays_its_highest_rendition_over_whep() {
         "whep via 480p: time to first frame {ttff:.0} ms; framesDecoded per second {decoded:?}"
     );
     for w in decoded.windows(2) {
-        assert!(w[1] > w[0], "decoding stalled: {decoded:?}");
+        assert!(
+            w[1] > w[0],
+            "decoding stalled: {decoded:?}\nsamples (loss, NACK, PLI, keyframes): {samples:?}\nserver log:\n{}",
+            server.log()
+        );
     }
     let total = decoded.last().copied().unwrap_or(0) - decoded[0];
     assert!(total >= 9 * 20, "{total} frames in 9 s: {decoded:?}");

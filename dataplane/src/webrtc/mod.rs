@@ -13,6 +13,7 @@ mod h264;
 mod sdp;
 mod session;
 mod source;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -53,6 +54,8 @@ pub struct WebrtcConfig {
     /// A connected session that received nothing from its viewer (STUN consent checks,
     /// RTCP) this long ends. Default 15 s.
     pub idle_timeout: Duration,
+    /// Send a frame's datagrams to a viewer in one `sendmsg` (UDP GSO). Default on.
+    pub gso: bool,
 }
 
 impl Default for WebrtcConfig {
@@ -63,6 +66,7 @@ impl Default for WebrtcConfig {
             max_sessions: 500,
             connect_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(15),
+            gso: true,
         }
     }
 }
@@ -132,6 +136,8 @@ enum Route {
 pub(crate) struct Node {
     config: WebrtcConfig,
     socket: Arc<UdpSocket>,
+    /// Sends on `socket` with GSO (every session's datagrams go out through it).
+    sender: Arc<udp::Sender>,
     /// The advertised candidate (also what str0m sees as every datagram's destination).
     candidate: SocketAddr,
     cert: DtlsCert,
@@ -169,9 +175,16 @@ impl Node {
             .generate_certificate()
             .ok_or_else(|| std::io::Error::other("cannot generate a DTLS certificate"))?;
         let (routes, routes_rx) = mpsc::unbounded_channel();
+        let socket = Arc::new(socket);
+        let sender = Arc::new(udp::Sender::new(socket.clone(), config.gso)?);
+        tracing::debug!(
+            gso_segments = sender.max_segments(),
+            "webrtc socket: datagrams per send"
+        );
         Ok(Arc::new(Node {
             config,
-            socket: Arc::new(socket),
+            socket,
+            sender,
             candidate,
             cert,
             sessions: Mutex::new(HashMap::new()),
@@ -376,7 +389,7 @@ impl Node {
             live,
             inbox: rx,
             stop,
-            socket: self.socket.clone(),
+            sender: self.sender.clone(),
             candidate: self.candidate,
             connect_timeout: self.config.connect_timeout,
             idle_timeout: self.config.idle_timeout,

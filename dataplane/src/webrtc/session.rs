@@ -11,12 +11,12 @@ use str0m::format::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Packet;
 use super::feed::Feed;
+use super::udp::{Batch, Sender};
 use crate::auth::CameraId;
 
 /// A viewer further behind the camera than this many relay messages (about 2 s of 30 fps
@@ -33,7 +33,7 @@ pub(super) struct Session {
     pub(super) live: broadcast::Receiver<Message>,
     pub(super) inbox: mpsc::Receiver<Packet>,
     pub(super) stop: CancellationToken,
-    pub(super) socket: Arc<UdpSocket>,
+    pub(super) sender: Arc<Sender>,
     pub(super) candidate: SocketAddr,
     pub(super) connect_timeout: Duration,
     pub(super) idle_timeout: Duration,
@@ -71,6 +71,8 @@ struct State {
     /// `Some(false)`: the connection came up).
     replay: Option<bool>,
     bytes: u64,
+    /// Datagrams gathered for one GSO send (a frame's packets).
+    batch: Batch,
 }
 
 impl Session {
@@ -83,6 +85,7 @@ impl Session {
             last_replay: None,
             replay: None,
             bytes: 0,
+            batch: Batch::default(),
         };
         // Entered only around its log lines: a span entered here would stay entered across
         // every `.await` below (wrongly tagging whatever else runs on the thread), and
@@ -231,11 +234,26 @@ impl Session {
     async fn drain(&mut self, st: &mut State) -> Result<Instant, End> {
         let before = st.bytes;
         let r = self.drain_inner(st).await;
+        // What the drain gathered goes out now, before the task waits for anything.
+        self.flush(&mut st.batch).await;
         // Counted once per drain, not per datagram (a registry lookup each).
         metrics::counter!("camstream_webrtc_bytes_sent_total").increment(st.bytes - before);
         r
     }
 
+    /// Sends the gathered datagrams (one `sendmsg` with GSO).
+    async fn flush(&self, batch: &mut Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len();
+        if let Err(e) = self.sender.send(batch).await {
+            tracing::debug!(session = %self.id, error = %e, datagrams = n, "webrtc send");
+        }
+    }
+
+    /// `poll_output` to its timeout; transmits are gathered in `st.batch` (sent when the
+    /// next one does not fit, and by [`Session::drain`] at the end).
     async fn drain_inner(&mut self, st: &mut State) -> Result<Instant, End> {
         loop {
             let out = match self.rtc.poll_output() {
@@ -249,9 +267,11 @@ impl Session {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
                     st.bytes += t.contents.len() as u64;
-                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
-                        tracing::debug!(session = %self.id, error = %e, "webrtc send");
+                    let max = self.sender.max_segments();
+                    if !st.batch.fits(t.destination, t.contents.len(), max) {
+                        self.flush(&mut st.batch).await;
                     }
+                    st.batch.push(t.destination, &t.contents);
                 }
                 Output::Event(e) => match e {
                     Event::MediaAdded(m) if m.kind == MediaKind::Video && st.video.is_none() => {
