@@ -264,11 +264,12 @@ async fn rules_crud_validation_and_tenancy() {
             StatusCode::BAD_REQUEST,
             "VALIDATION_FAILED",
         ),
-        // Another tenant's camera or company is not found.
+        // Another tenant's camera is a field error (400: a 404 would read as the rule in
+        // the path gone); another tenant's company is not found.
         (
             json!({ "type": "CAMERA_OFFLINE", "cameraId": globex_cam }),
-            StatusCode::NOT_FOUND,
-            "CAMERA_NOT_FOUND",
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_FAILED",
         ),
         (
             json!({ "type": "CAMERA_OFFLINE", "company": "globex" }),

@@ -223,7 +223,17 @@ async fn checked(
                     format!("{} rules apply to a whole company", spec.kind),
                 ));
             }
-            let camera = super::cameras::visible(state, p, id).await?;
+            // A camera the caller cannot see (another tenant's, deleted, never existed) is a
+            // field error of this request, as in layouts: a 404 would read as the rule in
+            // the path being gone. It tells no more than "camera not found" would.
+            let camera = super::cameras::visible(state, p, id)
+                .await
+                .map_err(|e| match e.code {
+                    ErrorCode::CameraNotFound => {
+                        ApiError::validation("cameraId", "no camera with this id in your reach")
+                    }
+                    _ => e,
+                })?;
             let Some(company) = camera.company else {
                 return Err(ApiError::validation(
                     "cameraId",
@@ -434,7 +444,7 @@ pub(crate) async fn defaults(State(state): State<AppState>) -> Result<Response, 
         (status = 201, description = "Created", body = Envelope<RuleView>),
         (status = 400, description = "VALIDATION_FAILED (unknown type, a setting the type does not take or out of its range, a camera rule of a company-wide type, bad escalation)", body = crate::error::ErrorEnvelope),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS: the caller belongs to no company", body = crate::error::ErrorEnvelope),
-        (status = 404, description = "CAMERA_NOT_FOUND or COMPANY_NOT_FOUND: not in the caller's reach", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "COMPANY_NOT_FOUND: not in the caller's reach (a `cameraId` out of reach is 400 VALIDATION_FAILED)", body = crate::error::ErrorEnvelope),
         (status = 409, description = "ALERT_RULE_DUPLICATE: the scope has a rule for the type", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn create(
@@ -476,7 +486,7 @@ pub(crate) async fn get(
     responses(
         (status = 200, description = "The rule", body = Envelope<RuleView>),
         (status = 400, description = "VALIDATION_FAILED", body = crate::error::ErrorEnvelope),
-        (status = 404, description = "ALERT_RULE_NOT_FOUND, CAMERA_NOT_FOUND or COMPANY_NOT_FOUND", body = crate::error::ErrorEnvelope),
+        (status = 404, description = "ALERT_RULE_NOT_FOUND or COMPANY_NOT_FOUND (a `cameraId` out of reach is 400 VALIDATION_FAILED)", body = crate::error::ErrorEnvelope),
         (status = 409, description = "ALERT_RULE_DUPLICATE", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn update(
