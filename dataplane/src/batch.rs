@@ -185,19 +185,9 @@ pub(crate) async fn tail(batch: &mut Option<ReadBatch>) {
 
 fn set_lowat(fd: RawFd, bytes: usize) {
     let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `fd` is the connection's open socket (it outlives the batch, see `new`); the
-    // option value is a c_int on the stack, its size passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            (&raw const val).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        debug!(error = %std::io::Error::last_os_error(), "SO_RCVLOWAT");
+    // `fd` is the connection's open socket (it outlives the batch, see `new`).
+    if let Err(e) = crate::sockopt::set_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, val) {
+        debug!(error = %e, "SO_RCVLOWAT");
     }
 }
 

@@ -34,6 +34,7 @@ mod registry;
 pub mod relay;
 mod rtmp;
 mod server;
+mod sockopt;
 #[cfg(test)]
 mod testing;
 mod tls;

@@ -168,20 +168,8 @@ impl Sender {
 /// Turns UDP_GRO off on `fd` (see the module comment). Without it (an older kernel) there
 /// is nothing to turn off.
 fn disable_gro(fd: std::os::fd::RawFd) {
-    let off: libc::c_int = 0;
-    // SAFETY: `fd` is the node's open UDP socket (borrowed from its `Arc` by the caller);
-    // the option value is a c_int on the stack, its size passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            (&raw const off).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "UDP_GRO off");
+    if let Err(e) = crate::sockopt::set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 0) {
+        tracing::debug!(error = %e, "UDP_GRO off");
     }
 }
 
