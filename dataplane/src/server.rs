@@ -401,6 +401,11 @@ impl Server {
             guard,
             waits: Waits::default(),
             puller: puller.clone(),
+            ladder: config
+                .abr
+                .as_ref()
+                .map_or_else(|| AbrConfig::default().ladder, |c| c.ladder.clone())
+                .into(),
         };
         Ok(Self {
             rtmp,

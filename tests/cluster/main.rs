@@ -8,11 +8,13 @@
 //! node is killed and the publisher reconnects elsewhere (`relay`); a node cut off from the
 //! others by fault-injecting raft proxies is fenced and rejoins (`partition`); `kill -9` of
 //! a follower and of the leader under continuous placements loses nothing (`crash`); a
-//! recording made on one node is served and deleted through others (`recordings`).
+//! recording made on one node is served and deleted through others (`recordings`); the ABR
+//! renditions of a camera transcoded on one node play on another over HLS and WHEP (`abr`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod abr;
 mod crash;
 mod events;
 mod failover;

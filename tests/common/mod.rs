@@ -20,6 +20,7 @@ pub(crate) mod mp4;
 pub(crate) mod rtmp;
 pub(crate) mod server;
 pub(crate) mod services;
+pub(crate) mod whep;
 pub(crate) mod ws;
 
 use std::future::Future;

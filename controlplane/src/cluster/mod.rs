@@ -358,7 +358,10 @@ impl Cluster {
     ///
     /// # Errors
     /// [`Fenced`] with the reason.
+    /// An ABR rendition (`{camera}~{name}`) is made by the transcoder on its camera's
+    /// origin: it is served under its camera's placement.
     pub fn may_serve(&self, camera: &str) -> Result<u64, Fenced> {
+        let camera = camstream_protocol::abr::source_camera(camera);
         fence::may_serve(
             self.node_id(),
             self.holds_lease(),
@@ -902,6 +905,8 @@ impl Cluster {
     /// Where `camera` is ingested when that is another node with a relay address, for the
     /// data plane's pulls ([`camstream_protocol::OriginLocator`]).
     pub fn origin(&self, camera: &str) -> Option<camstream_protocol::Origin> {
+        // A rendition has no placement of its own: it is relayed from its camera's origin.
+        let camera = camstream_protocol::abr::source_camera(camera);
         let me = self.node_id();
         self.inner.state.read(|s| {
             let p = s.placement(camera)?;

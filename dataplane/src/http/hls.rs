@@ -56,6 +56,77 @@ pub(crate) struct HlsState {
     /// Set once on a cluster node with a relay (after the relay and the control plane have
     /// started): pulls cameras ingested elsewhere. Unset on a single node.
     pub(crate) puller: Arc<OnceLock<Puller>>,
+    /// This node's ABR ladder (`--abr-ladder`, the default when ABR is off here): on a
+    /// cluster edge, the renditions a relayed camera may have on its origin (the nodes of a
+    /// cluster share the flag).
+    pub(crate) ladder: Arc<[crate::abr::Rendition]>,
+}
+
+/// Waits (up to the startup wait) for `stream` to go live while this node pulls it from
+/// another node (a cluster edge pulling again after its relay went idle); `false` at once
+/// when nothing pulls it.
+pub(super) async fn wait_live(state: &HlsState, camera: &str, stream: &Stream) -> bool {
+    let pulling = || state.puller.get().is_some_and(|p| p.is_pulling(camera));
+    let until = Instant::now() + state.waits.startup;
+    while pulling() && Instant::now() < until {
+        if stream.is_live() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream.is_live()
+}
+
+/// Waits (up to [`EDGE_RENDITIONS_WAIT`]) until each rendition of `pulled` is `ready` here or
+/// its pull ended (the origin has no such rendition). Returns whether all settled in time.
+pub(super) async fn settle(
+    state: &HlsState,
+    pulled: &[String],
+    ready: impl Fn(&Stream) -> bool,
+) -> bool {
+    let until = Instant::now() + EDGE_RENDITIONS_WAIT;
+    loop {
+        let pending = pulled.iter().any(|id| {
+            let done = state.registry.get(id).is_some_and(|s| ready(&s));
+            !done && state.puller.get().is_some_and(|p| p.is_pulling(id))
+        });
+        if !pending {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long a multivariant playlist (or a WHEP offer) on a cluster edge waits for the renditions it started
+/// pulling to become playable (or for their origin to say it has none).
+const EDGE_RENDITIONS_WAIT: Duration = Duration::from_secs(3);
+
+/// On a cluster edge (`source` is relayed here): ABR renditions are made by the transcoder on
+/// the camera's origin and relayed like cameras. Starts pulling every rung of this node's
+/// ladder below the camera's height (the origin's transcoder never upscales either) that is
+/// not live here yet. Returns the ids (`{camera}~{name}`) with a pull running or live here:
+/// empty on a single node, for a camera ingested here, or when its origin has no renditions.
+/// Call only after the viewer's token for `camera` was accepted.
+pub(super) fn pull_renditions(state: &HlsState, camera: &str, source: &Stream) -> Vec<String> {
+    let Some(puller) = state.puller.get() else {
+        return Vec::new();
+    };
+    if !source.is_relayed() {
+        return Vec::new();
+    }
+    let Some((_, height)) = source.describe().0 else {
+        return Vec::new();
+    };
+    state
+        .ladder
+        .iter()
+        .filter(|r| r.height < height)
+        .map(|r| format!("{camera}{}{}", crate::abr::RENDITION_SEPARATOR, r.name))
+        .filter(|id| state.registry.get(id).is_some_and(|s| s.is_live()) || puller.ensure(id))
+        .collect()
 }
 
 /// The `/hls` router.
@@ -234,16 +305,21 @@ async fn master(state: HlsState, camera: &str, raw: &Option<String>, flavor: Fla
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let mut variants = vec![(None, stream)];
     // A rendition is listed once a player can start it (its first parts exist), so a
     // switch never lands on a playlist that answers "starting".
     let min_parts = state.waits.min_parts;
+    let playable = |s: &Stream| s.ll().borrow().is_playable(min_parts) && s.describe().0.is_some();
+    // On a cluster edge the renditions come from the origin: wait (bounded) until each one
+    // pulled is playable or its pull ended (the origin has no such rendition).
+    let pulled = pull_renditions(&state, camera, &stream);
+    settle(&state, &pulled, playable).await;
+    let mut variants = vec![(None, stream)];
     variants.extend(
         state
             .registry
             .renditions(camera)
             .into_iter()
-            .filter(|(_, s)| s.ll().borrow().is_playable(min_parts) && s.describe().0.is_some())
+            .filter(|(_, s)| playable(s))
             .map(|(name, s)| (Some(name), s)),
     );
     let body = playlist::master(camera, &variants_of(&variants), flavor, d.token);

@@ -44,6 +44,7 @@ fn fixture(seconds: f64, guard: Arc<dyn PlaybackGuard>) -> Fixture {
             min_parts: 3,
         },
         puller: Arc::default(),
+        ladder: crate::abr::AbrConfig::default().ladder.into(),
     });
     Fixture {
         registry,

@@ -10,16 +10,17 @@
 //! `X-Camstream-Rendition`; `webrtc::fallback` chooses); `POST /whep/{camera}~{rendition}`
 //! asks for a rendition outright, with the camera's token.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use super::hls::{HlsState, Reject, admit, error};
+use super::hls::{HlsState, Reject, admit, error, pull_renditions, settle, wait_live};
 use super::query::{self, Directives};
 use crate::registry::{Registry, Stream};
 use crate::webrtc::{Fallback, FeedError, Node, OfferError, Rendition, fallback};
@@ -120,6 +121,7 @@ fn token<'a>(d: &mut Directives<'a>, headers: &'a HeaderMap) -> Result<(), Box<R
 async fn offer(
     State(state): State<WhepState>,
     Path(camera): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -149,7 +151,9 @@ async fn offer(
         Ok(s) => s,
         Err(Reject(status, reason)) => return reject(status, &reason),
     };
-    if !stream.is_live() {
+    // On a cluster edge a camera whose relay went idle is pulled again by `admit`: wait for
+    // its media as a playlist request would.
+    if !stream.is_live() && !wait_live(&state.hls, &camera, &stream).await {
         return reject(StatusCode::NOT_FOUND, "camera is offline");
     }
     let Some(node) = state.node.as_ref() else {
@@ -171,13 +175,13 @@ async fn offer(
         Ok(o) => o,
         Err(e) => return offer_refused(&e),
     };
-    let (played, joined) = match node.join(&stream).await {
+    let (played, joined, viewed) = match node.join(&stream).await {
         // WebRTC players cannot reorder B-frames: a transcoded camera plays its highest
         // rendition (x264 without B-frames) instead (docs/webrtc.md, "B-frames").
         Err(OfferError::Feed(e @ FeedError::BFrames { .. }))
             if camstream_protocol::abr::split_rendition(&camera).is_none() =>
         {
-            match rendition_for(&state.hls.registry, &camera, e) {
+            match rendition_for(&state.hls, &camera, &stream, e).await {
                 Ok((name, rendition)) => {
                     tracing::info!(
                         camera_id = %camera,
@@ -185,12 +189,12 @@ async fn offer(
                         "WHEP: the camera uses B-frames; serving its highest ABR rendition"
                     );
                     let joined = node.join(&rendition).await;
-                    (rendition.camera_id().clone(), joined)
+                    (rendition.camera_id().clone(), joined, rendition)
                 }
                 Err(e) => return offer_refused(&e),
             }
         }
-        other => (stream.camera_id().clone(), other),
+        other => (stream.camera_id().clone(), other, stream),
     };
     let joined = match joined {
         Ok(j) => j,
@@ -198,6 +202,9 @@ async fn offer(
     };
     match node.answer(played.clone(), joined, offer) {
         Ok((id, answer)) => {
+            // Counted as a viewer from the answer on (the session marks itself once it is
+            // connected): a cluster edge keeps pulling what is played.
+            viewed.saw_viewer(peer.ip(), std::time::Instant::now());
             let location = format!("/whep/{played}/{id}");
             let mut r = (StatusCode::CREATED, answer).into_response();
             let h = r.headers_mut();
@@ -221,17 +228,33 @@ async fn offer(
 /// `/whep/{camera}~{rendition}`, or chosen for a camera with B-frames.
 const RENDITION_HEADER: &str = "x-camstream-rendition";
 
-/// The rendition a viewer of `camera` gets when the camera's own stream was `refused` for
-/// B-frames ([`fallback`]), with its stream.
+/// The rendition a viewer of `camera` gets when the camera's own stream (`source`) was
+/// `refused` for B-frames ([`fallback`]), with its stream. On a cluster edge the renditions
+/// are pulled from the camera's origin ([`pull_renditions`]).
 ///
 /// # Errors
-/// [`OfferError::RenditionStarting`] while this node's transcoder of the camera has no
-/// rendition with a picture yet; `refused` when the camera has no ABR ladder here.
-fn rendition_for(
-    registry: &Registry,
+/// [`OfferError::RenditionStarting`] while the camera's transcoder (here, or on its origin
+/// for an edge) has no rendition with a picture here yet; `refused` when the camera has no
+/// ABR ladder.
+async fn rendition_for(
+    state: &HlsState,
     camera: &str,
+    source: &Stream,
     refused: FeedError,
 ) -> Result<(String, Arc<Stream>), OfferError> {
+    let registry: &Registry = &state.registry;
+    let transcoding = if source.is_relayed() {
+        let pulled = pull_renditions(state, camera, source);
+        // Every pull settles first (a picture, or the origin has no such rendition), so
+        // the first viewer gets the same rendition as the next, not the first to arrive.
+        let picture = |s: &Stream| s.is_live() && s.describe().0.is_some();
+        if !settle(state, &pulled, picture).await {
+            return Err(OfferError::RenditionStarting);
+        }
+        !pulled.is_empty()
+    } else {
+        registry.is_transcoding(camera)
+    };
     let live = registry.renditions(camera);
     let described: Vec<_> = live.iter().map(|(_, s)| s.describe()).collect();
     let candidates: Vec<Rendition<'_>> = live
@@ -243,7 +266,7 @@ fn rendition_for(
             bps: *bps,
         })
         .collect();
-    match fallback(&candidates, registry.is_transcoding(camera)) {
+    match fallback(&candidates, transcoding) {
         Fallback::Rendition(name) => live
             .iter()
             .find(|(n, _)| n == name)

@@ -9,10 +9,11 @@
 //! checking the viewer's token (the HLS handler, before it asks for a pull), the relay
 //! itself ([`Edge::pull`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use camstream_protocol::relay::EndReason;
 use camstream_protocol::{Origin, OriginLocator};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How long a pull cancelled for a move may take to say goodbye to its old origin.
 const GOODBYE: Duration = Duration::from_millis(500);
+/// How long an ABR rendition its origin does not have (the camera is not transcoded there,
+/// or its transcoder is still starting) is not asked for again.
+pub(super) const UNKNOWN_RENDITION_TTL: Duration = Duration::from_secs(3);
 
 /// Starts and tracks on-demand pulls. Cheap to clone.
 #[derive(Clone)]
@@ -50,6 +54,8 @@ struct Inner {
     /// Cameras with a pull task (touched per request of a camera not live here, and when a
     /// task starts or ends; never per frame).
     pulling: Mutex<HashSet<CameraId>>,
+    /// ABR renditions their origin said it does not have, and when (pruned on insert).
+    unknown: Mutex<HashMap<CameraId, Instant>>,
     tasks: Mutex<JoinSet<()>>,
     shutdown: CancellationToken,
 }
@@ -65,6 +71,7 @@ impl Puller {
                 locator,
                 registry,
                 pulling: Mutex::default(),
+                unknown: Mutex::default(),
                 tasks: Mutex::new(JoinSet::new()),
                 shutdown,
             }),
@@ -74,13 +81,24 @@ impl Puller {
     /// Makes sure `camera` is being pulled when another node ingests it: starts a pull
     /// unless one runs. Returns whether one runs. Call only for a viewer whose token was
     /// accepted.
+    ///
+    /// An ABR rendition (`{camera}~{name}`) is pulled from its camera's origin; one the
+    /// origin said it does not have is not asked for again for a few seconds (`false`).
     pub(crate) fn ensure(&self, camera: &str) -> bool {
         let i = &self.inner;
         if i.shutdown.is_cancelled() {
             return false;
         }
-        if i.pulling.lock().expect("pulls poisoned").contains(camera) {
+        if self.is_pulling(camera) {
             return true;
+        }
+        if i.unknown
+            .lock()
+            .expect("unknown renditions poisoned")
+            .get(camera)
+            .is_some_and(|at| at.elapsed() < UNKNOWN_RENDITION_TTL)
+        {
+            return false;
         }
         let Some(origin) = i.locator.locate(camera) else {
             return false;
@@ -100,6 +118,17 @@ impl Puller {
         while tasks.try_join_next().is_some() {}
         tasks.spawn(task);
         true
+    }
+}
+
+impl Puller {
+    /// Whether a pull task runs for `camera` (it may not have media yet).
+    pub(crate) fn is_pulling(&self, camera: &str) -> bool {
+        self.inner
+            .pulling
+            .lock()
+            .expect("pulls poisoned")
+            .contains(camera)
     }
 }
 
@@ -165,6 +194,18 @@ async fn run(inner: Arc<Inner>, camera: CameraId, mut origin: Origin) {
             _ if inner.shutdown.is_cancelled() => return,
             Some(Ok(PullEnd::Idle | PullEnd::Replaced)) => return,
             Some(Err(PullError::Busy)) => return,
+            // A rendition the origin does not have: its camera is not transcoded there (or
+            // not yet). Viewers asking again later start a new pull.
+            Some(Err(PullError::Refused {
+                reason: EndReason::UnknownCamera,
+                ..
+            })) if camstream_protocol::abr::split_rendition(&camera).is_some() => {
+                debug!("the origin has no such rendition");
+                let mut unknown = inner.unknown.lock().expect("unknown renditions poisoned");
+                unknown.retain(|_, at| at.elapsed() < UNKNOWN_RENDITION_TTL);
+                unknown.insert(camera.clone(), Instant::now());
+                return;
+            }
             Some(Err(_)) if !moved => {
                 metrics::counter!("camstream_relay_pulls_failed_total").increment(1);
             }

@@ -546,6 +546,44 @@ async fn pulls_are_single_flight_and_yield_to_a_local_encoder() {
     .await;
 }
 
+/// An ABR rendition the origin does not have (the camera is not transcoded there) ends its
+/// pull at once, and viewers asking again within a few seconds start none; one it has is
+/// pulled from the camera's origin like a camera.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rendition_the_origin_lacks_is_not_pulled_again_at_once() {
+    let origin = node("rendition-origin", b"k", Duration::from_secs(60)).await;
+    let edge = node("rendition-edge", b"k", Duration::from_secs(60)).await;
+    let _p = publish_clip(&origin, "cam~480p", 3);
+    let locator = Arc::new(FixedOrigin(Mutex::new(Some(camstream_protocol::Origin {
+        node: 1,
+        relay_addr: origin.relay_addr,
+        epoch: 1,
+    }))));
+    let puller = Puller::new(edge.edge.clone(), locator, edge.stop.clone());
+    assert!(puller.ensure("cam~240p"));
+    eventually("the refused pull ends", Duration::from_secs(5), || {
+        (!puller.is_pulling("cam~240p")).then_some(())
+    })
+    .await;
+    assert!(!puller.ensure("cam~240p"), "asked again at once");
+    assert!(!puller.is_pulling("cam~240p"));
+    // A rendition the origin has is pulled.
+    assert!(puller.ensure("cam~480p"));
+    let stream = eventually(
+        "the edge has the rendition",
+        Duration::from_secs(10),
+        || {
+            let s = edge.dp.registry().get("cam~480p")?;
+            s.is_live().then_some(s)
+        },
+    )
+    .await;
+    assert!(stream.is_relayed() && stream.is_rendition());
+    // The refusal is forgotten after its time.
+    tokio::time::sleep(super::pull::UNKNOWN_RENDITION_TTL).await;
+    assert!(puller.ensure("cam~240p"), "asked again after the TTL");
+}
+
 fn origin_fence(node: &Node) -> &OnceLock<Arc<dyn camstream_protocol::OriginFence>> {
     &node.ctx.fence
 }

@@ -109,6 +109,9 @@ pub(crate) struct Offer<'a> {
 pub(crate) struct Joined {
     feed: feed::Feed,
     live: tokio::sync::broadcast::Receiver<camstream_protocol::relay::Message>,
+    /// The stream played: a connected session counts as its viewer (as playlist requests
+    /// do), which keeps a cluster edge pulling it and shows in the camera's viewer count.
+    stream: std::sync::Weak<Stream>,
 }
 
 /// A datagram for a session.
@@ -299,7 +302,7 @@ impl Node {
     /// # Cancel safety
     /// Cancel-safe: the relay request of a dropped join is answered into a closed channel,
     /// which the publisher ignores.
-    pub(crate) async fn join(&self, stream: &Stream) -> Result<Joined, OfferError> {
+    pub(crate) async fn join(&self, stream: &Arc<Stream>) -> Result<Joined, OfferError> {
         let feed = tokio::time::timeout(Duration::from_secs(5), stream.subscribe_relay())
             .await
             .map_err(|_| OfferError::NotReady)?
@@ -307,6 +310,7 @@ impl Node {
         Ok(Joined {
             feed: feed::Feed::join(feed.gop)?,
             live: feed.live,
+            stream: Arc::downgrade(stream),
         })
     }
 
@@ -328,7 +332,11 @@ impl Node {
             text: offer_text,
             sdp: offer,
         } = offer;
-        let Joined { feed: first, live } = joined;
+        let Joined {
+            feed: first,
+            live,
+            stream,
+        } = joined;
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_dtls_cert(self.cert.clone())
@@ -387,6 +395,7 @@ impl Node {
             rtc,
             feed: first,
             live,
+            stream,
             inbox: rx,
             stop,
             sender: self.sender.clone(),

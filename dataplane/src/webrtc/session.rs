@@ -24,6 +24,9 @@ use crate::auth::CameraId;
 const MAX_BEHIND: usize = 150;
 /// PLI/FIR answered at most this often (a replay is a GOP's worth of data).
 const REPLAY_EVERY: Duration = Duration::from_millis(500);
+/// A connected session marks its stream seen this often (viewer counting; a cluster edge
+/// stops pulling a camera nobody watched for its idle timeout, 30 s by default).
+const SEEN_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) struct Session {
     pub(super) id: Arc<str>,
@@ -31,6 +34,8 @@ pub(super) struct Session {
     pub(super) rtc: Rtc,
     pub(super) feed: Feed,
     pub(super) live: broadcast::Receiver<Message>,
+    /// The stream played, marked seen by this viewer once a second while connected.
+    pub(super) stream: std::sync::Weak<crate::registry::Stream>,
     pub(super) inbox: mpsc::Receiver<Packet>,
     pub(super) stop: CancellationToken,
     pub(super) sender: Arc<Sender>,
@@ -79,6 +84,9 @@ impl Session {
     pub(super) async fn run(mut self) {
         let started = Instant::now();
         let mut last_rx = started;
+        // The viewer's address (from its datagrams) and when the stream last saw it.
+        let mut viewer: Option<std::net::IpAddr> = None;
+        let mut seen = started;
         let mut st = State {
             video: None,
             connected: false,
@@ -116,12 +124,22 @@ impl Session {
             if st.connected && now.duration_since(last_rx) > self.idle_timeout {
                 break End::Idle;
             }
+            if st.connected
+                && let Some(ip) = viewer
+                && now.duration_since(seen) >= SEEN_EVERY
+            {
+                seen = now;
+                if let Some(stream) = self.stream.upgrade() {
+                    stream.saw_viewer(ip, now);
+                }
+            }
             let wake = deadline.min(now + Duration::from_secs(1));
             tokio::select! {
                 () = self.stop.cancelled() => break End::Deleted,
                 p = self.inbox.recv() => {
                     let Some(p) = p else { break End::Deleted };
                     last_rx = p.at;
+                    viewer = Some(p.source.ip());
                     let Ok(contents) = p.data[..].try_into() else { continue };
                     let input = Input::Receive(p.at, Receive {
                         proto: Protocol::Udp,
