@@ -324,6 +324,29 @@ impl Registry {
             .insert(rendition, anchor);
     }
 
+    /// For a rendition (`{camera}~{name}`) published here: its camera's segment dates by
+    /// number ([`crate::hls::segmenter::CameraDates`]).
+    fn camera_dates(&self, rendition: &str) -> Option<crate::hls::segmenter::CameraDates> {
+        let (camera, _) = camstream_protocol::abr::split_rendition(rendition)?;
+        let source = Arc::downgrade(&self.get(camera)?);
+        Some(Arc::new(move |msn| {
+            let window = source.upgrade()?.ll().borrow().clone();
+            window
+                .partial
+                .as_ref()
+                .filter(|p| p.msn == msn)
+                .map(|p| p.program_date_time)
+                .or_else(|| {
+                    window
+                        .segments
+                        .iter()
+                        .rev()
+                        .find(|s| s.msn == msn)
+                        .map(|s| s.program_date_time)
+                })
+        }))
+    }
+
     fn take_anchor(&self, camera: &str) -> Option<Anchor> {
         self.anchors
             .lock()
@@ -420,6 +443,9 @@ impl Registry {
                     seg.set_relay((!relayed && clustered) || self.webrtc.load(Ordering::Relaxed));
                     if let Some(a) = self.take_anchor(&camera) {
                         seg.set_anchor(a);
+                        if let Some(dates) = self.camera_dates(&camera) {
+                            seg.set_camera_dates(dates);
+                        }
                     }
                     stream.relayed.store(relayed, Ordering::Relaxed);
                     let changed = seg.start_session();
@@ -450,6 +476,9 @@ impl Registry {
         }
         if let Some(a) = self.take_anchor(&camera) {
             seg.set_anchor(a);
+            if let Some(dates) = self.camera_dates(&camera) {
+                seg.set_camera_dates(dates);
+            }
         }
         seg.set_relay((!relayed && clustered) || self.webrtc.load(Ordering::Relaxed));
         seg.start_session();

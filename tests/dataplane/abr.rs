@@ -221,10 +221,10 @@ async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
     // on, the numbers and times are the camera's again.
     let mut restarted = after.clone();
     match after.segments.iter().rposition(|s| s.discontinuity) {
-        // The restart's first segment may start a frame late (a decoder joining at a
-        // keyframe can drop a picture it cannot decode), and the renditions' dates may then
-        // stay a frame (33 ms) off the camera's: numbers and durations match from the next
-        // segment on.
+        // The restart's first segment may hold a frame more or less than the camera's
+        // (ffmpeg joining mid-stream; measured 2.033 s against 2.000): from the next
+        // segment on numbers and durations match, and every rendition segment takes its
+        // camera's date (within 5 ms; it stayed a frame off before).
         Some(restart) => drop(restarted.segments.drain(..=restart)),
         // The camera had moved on by more than a segment: the window restarted there and
         // the discontinuity went into the sequence number.
@@ -239,7 +239,7 @@ async fn a_camera_gets_an_aligned_ladder_and_a_killed_transcoder_comes_back() {
     }
     let source = server.ll(CAMERA, "").await;
     assert!(
-        aligned(&source, &restarted, 34) >= 1,
+        aligned(&source, &restarted, 5) >= 1,
         "{}\n{}",
         source.text,
         after.text

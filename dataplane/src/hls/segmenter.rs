@@ -133,7 +133,21 @@ pub(crate) struct Segmenter {
     relay: Option<RelayLog>,
     /// Where the next session's first frame belongs (ABR renditions).
     anchor: Option<Anchor>,
+    /// An ABR rendition's camera's dates, by LL-HLS segment number.
+    camera_dates: Option<CameraDates>,
 }
+
+/// The date of a camera's LL-HLS segment by number, if it still has it: an ABR rendition's
+/// segments are cut where its camera's are, under the same numbers, and take their dates.
+/// Dating a rendition by its own timestamps from the anchor alone leaves it a frame off
+/// its camera after some transcoder restarts (ffmpeg's first segment then holds a frame
+/// more, measured: 2.033 s against the camera's 2.000), and players that switch variants
+/// by date (hls.js) then stall at the switch.
+pub(crate) type CameraDates = Arc<dyn Fn(u64) -> Option<SystemTime> + Send + Sync>;
+
+/// How far a rendition's date may be moved onto its camera's at a segment start; more means
+/// the numbers do not belong together (the date is left alone).
+const MAX_DATE_CORRECTION: Duration = Duration::from_secs(1);
 
 /// An ABR rendition's anchor in its camera's stream: the rendition's first frame is the
 /// camera's frame that started LL-HLS segment `msn` (TS segment `ts_msn`) at wall-clock
@@ -235,6 +249,7 @@ impl Segmenter {
             discontinuities: 0,
             relay: None,
             anchor: None,
+            camera_dates: None,
         }
     }
 
@@ -249,6 +264,12 @@ impl Segmenter {
     /// Anchors the next session's first frame (see [`Anchor`]): consumed when it starts.
     pub(crate) fn set_anchor(&mut self, anchor: Anchor) {
         self.anchor = Some(anchor);
+    }
+
+    /// An ABR rendition: each segment takes the date of its camera's segment with the same
+    /// number ([`CameraDates`]), when the camera has it.
+    pub(crate) fn set_camera_dates(&mut self, dates: CameraDates) {
+        self.camera_dates = Some(dates);
     }
 
     /// Whether completed parts are queued for the recorder ([`Segmenter::take_recorded`]).
@@ -761,6 +782,9 @@ impl Segmenter {
     /// Starts a segment at `at` if none is open.
     fn open_segment(&mut self, run: &mut Running, at: i64) {
         if run.segment_start.is_none() {
+            if let Some(date) = self.camera_dates.as_ref().and_then(|d| d(self.ll.next_msn)) {
+                redate(run, at, date);
+            }
             run.segment_start = Some(at);
             run.ts_open = true;
         }
@@ -1040,6 +1064,21 @@ fn estimate_frame_duration(buf: &[MediaFrame]) -> i64 {
     }
     steps.sort_unstable();
     steps[steps.len() / 2]
+}
+
+/// Moves the wall-clock mapping so that `out` falls at `date`, when that is a correction
+/// of at most [`MAX_DATE_CORRECTION`].
+fn redate(run: &mut Running, out: i64, date: SystemTime) {
+    let current = wall(run, out);
+    let moved = match date.duration_since(current) {
+        Ok(later) if later <= MAX_DATE_CORRECTION => run.wall_origin.checked_add(later),
+        Ok(_) => None,
+        Err(e) if e.duration() <= MAX_DATE_CORRECTION => run.wall_origin.checked_sub(e.duration()),
+        Err(_) => None,
+    };
+    if let Some(origin) = moved {
+        run.wall_origin = origin;
+    }
 }
 
 fn wall(run: &Running, out: i64) -> SystemTime {

@@ -476,6 +476,65 @@ fn ts_packets_are_kept_only_at_the_live_end() {
     assert!(again.len() > 100_000, "{} bytes", again.len());
 }
 
+/// An ABR rendition takes its camera's date for each segment number the camera still has
+/// (a restarted transcoder's first segment may hold a frame more than the camera's); a
+/// date more than a second from its own is not the same media and is left alone.
+#[test]
+fn a_rendition_takes_its_cameras_segment_dates() {
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000);
+    let mut seg = segmenter();
+    seg.set_anchor(Anchor {
+        msn: 42,
+        ts_msn: 40,
+        wall,
+    });
+    let late = Duration::from_millis(33);
+    seg.set_camera_dates(Arc::new(move |msn| match msn {
+        42 => Some(wall),
+        // Not the same media: ignored.
+        43 => Some(wall + Duration::from_secs(60)),
+        // The camera's segments before were 33 ms longer than the rendition's 2 s ones.
+        44 => Some(wall + Duration::from_secs(4) + late),
+        _ => None,
+    }));
+    run_session(&mut seg, clip_events(BOTH), wall + Duration::from_secs(7));
+    let ll = seg.ll();
+    assert!(ll.segments.len() >= 3, "{} segments", ll.segments.len());
+    let pdt = |msn: u64| {
+        ll.segments
+            .iter()
+            .find(|s| s.msn == msn)
+            .map(|s| s.program_date_time)
+            .unwrap_or_else(|| panic!("segment {msn}"))
+    };
+    let span = |msn: u64| {
+        let before: f64 = ll
+            .segments
+            .iter()
+            .take_while(|s| s.msn < msn)
+            .map(|s| s.duration)
+            .sum();
+        Duration::from_secs_f64(before)
+    };
+    let close = |a: SystemTime, b: SystemTime| {
+        let d = a.duration_since(b).unwrap_or_else(|e| e.duration());
+        assert!(d < Duration::from_millis(1), "{a:?} vs {b:?}");
+    };
+    assert_eq!(pdt(42), wall);
+    close(pdt(43), wall + span(43));
+    close(pdt(44), wall + span(44) + late);
+    // The TS window (numbered from 40 here) carries the same dates.
+    let ts = |msn: u64| {
+        seg.ts()
+            .segments
+            .iter()
+            .find(|s| s.msn == msn)
+            .map(|s| s.program_date_time)
+    };
+    assert_eq!(ts(40), Some(wall));
+    assert_eq!(ts(42), Some(pdt(44)));
+}
+
 /// An ABR rendition's anchor: its first segment takes the camera's number (LL-HLS and TS
 /// each theirs) and its first frame the anchor's time, whenever it arrived; a later
 /// anchor above the window restarts it behind a discontinuity.
