@@ -126,6 +126,10 @@ pub(crate) struct ServeArgs {
     /// "on" or "off". Default on (the kernel's own fallback where a NIC refuses it).
     #[arg(long, env = "CAMSTREAM_WEBRTC_GSO")]
     pub(crate) webrtc_gso: Option<String>,
+    /// WebRTC viewers hear the camera: its AAC audio becomes Opus (one ffmpeg per camera
+    /// watched over WebRTC): "on" or "off". Default on.
+    #[arg(long, env = "CAMSTREAM_WEBRTC_AUDIO")]
+    pub(crate) webrtc_audio: Option<String>,
     /// ICE servers handed to WebRTC players by the API, comma-separated URLs
     /// (stun:host:port, turn:host:port). Default none: the node is ICE-lite with a
     /// reachable candidate (docs/webrtc.md).
@@ -302,6 +306,7 @@ struct File {
     webrtc_public_ip: Option<String>,
     webrtc_max_sessions: Option<usize>,
     webrtc_gso: Option<String>,
+    webrtc_audio: Option<String>,
     webrtc_ice_servers: Option<String>,
     abr_ladder: Option<String>,
     abr_max_cameras: Option<usize>,
@@ -642,6 +647,13 @@ impl ServeArgs {
                 "on" => true,
                 "off" => false,
                 _ => bail!("webrtc-gso: expected \"on\" or \"off\", got {g:?}"),
+            };
+        }
+        if let (Some(w), Some(a)) = (dp.webrtc.as_mut(), self.webrtc_audio.or(file.webrtc_audio)) {
+            w.audio = match a.trim().to_ascii_lowercase().as_str() {
+                "on" => true,
+                "off" => false,
+                _ => bail!("webrtc-audio: expected \"on\" or \"off\", got {a:?}"),
             };
         }
         match self.abr_ladder.or(file.abr_ladder) {

@@ -105,6 +105,10 @@ enum Cmd {
         /// the report's server command shows them.
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
+        /// Viewers also take the camera's audio (Opus, transcoded once per camera by the
+        /// server).
+        #[arg(long)]
+        audio: bool,
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
@@ -365,6 +369,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             browser_runner,
             browser_seconds,
             server_args,
+            audio,
             quiet,
         } => {
             let cfg = webrtc::WebrtcConfig {
@@ -374,6 +379,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 browser_runner,
                 browser_seconds,
                 server_args,
+                audio,
                 progress: !quiet,
             };
             let r = webrtc::run(&cfg).await?;

@@ -70,6 +70,9 @@ pub(crate) struct WebrtcConfig {
     pub(crate) browser_seconds: u64,
     /// Extra `camstream serve` arguments (e.g. `--webrtc-gso=off` for an A/B).
     pub(crate) server_args: Vec<String>,
+    /// Viewers also take the camera's audio (an Opus m-line: the server transcodes the
+    /// camera's AAC once and sends every viewer its packets).
+    pub(crate) audio: bool,
     pub(crate) progress: bool,
 }
 
@@ -127,6 +130,9 @@ pub(crate) struct WebrtcReport {
     pub(crate) server_command: String,
     pub(crate) clip: String,
     pub(crate) seconds: u64,
+    /// Whether viewers took the camera's audio (Opus).
+    #[serde(default)]
+    pub(crate) audio: bool,
     pub(crate) steps: Vec<Step>,
     pub(crate) browser: Option<Browser>,
 }
@@ -145,6 +151,7 @@ struct Ledger {
 /// Shared by a step's viewers.
 struct Viewers {
     metrics: Arc<Metrics>,
+    audio: bool,
     latency: Hist,
     ttff: Hist,
     counting: std::sync::atomic::AtomicBool,
@@ -191,6 +198,7 @@ pub(crate) async fn run(cfg: &WebrtcConfig) -> anyhow::Result<WebrtcReport> {
             info.width, info.height, info.fps, info.video_kbps, info.gop_s
         ),
         seconds: cfg.seconds,
+        audio: cfg.audio,
         steps,
         browser,
     })
@@ -258,6 +266,7 @@ async fn step(
 ) -> anyhow::Result<Step> {
     let shared = Arc::new(Viewers {
         metrics: metrics.clone(),
+        audio: cfg.audio,
         latency: Hist::default(),
         ttff: Hist::default(),
         counting: false.into(),
@@ -375,10 +384,14 @@ async fn viewer_inner(
     let mut rtc: Rtc = RtcConfig::new()
         .clear_codecs()
         .enable_h264(true)
+        .enable_opus(shared.audio, false)
         .build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| anyhow!("{e}"))?);
     let mut api = rtc.sdp_api();
     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    if shared.audio {
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    }
     let (offer, pending) = api.apply().ok_or_else(|| anyhow!("no offer"))?;
     let res = client
         .post(whep)
@@ -563,7 +576,7 @@ impl WebrtcReport {
         let _ = writeln!(md, "# WebRTC (WHEP) viewers on one camera\n");
         let _ = writeln!(
             md,
-            "{} ({} cores, {:.0} GiB), {}, kernel {}. Server: {}. Clip: {}. Each step held {} s after its viewers started; viewers are str0m peers in the bench process (no decode).\n",
+            "{} ({} cores, {:.0} GiB), {}, kernel {}. Server: {}. Clip: {}. Each step held {} s after its viewers started; viewers are str0m peers in the bench process (no decode), taking {}.\n",
             m.cpu_model,
             m.cores,
             m.memory_gib,
@@ -571,7 +584,12 @@ impl WebrtcReport {
             m.kernel,
             self.server_version,
             self.clip,
-            self.seconds
+            self.seconds,
+            if self.audio {
+                "video and the camera's audio (Opus)"
+            } else {
+                "video only"
+            }
         );
         let _ = writeln!(
             md,

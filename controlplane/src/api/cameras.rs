@@ -791,7 +791,7 @@ pub(crate) async fn stream_hls(
     .into_response())
 }
 
-/// Signed WebRTC (WHEP) playback: H.264 video, no audio, sub-second latency
+/// Signed WebRTC (WHEP) playback: H.264 video, AAC audio as Opus, sub-second latency
 /// (docs/webrtc.md).
 #[utoipa::path(get, path = "/api/v1/cameras/{id}/stream/webrtc", operation_id = "getCameraWebrtc", tag = "streams", security(("bearer" = [])),
     params(("id" = String, Path, description = "Camera id")),

@@ -259,13 +259,17 @@ impl Feed {
     }
 
     /// The next access unit to write, as Annex-B in a buffer reused between calls, with its
-    /// RTP time. A broken access unit is dropped and the feed waits for the next keyframe.
-    pub(crate) fn poll_unit(&mut self) -> Option<(i64, &[u8])> {
+    /// RTP time and its presentation time on the camera's timeline (90 kHz). A broken access
+    /// unit is dropped and the feed waits for the next keyframe.
+    pub(crate) fn poll_unit(&mut self) -> Option<(i64, i64, &[u8])> {
         loop {
             let out = self.out.pop_front()?;
             let config = self.config.as_ref().expect("a feed has a configuration");
             match h264::to_annex_b(config, &out.frame, &mut self.annex_b) {
-                Ok(()) => return Some((out.rtp_time, &self.annex_b)),
+                Ok(()) => {
+                    let pts = out.frame.dts + i64::from(out.frame.cts);
+                    return Some((out.rtp_time, pts, &self.annex_b));
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "dropping a broken access unit");
                     self.behind();

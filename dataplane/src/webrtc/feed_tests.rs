@@ -62,7 +62,7 @@ fn audio(n: i64) -> Message {
 /// Drains the feed: (RTP time, the frame number carried, whether it starts with an SPS).
 fn drain(feed: &mut Feed) -> Vec<(i64, u8, bool)> {
     let mut v = Vec::new();
-    while let Some((t, data)) = feed.poll_unit() {
+    while let Some((t, _, data)) = feed.poll_unit() {
         v.push((t, *data.last().unwrap(), data[4] == 0x67));
     }
     v

@@ -1,5 +1,5 @@
 //! WebRTC playback (WHEP, RFC 9725): one UDP socket per node shared by every viewer,
-//! ICE-lite, H.264 passthrough from the camera's relay feed, no audio.
+//! ICE-lite, H.264 passthrough from the camera's relay feed, AAC audio as Opus ([`opus`]).
 //!
 //! Owns: the socket and the demultiplexing of its datagrams to sessions (by the STUN
 //! USERNAME of the first binding request, then by source address), the session table and
@@ -10,6 +10,7 @@
 
 mod feed;
 mod h264;
+mod opus;
 mod sdp;
 mod session;
 mod source;
@@ -56,6 +57,10 @@ pub struct WebrtcConfig {
     pub idle_timeout: Duration,
     /// Send a frame's datagrams to a viewer in one `sendmsg` (UDP GSO). Default on.
     pub gso: bool,
+    /// Camera audio (AAC) to viewers as Opus, one `ffmpeg` per camera watched. Default on.
+    pub audio: bool,
+    /// The ffmpeg binary for audio. Default `ffmpeg` (from `PATH`).
+    pub ffmpeg: std::path::PathBuf,
 }
 
 impl Default for WebrtcConfig {
@@ -67,6 +72,8 @@ impl Default for WebrtcConfig {
             connect_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(15),
             gso: true,
+            audio: true,
+            ffmpeg: std::path::PathBuf::from("ffmpeg"),
         }
     }
 }
@@ -149,6 +156,8 @@ pub(crate) struct Node {
     routes_rx: Mutex<Option<mpsc::UnboundedReceiver<Route>>>,
     tasks: Mutex<JoinSet<()>>,
     stop: CancellationToken,
+    /// Opus for sessions of cameras with AAC audio (`None`: audio off).
+    audio: Option<Arc<opus::Audio>>,
 }
 
 /// Datagrams queued per session before the session task takes them (STUN, DTLS, RTCP:
@@ -184,7 +193,12 @@ impl Node {
             gso_segments = sender.max_segments(),
             "webrtc socket: datagrams per send"
         );
+        let stop = CancellationToken::new();
+        let audio = config
+            .audio
+            .then(|| opus::Audio::new(config.ffmpeg.clone(), stop.clone()));
         Ok(Arc::new(Node {
+            audio,
             config,
             socket,
             sender,
@@ -194,7 +208,7 @@ impl Node {
             routes,
             routes_rx: Mutex::new(Some(routes_rx)),
             tasks: Mutex::new(JoinSet::new()),
-            stop: CancellationToken::new(),
+            stop,
         }))
     }
 
@@ -337,12 +351,19 @@ impl Node {
             live,
             stream,
         } = joined;
+        // Opus only for a viewer that offered an audio m-line (the dashboard's tiles do not).
+        let audio = match (&self.audio, stream.upgrade()) {
+            (Some(a), Some(s)) if offer_text.contains("m=audio") => a.track(&s),
+            _ => None,
+        };
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_dtls_cert(self.cert.clone())
-            // H.264 only: audio m-lines get no codec and are answered inactive.
+            // H.264, and Opus when the stream has audio (else audio m-lines get no codec
+            // and are answered inactive).
             .clear_codecs()
             .enable_h264(true)
+            .enable_opus(audio.is_some(), false)
             // No transport-wide congestion control: nothing here adapts the bitrate (a viewer
             // that falls behind skips to the next keyframe, `session.rs`), so its feedback was
             // pure cost (3 % of the node's CPU at 200 viewers, bench/results/webrtc-200).
@@ -396,6 +417,10 @@ impl Node {
             feed: first,
             live,
             stream,
+            audio: audio.map(|t| {
+                let rx = t.subscribe();
+                (t, rx)
+            }),
             inbox: rx,
             stop,
             sender: self.sender.clone(),

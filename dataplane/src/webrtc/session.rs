@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Packet;
 use super::feed::Feed;
+use super::opus::{OpusPacket, OpusTrack};
 use super::udp::{Batch, Sender};
 use crate::auth::CameraId;
 
@@ -36,12 +37,29 @@ pub(super) struct Session {
     pub(super) live: broadcast::Receiver<Message>,
     /// The stream played, marked seen by this viewer once a second while connected.
     pub(super) stream: std::sync::Weak<crate::registry::Stream>,
+    /// The camera's Opus packets (held: the transcoder runs while sessions hold it).
+    pub(super) audio: Option<(Arc<OpusTrack>, broadcast::Receiver<Arc<OpusPacket>>)>,
     pub(super) inbox: mpsc::Receiver<Packet>,
     pub(super) stop: CancellationToken,
     pub(super) sender: Arc<Sender>,
     pub(super) candidate: SocketAddr,
     pub(super) connect_timeout: Duration,
     pub(super) idle_timeout: Duration,
+}
+
+/// The next Opus packet; pends forever without audio. A session that fell behind skips
+/// what it missed.
+async fn recv_audio(
+    rx: Option<&mut broadcast::Receiver<Arc<OpusPacket>>>,
+) -> Option<Arc<OpusPacket>> {
+    let Some(rx) = rx else {
+        return std::future::pending().await;
+    };
+    match rx.recv().await {
+        Ok(p) => Some(p),
+        Err(broadcast::error::RecvError::Lagged(_)) => None,
+        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+    }
 }
 
 /// Why a session ended (logged, and counted by reason).
@@ -70,6 +88,7 @@ impl End {
 
 struct State {
     video: Option<(Mid, Option<Pt>)>,
+    audio: Option<(Mid, Option<Pt>)>,
     connected: bool,
     last_replay: Option<Instant>,
     /// Set in a drain: replay from the latest keyframe (`Some(true)`: a keyframe request,
@@ -78,6 +97,40 @@ struct State {
     bytes: u64,
     /// Datagrams gathered for one GSO send (a frame's packets).
     batch: Batch,
+    /// The wall clock both tracks' sender reports use.
+    sync: Sync,
+}
+
+/// One wall clock for a session's audio and video. A video frame's is when it is written
+/// (as it arrives); an audio packet's is the latest video frame's plus the camera-time
+/// difference (the camera's timestamps, 90 kHz, which audio and video share). The sender
+/// reports (RTP time ↔ NTP) then tell the browser how to line the tracks up (lip sync),
+/// whatever the audio's delay through ffmpeg's Opus encoder.
+#[derive(Default)]
+struct Sync {
+    /// The newest video frame written: when, and its presentation time on the camera's
+    /// timeline. Replayed frames (older) do not move it.
+    video: Option<(Instant, i64)>,
+}
+
+impl Sync {
+    fn video(&mut self, at: Instant, pts: i64) {
+        if self.video.is_none_or(|(_, last)| pts > last) {
+            self.video = Some((at, pts));
+        }
+    }
+
+    fn audio(&self, camera: i64) -> Instant {
+        let Some((at, pts)) = self.video else {
+            return Instant::now();
+        };
+        let d = Duration::from_micros(camera.abs_diff(pts) * 1_000 / 90);
+        if camera >= pts {
+            at + d
+        } else {
+            at.checked_sub(d).unwrap_or(at)
+        }
+    }
 }
 
 impl Session {
@@ -89,11 +142,13 @@ impl Session {
         let mut seen = started;
         let mut st = State {
             video: None,
+            audio: None,
             connected: false,
             last_replay: None,
             replay: None,
             bytes: 0,
             batch: Batch::default(),
+            sync: Sync::default(),
         };
         // Entered only around its log lines: a span entered here would stay entered across
         // every `.await` below (wrongly tagging whatever else runs on the thread), and
@@ -174,6 +229,14 @@ impl Session {
                         break e;
                     }
                 }
+                p = recv_audio(self.audio.as_mut().map(|(_, rx)| rx)) => {
+                    if let Some(p) = p
+                        && st.connected
+                        && let Err(e) = self.write_audio(&mut st, &p).await
+                    {
+                        break e;
+                    }
+                }
                 () = tokio::time::sleep_until(wake.into()) => {
                     if self.rtc.handle_input(Input::Timeout(Instant::now())).is_err() {
                         break End::Rtc;
@@ -217,19 +280,57 @@ impl Session {
                     pt
                 }
             };
-            let Some((rtp_time, data)) = self.feed.poll_unit() else {
+            let Some((rtp_time, pts, data)) = self.feed.poll_unit() else {
                 return Ok(());
             };
+            let wallclock = Instant::now();
+            st.sync.video(wallclock, pts);
             let Some(writer) = self.rtc.writer(mid) else {
                 return Err(End::Rtc);
             };
             let t = MediaTime::from_90khz(rtp_time as u64);
-            if let Err(e) = writer.write(pt, Instant::now(), t, data) {
+            if let Err(e) = writer.write(pt, wallclock, t, data) {
                 tracing::debug!(session = %self.id, error = %e, "webrtc write");
                 return Err(End::Rtc);
             }
             self.drain(st).await?;
         }
+    }
+
+    /// Writes one Opus packet (dropped until the viewer's audio m-line is known).
+    async fn write_audio(&mut self, st: &mut State, p: &OpusPacket) -> Result<(), End> {
+        let Some((mid, pt)) = st.audio else {
+            return Ok(());
+        };
+        let pt = match pt {
+            Some(pt) => pt,
+            None => {
+                let Some(writer) = self.rtc.writer(mid) else {
+                    return Ok(());
+                };
+                let Some(pt) = writer
+                    .payload_params()
+                    .find(|p| p.spec().codec == Codec::Opus)
+                    .map(|p| p.pt())
+                else {
+                    // Audio negotiated without Opus: nothing to send on it.
+                    st.audio = None;
+                    return Ok(());
+                };
+                st.audio = Some((mid, Some(pt)));
+                pt
+            }
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return Ok(());
+        };
+        let t = MediaTime::new(p.rtp, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+        let wallclock = st.sync.audio(p.camera);
+        if let Err(e) = writer.write(pt, wallclock, t, p.data.clone()) {
+            tracing::debug!(session = %self.id, error = %e, "webrtc audio write");
+            return Err(End::Rtc);
+        }
+        self.drain(st).await.map(|_| ())
     }
 
     /// The negotiated H.264 payload type, packetization mode 1 (FU-A) preferred: access
@@ -294,6 +395,9 @@ impl Session {
                 Output::Event(e) => match e {
                     Event::MediaAdded(m) if m.kind == MediaKind::Video && st.video.is_none() => {
                         st.video = Some((m.mid, None));
+                    }
+                    Event::MediaAdded(m) if m.kind == MediaKind::Audio && st.audio.is_none() => {
+                        st.audio = Some((m.mid, None));
                     }
                     Event::Connected => {
                         st.connected = true;
