@@ -9,12 +9,12 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::failover::{ADMIN_PASSWORD, Node, converged, free_port, start_node};
+use super::failover::{Node, api_token, converged, free_port, start_node};
 use crate::common::eventually;
 use crate::common::ffmpeg::{Ffmpeg, clips};
 use crate::common::hls::LlPlaylist;
 use crate::common::services::Postgres;
-use crate::common::whep::{OFFER, run_whep_with};
+use crate::common::whep::{OFFER, per_second, run_whep_with};
 
 /// The edge ends an idle relay stream after this (the WHEP session must outlive it).
 const EDGE_IDLE: &str = "3s";
@@ -68,32 +68,17 @@ async fn an_edge_serves_the_renditions_of_a_camera_transcoded_on_its_origin() {
         },
     ];
     let (origin, edge) = (&nodes[0].server, &nodes[1].server);
-    let r: Value = origin
-        .client()
-        .post(origin.url("/api/v1/auth/login"))
-        .json(&json!({ "username": "admin", "password": ADMIN_PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let session = r["data"]["accessToken"].as_str().expect("login").to_owned();
-    let r: Value = origin
-        .client()
-        .post(origin.url("/api/v1/tokens"))
-        .bearer_auth(&session)
-        .json(&json!({
-            "name": "abr edge test",
-            "permissions": ["cluster:manage", "cameras:read", "cameras:write", "streams:play"]
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let api = r["data"]["tokenSecret"].as_str().expect("token").to_owned();
+    let api = api_token(
+        origin,
+        "abr edge test",
+        &[
+            "cluster:manage",
+            "cameras:read",
+            "cameras:write",
+            "streams:play",
+        ],
+    )
+    .await;
     let all: Vec<&Node> = nodes.iter().collect();
     converged(&all, &[1, 2], &api, Duration::from_secs(30)).await;
     let cam: Value = origin
@@ -233,15 +218,8 @@ async fn an_edge_serves_the_renditions_of_a_camera_transcoded_on_its_origin() {
     let s = &r["sessions"][0];
     assert_eq!(s["status"], 201, "{s}");
     assert_eq!(s["rendition"], "480p", "{s}");
-    let samples = r["samples"].as_array().expect("samples");
-    let decoded: Vec<u64> = samples
-        .iter()
-        .map(|x| x["s"][0]["framesDecoded"].as_u64().unwrap_or(0))
-        .collect();
-    let heights: Vec<u64> = samples
-        .iter()
-        .map(|x| x["s"][0]["frameHeight"].as_u64().unwrap_or(0))
-        .collect();
+    let decoded = per_second(&r, "framesDecoded");
+    let heights = per_second(&r, "frameHeight");
     println!(
         "WHEP on the edge via 480p: first frame {} ms; framesDecoded per second {decoded:?}",
         s["ttff"]

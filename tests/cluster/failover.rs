@@ -17,6 +17,37 @@ pub(crate) const ADMIN_PASSWORD: &str = "Raft-Operator-Pass-42";
 /// Leader kills measured.
 const ROUNDS: usize = 5;
 
+/// Logs in as the admin on `server` and makes an API token named `name` with
+/// `permissions`; its secret (one shared database: it works on every node).
+pub(crate) async fn api_token(server: &Server, name: &str, permissions: &[&str]) -> String {
+    let r: Value = server
+        .client()
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({ "username": "admin", "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = r["data"]["accessToken"].as_str().expect("login").to_owned();
+    let r: Value = server
+        .client()
+        .post(server.url("/api/v1/tokens"))
+        .bearer_auth(&session)
+        .json(&json!({ "name": name, "permissions": permissions }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["data"]["tokenSecret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("API token: {r}"))
+        .to_owned()
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

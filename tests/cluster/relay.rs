@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::failover::{ADMIN_PASSWORD, Node, cluster_of, converged, free_port, start_named};
+use super::failover::{Node, api_token, cluster_of, converged, free_port, start_named};
 use crate::common::hls::LlPlaylist;
 use crate::common::services::Postgres;
 use crate::common::{Server, eventually};
@@ -186,32 +186,17 @@ async fn any_node_serves_any_camera_and_viewers_survive_kill9_of_the_ingest_node
         nodes.push(Node { id, raft, server });
     }
     let s1 = &nodes[0].server;
-    let r: Value = s1
-        .client()
-        .post(s1.url("/api/v1/auth/login"))
-        .json(&json!({ "username": "admin", "password": ADMIN_PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let session = r["data"]["accessToken"].as_str().expect("login").to_owned();
-    let r: Value = s1
-        .client()
-        .post(s1.url("/api/v1/tokens"))
-        .bearer_auth(&session)
-        .json(&json!({
-            "name": "relay test",
-            "permissions": ["cluster:manage", "cameras:read", "cameras:write", "streams:play"]
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let api = r["data"]["tokenSecret"].as_str().expect("token").to_owned();
+    let api = api_token(
+        s1,
+        "relay test",
+        &[
+            "cluster:manage",
+            "cameras:read",
+            "cameras:write",
+            "streams:play",
+        ],
+    )
+    .await;
     let all: Vec<&Node> = nodes.iter().collect();
     let mut leader = converged(&all, &[1, 2, 3], &api, Duration::from_secs(30)).await;
     let cam: Value = s1

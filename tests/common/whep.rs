@@ -66,5 +66,16 @@ pub(crate) async fn run_whep_with(
     r
 }
 
+/// The first session's `key` (an inbound video figure, e.g. `framesDecoded`) in each of a
+/// runner result's per-second samples.
+pub(crate) fn per_second(r: &serde_json::Value, key: &str) -> Vec<u64> {
+    r["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .map(|x| x["s"][0][key].as_u64().unwrap_or(0))
+        .collect()
+}
+
 /// A recvonly video + audio offer as Chromium makes it (trimmed to one H.264 format).
 pub(crate) const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=ice-options:trickle\r\na=fingerprint:sha-256 A7:97:1E:CA:1B:F8:B0:31:2E:C6:3E:34:92:E6:9E:9B:FC:A4:44:3A:4C:03:F4:BB:13:31:61:98:C2:10:55:54\r\na=setup:actpass\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack pli\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 A7:97:1E:CA:1B:F8:B0:31:2E:C6:3E:34:92:E6:9E:9B:FC:A4:44:3A:4C:03:F4:BB:13:31:61:98:C2:10:55:54\r\na=setup:actpass\r\na=mid:1\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use crate::common::ffmpeg::clips;
-use crate::common::whep::{OFFER, run_whep};
+use crate::common::whep::{OFFER, per_second, run_whep};
 use crate::common::{Server, ServerOptions, eventually};
 
 /// A live 30 fps camera without B-frames (the baseline WebRTC publisher), 1 s GOP; with
@@ -108,10 +108,7 @@ async fn chromium_plays_whep_and_delete_ends_the_session() {
     );
     let ttff = s["ttff"].as_f64().expect("a first frame decoded");
     let samples = r["samples"].as_array().expect("samples");
-    let decoded: Vec<u64> = samples
-        .iter()
-        .map(|x| x["s"][0]["framesDecoded"].as_u64().unwrap_or(0))
-        .collect();
+    let decoded = per_second(&r, "framesDecoded");
     println!("whep: time to first frame {ttff:.0} ms; framesDecoded per second {decoded:?}");
     assert!(ttff <= 1000.0, "time to first frame {ttff:.0} ms");
     // Decoding never stalls: every second adds frames, ~30 fps over the whole run.
@@ -267,14 +264,8 @@ async fn a_b_frame_camera_plays_its_highest_rendition_over_whep() {
     );
     let ttff = s["ttff"].as_f64().expect("a first frame decoded");
     let samples = r["samples"].as_array().expect("samples");
-    let decoded: Vec<u64> = samples
-        .iter()
-        .map(|x| x["s"][0]["framesDecoded"].as_u64().unwrap_or(0))
-        .collect();
-    let heights: Vec<u64> = samples
-        .iter()
-        .map(|x| x["s"][0]["frameHeight"].as_u64().unwrap_or(0))
-        .collect();
+    let decoded = per_second(&r, "framesDecoded");
+    let heights = per_second(&r, "frameHeight");
     println!(
         "whep via 480p: time to first frame {ttff:.0} ms; framesDecoded per second {decoded:?}"
     );

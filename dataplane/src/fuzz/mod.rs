@@ -7,6 +7,7 @@
 //! - [`flv_tags`]: FLV tag bodies into the demuxer alone.
 //! - [`ingest`]: RTMP bytes through the session, the segmenter, both muxers and both
 //!   playlists, the way a publishing camera goes.
+//! - [`ogg_opus`]: bytes into the Ogg Opus reader of WebRTC audio (what ffmpeg writes).
 
 #![doc(hidden)]
 
@@ -170,6 +171,33 @@ pub fn flv_tags(data: &[u8]) {
             assert!(!frame.data.is_empty(), "frames carry data");
         }
     }
+}
+
+/// Arbitrary bytes into the Ogg Opus reader that takes ffmpeg's output for WebRTC audio
+/// (`webrtc/opus.rs`), cut into reads of 1 to 256 bytes (the first byte + 1), as a pipe
+/// delivers them.
+///
+/// # Panics
+/// When the reader returns an empty packet or leaves a whole page unread.
+pub fn ogg_opus(data: &[u8]) {
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
+    let mut reader = crate::webrtc::opus::OggReader::default();
+    let mut buf = BytesMut::new();
+    for chunk in rest.chunks(usize::from(cut) + 1) {
+        buf.extend_from_slice(chunk);
+        for packet in reader.push(&mut buf) {
+            assert!(!packet.is_empty(), "packets carry data");
+            let _ = crate::webrtc::opus::packet_samples(&packet);
+        }
+    }
+    // What is left is less than a page: a header without its body, or no capture pattern.
+    assert!(
+        buf.len() < 27 + 255 + 255 * 255,
+        "{} bytes left unread",
+        buf.len()
+    );
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 mod feed;
 mod h264;
-mod opus;
+pub(crate) mod opus;
 mod sdp;
 mod session;
 mod source;

@@ -364,13 +364,13 @@ impl Adts {
 /// Reads Ogg pages (RFC 3533) and yields the Opus audio packets (RFC 7845: the first two
 /// packets are the `OpusHead` and `OpusTags` headers).
 #[derive(Default)]
-struct OggReader {
+pub(crate) struct OggReader {
     /// A packet continued on the next page.
     partial: Vec<u8>,
     /// Header packets seen.
     headers: u8,
     /// From `OpusHead`: samples (48 kHz) the decoder drops at the start.
-    pre_skip: u64,
+    pub(crate) pre_skip: u64,
 }
 
 /// Largest Ogg page header: 27 bytes and 255 lacing values.
@@ -378,7 +378,7 @@ const MAX_PAGE_HEADER: usize = 27 + 255;
 
 impl OggReader {
     /// Consumes whole pages from `buf`; returns the audio packets they complete.
-    fn push(&mut self, buf: &mut BytesMut) -> Vec<Bytes> {
+    pub(crate) fn push(&mut self, buf: &mut BytesMut) -> Vec<Bytes> {
         let mut packets = Vec::new();
         loop {
             if buf.len() < 27 {
@@ -438,7 +438,7 @@ impl OggReader {
 }
 
 /// Samples (48 kHz) in an Opus packet, from its TOC byte (RFC 6716 §3.1).
-fn packet_samples(packet: &[u8]) -> u64 {
+pub(crate) fn packet_samples(packet: &[u8]) -> u64 {
     let Some(&toc) = packet.first() else {
         return 0;
     };
